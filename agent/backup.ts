@@ -1,0 +1,254 @@
+/**
+ * One repository's backup: snapshot, manifest and verification, size comparison, publish,
+ * record. Any failure becomes a `failure` record; the previous snapshot is never touched.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import type { RepositoryConfig } from '../schemas/config.js';
+import { digestOf, type RecordBody } from '../schemas/record.js';
+import type { SnapshotSummary } from '../schemas/snapshot.js';
+import type { Config } from './config.js';
+import type { Context } from './context.js';
+import { BackupFailure, messageOf, RespaldoError } from './errors.js';
+import type { HashPool } from './hashing.js';
+import { buildManifest, checkSnapshot } from './manifest.js';
+import type { Appended, RecordStore } from './records.js';
+import { formatBytes } from './report.js';
+import { filesSource } from './sources/files.js';
+import type { Source } from './sources/source.js';
+import type { LocalTarget, RepositoryStore } from './target.js';
+
+const sources: Record<RepositoryConfig['kind'], Source> = { config: filesSource, files: filesSource, source: filesSource };
+
+export interface BackupJob {
+  ctx: Context;
+  config: Config;
+  repository: RepositoryConfig;
+  target: LocalTarget;
+  records: RecordStore;
+  pool: HashPool;
+  trigger: 'scheduled' | 'manual';
+  operator: string | undefined;
+  /** From --verify; otherwise the repository's or host's `verify.level`. */
+  scope: 'changed' | 'full' | undefined;
+  progress: boolean;
+}
+
+export type BackupOutcome = { ok: true; appended: Appended; snapshot: string } | { ok: false; appended: Appended; failure: BackupFailure };
+
+const DEFAULT_SHRINK = 20;
+const DEFAULT_GROWTH = 100;
+
+/** Snapshot ids are UTC start times; they must sort after every existing id, even if the clock went back. */
+export function newSnapshotId(at: Date, existing: string[]): string {
+  const base = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const last = existing[existing.length - 1];
+  if (!last || base > last.replace(/-\d+$/, '')) return base;
+  const [lastBase, suffix] = last.split('-');
+  return `${lastBase}-${Number(suffix ?? 1) + 1}`;
+}
+
+/** Clause 4.2.1: compare the total size with the previous snapshot. */
+export function compareSize(bytes: number, previous: number | undefined, shrink: number, growth: number): NonNullable<RecordBody<'backup'>['verification']['size']> {
+  if (previous === undefined) return { result: 'first', bytes, previous_bytes: null, change_percent: null, shrink_warning: shrink, growth_warning: growth };
+  const change = previous === 0 ? (bytes === 0 ? 0 : null) : Math.round(((bytes - previous) / previous) * 10000) / 100;
+  const warn = change !== null && (change <= -shrink || change >= growth);
+  return { result: warn ? 'warning' : 'ok', bytes, previous_bytes: previous, change_percent: change, shrink_warning: shrink, growth_warning: growth };
+}
+
+function asFailure(e: unknown, signal: AbortSignal): BackupFailure {
+  if (e instanceof BackupFailure) return e;
+  if (signal.aborted) return new BackupFailure('interrupted', `the run was interrupted (${String(signal.reason)})`, 'run again; the previous snapshot is intact');
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new BackupFailure('target', `the target is full while writing the snapshot (${code})`, 'free space on the target (or prune old snapshots) and run again; the previous snapshot is intact');
+  if (code === 'EROFS' || code === 'EACCES') return new BackupFailure('target', `the target cannot be written (${code}): ${messageOf(e)}`, 'check the mount and permissions of the target and run again');
+  return new BackupFailure('internal', `internal error: ${messageOf(e)}`, 'run again; if it fails again, report it with this message');
+}
+
+/** The backup record of a published snapshot, from its snapshot.yaml. */
+export async function recordSnapshot(records: RecordStore, store: RepositoryStore, id: string, recovered: boolean): Promise<Appended> {
+  const { summary, bytes } = await store.readSummary(id);
+  const body: RecordBody<'backup'> = {
+    repository: summary.repository,
+    kind: summary.kind,
+    trigger: summary.trigger,
+    ...(summary.operator ? { operator: summary.operator } : {}),
+    started: summary.started,
+    finished: summary.finished,
+    snapshot: { id, target: 'primary', location: store.snapshotDir(id), digest: digestOf(bytes), manifest: summary.manifest },
+    previous: summary.previous,
+    size: summary.size,
+    changed: summary.changed,
+    verification: summary.verification,
+    warnings: summary.warnings,
+    ...(recovered ? { recovered: true } : {}),
+  };
+  return records.append('backup', body);
+}
+
+/** The same paths and excludes as when the snapshot was made: only then can it stand for today. */
+function sameSelection(summary: SnapshotSummary, repo: RepositoryConfig): boolean {
+  const same = (a: string[], b: string[]) => a.length === b.length && [...a].sort().every((v, i) => v === [...b].sort()[i]);
+  return same(summary.paths, repo.paths) && same(summary.exclude, repo.exclude ?? []);
+}
+
+/**
+ * Records a backup that is the previous snapshot: nothing changed since it was made. With
+ * scope `full`, every stored file is re-read against the manifest first.
+ */
+async function recordUnchanged(job: BackupJob, store: RepositoryStore, previous: string, summary: SnapshotSummary, started: Date, scope: 'changed' | 'full'): Promise<BackupOutcome> {
+  const { ctx, repository: repo } = job;
+  ctx.reporter.event({ type: 'repo-start', repository: repo.name, kind: repo.kind, snapshot: previous });
+  const checked = scope === 'full' ? await checkSnapshot(store, previous, job.pool, ctx.signal) : undefined;
+  if (checked && checked.checksum.mismatches > 0) {
+    const first = checked.problems[0]!;
+    throw new BackupFailure('verify', `snapshot ${previous} no longer matches its manifest: ${checked.checksum.mismatches} damaged file(s); first: ${first.path}: ${first.problem}`, `check the target disk (dmesg, smartctl); then move the damaged snapshot aside (mv ${store.snapshotDir(previous)} ${store.base}/damaged-${previous}) so that the next run makes a fresh full copy`, {
+      detail: checked.problems.map((p) => `${p.path}: ${p.problem}`).join('\n'),
+    });
+  }
+  const { bytes } = await store.readSummary(previous);
+  const appended = await job.records.append('backup', {
+    repository: repo.name,
+    kind: repo.kind,
+    trigger: job.trigger,
+    ...(job.operator ? { operator: job.operator } : {}),
+    started: started.toISOString(),
+    finished: ctx.now().toISOString(),
+    snapshot: { id: previous, target: 'primary', location: store.snapshotDir(previous), digest: digestOf(bytes), manifest: summary.manifest },
+    previous: { id: previous, bytes: summary.size.bytes },
+    size: summary.size,
+    changed: { files: 0, bytes: 0 },
+    verification: {
+      level: 'checksum',
+      size: compareSize(summary.size.bytes, summary.size.bytes, summary.verification.size?.shrink_warning ?? DEFAULT_SHRINK, summary.verification.size?.growth_warning ?? DEFAULT_GROWTH),
+      checksum: checked?.checksum ?? { scope: 'changed', files: 0, bytes: 0, mismatches: 0 },
+    },
+    warnings: [],
+    unchanged: true,
+  });
+  ctx.reporter.event({ type: 'repo-done', repository: repo.name, snapshot: previous, seq: appended.seq, level: 'checksum', bytes: summary.size.bytes, files: summary.size.files, changedFiles: 0, changedBytes: 0 });
+  return { ok: true, appended, snapshot: previous };
+}
+
+export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
+  const { ctx, config, repository: repo, target, records } = job;
+  const store = target.repository(config.host, repo.name);
+  const started = ctx.now();
+  const scope = job.scope ?? repo.verify?.level ?? config.verify?.level ?? 'changed';
+  const source = sources[repo.kind];
+  let id: string | undefined;
+  let previous: string | undefined;
+  let totals: { bytes: number; files: number; changedFiles: number; changedBytes: number } | undefined;
+  try {
+    await target.check();
+    const existing = await store.snapshots();
+    previous = existing[existing.length - 1];
+    const prevSummary = previous ? (await store.readSummary(previous)).summary : undefined;
+    // Nothing changed since the previous snapshot: it stands for today too, at the cost of
+    // one comparison instead of a new tree of hard links.
+    if (previous && prevSummary && source.unchanged && sameSelection(prevSummary, repo) && (await source.unchanged({ repository: repo, snapshotData: store.linkDest(previous), signal: ctx.signal, env: ctx.env })))
+      return await recordUnchanged(job, store, previous, prevSummary, started, scope);
+    id = newSnapshotId(started, existing);
+    ctx.reporter.event({ type: 'repo-start', repository: repo.name, kind: repo.kind, snapshot: id });
+    const leftovers = await store.begin(id);
+    if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed the unfinished snapshot(s) of an interrupted run: ${leftovers.join(', ')}` });
+
+    const captured = await source.snapshot({
+      repository: repo,
+      dest: store.dataDest(id),
+      linkDest: previous ? store.linkDest(previous) : undefined,
+      signal: ctx.signal,
+      env: ctx.env,
+      progress: job.progress ? (done, total) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'copy', done, total }) : undefined,
+    });
+
+    // Flush the copied data while the manifest is built: the disk writes overlap the hashing.
+    const flushing = store.flush(id);
+    flushing.catch(() => {});
+    const manifest = await buildManifest({
+      store,
+      id,
+      previous,
+      transferred: captured.transferred,
+      origin: captured.origin,
+      scope,
+      pool: job.pool,
+      signal: ctx.signal,
+      progress: job.progress ? (files) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'verify', done: files, total: 0 }) : () => {},
+    });
+    if (manifest.checksum.mismatches > 0) {
+      const first = manifest.problems[0]!;
+      throw new BackupFailure('verify', `${manifest.checksum.mismatches} stored file(s) failed verification; first: ${first.path}: ${first.problem}`, 'check the target disk (dmesg, smartctl) and run again with --verify=full; the previous snapshot was not replaced', {
+        detail: manifest.problems.map((p) => `${p.path}: ${p.problem}`).join('\n'),
+      });
+    }
+
+    await flushing;
+    const shrink = repo.verify?.['shrink-warning'] ?? config.verify?.['shrink-warning'] ?? DEFAULT_SHRINK;
+    const growth = repo.verify?.['growth-warning'] ?? config.verify?.['growth-warning'] ?? DEFAULT_GROWTH;
+    const size = compareSize(manifest.size.bytes, prevSummary?.size.bytes, shrink, growth);
+    const warnings = [...captured.warnings, ...manifest.warnings];
+    if (size.result === 'warning')
+      warnings.push({
+        code: size.change_percent! < 0 ? 'size-shrank' : 'size-grew',
+        message: `total size went from ${formatBytes(size.previous_bytes!)} to ${formatBytes(size.bytes)} (${size.change_percent! > 0 ? '+' : ''}${size.change_percent}%), past the ${
+          size.change_percent! < 0
+            ? `shrink warning of ${shrink}%: check that nothing was deleted by mistake (clause 4.2.1)`
+            : `growth warning of ${growth}%: check that nothing unexpected was added, such as a dump or a log left in the folder (clause 4.2.1)`
+        }`,
+      });
+    if (manifest.size.files === 0) warnings.push({ code: 'no-files', message: 'the snapshot holds no files' });
+
+    const summary: SnapshotSummary = {
+      schema: 'respaldo/v1',
+      host: config.host,
+      repository: repo.name,
+      kind: repo.kind,
+      id,
+      started: started.toISOString(),
+      finished: ctx.now().toISOString(),
+      paths: repo.paths,
+      exclude: repo.exclude ?? [],
+      manifest: manifest.digest,
+      previous: previous && prevSummary ? { id: previous, bytes: prevSummary.size.bytes } : null,
+      size: manifest.size,
+      changed: manifest.changed,
+      verification: { level: 'checksum', size, checksum: manifest.checksum },
+      warnings,
+      trigger: job.trigger,
+      ...(job.operator ? { operator: job.operator } : {}),
+    };
+    await writeFile(join(store.partialDir(id), 'snapshot.yaml'), stringify(summary, { lineWidth: 0 }), { flag: 'wx' });
+    if (ctx.signal.aborted) throw asFailure(undefined, ctx.signal);
+    await store.publish(id);
+    totals = { bytes: manifest.size.bytes, files: manifest.size.files, changedFiles: manifest.changed.files, changedBytes: manifest.changed.bytes };
+    for (const w of warnings) ctx.reporter.event({ type: 'warning', repository: repo.name, message: w.message });
+  } catch (e) {
+    if (id) await store.discard(id).catch(() => {});
+    const failure = asFailure(e, ctx.signal);
+    const appended = await records.append('failure', {
+      repository: repo.name,
+      kind: repo.kind,
+      trigger: job.trigger,
+      ...(job.operator ? { operator: job.operator } : {}),
+      stage: failure.stage,
+      cause: failure.message,
+      ...(failure.extra.detail ? { detail: failure.extra.detail } : {}),
+      ...(failure.extra.exitCode !== undefined ? { exit_code: failure.extra.exitCode } : {}),
+      ...(failure.extra.signal ? { signal: failure.extra.signal } : {}),
+      hint: failure.hint,
+      previous_snapshot: previous ?? null,
+    });
+    ctx.reporter.event({ type: 'repo-failed', repository: repo.name, cause: failure.message, hint: failure.hint, seq: appended.seq });
+    return { ok: false, appended, failure };
+  }
+  try {
+    const appended = await recordSnapshot(records, store, id, false);
+    ctx.reporter.event({ type: 'repo-done', repository: repo.name, snapshot: id, seq: appended.seq, level: 'checksum', ...totals! });
+    return { ok: true, appended, snapshot: id };
+  } catch (e) {
+    if (e instanceof RespaldoError) throw e;
+    throw new RespaldoError(`snapshot ${id} of ${repo.name} is complete but could not be recorded: ${messageOf(e)}`, { exitCode: 4, hint: 'fix the records folder; the next run records the snapshot' });
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The command table (citty's defineCommand: meta, args, run). Each command's logic is a
+ * function in commands/ that takes a Context; here are only the flags and how they map.
+ */
+import { defineCommand, type ArgsDef, type CommandDef } from 'citty';
+import { runCron } from './commands/cron.js';
+import { runDemo } from './commands/demo.js';
+import { runInit } from './commands/init.js';
+import { runRecordsVerify } from './commands/records-verify.js';
+import { runRun } from './commands/run.js';
+import { runStatus } from './commands/status.js';
+import { DEFAULT_CONFIG } from './config.js';
+import type { Context } from './context.js';
+import { usageError } from './errors.js';
+import { VERSION } from './version.js';
+
+const common = {
+  config: { type: 'string', description: `host configuration file (default ${DEFAULT_CONFIG})`, valueHint: 'FILE' },
+  json: { type: 'boolean', description: 'print JSON lines instead of text' },
+} as const satisfies ArgsDef;
+
+/** What every command's run receives from main.ts through citty's `data`. */
+export interface Invocation {
+  ctx: Context;
+  /** Set when the terminal shows progress bars. */
+  progress: boolean;
+}
+
+/** Rejects flags and arguments a command does not have: a mistyped --verfy must not be ignored at 3 a.m. */
+function checkArgs(rawArgs: string[], args: ArgsDef, command: string): void {
+  const names = new Set<string>(['help', 'h']);
+  let positionals = 0;
+  for (const [name, def] of Object.entries(args)) {
+    if (def.type === 'positional') positionals++;
+    else {
+      names.add(name);
+      for (const alias of ['alias' in def ? (def.alias ?? []) : []].flat()) names.add(alias);
+    }
+  }
+  let seenPositionals = 0;
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
+    if (arg === '--') {
+      seenPositionals += rawArgs.length - i - 1;
+      break;
+    }
+    if (arg.startsWith('-') && arg !== '-') {
+      const name = arg.replace(/^--?/, '').split('=')[0]!;
+      const bare = name.startsWith('no-') ? name.slice(3) : name;
+      if (!names.has(name) && !names.has(bare)) throw usageError(`unknown option ${arg.split('=')[0]} for "respaldo ${command}"`, `see: respaldo ${command} --help`);
+      const def = args[name] ?? args[bare];
+      if (def && def.type !== 'boolean' && !arg.includes('=')) i++;
+    } else seenPositionals++;
+  }
+  if (seenPositionals > positionals) throw usageError(`too many arguments for "respaldo ${command}"`, `see: respaldo ${command} --help`);
+}
+
+function command<const A extends ArgsDef>(name: string, description: string, args: A, run: (inv: Invocation, args: Record<string, unknown>) => Promise<number>): CommandDef<A> {
+  return defineCommand({
+    meta: { name, description },
+    args,
+    run: ({ rawArgs, args: parsed, data }) => {
+      checkArgs(rawArgs, args, name);
+      return run(data as Invocation, parsed as Record<string, unknown>);
+    },
+  });
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+const init = command('init', "create the host's key and write its enrolment record", { ...common, force: { type: 'boolean', description: 'replace an existing key (JAA must trust the new public line)' } }, (inv, a) =>
+  runInit(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG, force: a.force === true }),
+);
+
+const run = command(
+  'run',
+  'back up what is due, verify it, record it (cron runs this every hour)',
+  {
+    ...common,
+    repo: { type: 'string', description: 'back up these repositories now, due or not (comma-separated)', valueHint: 'NAME' },
+    all: { type: 'boolean', description: 'back up every repository now, due or not' },
+    manual: { type: 'boolean', description: 'a person started this run (logged as manual, clause 4.3.1)' },
+    verify: { type: 'enum', options: ['changed', 'full'], description: 're-read the changed files (default) or every file' },
+  },
+  (inv, a) =>
+    runRun(inv.ctx, {
+      config: str(a.config) ?? DEFAULT_CONFIG,
+      repos: (str(a.repo) ?? '').split(',').filter(Boolean),
+      all: a.all === true,
+      manual: a.manual === true,
+      verify: a.verify === 'changed' || a.verify === 'full' ? a.verify : undefined,
+      progress: inv.progress,
+    }),
+);
+
+const status = command('status', 'each repository: last good backup, next due time, overdue or not', { ...common }, (inv, a) => runStatus(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG }));
+
+const cron = command('cron', 'print the /etc/cron.d line that runs the agent every hour', { ...common }, (inv, a) => runCron(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG }));
+
+const recordsVerify = command(
+  'records verify',
+  'check every signature and chain of a records folder (exit 3 when anything is broken)',
+  { ...common, dir: { type: 'positional', required: false, description: 'records folder (default: the host config\'s, or ./records)' } },
+  (inv, a) => runRecordsVerify(inv.ctx, { dir: str(a.dir), config: str(a.config) }),
+);
+
+const demo = command('demo', 'build a demo deployment in ./demo: back up, change, back up, verify, build the site', { dir: { type: 'string', description: 'where (default ./demo)', valueHint: 'DIR' } }, (inv, a) =>
+  runDemo(inv.ctx, { dir: str(a.dir) ?? 'demo' }),
+);
+
+export const main = defineCommand({
+  meta: { name: 'respaldo', version: VERSION, description: 'backups, and proof of backups' },
+  subCommands: {
+    init,
+    run,
+    status,
+    cron,
+    records: defineCommand({ meta: { name: 'records', description: 'the records folder' }, subCommands: { verify: recordsVerify } }),
+    demo,
+  },
+});
+
+export const EXIT_CODES_HELP = `Exit codes:
+  0    done
+  1    internal error
+  2    usage or configuration error
+  3    partly done: some repositories failed, each failure recorded (records verify: something is broken)
+  4    nothing could be done or recorded
+  11   another run holds the lock
+  130  interrupted`;

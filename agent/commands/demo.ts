@@ -1,0 +1,159 @@
+/**
+ * `respaldo demo` (`npm start`): a whole deployment in ./demo, run on embedded defaults.
+ * It writes sample sources, a records repository (with a bare "remote" to push to) and a
+ * host config; enrols the host and trusts its key as JAA would; backs up, changes some
+ * files, backs up again; verifies every record; builds the site; and says where to look.
+ */
+import { createHash } from 'node:crypto';
+import { access, appendFile, mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Context } from '../context.js';
+import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
+import { capture, runTool } from '../exec.js';
+import { narratingReporter } from '../report.js';
+import { runInit } from './init.js';
+import { runRecordsVerify } from './records-verify.js';
+import { runRun } from './run.js';
+
+export interface DemoOptions {
+  dir: string;
+}
+
+const MARKER = '.respaldo-demo';
+const HOST = 'demo-web01';
+
+/** Deterministic pseudo-random bytes, so that the demo's "images" are the same every time. */
+function bytes(seed: string, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  let block = createHash('sha256').update(seed).digest();
+  for (let at = 0; at < length; at += block.length) {
+    block.copy(out, at);
+    block = createHash('sha256').update(block).digest();
+  }
+  return out;
+}
+
+async function write(path: string, data: string | Buffer): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true });
+  await writeFile(path, data);
+}
+
+async function git(cwd: string, ...args: string[]): Promise<void> {
+  await capture('git', ['-c', 'user.name=JAA (demo)', '-c', 'user.email=jaa@dse.example', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main', ...args], { cwd });
+}
+
+export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCode> {
+  const ctx: Context = { ...outer, reporter: narratingReporter(outer.reporter) };
+  const root = resolve(ctx.cwd, opts.dir);
+  const say = (text: string) => ctx.reporter.result(text, { demo: text });
+  const exists = (p: string) => access(p).then(() => true, () => false);
+  if ((await exists(root)) && !(await exists(join(root, MARKER))))
+    throw usageError(`${root} exists and is not a respaldo demo`, 'remove it or choose another folder with --dir');
+  await rm(root, { recursive: true, force: true });
+  await mkdir(root, { recursive: true });
+  await writeFile(join(root, MARKER), 'made by respaldo demo; removed and rebuilt by the next one\n');
+  const rel = (p: string) => relative(ctx.cwd, p) || '.';
+
+  say(`respaldo demo in ${rel(root)}\n\n1. sample sources: server configuration, a web application's source code, uploaded images and documents`);
+  const src = join(root, 'sources');
+  await write(join(src, 'etc/portal/portal.conf'), 'listen = 8080\ndatabase = portal\nlog_level = info\n');
+  await write(join(src, 'etc/nginx/sites-enabled/portal'), 'server {\n  listen 80;\n  server_name portal.dse.example;\n  root /var/www/portal;\n}\n');
+  await write(join(src, 'www/portal/index.php'), '<?php\nrequire __DIR__ . "/lib/app.php";\nrun();\n');
+  await write(join(src, 'www/portal/lib/app.php'), '<?php\nfunction run() { echo "Portal DSE"; }\n');
+  await write(join(src, 'www/portal/README.md'), '# Portal\n\nThe DSE portal.\n');
+  await write(join(src, 'www/portal/notas de versión (2026).txt'), 'Spaces, accents and parentheses in names are fine.\n');
+  for (let i = 1; i <= 12; i++) await write(join(src, `uploads/images/foto-${String(i).padStart(2, '0')}.jpg`), bytes(`img${i}`, 150_000 + i * 10_000));
+  for (let i = 1; i <= 5; i++) await write(join(src, `uploads/documentos/oficio-${i}.pdf`), bytes(`doc${i}`, 60_000));
+
+  say('2. a records repository (git) with a bare remote to push to, and the trust policy for JAA to fill');
+  const origin = join(root, 'records-origin.git');
+  const records = join(root, 'records');
+  await git(root, 'init', '--quiet', '--bare', origin);
+  await git(root, 'clone', '--quiet', origin, records);
+  await write(join(records, 'policy/allowed_signers'), '# Who may sign what: agents under namespace "respaldo-record", approvers under "git".\n');
+  await write(join(records, '.gitattributes'), '# respaldo: records are signed byte for byte\n* -text\n');
+  await git(records, 'add', '.');
+  await git(records, 'commit', '--quiet', '-m', 'records: trust policy');
+  await git(records, 'push', '--quiet', 'origin', 'HEAD');
+
+  const config = join(root, 'agent.yaml');
+  await write(
+    config,
+    [
+      `# The demo host's configuration (paths are relative to this file)`,
+      `host: ${HOST}`,
+      'key: keys/host.key',
+      'records: records',
+      'state: state',
+      'targets:',
+      '  primary: target        # JAA\'s copy: in a real deployment, a mounted disk',
+      'repositories:',
+      '  - name: server-config',
+      '    kind: config',
+      '    paths: [sources/etc]',
+      '  - name: portal',
+      '    kind: source',
+      '    paths: [sources/www/portal]',
+      '  - name: uploads',
+      '    kind: files',
+      '    paths: [sources/uploads]',
+      '    exclude: ["*.tmp"]',
+      '',
+    ].join('\n'),
+  );
+  await mkdir(join(root, 'target'));
+  const cfg = rel(config);
+
+  say(`\n3. enrol the host\n$ respaldo init --config ${cfg}`);
+  await runInit(ctx, { config, force: false });
+  say('   JAA trusts the key: its public line goes into records/policy/allowed_signers');
+  await appendFile(join(records, 'policy/allowed_signers'), await readFile(join(root, 'keys/host.key.pub'), 'utf8'));
+  await git(records, 'add', 'policy/allowed_signers');
+  await git(records, 'commit', '--quiet', '-m', `policy: trust the agent of ${HOST}`);
+  await git(records, 'push', '--quiet', 'origin', 'HEAD');
+
+  const backup = async (manual: boolean) => {
+    const code = await runRun(ctx, { config, repos: [], all: true, manual, verify: undefined, progress: false });
+    if (code !== Exit.ok) throw new RespaldoError(`the demo backup exited with code ${code}`, { exitCode: Exit.internal });
+  };
+  say(`\n4. the first backup of every repository\n$ respaldo run --config ${cfg} --all`);
+  await backup(false);
+
+  say('\n5. a day of work: a setting changes, a page is added, a document is deleted');
+  await writeFile(join(src, 'etc/portal/portal.conf'), 'listen = 8080\ndatabase = portal\nlog_level = debug\n');
+  await write(join(src, 'www/portal/contacto.php'), '<?php\necho "Contacto";\n');
+  await unlink(join(src, 'uploads/documentos/oficio-5.pdf'));
+
+  say(`\n6. a manual backup (logged as manual, clause 4.3.1): only the changed files are stored again\n$ respaldo run --config ${cfg} --all --manual`);
+  await backup(true);
+
+  say(`\n7. check every record's signature and chain\n$ respaldo records verify ${rel(records)}`);
+  const verified = await runRecordsVerify(ctx, { dir: records, config: undefined });
+  if (verified !== Exit.ok) throw new RespaldoError('the demo records did not verify', { exitCode: Exit.internal });
+
+  say(`\n8. build the site from the records\n$ RESPALDO_RECORDS=${rel(records)} RESPALDO_SITE_OUT=${rel(join(root, 'site'))} npm run site:build`);
+  const pkg = fileURLToPath(new URL('../../../', import.meta.url));
+  const built = await runTool(join(pkg, 'node_modules/.bin/astro'), ['build', '--silent'], {
+    cwd: pkg,
+    env: { ...ctx.env, RESPALDO_RECORDS: records, RESPALDO_SITE_OUT: join(root, 'site'), ASTRO_TELEMETRY_DISABLED: '1' },
+  }).catch((e: Error) => ({ code: 1, signal: null, stderr: e.message }));
+  if (built.code !== 0) throw new RespaldoError(`the site build failed: ${built.stderr.split('\n').slice(-5).join('\n')}`, { exitCode: Exit.internal });
+
+  const firstRecord = join(records, 'hosts', HOST, String(ctx.now().getUTCFullYear()), '00000002-backup.yaml');
+  say(
+    [
+      '',
+      'Where to look:',
+      `  ${rel(join(root, 'site/index.html'))}             the site: every record, genuine or not`,
+      `  ${rel(join(root, 'target', HOST))}               the snapshots (unchanged files are hard links: ls -li)`,
+      `  ${rel(join(records, 'hosts', HOST))}          the signed records (git log in ${rel(records)})`,
+      `  respaldo status --config ${cfg}`,
+      '',
+      'Check a record by hand, with OpenSSH alone:',
+      `  ssh-keygen -Y verify -f ${rel(join(records, 'policy/allowed_signers'))} -I ${HOST} -n respaldo-record \\`,
+      `    -s ${rel(firstRecord)}.sig < ${rel(firstRecord)}`,
+    ].join('\n'),
+  );
+  return Exit.ok;
+}

@@ -1,0 +1,113 @@
+/** `respaldo run`: back up what is due (or what is named), verify it, record it, commit the records. */
+import type { RepositoryConfig } from '../../schemas/config.js';
+import { backupRepository, recordSnapshot } from '../backup.js';
+import type { Context } from '../context.js';
+import { Exit, usageError, type ExitCode } from '../errors.js';
+import { HashPool } from '../hashing.js';
+import { readHistory } from '../history.js';
+import { openHost, operatorName, publishRecords, type Host } from '../host.js';
+import { RunLock } from '../lock.js';
+import { dueState, planFor } from '../schedule.js';
+import { LocalTarget } from '../target.js';
+
+export interface RunOptions {
+  config: string;
+  /** Back up these repositories now, due or not. */
+  repos: string[];
+  /** Back up every repository now, due or not. */
+  all: boolean;
+  /** A person started this run (clause 4.3.1 logs manual backups). */
+  manual: boolean;
+  verify: 'changed' | 'full' | undefined;
+  progress: boolean;
+}
+
+/**
+ * A snapshot published by a run that stopped before recording it is complete (it was
+ * verified before the rename); record it now, marked `recovered`.
+ */
+async function recordUnrecorded(host: Host, target: LocalTarget, repos: RepositoryConfig[], ctx: Context): Promise<number> {
+  const history = await readHistory(host.records, repos.map((r) => r.name));
+  let adopted = 0;
+  for (const repo of repos) {
+    const store = target.repository(host.config.host, repo.name);
+    const newest = (await store.snapshots().catch(() => [] as string[])).at(-1);
+    const recorded = history.get(repo.name)?.lastGood?.snapshot;
+    if (newest && (!recorded || newest > recorded)) {
+      const appended = await recordSnapshot(host.records, store, newest, true);
+      ctx.reporter.event({ type: 'info', message: `${repo.name}: recorded snapshot ${newest}, which an interrupted run completed but did not record (record ${appended.seq})` });
+      adopted++;
+    }
+  }
+  return adopted;
+}
+
+export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> {
+  const host = await openHost(ctx, opts.config);
+  const { config, records } = host;
+  const unknown = opts.repos.filter((name) => !config.repositories.some((r) => r.name === name));
+  if (unknown.length)
+    throw usageError(`no repository named ${unknown.map((n) => `"${n}"`).join(', ')} in ${config.file}`, `repositories there: ${config.repositories.map((r) => r.name).join(', ')}`);
+
+  const started = ctx.now();
+  const command = `respaldo run${opts.manual ? ' --manual' : ''}`;
+  const { lock, takenOver } = await RunLock.acquire(config.state, command, started);
+  const pool = new HashPool();
+  try {
+    const head = await records.head();
+    if (!head) throw usageError(`host ${config.host} is not enrolled in ${config.records}`, 'run "respaldo init" first');
+    const removed = await records.cleanup();
+    if (removed.length) ctx.reporter.event({ type: 'info', message: `removed leftovers of an interrupted record write: ${removed.join(', ')}` });
+    const firstSeq = head.seq + 1;
+    const trigger = opts.manual ? ('manual' as const) : ('scheduled' as const);
+    const operator = opts.manual ? operatorName(ctx.env) : undefined;
+
+    if (takenOver) {
+      await records.append('failure', {
+        trigger: takenOver.command.includes('--manual') ? 'manual' : 'scheduled',
+        stage: 'interrupted',
+        cause: `the run started at ${takenOver.started} (pid ${takenOver.pid}, "${takenOver.command}") stopped without finishing: it was killed, crashed, or the machine went down`,
+        hint: 'nothing to do if this run succeeds: unfinished snapshots are removed, complete ones are recorded, and no complete snapshot was lost',
+        interrupted: { pid: takenOver.pid, started: takenOver.started },
+      });
+      ctx.reporter.event({ type: 'warning', message: `took over the lock of an interrupted run (pid ${takenOver.pid}, started ${takenOver.started})` });
+    }
+
+    const target = new LocalTarget('primary', config.targets.primary);
+    await recordUnrecorded(host, target, config.repositories, ctx);
+
+    let selected: RepositoryConfig[];
+    if (opts.all) selected = config.repositories;
+    else if (opts.repos.length) selected = config.repositories.filter((r) => opts.repos.includes(r.name));
+    else {
+      const history = await readHistory(records, config.repositories.map((r) => r.name));
+      const now = ctx.now();
+      selected = config.repositories.filter((r) => {
+        const due = dueState(planFor(r.kind, r.schedule, config.timezone), history.get(r.name)?.lastGood?.started, now);
+        if (due.state === 'ok') ctx.reporter.event({ type: 'skipped', repository: r.name, reason: `not due until ${due.nextDue!.toISOString()}` });
+        return due.state !== 'ok';
+      });
+    }
+
+    let failed = 0;
+    const done: string[] = [];
+    for (const repo of selected) {
+      if (ctx.signal.aborted) break;
+      const outcome = await backupRepository({ ctx, config, repository: repo, target, records, pool, trigger, operator, scope: opts.verify, progress: opts.progress });
+      if (outcome.ok) done.push(repo.name);
+      else {
+        failed++;
+        done.push(`${repo.name} (failed)`);
+      }
+    }
+
+    const last = (await records.head())!.seq;
+    const message = last >= firstSeq ? `respaldo ${config.host}: records ${firstSeq}–${last}${done.length ? `: ${done.join(', ')}` : ''}` : `respaldo ${config.host}: records`;
+    await publishRecords(ctx, host, [`hosts/${config.host}`], message);
+    if (ctx.signal.aborted) return Exit.interrupted;
+    return failed ? Exit.partial : Exit.ok;
+  } finally {
+    await pool.close();
+    await lock.release();
+  }
+}

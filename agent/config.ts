@@ -1,0 +1,179 @@
+/**
+ * Loads and validates the host configuration. A bad file gets one message per problem
+ * naming the file, the line and the field, with an example of the right form, and exit 2.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { isMap, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
+import type { ZodIssue } from 'zod';
+import { configExamples, hostConfig, type HostConfig } from '../schemas/config.js';
+import { Exit, RespaldoError } from './errors.js';
+
+export const DEFAULT_CONFIG = '/etc/respaldo/agent.yaml';
+const DEFAULT_STATE = '/var/lib/respaldo/state';
+
+/** A validated host config with every path made absolute. */
+export type Config = HostConfig & { file: string; state: string };
+
+export async function loadConfig(file: string, cwd: string): Promise<Config> {
+  const path = resolve(cwd, file);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new RespaldoError(`cannot read the configuration ${path}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`, {
+      exitCode: Exit.usage,
+      hint: code === 'ENOENT' ? `write it (see "Configuration" in the README), or point at it with --config FILE` : undefined,
+    });
+  }
+  return parseConfig(text, path);
+}
+
+/** Parses a config's text; `file` is used for messages and to resolve relative paths. */
+export function parseConfig(text: string, file: string): Config {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const lines = doc.errors.slice(0, 5).map((e) => {
+      const pos = lineCounter.linePos(e.pos[0]);
+      return `  ${file}:${pos.line}:${pos.col}: ${e.message.split('\n')[0]}`;
+    });
+    throw new RespaldoError(`the configuration is not valid YAML:\n${lines.join('\n')}`, {
+      exitCode: Exit.usage,
+      hint: `a minimal configuration looks like this:\n${indent(MINIMAL_EXAMPLE)}`,
+    });
+  }
+  const result = hostConfig.safeParse(doc.toJS() ?? {});
+  if (!result.success) {
+    const issues = result.error.issues.slice(0, 8).map((issue) => describeIssue(issue, doc.contents, lineCounter, file));
+    throw new RespaldoError(`the configuration has ${result.error.issues.length === 1 ? 'an error' : `${result.error.issues.length} errors`}:\n${issues.join('\n')}`, {
+      exitCode: Exit.usage,
+    });
+  }
+  const data = result.data as HostConfig;
+  const base = dirname(file);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  const config: Config = {
+    ...data,
+    file,
+    key: abs(data.key),
+    records: abs(data.records),
+    state: abs(data.state ?? DEFAULT_STATE),
+    targets: { primary: abs(data.targets.primary) },
+    repositories: data.repositories.map((r) => ({ ...r, paths: r.paths.map(abs) })),
+  };
+  // A target inside a source would back up the backups, growing each time without end.
+  const inside = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith('/') ? parent : `${parent}/`);
+  config.repositories.forEach((repo, i) =>
+    repo.paths.forEach((path, j) => {
+      if (!inside(config.targets.primary, path)) return;
+      const line = lineOf(nodeAt(doc.contents, ['repositories', i, 'paths', j]), lineCounter);
+      throw new RespaldoError(
+        `the configuration has an error:\n  ${file}:${line}: repositories[${i}].paths[${j}]: ${path} contains the primary target ${config.targets.primary}, so each backup would copy the backups before it`,
+        { exitCode: Exit.usage, hint: 'keep the target outside the folders you back up, or list narrower folders in "paths"' },
+      );
+    }),
+  );
+  return config;
+}
+
+const MINIMAL_EXAMPLE = `host: web01
+key: /etc/respaldo/host.key
+records: /var/lib/respaldo/records
+targets:
+  primary: /mnt/respaldos
+repositories:
+  - name: nginx
+    kind: config
+    paths: [/etc/nginx]`;
+
+function indent(text: string, by = '    '): string {
+  return text
+    .split('\n')
+    .map((l) => by + l)
+    .join('\n');
+}
+
+function fieldName(path: (string | number)[]): string {
+  return path.reduce<string>((acc, seg) => (typeof seg === 'number' ? `${acc}[${seg}]` : acc ? `${acc}.${seg}` : seg), '') || '(top level)';
+}
+
+/** The YAML node at a path, or the nearest ancestor that exists. */
+function nodeAt(root: unknown, path: (string | number)[]): YamlNode | undefined {
+  let node = root as YamlNode | undefined;
+  let found = node;
+  for (const seg of path) {
+    const next = (node as { get?: (k: unknown, keepScalar: boolean) => unknown } | undefined)?.get?.(seg, true) as YamlNode | undefined;
+    if (next === undefined) break;
+    node = next;
+    found = next;
+  }
+  return found;
+}
+
+/** The key node of `key` in the map at `path`, for unknown-field errors. */
+function keyNodeAt(root: unknown, path: (string | number)[], key: string): YamlNode | undefined {
+  const map = nodeAt(root, path);
+  if (!isMap(map)) return undefined;
+  const pair = map.items.find((p) => (p.key as { value?: unknown } | null)?.value === key);
+  return pair?.key as YamlNode | undefined;
+}
+
+function lineOf(node: YamlNode | undefined, lc: LineCounter): number {
+  return node?.range ? lc.linePos(node.range[0]).line : 1;
+}
+
+function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  return bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return row[b.length]!;
+}
+
+function exampleFor(path: (string | number)[]): string | undefined {
+  for (let i = path.length - 1; i >= 0; i--) {
+    const seg = path[i];
+    if (typeof seg === 'string' && configExamples[seg]) return configExamples[seg];
+  }
+  return undefined;
+}
+
+function describeIssue(issue: ZodIssue, root: unknown, lc: LineCounter, file: string): string {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys
+      .map((key) => {
+        const suggestion = closest(key, Object.keys(configExamples));
+        const where = `${file}:${lineOf(keyNodeAt(root, issue.path, key) ?? nodeAt(root, issue.path), lc)}`;
+        const example = suggestion ? configExamples[suggestion] : exampleFor(issue.path);
+        return `  ${where}: ${fieldName([...issue.path, key])}: unknown field "${key}"${suggestion ? `; did you mean "${suggestion}"?` : ''}${example ? `\n    for example:\n${indent(example, '      ')}` : ''}`;
+      })
+      .join('\n');
+  }
+  let message = issue.message;
+  if (issue.code === 'invalid_type' && issue.received === 'undefined') message = 'is required';
+  if (issue.code === 'invalid_union') {
+    // Show the branch's own message (e.g. the schedule forms) rather than zod's "Invalid input".
+    const inner = issue.unionErrors.flatMap((e) => e.issues).find((i) => i.code !== 'unrecognized_keys' && i.code !== 'invalid_type');
+    message = inner?.message ?? 'is not in any of the accepted forms';
+  }
+  const example = exampleFor(issue.path);
+  return `  ${file}:${lineOf(nodeAt(root, issue.path), lc)}: ${fieldName(issue.path)}: ${message}${example ? `\n    for example:\n${indent(example, '      ')}` : ''}`;
+}

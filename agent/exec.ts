@@ -1,0 +1,116 @@
+/**
+ * External programs: always an argument array, never a shell string; stderr's tail kept
+ * for failure records; children die with the agent (a `kill -9` of the agent must not
+ * leave an rsync writing into a snapshot folder that the next run is cleaning up).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+
+export interface ToolResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The last few KiB of stderr, for messages and failure records. */
+  stderr: string;
+}
+
+export interface ToolOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  signal?: AbortSignal;
+  onStdout?: (chunk: Buffer) => void;
+}
+
+const STDERR_TAIL = 4096;
+
+/** Finds a program on PATH, as the shell would; undefined when it is not installed. */
+export function findProgram(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (name.includes('/')) {
+    try {
+      accessSync(name, constants.X_OK);
+      return name;
+    } catch {
+      return undefined;
+    }
+  }
+  for (const dir of (env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+let setpriv: string | null | undefined;
+
+function start(program: string, args: string[], opts: ToolOptions, stdout: 'pipe' | 'ignore'): ChildProcess {
+  const env = opts.env ?? process.env;
+  const path = findProgram(program, env);
+  if (!path) throw Object.assign(new Error(`${program} is not installed (not found on PATH)`), { code: 'ENOENT', program });
+  // PR_SET_PDEATHSIG through util-linux's setpriv: Node cannot set it itself.
+  if (setpriv === undefined) setpriv = findProgram('setpriv', env) ?? null;
+  const [cmd, argv] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', path, ...args]] : [path, args];
+  return spawn(cmd, argv, { cwd: opts.cwd, env, stdio: ['ignore', stdout, 'pipe'] });
+}
+
+/** Runs a program to completion. Rejects only when it cannot be started; exit codes are the caller's to judge. */
+export function runTool(program: string, args: string[], opts: ToolOptions = {}): Promise<ToolResult> {
+  let child: ChildProcess;
+  try {
+    child = start(program, args, opts, opts.onStdout ? 'pipe' : 'ignore');
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  return finished(child, opts);
+}
+
+/** Starts a program whose stdout the caller reads as a stream (with backpressure); `done` settles when it exits. */
+export function streamTool(program: string, args: string[], opts: Omit<ToolOptions, 'onStdout'> = {}): { child: ChildProcess; done: Promise<ToolResult> } {
+  const child = start(program, args, opts, 'pipe');
+  return { child, done: finished(child, opts) };
+}
+
+function finished(child: ChildProcess, opts: ToolOptions): Promise<ToolResult> {
+  return new Promise((resolvePromise, reject) => {
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString('utf8')).slice(-STDERR_TAIL);
+    });
+    if (opts.onStdout) child.stdout!.on('data', opts.onStdout);
+    const abort = () => {
+      child.kill('SIGTERM');
+      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+    };
+    opts.signal?.addEventListener('abort', abort, { once: true });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      opts.signal?.removeEventListener('abort', abort);
+      resolvePromise({ code, signal, stderr: stderr.trimEnd() });
+    });
+  });
+}
+
+/** Runs a program and returns its stdout; rejects with stderr's tail when it fails. */
+export async function capture(program: string, args: string[], opts: Omit<ToolOptions, 'onStdout'> = {}): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const result = await runTool(program, args, { ...opts, onStdout: (c) => chunks.push(c) });
+  if (result.code !== 0) {
+    const why = result.signal ? `killed by ${result.signal}` : `exit code ${result.code}`;
+    throw Object.assign(new Error(`${program} failed (${why}): ${lastLines(result.stderr, 3)}`), { result });
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The last `n` non-empty lines of a text, joined with " | " for one-line messages. */
+export function lastLines(text: string, n: number): string {
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(-n)
+    .join(' | ');
+}

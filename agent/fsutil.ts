@@ -1,0 +1,50 @@
+/** Durable file writes: a crash leaves the old file or the new one, never half of one. */
+import { randomBytes } from 'node:crypto';
+import { link, open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/** Flushes a folder's entries (a rename is durable only once its folder is). */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The temporary name beside `path`: hidden, ending in `.tmp`, so leftovers are easy to recognise. */
+export function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/**
+ * Writes to a temporary file, fsyncs it, renames it into place and fsyncs the folder.
+ * With `exclusive`, fails with EEXIST instead of replacing an existing file.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, opts: { mode?: number; exclusive?: boolean } = {}): Promise<void> {
+  const tmp = tempPathFor(path);
+  const handle = await open(tmp, 'wx', opts.mode ?? 0o644);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (e) {
+    await handle.close();
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+  await handle.close();
+  try {
+    if (opts.exclusive) {
+      // link() fails if the name exists, which rename() would silently replace.
+      await link(tmp, path);
+      await unlink(tmp);
+    } else {
+      await rename(tmp, path);
+    }
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw e;
+  }
+  await fsyncDir(dirname(path));
+}

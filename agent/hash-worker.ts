@@ -1,0 +1,48 @@
+/**
+ * A worker thread that hashes files with SHA-256: hashing is CPU work, and the main
+ * thread would otherwise use one core while the other sits idle. Jobs come in batches to
+ * keep the cost of messages small next to thousands of small files.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
+import { parentPort } from 'node:worker_threads';
+import { unpackJobs, type HashResult, type PackedJobs } from './hashing.js';
+
+const buffer = Buffer.allocUnsafe(1 << 20);
+
+function hashFile(path: Buffer, withSha1: boolean): HashResult {
+  const fd = openSync(path, 'r');
+  try {
+    const before = fstatSync(fd, { bigint: true });
+    const hash = createHash('sha256');
+    const sha1 = withSha1 ? createHash('sha1') : undefined;
+    let bytes = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+      sha1?.update(buffer.subarray(0, n));
+      bytes += n;
+    }
+    return { sha256: hash.digest('hex'), ...(sha1 ? { sha1: sha1.digest('hex') } : {}), bytes, size: Number(before.size), mtimeNs: before.mtimeNs.toString() };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+parentPort!.on('message', ({ id, batch }: { id: number; batch: PackedJobs }) => {
+  const results = unpackJobs(batch).map((job): HashResult => {
+    try {
+      const result = hashFile(job.path, job.sha1 === true);
+      if (job.recheck) {
+        // The file's state after reading, so the caller can tell "changed while we read it".
+        const after = lstatSync(job.path, { bigint: true });
+        result.changedWhileRead = Number(after.size) !== result.size || after.mtimeNs.toString() !== result.mtimeNs;
+      }
+      return result;
+    } catch (e) {
+      return { error: (e as NodeJS.ErrnoException).code ?? (e as Error).message };
+    }
+  });
+  parentPort!.postMessage({ id, results });
+});

@@ -1,0 +1,114 @@
+/** A small pool of hashing worker threads (see hash-worker.ts). */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+
+export interface HashJob {
+  path: Buffer;
+  /** Also report whether the file changed while it was being read. */
+  recheck?: boolean;
+  /** Also compute SHA-1, in the same read (to match rsync's transfer checksum). */
+  sha1?: boolean;
+}
+
+export interface HashResult {
+  sha256?: string;
+  sha1?: string;
+  bytes?: number;
+  size?: number;
+  mtimeNs?: string;
+  changedWhileRead?: boolean;
+  /** errno code (ENOENT, EACCES, EIO, …) when the file could not be read. */
+  error?: string;
+}
+
+/**
+ * Jobs as one buffer of paths and their end offsets. Posting Buffers one by one would copy
+ * each one's whole 8 KiB pool slab into the message: thousands of times the paths' size.
+ */
+export interface PackedJobs {
+  paths: Uint8Array<ArrayBuffer>;
+  ends: Uint32Array<ArrayBuffer>;
+  /** Bit 1: recheck; bit 2: sha1. */
+  flags: Uint8Array<ArrayBuffer>;
+}
+
+export function packJobs(jobs: HashJob[]): PackedJobs {
+  const total = jobs.reduce((n, j) => n + j.path.length, 0);
+  const paths = new Uint8Array(total);
+  const ends = new Uint32Array(jobs.length);
+  const flags = new Uint8Array(jobs.length);
+  let at = 0;
+  jobs.forEach((j, i) => {
+    paths.set(j.path, at);
+    at += j.path.length;
+    ends[i] = at;
+    flags[i] = (j.recheck ? 1 : 0) | (j.sha1 ? 2 : 0);
+  });
+  return { paths, ends, flags };
+}
+
+export function unpackJobs(packed: PackedJobs): HashJob[] {
+  const paths = Buffer.from(packed.paths.buffer, packed.paths.byteOffset, packed.paths.byteLength);
+  let start = 0;
+  return Array.from(packed.ends, (end, i) => {
+    const job = { path: paths.subarray(start, end), recheck: (packed.flags[i]! & 1) !== 0, sha1: (packed.flags[i]! & 2) !== 0 };
+    start = end;
+    return job;
+  });
+}
+
+export class HashPool {
+  private readonly workers: Worker[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly queue: { jobs: HashJob[]; resolve: (r: HashResult[]) => void; reject: (e: unknown) => void }[] = [];
+  private readonly pending = new Map<number, { resolve: (r: HashResult[]) => void; reject: (e: unknown) => void; worker: Worker }>();
+  private nextId = 0;
+
+  constructor(size = Math.min(4, Math.max(1, availableParallelism()))) {
+    for (let i = 0; i < size; i++) {
+      // A worker holds one file at a time: a small heap makes its garbage go early, so the
+      // agent's memory stays flat over hundreds of thousands of files.
+      const worker = new Worker(new URL('./hash-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 } });
+      worker.on('message', ({ id, results }: { id: number; results: HashResult[] }) => {
+        const p = this.pending.get(id)!;
+        this.pending.delete(id);
+        p.resolve(results);
+        this.idle.push(worker);
+        this.pump();
+      });
+      worker.on('error', (e) => {
+        for (const [id, p] of this.pending) if (p.worker === worker) (this.pending.delete(id), p.reject(e));
+      });
+      this.workers.push(worker);
+      this.idle.push(worker);
+    }
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  private pump(): void {
+    while (this.idle.length && this.queue.length) {
+      const worker = this.idle.pop()!;
+      const task = this.queue.shift()!;
+      const id = this.nextId++;
+      this.pending.set(id, { resolve: task.resolve, reject: task.reject, worker });
+      const batch = packJobs(task.jobs);
+      worker.postMessage({ id, batch }, [batch.paths.buffer, batch.ends.buffer, batch.flags.buffer]);
+    }
+  }
+
+  /** Hashes one batch on one worker; results in the order of `jobs`. */
+  hash(jobs: HashJob[]): Promise<HashResult[]> {
+    if (jobs.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ jobs, resolve, reject });
+      this.pump();
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * rsync as the copy engine: `rsync -a -R --link-dest=<previous>`, spawned with an argument
+ * array (a path with spaces, parentheses or `$` is just a path), and its exit codes turned
+ * into failures that say what to do.
+ */
+import { BackupFailure } from './errors.js';
+import { lastLines, runTool } from './exec.js';
+import type { TransferLog } from './transfers.js';
+
+/** rsync's exit codes (rsync(1), EXIT VALUES). */
+const EXIT_MEANING: Record<number, string> = {
+  1: 'syntax or usage error',
+  2: 'protocol incompatibility',
+  3: 'errors selecting input/output files or folders',
+  4: 'requested action not supported',
+  5: 'error starting client-server protocol',
+  10: 'error in socket I/O',
+  11: 'error in file I/O',
+  12: 'error in rsync protocol data stream',
+  13: 'errors with program diagnostics',
+  14: 'error in IPC code',
+  20: 'received SIGUSR1 or SIGINT',
+  21: 'some error returned by waitpid()',
+  22: 'error allocating core memory buffers',
+  23: 'partial transfer due to error',
+  24: 'partial transfer due to vanished source files',
+  30: 'timeout in data send/receive',
+  35: 'timeout waiting for daemon connection',
+};
+
+export interface RsyncJob {
+  sources: string[];
+  dest: string;
+  linkDest: string | undefined;
+  exclude: string[];
+  signal: AbortSignal;
+  env: NodeJS.ProcessEnv;
+  /** Called with bytes copied so far and the total rsync expects, when showing progress. */
+  progress: ((done: number, total: number) => void) | undefined;
+  /**
+   * Filled with the SHA-1 that rsync's sender computed over each file it transferred, by
+   * the file's path under the destination. Verification
+   * matches the stored copy against it, so the original need not be read a second time.
+   */
+  transferred: TransferLog;
+}
+
+/** The options every copy and every comparison shares, so both see files the same way. */
+function commonArgs(exclude: string[]): string[] {
+  return [
+    // -a keeps permissions, times, owners, symlinks (as links, never followed) and devices;
+    // -R keeps each source's absolute path under data/, so two sources never collide.
+    '-a',
+    '-R',
+    '--numeric-ids',
+    // Compare and set times to the nanosecond: by default rsync matches whole seconds, so a
+    // file rewritten within the same second with the same size would be hard-linked as
+    // unchanged, and folders and links would lose their sub-second times.
+    '--modify-window=-1',
+    ...exclude.map((pattern) => `--exclude=${pattern}`),
+  ];
+}
+
+export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 'exclude' | 'progress'>): string[] {
+  return [
+    ...commonArgs(job.exclude),
+    ...(job.linkDest ? [`--link-dest=${job.linkDest}`] : []),
+    // SHA-1 as rsync's whole-file checksum (as fast as its default xxh128 with SHA-NI), printed per file.
+    '--checksum-choice=sha1',
+    '--out-format=%C %i %n',
+    ...(job.progress ? ['--info=progress2'] : []),
+    '--',
+    ...job.sources,
+    job.dest,
+  ];
+}
+
+/** Undoes rsync's escaping of names in its output: `\#ooo` is a byte in octal (a literal `\#` is written `\#134#`). */
+export function unescapeName(text: string): Buffer {
+  return Buffer.from(text.replace(/\\#([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))), 'latin1');
+}
+
+/**
+ * Reads rsync's stdout: `--out-format='%C %i %n'` lines of transferred files (the SHA-1 of
+ * what the sender read, the itemized change, the name) and, on a terminal,
+ * `--info=progress2` updates ("  1,234,567  45%  10.00MB/s  0:00:05 …") between carriage returns.
+ */
+function outputParser(job: RsyncJob): (chunk: Buffer) => void {
+  let pending = '';
+  return (chunk) => {
+    const parts = (pending + chunk.toString('latin1')).split(/[\r\n]/);
+    pending = parts.pop()!;
+    let progress: RegExpExecArray | null = null;
+    for (const part of parts) {
+      const sent = /^([0-9a-f]{40}) >f\S{9} (.*)$/.exec(part);
+      if (sent) job.transferred.add(unescapeName(sent[2]!.replace(/^\/+/, '')), sent[1]!);
+      else progress = /^\s*([\d,]+)\s+(\d+)%/.exec(part) ?? progress;
+    }
+    if (progress && job.progress) {
+      const done = Number(progress[1]!.replace(/,/g, ''));
+      const pct = Number(progress[2]);
+      job.progress(done, pct > 0 ? Math.round((done * 100) / pct) : done);
+    }
+  };
+}
+
+function hintFor(code: number | null, stderr: string): string {
+  if (/No space left on device|Disk quota exceeded/i.test(stderr)) return 'the target is full: free space on it (or prune old snapshots) and run again; the previous snapshot is intact';
+  if (/Read-only file system/i.test(stderr)) return 'the target is mounted read-only: remount it read-write and run again';
+  if (/Permission denied/i.test(stderr)) return 'a file could not be read or written: check the permissions named above (the agent usually runs as root; NFS with root_squash denies root), or add the path to "exclude"';
+  if (code === 24) return 'files vanished while they were being copied (temporary or rotating files?): exclude them with "exclude" in the host config, or run again';
+  if (/Input\/output error/i.test(stderr)) return 'an I/O error: check the disk named above (dmesg, smartctl) before running again';
+  return 'read the rsync messages above, fix the cause and run again; the previous snapshot is intact';
+}
+
+/** Copies the sources into `dest`. Throws a BackupFailure for anything but a clean exit 0. */
+export async function rsyncSnapshot(job: RsyncJob): Promise<void> {
+  let result;
+  try {
+    result = await runTool('rsync', rsyncArgs(job), {
+      env: job.env,
+      signal: job.signal,
+      onStdout: outputParser(job),
+    });
+  } catch (e) {
+    throw new BackupFailure('transfer', (e as Error).message, 'install rsync (apt-get install rsync) and run again');
+  }
+  if (job.signal.aborted) throw new BackupFailure('interrupted', `the run was interrupted (${String(job.signal.reason)})`, 'run again; the previous snapshot is intact');
+  if (result.code === 0) return;
+  const detail = result.stderr;
+  if (result.signal) {
+    throw new BackupFailure('transfer', `rsync was killed by ${result.signal}: ${lastLines(detail, 2) || 'no message'}`, result.signal === 'SIGKILL' ? 'was it killed by the out-of-memory killer? (dmesg)  run again; the previous snapshot is intact' : 'run again; the previous snapshot is intact', { detail, signal: result.signal });
+  }
+  const meaning = EXIT_MEANING[result.code!] ?? 'unknown error';
+  throw new BackupFailure('transfer', `rsync exited with code ${result.code} (${meaning}): ${lastLines(detail.replace(/^rsync error:.*$/gm, ''), 2) || 'no message'}`, hintFor(result.code, detail), {
+    detail,
+    exitCode: result.code!,
+  });
+}
+
+/**
+ * Whether the sources still match a complete snapshot exactly, by rsync's own comparison
+ * (type, size, mtime to the nanosecond, permissions, owner, link target; files added or
+ * deleted) and without changing anything: `--dry-run --delete --itemize-changes` against
+ * the snapshot's data lists every difference, and an empty list means none. The parent
+ * folders that -R recreates above each source path (/var, /var/www…) are not part of what
+ * is backed up, so a change to them alone does not count. Any doubt (an error, a vanished
+ * file) answers "changed", and a full snapshot follows.
+ */
+export async function rsyncUnchanged(job: { sources: string[]; exclude: string[]; snapshotData: string; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<boolean> {
+  const parents = new Set<string>(['']);
+  for (const source of job.sources) {
+    const parts = source.split('/').filter(Boolean);
+    for (let i = 1; i < parts.length; i++) parents.add(parts.slice(0, i).join('/'));
+  }
+  let output = '';
+  let relevant = false;
+  const result = await runTool('rsync', [...commonArgs(job.exclude), '--dry-run', '--delete', '--itemize-changes', '--out-format=%i %n', '--', ...job.sources, `${job.snapshotData}/`], {
+    env: job.env,
+    signal: job.signal,
+    onStdout: (chunk) => {
+      if (relevant) return;
+      output += chunk.toString('latin1');
+      const lines = output.split('\n');
+      output = lines.pop()!;
+      for (const line of lines) {
+        // "%i %n": 11 itemize characters, a space, the name ("*deleting  " lines have the same width).
+        const name = line.slice(12).replace(/^\/+|\/+$/g, '');
+        if (!(line.startsWith('.d') && parents.has(name))) relevant = true;
+      }
+    },
+  });
+  return result.code === 0 && !relevant && output === '';
+}

@@ -1,0 +1,51 @@
+/**
+ * `config`, `files` and plain-folder `source` repositories: the configured paths copied
+ * with rsync, unchanged files hard-linked to the previous snapshot.
+ */
+import { lstat, readdir } from 'node:fs/promises';
+import { BackupFailure } from '../errors.js';
+import { rsyncSnapshot, rsyncUnchanged } from '../rsync.js';
+import { TransferLog } from '../transfers.js';
+import type { Source } from './source.js';
+
+export const filesSource = {
+  async snapshot(job) {
+    const warnings: { code: string; message: string }[] = [];
+    for (const [i, path] of job.repository.paths.entries()) {
+      let info;
+      try {
+        info = await lstat(path);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        throw new BackupFailure(
+          'source',
+          code === 'ENOENT' ? `the source ${path} does not exist` : `the source ${path} cannot be read (${code})`,
+          code === 'ENOENT'
+            ? `restore or recreate ${path}, or correct repositories[${job.repository.name}].paths[${i}] in the host config; the previous snapshot is intact`
+            : `check the permissions of ${path}; the previous snapshot is intact`,
+        );
+      }
+      if (info.isSymbolicLink())
+        warnings.push({ code: 'source-is-symlink', message: `${path} is a symbolic link: the link is backed up, not what it points to; list the real folder in "paths" to back up its files` });
+      else if (info.isDirectory() && (await readdir(path)).length === 0)
+        warnings.push({ code: 'empty-source', message: `${path} is empty (an unmounted share?)` });
+    }
+    const transferred = new TransferLog();
+    await rsyncSnapshot({
+      transferred,
+      sources: job.repository.paths,
+      dest: job.dest,
+      linkDest: job.linkDest,
+      exclude: job.repository.exclude ?? [],
+      signal: job.signal,
+      env: job.env,
+      progress: job.progress,
+    });
+    // With rsync -R, data/<rel> is the original /<rel>.
+    return { warnings, transferred, origin: (rel) => Buffer.concat([Buffer.from('/'), rel]) };
+  },
+
+  unchanged(job) {
+    return rsyncUnchanged({ sources: job.repository.paths, exclude: job.repository.exclude ?? [], snapshotData: job.snapshotData, signal: job.signal, env: job.env });
+  },
+} satisfies Source;

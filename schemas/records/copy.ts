@@ -1,0 +1,26 @@
+/** `copy`: a snapshot delivered to the second target (CSC). Rendered on FOR 7.5 CSC 02. */
+import { z } from 'zod';
+import { sha256Digest } from '../common.js';
+import { about, runBy, snapshotRef, timeSpan } from './shared.js';
+
+export const copyRecord = z
+  .object({
+    ...about,
+    ...runBy,
+    ...timeSpan,
+    snapshot: snapshotRef,
+    /** The target it came from and the one it went to, as named in the host config. */
+    from: z.string().min(1),
+    to: z.string().min(1),
+    label: z.string().min(1),
+    bytes: z.number().int().nonnegative(),
+    files: z.number().int().nonnegative(),
+    verified: z
+      .object({
+        method: z.enum(['rehash', 'rsync-checksum']),
+        result: z.enum(['ok', 'failed']),
+        manifest: sha256Digest,
+      })
+      .strict(),
+  })
+  .strict();

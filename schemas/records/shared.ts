@@ -1,0 +1,70 @@
+/** Pieces that several record types share. */
+import { z } from 'zod';
+import { hostName, isoTime, repositoryKind, repositoryName, sha256Digest, snapshotId, trigger, verificationLevel } from '../common.js';
+
+/** Points at another record: its host, its seq and the sha256 of its bytes. */
+export const recordRef = z
+  .object({ host: hostName, seq: z.number().int().positive(), digest: sha256Digest })
+  .strict();
+
+/** Who or what started the work: cron, or a person named by their login (clause 4.3.1). */
+export const runBy = {
+  trigger,
+  operator: z.string().min(1).optional(),
+};
+
+/** The repository a record is about. */
+export const about = {
+  repository: repositoryName,
+  kind: repositoryKind,
+};
+
+export const warning = z.object({ code: z.string().min(1), message: z.string().min(1) }).strict();
+
+/** Re-reading stored files and matching them against the SHA-256 manifest. */
+export const checksumCheck = z
+  .object({
+    scope: z.enum(['changed', 'full']),
+    files: z.number().int().nonnegative(),
+    bytes: z.number().int().nonnegative(),
+    mismatches: z.number().int().nonnegative(),
+  })
+  .strict();
+
+/** Clause 4.2.1: the total size against the previous snapshot. */
+export const sizeCheck = z
+  .object({
+    result: z.enum(['ok', 'warning', 'first']),
+    bytes: z.number().int().nonnegative(),
+    previous_bytes: z.number().int().nonnegative().nullable(),
+    change_percent: z.number().nullable(),
+    shrink_warning: z.number().nonnegative(),
+    growth_warning: z.number().nonnegative(),
+  })
+  .strict();
+
+export const verification = z
+  .object({
+    level: verificationLevel,
+    size: sizeCheck.optional(),
+    checksum: checksumCheck.optional(),
+  })
+  .strict();
+
+export const snapshotRef = z
+  .object({
+    id: snapshotId,
+    /** Which target holds it: `primary` (JAA's copy) or `secondary` (CSC's copy). */
+    target: z.enum(['primary', 'secondary']),
+    location: z.string().min(1),
+    /** sha256 of the snapshot's `snapshot.yaml`. */
+    digest: sha256Digest,
+    /** sha256 of the snapshot's `manifest.jsonl`. */
+    manifest: sha256Digest,
+  })
+  .strict();
+
+export const timeSpan = {
+  started: isoTime,
+  finished: isoTime,
+};

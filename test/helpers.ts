@@ -1,0 +1,191 @@
+/**
+ * Fixtures for tests that cross parts: real temporary folders, a real records git
+ * repository, the compiled agent spawned as cron would run it.
+ */
+import { spawn, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { appendFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
+import { stringify } from 'yaml';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const MAIN = join(ROOT, 'dist/agent/main.js');
+
+const made: string[] = [];
+afterAll(() => {
+  if (process.env.RESPALDO_KEEP_TEST_DIRS) return;
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh temporary folder, removed after the test file. */
+export function tempDir(prefix = 'respaldo-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the compiled agent as cron would: no terminal, so success is silent. */
+export function respaldo(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; prefix?: string[] } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const [cmd, ...pre] = opts.prefix ?? [];
+    const child = cmd
+      ? spawn(cmd, [...pre, process.execPath, MAIN, ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env } })
+      : spawn(process.execPath, [MAIN, ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+export function git(cwd: string, ...args: string[]): string {
+  return execFileSync('git', ['-c', 'user.name=JAA', '-c', 'user.email=jaa@example.org', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main', ...args], { cwd, encoding: 'utf8' });
+}
+
+export interface RepoSpec {
+  name: string;
+  kind?: 'config' | 'files' | 'source';
+  paths: string[];
+  exclude?: string[];
+  schedule?: { every: string } | { cron: string };
+  verify?: Record<string, unknown>;
+}
+
+export interface Deployment {
+  root: string;
+  config: string;
+  records: string;
+  target: string;
+  host: string;
+  /** The records folder's bare remote, when made with `remote: true`. */
+  remote: string | undefined;
+  run(...args: string[]): Promise<CliResult>;
+  /** Record files of the host, oldest first (relative to the records folder). */
+  recordFiles(): string[];
+  snapshots(repo: string): string[];
+}
+
+/**
+ * A host deployment in a temporary folder: a records git repository (optionally with a
+ * bare remote), a primary target, a host config; enrolled with `respaldo init` and trusted
+ * in policy/allowed_signers as JAA would do it.
+ */
+export async function deployment(repos: RepoSpec[], opts: { host?: string; remote?: boolean; extra?: Record<string, unknown>; enrol?: boolean } = {}): Promise<Deployment> {
+  const root = tempDir();
+  const host = opts.host ?? 'web01';
+  const records = join(root, 'records');
+  const target = join(root, 'target');
+  mkdirSync(target);
+  let remote: string | undefined;
+  if (opts.remote) {
+    remote = join(root, 'records-origin.git');
+    git(root, 'init', '--quiet', '--bare', remote);
+    git(root, 'clone', '--quiet', remote, records);
+  } else {
+    git(root, 'init', '--quiet', records);
+  }
+  mkdirSync(join(records, 'policy'));
+  writeFileSync(join(records, 'policy/allowed_signers'), '# test policy\n');
+  writeFileSync(join(records, '.gitattributes'), '* -text\n');
+  git(records, 'add', '.');
+  git(records, 'commit', '--quiet', '-m', 'policy');
+  if (remote) git(records, 'push', '--quiet', 'origin', 'HEAD');
+  const config = join(root, 'agent.yaml');
+  writeFileSync(
+    config,
+    stringify({
+      host,
+      key: join(root, 'host.key'),
+      records,
+      state: join(root, 'state'),
+      targets: { primary: target },
+      repositories: repos.map((r) => ({ kind: 'files', ...r })),
+      ...opts.extra,
+    }),
+  );
+  const run = (...args: string[]) => respaldo([...args, '--config', config]);
+  if (opts.enrol !== false) {
+    const init = await run('init');
+    if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
+    appendFileSync(join(records, 'policy/allowed_signers'), readFileSync(join(root, 'host.key.pub')));
+    git(records, 'add', 'policy/allowed_signers');
+    git(records, 'commit', '--quiet', '-m', 'trust the host');
+    if (remote) git(records, 'push', '--quiet', 'origin', 'HEAD');
+  }
+  return {
+    root,
+    config,
+    records,
+    target,
+    host,
+    remote,
+    run,
+    recordFiles: () => listRecordFiles(records, host),
+    snapshots: (repo) => {
+      try {
+        return readdirSync(join(target, host, repo, 'snapshots')).sort();
+      } catch {
+        return [];
+      }
+    },
+  };
+}
+
+export function listRecordFiles(records: string, host: string): string[] {
+  const base = join(records, 'hosts', host);
+  const out: string[] = [];
+  for (const year of readdirSync(base).sort()) for (const name of readdirSync(join(base, year)).sort()) if (name.endsWith('.yaml')) out.push(`hosts/${host}/${year}/${name}`);
+  return out;
+}
+
+/** Writes a tree of files: keys are paths relative to `dir`, values contents (string or bytes). */
+export function writeTree(dir: string, files: Record<string, string | Buffer>): void {
+  for (const [rel, content] of Object.entries(files)) {
+    mkdirSync(join(dir, rel, '..'), { recursive: true });
+    writeFileSync(join(dir, rel), content);
+  }
+}
+
+export interface TreeEntry {
+  type: string;
+  mode: number;
+  mtimeNs: bigint;
+  size: number;
+  sha256?: string;
+  link?: string;
+}
+
+/** Every entry under `dir` by relative path (as a latin1 string, so any byte name survives), with what a user would compare. */
+export function describeTree(dir: string | Buffer): Map<string, TreeEntry> {
+  const out = new Map<string, TreeEntry>();
+  const walk = (abs: Buffer, rel: string) => {
+    for (const name of readdirSync(abs, { encoding: 'buffer' })) {
+      const p = Buffer.concat([abs, Buffer.from('/'), name]);
+      const r = rel ? `${rel}/${name.toString('latin1')}` : name.toString('latin1');
+      const st = lstatSync(p, { bigint: true });
+      const entry: TreeEntry = { type: st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : st.isFile() ? 'f' : 'o', mode: Number(st.mode), mtimeNs: st.mtimeNs, size: Number(st.size) };
+      if (entry.type === 'f') entry.sha256 = createHash('sha256').update(readFileSync(p)).digest('hex');
+      if (entry.type === 'l') entry.link = readlinkSync(p, { encoding: 'buffer' }).toString('latin1');
+      out.set(r, entry);
+      if (entry.type === 'd') walk(p, r);
+    }
+  };
+  walk(Buffer.isBuffer(dir) ? dir : Buffer.from(dir), '');
+  return out;
+}
+
+export function inodeOf(path: string): bigint {
+  return lstatSync(path, { bigint: true }).ino;
+}

@@ -1,0 +1,66 @@
+/** The manifest builder's verification, on real files: what it reuses, what it re-reads, what it rejects. */
+import { createHash } from 'node:crypto';
+import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { HashPool } from '../dist/agent/hashing.js';
+import { buildManifest } from '../dist/agent/manifest.js';
+import { RepositoryStore } from '../dist/agent/target.js';
+import { TransferLog } from '../dist/agent/transfers.js';
+import { tempDir } from './helpers.js';
+
+const pool = new HashPool(2);
+afterAll(() => pool.close());
+
+function partial(files: Record<string, string>): { store: RepositoryStore; id: string } {
+  const store = new RepositoryStore(tempDir());
+  const id = '20261122T000000Z';
+  for (const [rel, text] of Object.entries(files)) {
+    const path = join(store.partialDir(id), 'data', rel);
+    mkdirSync(join(path, '..'), { recursive: true });
+    writeFileSync(path, text);
+  }
+  return { store, id };
+}
+
+const sha1 = (text: string) => createHash('sha1').update(text).digest('hex');
+
+describe('manifest verification', () => {
+  it('accepts stored copies whose SHA-1 matches what rsync read, and rejects one that does not', async () => {
+    const { store, id } = partial({ 'a.txt': 'alpha', 'b.txt': 'bravo' });
+    const transferred = new TransferLog();
+    transferred.add(Buffer.from('a.txt'), sha1('alpha'));
+    transferred.add(Buffer.from('b.txt'), sha1('bravo, as it was read'));
+    const result = await buildManifest({ store, id, previous: undefined, transferred, origin: undefined, scope: 'changed', pool, signal: new AbortController().signal, progress: () => {} });
+    expect(result.checksum).toEqual({ scope: 'changed', files: 2, bytes: 10, mismatches: 1 });
+    expect(result.problems).toEqual([{ path: '/b.txt', problem: 'the stored copy differs from what rsync read at the source' }]);
+  });
+
+  it('compares a new file without a transfer checksum with its original, and tells a changed original from a bad copy', async () => {
+    const { store, id } = partial({ 'same.txt': 'same', 'moved.txt': 'copy', 'bad.txt': 'copy' });
+    const originals = tempDir();
+    const when = new Date('2026-11-01T00:00:00Z');
+    for (const [name, text] of [['same.txt', 'same'], ['moved.txt', 'orig'], ['bad.txt', 'orig']] as const) writeFileSync(join(originals, name), text);
+    // The original of moved.txt has another mtime than its copy: it changed after it was copied.
+    utimesSync(join(originals, 'moved.txt'), when, when);
+    // bad.txt's original has the copy's size and mtime, yet other bytes: the copy is bad.
+    const storedBad = join(store.partialDir(id), 'data', 'bad.txt');
+    utimesSync(storedBad, when, when);
+    utimesSync(join(originals, 'bad.txt'), when, when);
+    const result = await buildManifest({
+      store,
+      id,
+      previous: undefined,
+      transferred: new TransferLog(),
+      origin: (rel) => Buffer.from(join(originals, rel.toString())),
+      scope: 'changed',
+      pool,
+      signal: new AbortController().signal,
+      progress: () => {},
+    });
+    expect(result.checksum.mismatches).toBe(1);
+    expect(result.problems).toEqual([{ path: '/bad.txt', problem: 'the stored copy differs from the original, which did not change since it was copied' }]);
+    expect(result.warnings.map((w) => w.code)).toEqual(['changed-during-backup']);
+    expect(result.warnings[0]!.message).toContain('/moved.txt');
+  });
+});

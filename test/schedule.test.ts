@@ -1,0 +1,81 @@
+/**
+ * Hourly cron, simulated with a clock: `respaldo run` backs up what is due, skips what is
+ * not, and catches up after the server was off; `status` and `cron` say so.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+// The compiled agent: its hashing worker is a compiled file.
+import { runCron } from '../dist/agent/commands/cron.js';
+import { runRun } from '../dist/agent/commands/run.js';
+import { runStatus } from '../dist/agent/commands/status.js';
+import { memoryReporter } from '../dist/agent/report.js';
+import { deployment, ROOT, tempDir, writeTree } from './helpers.js';
+
+function clock(start: string) {
+  let now = new Date(start).getTime();
+  return {
+    now: () => new Date(now),
+    advance: (hours: number) => {
+      now += hours * 3_600_000;
+    },
+  };
+}
+
+describe('schedules through runs', () => {
+  it('does what is due, skips the rest, catches up after downtime', async () => {
+    const src = tempDir();
+    writeTree(src, { 'a.txt': 'a' });
+    const d = await deployment([
+      { name: 'daily', paths: [src], schedule: { every: '1d' } },
+      { name: 'weekly', kind: 'source', paths: [src] },
+    ]);
+    const c = clock('2026-11-02T03:17:00Z');
+    const reporter = memoryReporter();
+    const ctx = { cwd: ROOT, env: process.env, now: c.now, reporter, signal: new AbortController().signal };
+    const run = () => runRun(ctx, { config: d.config, repos: [], all: false, manual: false, verify: undefined, progress: false });
+    const backups = () => d.recordFiles().filter((f) => f.endsWith('backup.yaml')).map((f) => parse(readFileSync(join(d.records, f), 'utf8')).repository as string);
+
+    expect(await run()).toBe(0); // both never backed up
+    expect(backups()).toEqual(['daily', 'weekly']);
+    for (let h = 0; h < 23; h++) {
+      c.advance(1);
+      expect(await run()).toBe(0);
+    }
+    expect(backups()).toHaveLength(2); // nothing due for 23 hours
+    c.advance(1);
+    expect(await run()).toBe(0);
+    expect(backups()).toEqual(['daily', 'weekly', 'daily']); // the next day at the same time
+
+    // The server is off for 10 days: the first run back does each repository once.
+    c.advance(240);
+    await runStatus(ctx, { config: d.config });
+    const status = reporter.results.at(-1) as { repositories: { name: string; state: string }[] };
+    expect(status.repositories.map((r) => [r.name, r.state])).toEqual([
+      ['daily', 'overdue'],
+      ['weekly', 'overdue'],
+    ]);
+    expect(await run()).toBe(0);
+    expect(backups()).toEqual(['daily', 'weekly', 'daily', 'daily', 'weekly']);
+    c.advance(1);
+    expect(await run()).toBe(0);
+    expect(backups()).toHaveLength(5);
+
+    await runStatus(ctx, { config: d.config });
+    const text = reporter.texts.at(-1)!;
+    expect(text).toMatch(/daily\s+files\s+every 1d\s+2026-11-13 \d\d:\d\d \(20261113T\d{6}Z\)\s+2026-11-14 \d\d:\d\d\s+ok/);
+    expect(text).toMatch(/weekly\s+source\s+every 7d/);
+  });
+
+  it('prints a cron.d file with absolute paths', async () => {
+    const src = tempDir();
+    writeTree(src, { 'a.txt': 'a' });
+    const d = await deployment([{ name: 'app', paths: [src] }]);
+    const reporter = memoryReporter();
+    await runCron({ cwd: ROOT, env: process.env, now: () => new Date(), reporter, signal: new AbortController().signal }, { config: d.config });
+    const text = reporter.texts[0]!;
+    expect(text).toMatch(new RegExp(`^\\d{1,2} \\* \\* \\* \\* root ${process.execPath} /\\S+/dist/agent/main\\.js run --config ${d.config}$`, 'm'));
+    expect(text).toContain('PATH=/usr/local/sbin');
+  });
+});
