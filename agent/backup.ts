@@ -142,12 +142,13 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
   let totals: { bytes: number; files: number; changedFiles: number; changedBytes: number } | undefined;
   try {
     await target.check();
+    const { private: privateDest } = await store.prepare();
     const existing = await store.snapshots();
     previous = existing[existing.length - 1];
     const prevSummary = previous ? (await store.readSummary(previous)).summary : undefined;
     // Nothing changed since the previous snapshot: it stands for today too, at the cost of
     // one comparison instead of a new tree of hard links.
-    if (previous && prevSummary && source.unchanged && sameSelection(prevSummary, repo) && (await source.unchanged({ repository: repo, snapshotData: store.linkDest(previous), signal: ctx.signal, env: ctx.env })))
+    if (previous && prevSummary && source.unchanged && sameSelection(prevSummary, repo) && (await source.unchanged({ repository: repo, snapshotData: store.linkDest(previous), privateDest, signal: ctx.signal, env: ctx.env })))
       return await recordUnchanged(job, store, previous, prevSummary, started, scope);
     id = newSnapshotId(started, existing);
     ctx.reporter.event({ type: 'repo-start', repository: repo.name, kind: repo.kind, snapshot: id });
@@ -158,6 +159,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       repository: repo,
       dest: store.dataDest(id),
       linkDest: previous ? store.linkDest(previous) : undefined,
+      privateDest,
       signal: ctx.signal,
       env: ctx.env,
       progress: job.progress ? (done, total) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'copy', done, total }) : undefined,

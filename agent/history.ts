@@ -2,7 +2,8 @@
 import type { RecordStore } from './records.js';
 
 export interface RepositoryHistory {
-  lastGood: { started: Date; snapshot: string; seq: number; bytes: number } | undefined;
+  /** `unchanged`: nothing had changed, so the backup is an earlier snapshot recorded again. */
+  lastGood: { started: Date; snapshot: string; seq: number; bytes: number; unchanged: boolean } | undefined;
   /** The newest failure, when it is newer than the last good backup. */
   failing: { at: Date; seq: number; cause: string } | undefined;
 }
@@ -19,7 +20,7 @@ export async function readHistory(records: RecordStore, names: string[]): Promis
     const h = out.get(record.repository);
     if (!h || h.lastGood) continue;
     if (record.type === 'backup') {
-      h.lastGood = { started: new Date(record.started), snapshot: record.snapshot.id, seq: record.seq, bytes: record.size.bytes };
+      h.lastGood = { started: new Date(record.started), snapshot: record.snapshot.id, seq: record.seq, bytes: record.size.bytes, unchanged: record.unchanged === true };
       open--;
     } else if (!h.failing) h.failing = { at: new Date(record.at), seq: record.seq, cause: record.cause };
   }

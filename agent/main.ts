@@ -3,6 +3,7 @@
  * The entry: the only place that reads process globals, picks the output streams and
  * exits. Errors become exit codes here and nowhere else.
  */
+import { setFlagsFromString } from 'node:v8';
 import { renderUsage, runCommand, type CommandDef } from 'citty';
 import { EXIT_CODES_HELP, main, type Invocation } from './cli.js';
 import type { Context } from './context.js';
@@ -27,6 +28,8 @@ async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent
 }
 
 async function start(): Promise<number> {
+  setFlagsFromString('--max-semi-space-size=1');
+  setFlagsFromString('--heap-growing-percent=50');
   const argv = process.argv.slice(2);
   if (argv[0] === '--version' || argv[0] === '-v') {
     process.stdout.write(`respaldo ${VERSION}\n`);

@@ -16,6 +16,7 @@ import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import { encodeName, entryPath, type ManifestEntry } from '../schemas/manifest.js';
 import type { HashJob, HashPool, HashResult } from './hashing.js';
+import { IntMap } from './intmap.js';
 import type { TransferLog } from './transfers.js';
 import type { RepositoryStore, WalkEntry } from './target.js';
 
@@ -55,19 +56,56 @@ function shown(rel: Buffer): string {
   return `/${rel.toString('utf8')}`;
 }
 
-async function previousHashes(input: ManifestInput): Promise<Map<string, string>> {
-  // inode → "size\tmtime\tsha256": one string per file keeps 200,000 entries in a few tens of MB.
-  const map = new Map<string, string>();
-  if (!input.previous) return map;
+const MTIME_LENGTH = 30; // 2026-11-22T03:15:07.123456789Z
+const PREV_ENTRY = 8 + MTIME_LENGTH + 32;
+
+/**
+ * The previous manifest's files by inode: size, mtime and SHA-256 in one Buffer, 70 bytes a
+ * file, so that 200,000 files cost 14 MB outside the JavaScript heap instead of 200,000
+ * strings for the garbage collector to trace.
+ */
+class PreviousFiles {
+  private readonly index = new IntMap();
+  private data = Buffer.alloc(PREV_ENTRY * 1024);
+  private count = 0;
+
+  add(ino: number, size: number, mtime: string, sha256: string): void {
+    // Another shape of time (a year past 9999) is simply not indexed: that file is hashed anew.
+    if (mtime.length !== MTIME_LENGTH) return;
+    if ((this.count + 1) * PREV_ENTRY > this.data.length) {
+      const grown = Buffer.alloc(this.data.length * 2);
+      this.data.copy(grown);
+      this.data = grown;
+    }
+    const at = this.count * PREV_ENTRY;
+    this.data.writeDoubleLE(size, at);
+    this.data.write(mtime, at + 8, 'latin1');
+    this.data.write(sha256, at + 8 + MTIME_LENGTH, 'hex');
+    this.index.set(ino, this.count++);
+  }
+
+  /** The SHA-256 recorded for this inode, if its size and mtime are still the same. */
+  match(ino: number, size: number, mtime: string): string | undefined {
+    const i = this.index.get(ino);
+    if (i === undefined) return undefined;
+    const at = i * PREV_ENTRY;
+    if (this.data.readDoubleLE(at) !== size || this.data.toString('latin1', at + 8, at + 8 + MTIME_LENGTH) !== mtime) return undefined;
+    return this.data.toString('hex', at + 8 + MTIME_LENGTH, at + PREV_ENTRY);
+  }
+}
+
+async function previousFiles(input: ManifestInput): Promise<PreviousFiles> {
+  const files = new PreviousFiles();
+  if (!input.previous) return files;
   for await (const line of input.store.manifestLines(input.previous)) {
     const e = JSON.parse(line) as { type: string; ino: number; size: number; mtime: string; sha256?: string };
-    if (e.type === 'f' && e.sha256) map.set(String(e.ino), `${e.size}\t${e.mtime}\t${e.sha256}`);
+    if (e.type === 'f' && e.sha256) files.add(e.ino, e.size, e.mtime, e.sha256);
   }
-  return map;
+  return files;
 }
 
 export async function buildManifest(input: ManifestInput): Promise<ManifestOutcome> {
-  const prev = await previousHashes(input);
+  const prev = await previousFiles(input);
   const out = input.store.openPartialFile(input.id, 'manifest.jsonl');
   const digest = createHash('sha256');
   const size = { bytes: 0, files: 0, dirs: 0, symlinks: 0, others: 0 };
@@ -102,10 +140,9 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
     const sent = new Array<string | undefined>(entries.length);
     entries.forEach((e, i) => {
       if (e.type !== 'f') return;
-      const known = prev.get(e.ino);
-      const prefix = `${e.size}\t${e.mtime}\t`;
-      if (known?.startsWith(prefix)) {
-        reused[i] = known.slice(prefix.length);
+      const known = prev.match(Number(e.ino), e.size, e.mtime);
+      if (known !== undefined) {
+        reused[i] = known;
         if (input.scope === 'full') storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel) }) - 1;
       } else {
         sent[i] = input.transferred.get(e.rel);

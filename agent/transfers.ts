@@ -6,12 +6,13 @@
  * share a key are both marked unknown, and verification then re-reads their originals.
  */
 import { createHash } from 'node:crypto';
+import { IntMap } from './intmap.js';
 
 const ENTRY = 24; // 4 bytes of check, 20 bytes of SHA-1
 const AMBIGUOUS = -1;
 
 export class TransferLog {
-  private readonly index = new Map<number, number>();
+  private readonly index = new IntMap();
   private data = Buffer.alloc(ENTRY * 1024);
   private count = 0;
 
@@ -26,7 +27,7 @@ export class TransferLog {
 
   add(path: Buffer, sha1hex: string): void {
     const { key, check } = TransferLog.key(path);
-    if (this.index.has(key)) {
+    if (this.index.get(key) !== undefined) {
       this.index.set(key, AMBIGUOUS);
       return;
     }

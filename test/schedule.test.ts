@@ -64,7 +64,8 @@ describe('schedules through runs', () => {
 
     await runStatus(ctx, { config: d.config });
     const text = reporter.texts.at(-1)!;
-    expect(text).toMatch(/daily\s+files\s+every 1d\s+2026-11-13 \d\d:\d\d \(20261113T\d{6}Z\)\s+2026-11-14 \d\d:\d\d\s+ok/);
+    // Nothing changed in the source since the first backup: the catch-up recorded that snapshot again.
+    expect(text).toMatch(/daily\s+files\s+every 1d\s+2026-11-13 03:17 \(unchanged since 20261102T031700Z\)\s+2026-11-14 \d\d:\d\d\s+ok/);
     expect(text).toMatch(/weekly\s+source\s+every 7d/);
   });
 

@@ -39,7 +39,7 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
       kind: repo.kind,
       schedule: plan.describe,
       state: due.state,
-      lastGood: h.lastGood ? { started: h.lastGood.started.toISOString(), snapshot: h.lastGood.snapshot, record: h.lastGood.seq } : null,
+      lastGood: h.lastGood ? { started: h.lastGood.started.toISOString(), snapshot: h.lastGood.snapshot, unchanged: h.lastGood.unchanged, record: h.lastGood.seq } : null,
       failing: h.failing ? { at: h.failing.at.toISOString(), record: h.failing.seq, cause: h.failing.cause } : null,
       nextDue: due.nextDue && due.state === 'ok' ? due.nextDue.toISOString() : now.toISOString(),
     };
@@ -51,7 +51,7 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
       r.name,
       r.kind,
       r.schedule,
-      r.lastGood ? `${formatLocal(new Date(r.lastGood.started), zone)} (${r.lastGood.snapshot})` : '-',
+      r.lastGood ? `${formatLocal(new Date(r.lastGood.started), zone)} (${r.lastGood.unchanged ? 'unchanged since ' : ''}${r.lastGood.snapshot})` : '-',
       r.state === 'ok' ? formatLocal(new Date(r.nextDue), zone) : 'now',
       STATE_TEXT[r.state] + (r.failing ? `; failing since ${formatLocal(new Date(r.failing.at), zone)} (record ${r.failing.record})` : ''),
     ]);

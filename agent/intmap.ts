@@ -1,0 +1,54 @@
+/**
+ * A hash table from whole numbers (0 ≤ key < 2^53) to whole numbers, kept in two typed
+ * arrays. A Map of 200,000 entries costs the garbage collector 200,000 entries to trace
+ * and tens of MB; this costs 12 bytes a slot, outside the JavaScript heap.
+ */
+export class IntMap {
+  private keys: Float64Array;
+  private values: Int32Array;
+  private count = 0;
+
+  constructor(capacity = 1024) {
+    let size = 16;
+    while (size < capacity * 2) size *= 2;
+    this.keys = new Float64Array(size).fill(-1);
+    this.values = new Int32Array(size);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  private slot(key: number): number {
+    const mask = this.keys.length - 1;
+    // Mix both halves of the key (inodes and hash prefixes are wider than 32 bits).
+    let h = Math.imul((key % 0x100000000) | 0, 0x9e3779b1) ^ Math.imul(Math.floor(key / 0x100000000) | 0, 0x85ebca77);
+    h ^= h >>> 15;
+    let i = h & mask;
+    while (this.keys[i] !== -1 && this.keys[i] !== key) i = (i + 1) & mask;
+    return i;
+  }
+
+  get(key: number): number | undefined {
+    const i = this.slot(key);
+    return this.keys[i] === -1 ? undefined : this.values[i];
+  }
+
+  set(key: number, value: number): void {
+    if ((this.count + 1) * 2 > this.keys.length) this.grow();
+    const i = this.slot(key);
+    if (this.keys[i] === -1) {
+      this.keys[i] = key;
+      this.count++;
+    }
+    this.values[i] = value;
+  }
+
+  private grow(): void {
+    const { keys, values } = this;
+    this.keys = new Float64Array(keys.length * 2).fill(-1);
+    this.values = new Int32Array(keys.length * 2);
+    this.count = 0;
+    for (let i = 0; i < keys.length; i++) if (keys[i] !== -1) this.set(keys[i]!, values[i]!);
+  }
+}
