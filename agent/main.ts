@@ -28,6 +28,9 @@ async function resolveCommand(argv: string[]): Promise<{ cmd: CommandDef; parent
 }
 
 async function start(): Promise<number> {
+  // The agent's live heap is small (its per-file tables are typed arrays); V8's defaults
+  // would still let garbage grow to several times that before collecting it. Tighter
+  // growth keeps a backup of 200,000 files under 150 MB at a cost of a few collections.
   setFlagsFromString('--max-semi-space-size=1');
   setFlagsFromString('--heap-growing-percent=50');
   const argv = process.argv.slice(2);
