@@ -139,33 +139,34 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
   const source = sources[repo.kind];
   let id: string | undefined;
   let previous: string | undefined;
-  let totals: { bytes: number; files: number; changedFiles: number; changedBytes: number } | undefined;
+  let totals: { bytes: number; files: number; changedFiles: number; changedBytes: number; seconds: Record<'copy' | 'verify' | 'flush' | 'publish', number> } | undefined;
   try {
     await target.check();
-    const { private: privateDest } = await store.prepare();
+    await store.prepare();
     const existing = await store.snapshots();
     previous = existing[existing.length - 1];
     const prevSummary = previous ? (await store.readSummary(previous)).summary : undefined;
     // Nothing changed since the previous snapshot: it stands for today too, at the cost of
     // one comparison instead of a new tree of hard links.
-    if (previous && prevSummary && source.unchanged && sameSelection(prevSummary, repo) && (await source.unchanged({ repository: repo, snapshotData: store.linkDest(previous), privateDest, signal: ctx.signal, env: ctx.env })))
+    if (previous && prevSummary && source.unchanged && sameSelection(prevSummary, repo) && (await source.unchanged({ repository: repo, snapshotData: store.linkDest(previous), signal: ctx.signal, env: ctx.env })))
       return await recordUnchanged(job, store, previous, prevSummary, started, scope);
     id = newSnapshotId(started, existing);
     ctx.reporter.event({ type: 'repo-start', repository: repo.name, kind: repo.kind, snapshot: id });
     const leftovers = await store.begin(id);
     if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed the unfinished snapshot(s) of an interrupted run: ${leftovers.join(', ')}` });
 
+    const t0 = performance.now();
     const captured = await source.snapshot({
       repository: repo,
       dest: store.dataDest(id),
       linkDest: previous ? store.linkDest(previous) : undefined,
-      privateDest,
       signal: ctx.signal,
       env: ctx.env,
       progress: job.progress ? (done, total) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'copy', done, total }) : undefined,
     });
 
     // Flush the copied data while the manifest is built: the disk writes overlap the hashing.
+    const t1 = performance.now();
     const flushing = store.flush(id);
     flushing.catch(() => {});
     const manifest = await buildManifest({
@@ -186,7 +187,9 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       });
     }
 
+    const t2 = performance.now();
     await flushing;
+    const t3 = performance.now();
     const shrink = repo.verify?.['shrink-warning'] ?? config.verify?.['shrink-warning'] ?? DEFAULT_SHRINK;
     const growth = repo.verify?.['growth-warning'] ?? config.verify?.['growth-warning'] ?? DEFAULT_GROWTH;
     const size = compareSize(manifest.size.bytes, prevSummary?.size.bytes, shrink, growth);
@@ -224,7 +227,14 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     await writeFile(join(store.partialDir(id), 'snapshot.yaml'), stringify(summary, { lineWidth: 0 }), { flag: 'wx' });
     if (ctx.signal.aborted) throw asFailure(undefined, ctx.signal);
     await store.publish(id);
-    totals = { bytes: manifest.size.bytes, files: manifest.size.files, changedFiles: manifest.changed.files, changedBytes: manifest.changed.bytes };
+    const secs = (ms: number) => Math.round(ms) / 1000;
+    totals = {
+      bytes: manifest.size.bytes,
+      files: manifest.size.files,
+      changedFiles: manifest.changed.files,
+      changedBytes: manifest.changed.bytes,
+      seconds: { copy: secs(t1 - t0), verify: secs(t2 - t1), flush: secs(t3 - t2), publish: secs(performance.now() - t3) },
+    };
     for (const w of warnings) ctx.reporter.event({ type: 'warning', repository: repo.name, message: w.message });
   } catch (e) {
     if (id) await store.discard(id).catch(() => {});

@@ -18,6 +18,8 @@ export type ReportEvent =
       changedFiles: number;
       changedBytes: number;
       level: string;
+      /** Where the time went, for a new snapshot: copying, hashing and verifying, flushing to disk, publishing. */
+      seconds?: Record<'copy' | 'verify' | 'flush' | 'publish', number>;
     }
   | { type: 'repo-failed'; repository: string; cause: string; hint: string; seq: number | undefined }
   | { type: 'skipped'; repository: string; reason: string }

@@ -4,7 +4,7 @@
  * into failures that say what to do.
  */
 import { BackupFailure } from './errors.js';
-import { capture, lastLines, runTool } from './exec.js';
+import { lastLines, runTool } from './exec.js';
 import type { TransferLog } from './transfers.js';
 
 /** rsync's exit codes (rsync(1), EXIT VALUES). */
@@ -32,8 +32,6 @@ export interface RsyncJob {
   sources: string[];
   dest: string;
   linkDest: string | undefined;
-  /** No user but root and the agent can change where dest and linkDest lead. */
-  privateDest: boolean;
   exclude: string[];
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
@@ -47,26 +45,8 @@ export interface RsyncJob {
   transferred: TransferLog;
 }
 
-let walkOption: Promise<boolean> | undefined;
-
-/**
- * rsync 3.5 resolves the destination and --link-dest paths again for every file, one
- * folder at a time, refusing symbolic links that another user could have planted there:
- * two system calls per folder of the path, per file. Under a snapshot's deep path that
- * tripled the time of a backup of 200,000 small files (README, Benchmark). Where no other
- * user can write along those paths (privatePath) the walk guards against nothing, and
- * `--insecure-links` turns it off; older rsyncs neither walk nor know the option.
- */
-export function skipsPathWalk(env: NodeJS.ProcessEnv): Promise<boolean> {
-  walkOption ??= capture('rsync', ['--help'], { env }).then(
-    (help) => help.includes('--insecure-links'),
-    () => false,
-  );
-  return walkOption;
-}
-
 /** The options every copy and every comparison shares, so both see files the same way. */
-function commonArgs(exclude: string[], skipWalk: boolean): string[] {
+function commonArgs(exclude: string[]): string[] {
   return [
     // -a keeps permissions, times, owners, symlinks (as links, never followed) and devices;
     // -R keeps each source's absolute path under data/, so two sources never collide.
@@ -77,14 +57,13 @@ function commonArgs(exclude: string[], skipWalk: boolean): string[] {
     // file rewritten within the same second with the same size would be hard-linked as
     // unchanged, and folders and links would lose their sub-second times.
     '--modify-window=-1',
-    ...(skipWalk ? ['--insecure-links'] : []),
     ...exclude.map((pattern) => `--exclude=${pattern}`),
   ];
 }
 
-export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 'exclude' | 'progress'>, skipWalk: boolean): string[] {
+export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 'exclude' | 'progress'>): string[] {
   return [
-    ...commonArgs(job.exclude, skipWalk),
+    ...commonArgs(job.exclude),
     ...(job.linkDest ? [`--link-dest=${job.linkDest}`] : []),
     // SHA-1 as rsync's whole-file checksum (as fast as its default xxh128 with SHA-NI), printed per file.
     '--checksum-choice=sha1',
@@ -138,8 +117,7 @@ function hintFor(code: number | null, stderr: string): string {
 export async function rsyncSnapshot(job: RsyncJob): Promise<void> {
   let result;
   try {
-    const skipWalk = job.privateDest && (await skipsPathWalk(job.env));
-    result = await runTool('rsync', rsyncArgs(job, skipWalk), {
+    result = await runTool('rsync', rsyncArgs(job), {
       env: job.env,
       signal: job.signal,
       onStdout: outputParser(job),
@@ -169,7 +147,7 @@ export async function rsyncSnapshot(job: RsyncJob): Promise<void> {
  * is backed up, so a change to them alone does not count. Any doubt (an error, a vanished
  * file) answers "changed", and a full snapshot follows.
  */
-export async function rsyncUnchanged(job: { sources: string[]; exclude: string[]; snapshotData: string; privateDest: boolean; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<boolean> {
+export async function rsyncUnchanged(job: { sources: string[]; exclude: string[]; snapshotData: string; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<boolean> {
   const parents = new Set<string>(['']);
   for (const source of job.sources) {
     const parts = source.split('/').filter(Boolean);
@@ -177,8 +155,7 @@ export async function rsyncUnchanged(job: { sources: string[]; exclude: string[]
   }
   let output = '';
   let relevant = false;
-  const skipWalk = job.privateDest && (await skipsPathWalk(job.env));
-  const result = await runTool('rsync', [...commonArgs(job.exclude, skipWalk), '--dry-run', '--delete', '--itemize-changes', '--out-format=%i %n', '--', ...job.sources, `${job.snapshotData}/`], {
+  const result = await runTool('rsync', [...commonArgs(job.exclude), '--dry-run', '--delete', '--itemize-changes', '--out-format=%i %n', '--', ...job.sources, `${job.snapshotData}/`], {
     env: job.env,
     signal: job.signal,
     onStdout: (chunk) => {

@@ -16,7 +16,7 @@ import { parse as parseYaml } from 'yaml';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import { BackupFailure } from './errors.js';
 import { capture, streamTool } from './exec.js';
-import { fsyncDir, privatePath } from './fsutil.js';
+import { fsyncDir } from './fsutil.js';
 
 const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
 
@@ -72,13 +72,12 @@ export class RepositoryStore {
   constructor(readonly base: string) {}
 
   /**
-   * Creates the repository's folder (mode 0700: other users cannot reach into the copies,
-   * whatever the modes of the folders copied) and says whether its path is private: no
-   * user but root and the agent can change where it leads (see privatePath).
+   * Creates the repository's folder with mode 0700: the copies keep their folders' modes,
+   * and a world-writable folder copied from the source (an uploads folder) must not let
+   * other users plant links inside a snapshot, nor read what root alone could.
    */
-  async prepare(): Promise<{ private: boolean }> {
+  async prepare(): Promise<void> {
     await mkdir(this.base, { recursive: true, mode: 0o700 });
-    return { private: await privatePath(this.base) };
   }
 
   snapshotDir(id: string): string {

@@ -36,7 +36,6 @@ export const filesSource = {
       sources: job.repository.paths,
       dest: job.dest,
       linkDest: job.linkDest,
-      privateDest: job.privateDest,
       exclude: job.repository.exclude ?? [],
       signal: job.signal,
       env: job.env,
@@ -47,6 +46,6 @@ export const filesSource = {
   },
 
   unchanged(job) {
-    return rsyncUnchanged({ sources: job.repository.paths, exclude: job.repository.exclude ?? [], snapshotData: job.snapshotData, privateDest: job.privateDest, signal: job.signal, env: job.env });
+    return rsyncUnchanged({ sources: job.repository.paths, exclude: job.repository.exclude ?? [], snapshotData: job.snapshotData, signal: job.signal, env: job.env });
   },
 } satisfies Source;

@@ -12,8 +12,6 @@ export interface SnapshotJob {
   dest: string;
   /** The previous complete snapshot's data folder, for hard links to unchanged files. */
   linkDest: string | undefined;
-  /** No user but root and the agent can change where `dest` and `linkDest` lead (RepositoryStore.prepare). */
-  privateDest: boolean;
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
   progress: ((done: number, total: number) => void) | undefined;
@@ -36,5 +34,5 @@ export interface Source {
    * True when the repository's data still matches a complete snapshot exactly, so that no
    * new snapshot is needed; sources that cannot tell cheaply leave it out.
    */
-  unchanged?(job: { repository: RepositoryConfig; snapshotData: string; privateDest: boolean; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<boolean>;
+  unchanged?(job: { repository: RepositoryConfig; snapshotData: string; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<boolean>;
 }
