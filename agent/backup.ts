@@ -2,9 +2,10 @@
  * One repository's backup: snapshot, manifest and verification, size comparison, publish,
  * record. Any failure becomes a `failure` record; the previous snapshot is never touched.
  */
-import { writeFile } from 'node:fs/promises';
+import { access, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { compareSnapshotIds } from '../schemas/common.js';
 import type { RepositoryConfig } from '../schemas/config.js';
 import { digestOf, type RecordBody } from '../schemas/record.js';
 import type { SnapshotSummary } from '../schemas/snapshot.js';
@@ -12,8 +13,10 @@ import type { Config } from './config.js';
 import type { Context } from './context.js';
 import { BackupFailure, messageOf, RespaldoError } from './errors.js';
 import type { HashPool } from './hashing.js';
+import type { RepositoryHistory } from './history.js';
 import { buildManifest, checkSnapshot } from './manifest.js';
 import type { Appended, RecordStore } from './records.js';
+import { pathRedactor, type Redact } from './redact.js';
 import { formatBytes } from './report.js';
 import { filesSource } from './sources/files.js';
 import type { Source } from './sources/source.js';
@@ -33,18 +36,25 @@ export interface BackupJob {
   /** From --verify; otherwise the repository's or host's `verify.level`. */
   scope: 'changed' | 'full' | undefined;
   progress: boolean;
+  /** The repository's last good backup, by the host's records. */
+  lastGood: RepositoryHistory['lastGood'];
 }
 
 export type BackupOutcome = { ok: true; appended: Appended; snapshot: string } | { ok: false; appended: Appended; failure: BackupFailure };
 
+const exists = (path: string) => access(path).then(() => true, () => false);
+
 const DEFAULT_SHRINK = 20;
 const DEFAULT_GROWTH = 100;
 
-/** Snapshot ids are UTC start times; they must sort after every existing id, even if the clock went back. */
+/**
+ * Snapshot ids are UTC start times; they must sort after every existing id (oldest first
+ * in `existing`), even if the clock went back.
+ */
 export function newSnapshotId(at: Date, existing: string[]): string {
   const base = at.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   const last = existing[existing.length - 1];
-  if (!last || base > last.replace(/-\d+$/, '')) return base;
+  if (!last || compareSnapshotIds(base, last) > 0) return base;
   const [lastBase, suffix] = last.split('-');
   return `${lastBase}-${Number(suffix ?? 1) + 1}`;
 }
@@ -67,7 +77,7 @@ function asFailure(e: unknown, signal: AbortSignal): BackupFailure {
 }
 
 /** The backup record of a published snapshot, from its snapshot.yaml. */
-export async function recordSnapshot(records: RecordStore, store: RepositoryStore, id: string, recovered: boolean): Promise<Appended> {
+export async function recordSnapshot(records: RecordStore, store: RepositoryStore, id: string, recovered: boolean, redact: Redact): Promise<Appended> {
   const { summary, bytes } = await store.readSummary(id);
   const body: RecordBody<'backup'> = {
     repository: summary.repository,
@@ -76,12 +86,12 @@ export async function recordSnapshot(records: RecordStore, store: RepositoryStor
     ...(summary.operator ? { operator: summary.operator } : {}),
     started: summary.started,
     finished: summary.finished,
-    snapshot: { id, target: 'primary', location: store.snapshotDir(id), digest: digestOf(bytes), manifest: summary.manifest },
+    snapshot: { id, target: 'primary', location: store.snapshotLocation(id), digest: digestOf(bytes), manifest: summary.manifest },
     previous: summary.previous,
     size: summary.size,
     changed: summary.changed,
     verification: summary.verification,
-    warnings: summary.warnings,
+    warnings: summary.warnings.map((w) => ({ ...w, message: redact(w.message) })),
     ...(recovered ? { recovered: true } : {}),
   };
   return records.append('backup', body);
@@ -115,7 +125,7 @@ async function recordUnchanged(job: BackupJob, store: RepositoryStore, previous:
     ...(job.operator ? { operator: job.operator } : {}),
     started: started.toISOString(),
     finished: ctx.now().toISOString(),
-    snapshot: { id: previous, target: 'primary', location: store.snapshotDir(previous), digest: digestOf(bytes), manifest: summary.manifest },
+    snapshot: { id: previous, target: 'primary', location: store.snapshotLocation(previous), digest: digestOf(bytes), manifest: summary.manifest },
     previous: { id: previous, bytes: summary.size.bytes },
     size: summary.size,
     changed: { files: 0, bytes: 0 },
@@ -137,11 +147,20 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
   const started = ctx.now();
   const scope = job.scope ?? repo.verify?.level ?? config.verify?.level ?? 'changed';
   const source = sources[repo.kind];
+  const redact = pathRedactor(config, repo);
   let id: string | undefined;
   let previous: string | undefined;
   let totals: { bytes: number; files: number; changedFiles: number; changedBytes: number; seconds: Record<'copy' | 'verify' | 'flush' | 'publish', number> } | undefined;
   try {
     await target.check();
+    // A mount point stays behind, empty, when its disk is not mounted: backing up into it
+    // would fill the system disk with copies that vanish once the disk is back.
+    if (job.lastGood && !(await exists(target.hostDir(config.host))))
+      throw new BackupFailure(
+        'target',
+        `the ${target.role} target ${target.root} has no folder for host ${config.host}, yet record ${job.lastGood.seq} keeps snapshot ${job.lastGood.snapshot} there: is the backup disk mounted?`,
+        `mount the backup disk on ${target.root} and run again; if it is a new, empty disk on purpose, create the host's folder (mkdir ${target.hostDir(config.host)}) and run again`,
+      );
     await store.prepare();
     const existing = await store.snapshots();
     previous = existing[existing.length - 1];
@@ -245,18 +264,18 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       trigger: job.trigger,
       ...(job.operator ? { operator: job.operator } : {}),
       stage: failure.stage,
-      cause: failure.message,
-      ...(failure.extra.detail ? { detail: failure.extra.detail } : {}),
+      cause: redact(failure.message),
+      ...(failure.extra.detail ? { detail: redact(failure.extra.detail) } : {}),
       ...(failure.extra.exitCode !== undefined ? { exit_code: failure.extra.exitCode } : {}),
       ...(failure.extra.signal ? { signal: failure.extra.signal } : {}),
-      hint: failure.hint,
+      hint: redact(failure.hint),
       previous_snapshot: previous ?? null,
     });
     ctx.reporter.event({ type: 'repo-failed', repository: repo.name, cause: failure.message, hint: failure.hint, seq: appended.seq });
     return { ok: false, appended, failure };
   }
   try {
-    const appended = await recordSnapshot(records, store, id, false);
+    const appended = await recordSnapshot(records, store, id, false, redact);
     ctx.reporter.event({ type: 'repo-done', repository: repo.name, snapshot: id, seq: appended.seq, level: 'checksum', ...totals! });
     return { ok: true, appended, snapshot: id };
   } catch (e) {

@@ -129,6 +129,9 @@ export class RecordsGit {
           await this.git.raw(['pull', '--quiet', '--rebase', '--autostash', remote, branch]);
         } catch (pullError) {
           error = lastLines((pullError as Error).message, 3);
+          // Never leave the checkout in the middle of a rebase: every later commit would
+          // land on a detached HEAD and every push would fail.
+          await this.git.raw(['rebase', '--abort']).catch(() => {});
           break;
         }
       }

@@ -4,21 +4,24 @@
  * keep the cost of messages small next to thousands of small files.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { unpackJobs, type HashResult, type PackedJobs } from './hashing.js';
+import { unpackJobs, type HashJob, type HashResult, type PackedJobs } from './hashing.js';
 
 const buffer = Buffer.allocUnsafe(1 << 20);
 
-function hashFile(path: Buffer, withSha1: boolean): HashResult {
-  const fd = openSync(path, 'r');
+function hashFile(job: HashJob): HashResult {
+  const fd = openSync(job.path, job.recheck ? constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK : 'r');
   try {
     const before = fstatSync(fd, { bigint: true });
+    if (job.recheck && !before.isFile()) return { error: 'not a regular file' };
     const hash = createHash('sha256');
-    const sha1 = withSha1 ? createHash('sha1') : undefined;
+    const sha1 = job.sha1 ? createHash('sha1') : undefined;
+    // An original that grew past its copy differs from it: one byte more tells as much as all.
+    const limit = job.limit === undefined ? Infinity : job.limit + 1;
     let bytes = 0;
-    for (;;) {
-      const n = readSync(fd, buffer, 0, buffer.length, null);
+    while (bytes < limit) {
+      const n = readSync(fd, buffer, 0, Math.min(buffer.length, limit - bytes), null);
       if (n === 0) break;
       hash.update(buffer.subarray(0, n));
       sha1?.update(buffer.subarray(0, n));
@@ -33,7 +36,7 @@ function hashFile(path: Buffer, withSha1: boolean): HashResult {
 parentPort!.on('message', ({ id, batch }: { id: number; batch: PackedJobs }) => {
   const results = unpackJobs(batch).map((job): HashResult => {
     try {
-      const result = hashFile(job.path, job.sha1 === true);
+      const result = hashFile(job);
       if (job.recheck) {
         // The file's state after reading, so the caller can tell "changed while we read it".
         const after = lstatSync(job.path, { bigint: true });

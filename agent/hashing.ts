@@ -4,8 +4,14 @@ import { Worker } from 'node:worker_threads';
 
 export interface HashJob {
   path: Buffer;
-  /** Also report whether the file changed while it was being read. */
+  /**
+   * An original at the source, which other users may control: never follow a link at its
+   * name, never block on a fifo or read a device, never read more than `limit` + 1 bytes;
+   * and report whether the file changed while it was being read.
+   */
   recheck?: boolean;
+  /** With `recheck`: the size of the stored copy it is compared with. */
+  limit?: number;
   /** Also compute SHA-1, in the same read (to match rsync's transfer checksum). */
   sha1?: boolean;
 }
@@ -30,6 +36,7 @@ export interface PackedJobs {
   ends: Uint32Array<ArrayBuffer>;
   /** Bit 1: recheck; bit 2: sha1. */
   flags: Uint8Array<ArrayBuffer>;
+  limits: Float64Array<ArrayBuffer>;
 }
 
 export function packJobs(jobs: HashJob[]): PackedJobs {
@@ -37,21 +44,24 @@ export function packJobs(jobs: HashJob[]): PackedJobs {
   const paths = new Uint8Array(total);
   const ends = new Uint32Array(jobs.length);
   const flags = new Uint8Array(jobs.length);
+  const limits = new Float64Array(jobs.length);
   let at = 0;
   jobs.forEach((j, i) => {
     paths.set(j.path, at);
     at += j.path.length;
     ends[i] = at;
     flags[i] = (j.recheck ? 1 : 0) | (j.sha1 ? 2 : 0);
+    limits[i] = j.limit ?? -1;
   });
-  return { paths, ends, flags };
+  return { paths, ends, flags, limits };
 }
 
 export function unpackJobs(packed: PackedJobs): HashJob[] {
   const paths = Buffer.from(packed.paths.buffer, packed.paths.byteOffset, packed.paths.byteLength);
   let start = 0;
   return Array.from(packed.ends, (end, i) => {
-    const job = { path: paths.subarray(start, end), recheck: (packed.flags[i]! & 1) !== 0, sha1: (packed.flags[i]! & 2) !== 0 };
+    const limit = packed.limits[i]!;
+    const job: HashJob = { path: paths.subarray(start, end), recheck: (packed.flags[i]! & 1) !== 0, sha1: (packed.flags[i]! & 2) !== 0, ...(limit >= 0 ? { limit } : {}) };
     start = end;
     return job;
   });
@@ -95,7 +105,7 @@ export class HashPool {
       const id = this.nextId++;
       this.pending.set(id, { resolve: task.resolve, reject: task.reject, worker });
       const batch = packJobs(task.jobs);
-      worker.postMessage({ id, batch }, [batch.paths.buffer, batch.ends.buffer, batch.flags.buffer]);
+      worker.postMessage({ id, batch }, [batch.paths.buffer, batch.ends.buffer, batch.flags.buffer, batch.limits.buffer]);
     }
   }
 

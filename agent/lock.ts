@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Exit, RespaldoError } from './errors.js';
 
@@ -38,6 +38,8 @@ function bootId(): string | undefined {
 }
 
 function isAlive(holder: LockHolder): boolean {
+  // pid 0 would ask about our own process group: a lock without a real pid is nobody's.
+  if (!Number.isInteger(holder.pid) || holder.pid <= 0) return false;
   if (holder.boot && bootId() && holder.boot !== bootId()) return false;
   try {
     process.kill(holder.pid, 0);
@@ -48,6 +50,19 @@ function isAlive(holder: LockHolder): boolean {
   return !(holder.procStart && current && holder.procStart !== current);
 }
 
+/** The token of a lock file that could not be parsed. */
+export const UNREADABLE_LOCK = 'unreadable';
+
+async function writeFileAtomicTemp(path: string, text: string): Promise<void> {
+  const handle = await open(path, 'wx', 0o644);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 async function readHolder(path: string): Promise<LockHolder | undefined> {
   try {
     return JSON.parse(await readFile(path, 'utf8')) as LockHolder;
@@ -55,7 +70,7 @@ async function readHolder(path: string): Promise<LockHolder | undefined> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     // A lock file we cannot parse was not written by a live respaldo (those are complete
     // before they appear, thanks to link()); treat it as stale.
-    return { pid: 0, started: 'unknown', command: 'unknown', token: 'unreadable', procStart: undefined, boot: undefined };
+    return { pid: 0, started: 'unknown', command: 'unknown', token: UNREADABLE_LOCK, procStart: undefined, boot: undefined };
   }
 }
 
@@ -84,7 +99,9 @@ export class RunLock {
       if (Date.now() - (await stat(full).then((s) => s.mtimeMs, () => Date.now())) > 60_000) await unlink(full).catch(() => {});
     }
     const tmp = `${path}.${mine.token}.tmp`;
-    await writeFile(tmp, `${JSON.stringify(mine)}\n`, { mode: 0o644 });
+    // Flushed before it is linked into place: after a power cut the lock is whole or absent,
+    // never an empty file.
+    await writeFileAtomicTemp(tmp, `${JSON.stringify(mine)}\n`);
     let takenOver: LockHolder | undefined;
     try {
       for (let attempt = 0; attempt < 5; attempt++) {

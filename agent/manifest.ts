@@ -97,10 +97,7 @@ class PreviousFiles {
 async function previousFiles(input: ManifestInput): Promise<PreviousFiles> {
   const files = new PreviousFiles();
   if (!input.previous) return files;
-  for await (const line of input.store.manifestLines(input.previous)) {
-    const e = JSON.parse(line) as { type: string; ino: number; size: number; mtime: string; sha256?: string };
-    if (e.type === 'f' && e.sha256) files.add(e.ino, e.size, e.mtime, e.sha256);
-  }
+  for await (const e of input.store.manifestEntries(input.previous)) if (e.type === 'f' && e.sha256) files.add(e.ino, e.size, e.mtime, e.sha256);
   return files;
 }
 
@@ -147,7 +144,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
       } else {
         sent[i] = input.transferred.get(e.rel);
         storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel), sha1: sent[i] !== undefined }) - 1;
-        if (sent[i] === undefined && input.origin) originJob[i] = jobs.push({ path: input.origin(e.rel), recheck: true }) - 1;
+        if (sent[i] === undefined && input.origin) originJob[i] = jobs.push({ path: input.origin(e.rel), recheck: true, limit: e.size }) - 1;
       }
     });
     // Spread the reads over the workers.
@@ -264,8 +261,7 @@ export async function checkSnapshot(store: RepositoryStore, id: string, pool: Ha
       }
     });
   };
-  for await (const line of store.manifestLines(id)) {
-    const entry = JSON.parse(line) as ManifestEntry;
+  for await (const entry of store.manifestEntries(id)) {
     if (entry.type !== 'f') continue;
     batch.push(entry);
     if (batch.length >= BATCH_FILES) await flush();

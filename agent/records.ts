@@ -113,6 +113,9 @@ export class RecordStore {
       throw new RespaldoError(`host ${this.host} is not enrolled in ${this.dir}`, { exitCode: Exit.usage, hint: 'run "respaldo init" first' });
     const header = { schema: 'respaldo/v1' as const, type, host: this.host, seq: (head?.seq ?? 0) + 1, prev: head?.digest ?? null, at: this.now().toISOString() };
     const text = serializeRecord(header, body);
+    // Never sign what verification would reject: the site and auditors would see a broken record.
+    const check = parseRecord(text);
+    if (!check.ok) throw new Error(`refusing to sign an invalid ${type} record: ${check.error}`);
     const rel = recordPath(header);
     const path = join(this.dir, rel);
     const signature = signSshsig(Buffer.from(text), this.key.privateKey, RECORD_NAMESPACE);

@@ -35,6 +35,14 @@ describe('schedules', () => {
     expect(dueState(plan, last, at('2026-11-29T10:00:00Z')).state).toBe('overdue');
   });
 
+  it('a last backup in the future (the clock ran ahead, then was corrected) is due now', () => {
+    const plan = planFor('database', undefined, undefined);
+    const now = at('2026-11-22T03:00:00Z');
+    expect(dueState(plan, at('2026-12-25T03:00:00Z'), now)).toEqual({ state: 'due', nextDue: now });
+    // A few seconds of difference between hosts' clocks is not that.
+    expect(dueState(plan, at('2026-11-22T03:01:00Z'), now).state).toBe('ok');
+  });
+
   it('evaluates cron expressions in the configured time zone', () => {
     const plan = planFor('database', { cron: '30 2 * * *' }, 'America/Mexico_City'); // 02:30 local = 08:30 UTC
     const due = dueState(plan, at('2026-11-21T09:00:00Z'), at('2026-11-22T08:31:00Z'));

@@ -11,6 +11,7 @@ import type { Schedule } from '../schemas/config.js';
 export const DEFAULT_SCHEDULE: Record<RepositoryKind, string> = { source: '7d', database: '1d', config: '60d', files: '60d' };
 
 const HOUR = 3_600_000;
+const CLOCK_SLACK = 10 * 60_000;
 const DAY = 24 * HOUR;
 
 export interface Plan {
@@ -55,6 +56,9 @@ export interface Due {
  */
 export function dueState(plan: Plan, lastGood: Date | undefined, now: Date): Due {
   if (!lastGood) return { state: 'never', nextDue: undefined };
+  // A last backup "in the future" was made while the clock ran ahead; waiting for the clock
+  // to catch up would silently stop the backups. Due now, from today's clock.
+  if (lastGood.getTime() > now.getTime() + CLOCK_SLACK) return { state: 'due', nextDue: now };
   const next = plan.next(lastGood);
   if (now < next) return { state: 'ok', nextDue: next };
   const grace = Math.min(plan.interval / 4, DAY);

@@ -13,8 +13,11 @@ import { access, constants, mkdir, readdir, readFile, rename, rm, stat } from 'n
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse as parseYaml } from 'yaml';
+import { ZodError } from 'zod';
+import { compareSnapshotIds } from '../schemas/common.js';
+import type { ManifestEntry } from '../schemas/manifest.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
-import { BackupFailure } from './errors.js';
+import { BackupFailure, messageOf } from './errors.js';
 import { capture, streamTool } from './exec.js';
 import { fsyncDir } from './fsutil.js';
 
@@ -35,11 +38,41 @@ export interface WalkEntry {
   target: Buffer | undefined;
 }
 
-/** "1732250000.1234567890" (find's %T@) as "2024-11-22T04:33:20.123456789Z", without going through a float. */
-function isoFromEpoch(text: string): string {
-  const [sec = '0', frac = ''] = text.split('.');
-  const base = new Date(Number(sec) * 1000).toISOString();
-  return `${base.slice(0, 19)}.${frac.padEnd(9, '0').slice(0, 9)}Z`;
+/**
+ * "1732250000.1234567890" (find's %T@) as "2024-11-22T04:33:20.123456789Z", in integers:
+ * a float would round the nanoseconds, and Date cannot hold every time a filesystem can
+ * (`touch -d @99999999999999` works on tmpfs). Years outside 0000–9999 are written with a
+ * sign and six digits, as ISO 8601 extends them.
+ */
+export function isoFromEpoch(text: string): string {
+  const negative = text.startsWith('-');
+  const [secText = '0', frac = ''] = text.replace(/^-/, '').split('.');
+  let nanos = BigInt(frac.padEnd(9, '0').slice(0, 9) || '0');
+  let sec = BigInt(secText || '0');
+  if (negative) {
+    sec = -sec;
+    if (nanos > 0n) {
+      sec -= 1n;
+      nanos = 1_000_000_000n - nanos;
+    }
+  }
+  const floorDiv = (a: bigint, b: bigint) => (a >= 0n ? a / b : -((-a + b - 1n) / b));
+  const days = floorDiv(sec, 86400n);
+  const rest = sec - days * 86400n;
+  // Howard Hinnant's civil_from_days.
+  const z = days + 719468n;
+  const era = floorDiv(z, 146097n);
+  const doe = z - era * 146097n;
+  const yoe = (doe - doe / 1460n + doe / 36524n - doe / 146096n) / 365n;
+  const doy = doe - (365n * yoe + yoe / 4n - yoe / 100n);
+  const mp = (5n * doy + 2n) / 153n;
+  const day = doy - (153n * mp + 2n) / 5n + 1n;
+  const month = mp < 10n ? mp + 3n : mp - 9n;
+  const year = yoe + era * 400n + (month <= 2n ? 1n : 0n);
+  const two = (n: bigint) => n.toString().padStart(2, '0');
+  const y = year >= 0n && year <= 9999n ? year.toString().padStart(4, '0') : `${year < 0n ? '-' : '+'}${(year < 0n ? -year : year).toString().padStart(6, '0')}`;
+  const time = `${two(rest / 3600n)}:${two((rest % 3600n) / 60n)}:${two(rest % 60n)}`;
+  return `${y}-${two(month)}-${two(day)}T${time}.${nanos.toString().padStart(9, '0')}Z`;
 }
 
 export class LocalTarget {
@@ -63,13 +96,27 @@ export class LocalTarget {
     }
   }
 
+  /** `<target>/<host>`: on a mounted backup disk once the host has backed up there. */
+  hostDir(host: string): string {
+    return join(this.root, host);
+  }
+
   repository(host: string, name: string): RepositoryStore {
-    return new RepositoryStore(join(this.root, host, name));
+    return new RepositoryStore(join(this.root, host, name), `${host}/${name}`);
   }
 }
 
 export class RepositoryStore {
-  constructor(readonly base: string) {}
+  constructor(
+    readonly base: string,
+    /** `<host>/<repository>`: where the store is inside its target. */
+    readonly rel: string,
+  ) {}
+
+  /** Where a snapshot is, relative to the target: what records say (they never hold local paths). */
+  snapshotLocation(id: string): string {
+    return `${this.rel}/snapshots/${id}`;
+  }
 
   /**
    * Creates the repository's folder with mode 0700: the copies keep their folders' modes,
@@ -101,7 +148,7 @@ export class RepositoryStore {
   /** Complete snapshots, oldest first. */
   async snapshots(): Promise<string[]> {
     try {
-      return (await readdir(join(this.base, 'snapshots'))).filter((n) => SNAPSHOT_ID_RE.test(n)).sort();
+      return (await readdir(join(this.base, 'snapshots'))).filter((n) => SNAPSHOT_ID_RE.test(n)).sort(compareSnapshotIds);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;
@@ -175,10 +222,32 @@ export class RepositoryStore {
     if (result.code !== 0) throw new BackupFailure('manifest', `cannot list the stored snapshot in ${dir}`, 'check the target disk (dmesg shows I/O errors)', { detail: result.stderr, ...(result.code === null ? {} : { exitCode: result.code }) });
   }
 
-  /** Lines of a complete snapshot's manifest, streamed. */
-  async *manifestLines(id: string): AsyncGenerator<string> {
-    const lines = createInterface({ input: createReadStream(join(this.snapshotDir(id), 'manifest.jsonl')), crlfDelay: Infinity });
-    for await (const line of lines) if (line) yield line;
+  /** What to do about a complete snapshot whose own files are damaged. */
+  private damaged(id: string): string {
+    return `the snapshot was damaged after it was made (check the disk: dmesg, smartctl); move it aside (mv ${this.snapshotDir(id)} ${join(this.base, `damaged-${id}`)}) so that the next run makes a fresh copy`;
+  }
+
+  /** The entries of a complete snapshot's manifest, streamed; a line that does not parse is named by file and line. */
+  async *manifestEntries(id: string): AsyncGenerator<ManifestEntry> {
+    const file = join(this.snapshotDir(id), 'manifest.jsonl');
+    const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
+    let n = 0;
+    try {
+      for await (const line of lines) {
+        n++;
+        if (!line) continue;
+        let entry: ManifestEntry;
+        try {
+          entry = JSON.parse(line) as ManifestEntry;
+        } catch (e) {
+          throw new BackupFailure('manifest', `${file}:${n}: not a manifest line (${messageOf(e)})`, this.damaged(id));
+        }
+        yield entry;
+      }
+    } catch (e) {
+      if (e instanceof BackupFailure) throw e;
+      throw new BackupFailure('manifest', `cannot read ${file}: ${messageOf(e)}`, this.damaged(id));
+    }
   }
 
   openPartialFile(id: string, name: string): WriteStream {
@@ -186,13 +255,23 @@ export class RepositoryStore {
   }
 
   async readSummary(id: string, where: 'snapshots' | 'incomplete' = 'snapshots'): Promise<{ summary: SnapshotSummary; bytes: Buffer }> {
-    const bytes = await readFile(join(where === 'snapshots' ? this.snapshotDir(id) : this.partialDir(id), 'snapshot.yaml'));
-    return { summary: snapshotSummary.parse(parseYaml(bytes.toString('utf8'))), bytes };
+    const file = join(where === 'snapshots' ? this.snapshotDir(id) : this.partialDir(id), 'snapshot.yaml');
+    try {
+      const bytes = await readFile(file);
+      return { summary: snapshotSummary.parse(parseYaml(bytes.toString('utf8'))), bytes };
+    } catch (e) {
+      const why = e instanceof ZodError ? `field ${e.issues[0]!.path.join('.') || '(top)'}: ${e.issues[0]!.message}` : messageOf(e);
+      throw new BackupFailure('manifest', `the summary ${file} of snapshot ${id} cannot be read: ${why}`, this.damaged(id));
+    }
   }
 
   /** syncfs(2) on the target's filesystem: rsync does not fsync what it writes. */
   async flush(id: string): Promise<void> {
-    await capture('sync', ['--file-system', this.partialDir(id)]);
+    try {
+      await capture('sync', ['--file-system', this.partialDir(id)]);
+    } catch (e) {
+      throw new BackupFailure('target', `cannot flush the snapshot to the target's disk: ${messageOf(e)}`, 'check the target disk (dmesg shows I/O errors) and run again; the previous snapshot is intact');
+    }
   }
 
   /** Flushes the partial snapshot to disk and makes it visible with one rename. */

@@ -184,7 +184,7 @@ export function verifyChain(host: string, files: HostFile[], signers: AllowedSig
  * schemas/ does no I/O of its own, and the agent and the site read folders the same way.
  */
 export interface FolderFs {
-  readdirSync(path: string, opts: { recursive: true; withFileTypes: true }): { name: string; parentPath: string; isFile(): boolean }[];
+  readdirSync(path: string, opts: { recursive: true; withFileTypes: true }): { name: string; parentPath: string; isFile(): boolean; isDirectory(): boolean }[];
   readFileSync(path: string): Buffer;
 }
 
@@ -215,13 +215,34 @@ export function verifyRecordsFolder(root: string, fs: FolderFs): FolderReport {
   const signers = parseAllowedSigners(signersText?.toString('utf8') ?? '');
   for (const e of signers.errors) policyProblems.push(`policy/allowed_signers line ${e.line}: ${e.message}`);
   const byHost = new Map<string, string[]>();
+  const strays: Problem[] = [];
   for (const entry of tryOr(() => fs.readdirSync(`${base}/hosts`, { recursive: true, withFileTypes: true }), [])) {
-    if (!entry.isFile()) continue;
+    if (entry.isDirectory()) continue;
     const path = `${entry.parentPath}/${entry.name}`.slice(base.length + 1);
-    const host = path.split('/')[1]!;
-    byHost.set(host, [...(byHost.get(host) ?? []), path]);
+    // A link (to a folder or a file) is not a record written by an agent, whatever it points at.
+    if (!entry.isFile()) strays.push({ path, code: 'unexpected-file', severity: 'error', message: 'not a regular file: records are plain files, never links' });
+    else {
+      const host = path.split('/')[1]!;
+      byHost.set(host, [...(byHost.get(host) ?? []), path]);
+    }
   }
   const reports = [...byHost.keys()].sort().map((host) => verifyChain(host, byHost.get(host)!.map((path) => ({ path, bytes: read(path) ?? Buffer.alloc(0) })), signers));
+  // A host that allowed_signers trusts for records but that has none: its folder was deleted.
+  const trusted = new Map<string, number>();
+  for (const s of signers.signers)
+    if (!s.certAuthority && (!s.namespaces || s.namespaces.includes(RECORD_NAMESPACE)))
+      for (const p of s.principals) if (/^[a-z0-9][a-z0-9.-]*$/.test(p) && !trusted.has(p)) trusted.set(p, s.line);
+  for (const [host, line] of trusted) {
+    if (byHost.has(host)) continue;
+    reports.push({ host, records: [], head: undefined, problems: [{ path: `hosts/${host}`, code: 'deleted', severity: 'error', message: `allowed_signers trusts host "${host}" (line ${line}) but it has no records: its folder was deleted` }] });
+  }
+  for (const p of strays) {
+    const host = p.path.split('/')[1] ?? '';
+    const report = reports.find((r) => r.host === host);
+    if (report) report.problems.push(p);
+    else reports.push({ host, records: [], head: undefined, problems: [p] });
+  }
+  reports.sort((a, b) => a.host.localeCompare(b.host));
   const total = reports.reduce((n, r) => n + r.records.length, 0);
   const broken = reports.reduce((n, r) => n + r.records.filter((s) => !s.genuine).length, 0);
   const errors = reports.reduce((n, r) => n + r.problems.filter((p) => p.severity === 'error').length, 0) + policyProblems.length;

@@ -24,6 +24,13 @@ export const sha256Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a digest 
 /** A snapshot id is the UTC time the snapshot was started, with a suffix when two start in the same second. */
 export const snapshotId = z.string().regex(/^\d{8}T\d{6}Z(-\d+)?$/, 'a snapshot id looks like 20261122T031500Z');
 
+/** Orders snapshot ids by time, then by suffix as a number ("…Z-2" before "…Z-10"). */
+export function compareSnapshotIds(a: string, b: string): number {
+  const [baseA = '', suffixA = '0'] = a.split('-');
+  const [baseB = '', suffixB = '0'] = b.split('-');
+  return baseA < baseB ? -1 : baseA > baseB ? 1 : Number(suffixA) - Number(suffixB);
+}
+
 export const isoTime = z.string().datetime({ offset: false, precision: undefined, message: 'a UTC time such as 2026-11-22T03:15:00.000Z' });
 
 /** The levels of verification of DESIGN.md, weakest first. */

@@ -3,7 +3,7 @@
  * previous snapshot, the chain of records and the other repositories stay intact.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -91,6 +91,30 @@ describe('configuration errors', () => {
 });
 
 describe('failures are facts', () => {
+  it('records never hold the local paths of the host config; the terminal shows them', async () => {
+    const src = tempDir();
+    writeTree(src, { 'ok/a.txt': 'a' });
+    symlinkSync(join(src, 'ok'), join(src, 'link'));
+    const d = await deployment([
+      { name: 'gone', paths: [join(src, 'gone')] },
+      { name: 'ok', paths: [join(src, 'ok'), join(src, 'link')] },
+    ]);
+    const r = await d.run('run', '--all');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(join(src, 'gone'));
+    const texts = d.recordFiles().map((f) => readFileSync(join(d.records, f), 'utf8'));
+    for (const text of texts) {
+      expect(text).not.toContain(src);
+      expect(text).not.toContain(d.root);
+    }
+    const failure = parse(texts.find((t) => t.includes('type: failure'))!);
+    expect(failure.cause).toBe('the source {paths[0]} does not exist');
+    const backup = parse(texts.find((t) => t.includes('type: backup'))!);
+    expect(backup.snapshot.location).toBe(`web01/ok/snapshots/${d.snapshots('ok')[0]}`);
+    expect(backup.warnings[0].message).toMatch(/^\{paths\[1\]\} is a symbolic link/);
+    expect(r.stderr).toContain(`${join(src, 'link')} is a symbolic link`);
+  });
+
   it('a missing source is a failure record; the other repositories still run; exit 3', async () => {
     const src = tempDir();
     writeTree(src, { 'ok/a.txt': 'a', 'gone/b.txt': 'b' });
@@ -131,6 +155,52 @@ describe('failures are facts', () => {
     expect(failure.hint).toMatch(/permissions/);
     expect(d.snapshots('app')).toEqual([before]);
     expect(readdirSync(join(d.target, 'web01/app/incomplete'))).toEqual([]);
+    await verified(d);
+  });
+
+  it('files that vanish while rsync copies them fail the backup with code 24', async () => {
+    const src = tempDir();
+    // rsync lists the folder first, then spends a while on the big file before it reaches z.txt.
+    writeTree(src, { 'a-big.bin': Buffer.alloc(400 * 1024 * 1024, 6), 'z.txt': 'going away\n' });
+    const d = await deployment([{ name: 'app', paths: [src] }]);
+    const run = d.run('run', '--all');
+    const incomplete = join(d.target, 'web01/app/incomplete');
+    for (let i = 0; i < 400; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      // The big file is being written: the file list is built, z.txt is in it.
+      if (existsSync(incomplete) && execFileSync('find', [incomplete, '-name', '*a-big.bin*'], { encoding: 'utf8' }).trim()) break;
+    }
+    rmSync(join(src, 'z.txt'));
+    const r = await run;
+    expect(r.code).toBe(3);
+    const failure = lastRecord(d);
+    expect(failure).toMatchObject({ type: 'failure', stage: 'transfer', exit_code: 24, previous_snapshot: null });
+    expect(failure.cause).toContain('rsync exited with code 24 (partial transfer due to vanished source files)');
+    expect(failure.hint).toContain('vanished');
+    expect(d.snapshots('app')).toEqual([]);
+    await verified(d);
+  });
+
+  it('an empty mount point where the backup disk should be is a failure, and nothing is written into it', async () => {
+    const src = tempDir();
+    writeTree(src, { 'a.txt': 'a' });
+    const d = await deployment([{ name: 'app', paths: [src] }]);
+    expect((await d.run('run', '--all')).code).toBe(0);
+    // The disk is unmounted: the mount point is there, empty.
+    const disk = `${d.target}.disk`;
+    execFileSync('mv', [d.target, disk]);
+    mkdirSync(d.target);
+    writeFileSync(join(src, 'b.txt'), 'b');
+    const r = await d.run('run', '--all');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('is the backup disk mounted?');
+    expect(lastRecord(d)).toMatchObject({ type: 'failure', stage: 'target', repository: 'app' });
+    expect(readdirSync(d.target)).toEqual([]);
+    // Mounted again, the next run backs up as usual.
+    rmSync(d.target, { recursive: true });
+    execFileSync('mv', [disk, d.target]);
+    expect((await d.run('run', '--all')).code).toBe(0);
+    expect(d.snapshots('app')).toHaveLength(2);
     await verified(d);
   });
 
@@ -237,6 +307,22 @@ describe('the lock', () => {
     expect(second!.stderr).toMatch(/started \d{4}-\d\d-\d\dT/);
     expect((await first).code).toBe(0);
     expect(d.snapshots('app')).toHaveLength(1);
+    await verified(d);
+  });
+
+  it('takes over a lock file left empty by a power cut', async () => {
+    const src = tempDir();
+    writeTree(src, { 'a.txt': 'a' });
+    const d = await deployment([{ name: 'app', paths: [src] }]);
+    mkdirSync(join(d.root, 'state'), { recursive: true });
+    stale = join(d.root, 'state/run.lock');
+    writeFileSync(stale, '');
+    const r = await d.run('run', '--all');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('took over an unreadable lock file');
+    const takeover = parse(readFileSync(join(d.records, d.recordFiles().at(-2)!), 'utf8'));
+    expect(takeover).toMatchObject({ type: 'failure', stage: 'interrupted' });
+    expect(takeover.interrupted).toBeUndefined();
     await verified(d);
   });
 

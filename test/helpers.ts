@@ -160,6 +160,7 @@ export function writeTree(dir: string, files: Record<string, string | Buffer>): 
 
 export interface TreeEntry {
   type: string;
+  ino: bigint;
   mode: number;
   mtimeNs: bigint;
   size: number;
@@ -175,7 +176,7 @@ export function describeTree(dir: string | Buffer): Map<string, TreeEntry> {
       const p = Buffer.concat([abs, Buffer.from('/'), name]);
       const r = rel ? `${rel}/${name.toString('latin1')}` : name.toString('latin1');
       const st = lstatSync(p, { bigint: true });
-      const entry: TreeEntry = { type: st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : st.isFile() ? 'f' : 'o', mode: Number(st.mode), mtimeNs: st.mtimeNs, size: Number(st.size) };
+      const entry: TreeEntry = { type: st.isDirectory() ? 'd' : st.isSymbolicLink() ? 'l' : st.isFile() ? 'f' : 'o', ino: st.ino, mode: Number(st.mode), mtimeNs: st.mtimeNs, size: Number(st.size) };
       if (entry.type === 'f') entry.sha256 = createHash('sha256').update(readFileSync(p)).digest('hex');
       if (entry.type === 'l') entry.link = readlinkSync(p, { encoding: 'buffer' }).toString('latin1');
       out.set(r, entry);

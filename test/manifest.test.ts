@@ -1,6 +1,7 @@
 /** The manifest builder's verification, on real files: what it reuses, what it re-reads, what it rejects. */
 import { createHash } from 'node:crypto';
-import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HashPool } from '../dist/agent/hashing.js';
@@ -13,7 +14,7 @@ const pool = new HashPool(2);
 afterAll(() => pool.close());
 
 function partial(files: Record<string, string>): { store: RepositoryStore; id: string } {
-  const store = new RepositoryStore(tempDir());
+  const store = new RepositoryStore(tempDir(), 'web01/app');
   const id = '20261122T000000Z';
   for (const [rel, text] of Object.entries(files)) {
     const path = join(store.partialDir(id), 'data', rel);
@@ -63,4 +64,29 @@ describe('manifest verification', () => {
     expect(result.warnings.map((w) => w.code)).toEqual(['changed-during-backup']);
     expect(result.warnings[0]!.message).toContain('/moved.txt');
   });
+
+  it('never follows a link at the original, blocks on a fifo or reads a device', async () => {
+    const { store, id } = partial({ 'fifo.txt': 'copy', 'zero.txt': 'copy', 'grown.txt': 'copy' });
+    const originals = tempDir();
+    execFileSync('mkfifo', [join(originals, 'fifo.txt')]);
+    symlinkSync('/dev/zero', join(originals, 'zero.txt'));
+    writeFileSync(join(originals, 'grown.txt'), 'copy and much more since then');
+    const result = await buildManifest({
+      store,
+      id,
+      previous: undefined,
+      transferred: new TransferLog(),
+      origin: (rel) => Buffer.from(join(originals, rel.toString())),
+      scope: 'changed',
+      pool,
+      signal: new AbortController().signal,
+      progress: () => {},
+    });
+    expect(result.checksum.mismatches).toBe(0);
+    expect(result.warnings.map((w) => w.code).sort()).toEqual(['changed-during-backup', 'original-unreadable']);
+    const unreadable = result.warnings.find((w) => w.code === 'original-unreadable')!.message;
+    expect(unreadable).toContain('fifo.txt (not a regular file)');
+    expect(unreadable).toContain('zero.txt (ELOOP)');
+    expect(result.warnings.find((w) => w.code === 'changed-during-backup')!.message).toContain('grown.txt');
+  }, 10_000);
 });

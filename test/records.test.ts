@@ -4,7 +4,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { digestOf, RECORD_NAMESPACE } from '../schemas/record.js';
@@ -152,6 +152,23 @@ describe('records', () => {
     const r = await verify(dir);
     expect(r.code).toBe(3);
     expect(r.stdout).toContain('allowed_signers has no line for "web01"');
+  });
+
+  it('reports a host whose whole folder was deleted, and a link in place of a record', async () => {
+    const dir = copyRecords(d);
+    rmSync(join(dir, 'hosts', d.host), { recursive: true });
+    const r = await verify(dir);
+    expect(r.code).toBe(3);
+    expect(r.stdout).toMatch(/hosts\/web01: deleted: allowed_signers trusts host "web01" \(line \d+\) but it has no records/);
+
+    const linked = copyRecords(d);
+    const file = d.recordFiles()[1]!;
+    const elsewhere = join(tempDir(), 'copy.yaml');
+    renameSync(join(linked, file), elsewhere);
+    symlinkSync(elsewhere, join(linked, file));
+    const l = await verify(linked);
+    expect(l.code).toBe(3);
+    expect(l.stdout).toContain(`${file}: unexpected-file: not a regular file`);
   });
 
   it('reports an enrolment re-signed by another key', async () => {

@@ -2,11 +2,13 @@
 import type { RepositoryConfig } from '../../schemas/config.js';
 import { backupRepository, recordSnapshot } from '../backup.js';
 import type { Context } from '../context.js';
-import { Exit, usageError, type ExitCode } from '../errors.js';
+import { compareSnapshotIds } from '../../schemas/common.js';
+import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { HashPool } from '../hashing.js';
 import { readHistory } from '../history.js';
 import { openHost, operatorName, publishRecords, type Host } from '../host.js';
-import { RunLock } from '../lock.js';
+import { RunLock, UNREADABLE_LOCK } from '../lock.js';
+import { pathRedactor } from '../redact.js';
 import { dueState, planFor } from '../schedule.js';
 import { LocalTarget } from '../target.js';
 
@@ -24,22 +26,25 @@ export interface RunOptions {
 
 /**
  * A snapshot published by a run that stopped before recording it is complete (it was
- * verified before the rename); record it now, marked `recovered`.
+ * verified before the rename); record it now, marked `recovered`. A repository whose
+ * folder cannot be read is left to its backup, which records the failure.
  */
-async function recordUnrecorded(host: Host, target: LocalTarget, repos: RepositoryConfig[], ctx: Context): Promise<number> {
+async function recordUnrecorded(host: Host, target: LocalTarget, repos: RepositoryConfig[], ctx: Context): Promise<void> {
   const history = await readHistory(host.records, repos.map((r) => r.name));
-  let adopted = 0;
   for (const repo of repos) {
     const store = target.repository(host.config.host, repo.name);
-    const newest = (await store.snapshots().catch(() => [] as string[])).at(-1);
-    const recorded = history.get(repo.name)?.lastGood?.snapshot;
-    if (newest && (!recorded || newest > recorded)) {
-      const appended = await recordSnapshot(host.records, store, newest, true);
-      ctx.reporter.event({ type: 'info', message: `${repo.name}: recorded snapshot ${newest}, which an interrupted run completed but did not record (record ${appended.seq})` });
-      adopted++;
+    try {
+      const newest = (await store.snapshots()).at(-1);
+      const recorded = history.get(repo.name)?.lastGood?.snapshot;
+      if (newest && (!recorded || compareSnapshotIds(newest, recorded) > 0)) {
+        const appended = await recordSnapshot(host.records, store, newest, true, pathRedactor(host.config, repo));
+        ctx.reporter.event({ type: 'info', message: `${repo.name}: recorded snapshot ${newest}, which an interrupted run completed but did not record (record ${appended.seq})` });
+      }
+    } catch (e) {
+      if (e instanceof RespaldoError) throw e;
+      ctx.reporter.event({ type: 'warning', repository: repo.name, message: `cannot check ${store.base} for a snapshot an interrupted run left unrecorded: ${messageOf(e)}` });
     }
   }
-  return adopted;
 }
 
 export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> {
@@ -63,24 +68,28 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     const operator = opts.manual ? operatorName(ctx.env) : undefined;
 
     if (takenOver) {
+      // A lock file that could not be read (an empty file after a power cut) names no run.
+      const known = takenOver.token !== UNREADABLE_LOCK;
       await records.append('failure', {
         trigger: takenOver.command.includes('--manual') ? 'manual' : 'scheduled',
         stage: 'interrupted',
-        cause: `the run started at ${takenOver.started} (pid ${takenOver.pid}, "${takenOver.command}") stopped without finishing: it was killed, crashed, or the machine went down`,
+        cause: known
+          ? `the run started at ${takenOver.started} (pid ${takenOver.pid}, "${takenOver.command}") stopped without finishing: it was killed, crashed, or the machine went down`
+          : 'an earlier run left a lock file that cannot be read (the machine went down while it was being written?)',
         hint: 'nothing to do if this run succeeds: unfinished snapshots are removed, complete ones are recorded, and no complete snapshot was lost',
-        interrupted: { pid: takenOver.pid, started: takenOver.started },
+        ...(known ? { interrupted: { pid: takenOver.pid, started: takenOver.started } } : {}),
       });
-      ctx.reporter.event({ type: 'warning', message: `took over the lock of an interrupted run (pid ${takenOver.pid}, started ${takenOver.started})` });
+      ctx.reporter.event({ type: 'warning', message: known ? `took over the lock of an interrupted run (pid ${takenOver.pid}, started ${takenOver.started})` : 'took over an unreadable lock file left by an earlier run' });
     }
 
     const target = new LocalTarget('primary', config.targets.primary);
     await recordUnrecorded(host, target, config.repositories, ctx);
 
+    const history = await readHistory(records, config.repositories.map((r) => r.name));
     let selected: RepositoryConfig[];
     if (opts.all) selected = config.repositories;
     else if (opts.repos.length) selected = config.repositories.filter((r) => opts.repos.includes(r.name));
     else {
-      const history = await readHistory(records, config.repositories.map((r) => r.name));
       const now = ctx.now();
       selected = config.repositories.filter((r) => {
         const due = dueState(planFor(r.kind, r.schedule, config.timezone), history.get(r.name)?.lastGood?.started, now);
@@ -93,7 +102,19 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     const done: string[] = [];
     for (const repo of selected) {
       if (ctx.signal.aborted) break;
-      const outcome = await backupRepository({ ctx, config, repository: repo, target, records, pool, trigger, operator, scope: opts.verify, progress: opts.progress });
+      const outcome = await backupRepository({
+        ctx,
+        config,
+        repository: repo,
+        target,
+        records,
+        pool,
+        trigger,
+        operator,
+        scope: opts.verify,
+        progress: opts.progress,
+        lastGood: history.get(repo.name)?.lastGood,
+      });
       if (outcome.ok) done.push(repo.name);
       else {
         failed++;

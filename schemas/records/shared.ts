@@ -56,7 +56,8 @@ export const snapshotRef = z
     id: snapshotId,
     /** Which target holds it: `primary` (JAA's copy) or `secondary` (CSC's copy). */
     target: z.enum(['primary', 'secondary']),
-    location: z.string().min(1),
+    /** `<host>/<repository>/snapshots/<id>`, relative to the target: records never hold local paths. */
+    location: z.string().regex(/^[a-z0-9][a-z0-9.-]*\/[a-z0-9][a-z0-9._-]*\/snapshots\/\d{8}T\d{6}Z(-\d+)?$/, 'a location such as web01/portal/snapshots/20261122T031500Z'),
     /** sha256 of the snapshot's `snapshot.yaml`. */
     digest: sha256Digest,
     /** sha256 of the snapshot's `manifest.jsonl`. */

@@ -1,0 +1,28 @@
+/**
+ * Records go into git and onto the site; the host configuration's local paths must not
+ * (DESIGN: the config holds "what must never go into git"). Text bound for a record names
+ * them by their place in the config instead: `{paths[0]}`, `{target}`, `{records}`. What a
+ * person reads on the terminal or in cron's mail keeps the real paths.
+ */
+import type { RepositoryConfig } from '../schemas/config.js';
+import type { Config } from './config.js';
+
+export type Redact = (text: string) => string;
+
+export function pathRedactor(config: Config, repo: RepositoryConfig | undefined): Redact {
+  const names: [string, string][] = [
+    [config.targets.primary, '{target}'],
+    [config.records, '{records}'],
+    [config.state, '{state}'],
+    [config.key, '{key}'],
+    [config.file, '{config}'],
+    ...(repo?.paths ?? []).map((p, i): [string, string] => [p, `{paths[${i}]}`]),
+  ];
+  // Longest first, so a path inside another is replaced by the closer name; "/" alone names nothing.
+  const rules = names.filter(([p]) => p.length > 1).sort((a, b) => b[0].length - a[0].length);
+  return (text) => {
+    let out = text;
+    for (const [path, name] of rules) out = out.split(path.replace(/\/+$/, '')).join(name);
+    return out;
+  };
+}
