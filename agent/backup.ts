@@ -14,13 +14,14 @@ import type { Context } from './context.js';
 import { BackupFailure, messageOf, RespaldoError } from './errors.js';
 import type { HashPool } from './hashing.js';
 import type { RepositoryHistory } from './history.js';
-import { buildManifest, checkSnapshot } from './manifest.js';
+import { buildManifest, checkSnapshot, EarlyHasher } from './manifest.js';
 import type { Appended, RecordStore } from './records.js';
 import { pathRedactor, type Redact } from './redact.js';
 import { formatBytes } from './report.js';
 import { filesSource } from './sources/files.js';
 import type { Source } from './sources/source.js';
 import type { LocalTarget, RepositoryStore } from './target.js';
+import { TransferLog } from './transfers.js';
 
 const sources: Record<RepositoryConfig['kind'], Source> = { config: filesSource, files: filesSource, source: filesSource };
 
@@ -170,29 +171,39 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     if (previous && prevSummary && source.unchanged && sameSelection(prevSummary, repo) && (await source.unchanged({ repository: repo, snapshotData: store.linkDest(previous), signal: ctx.signal, env: ctx.env })))
       return await recordUnchanged(job, store, previous, prevSummary, started, scope);
     id = newSnapshotId(started, existing);
+    const partial = id;
     ctx.reporter.event({ type: 'repo-start', repository: repo.name, kind: repo.kind, snapshot: id });
     const leftovers = await store.begin(id);
     if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed the unfinished snapshot(s) of an interrupted run: ${leftovers.join(', ')}` });
 
     const t0 = performance.now();
-    const captured = await source.snapshot({
-      repository: repo,
-      dest: store.dataDest(id),
-      linkDest: previous ? store.linkDest(previous) : undefined,
-      signal: ctx.signal,
-      env: ctx.env,
-      progress: job.progress ? (done, total) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'copy', done, total }) : undefined,
-    });
-
-    // Flush the copied data while the manifest is built: the disk writes overlap the hashing.
+    const transferred = new TransferLog();
+    const early = new EarlyHasher(job.pool, transferred, (rel) => store.partialPath(partial, rel));
+    const captured = await source
+      .snapshot({
+        repository: repo,
+        dest: store.dataDest(partial),
+        linkDest: previous ? store.linkDest(previous) : undefined,
+        signal: ctx.signal,
+        env: ctx.env,
+        progress: job.progress ? (done, total) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'copy', done, total }) : undefined,
+        transferred,
+      })
+      .catch(async (e: unknown) => {
+        await early.drain(false);
+        throw e;
+      });
+    // Flush the copied data while the last copies are hashed and the manifest is built:
+    // the disk writes overlap the reading.
     const t1 = performance.now();
     const flushing = store.flush(id);
     flushing.catch(() => {});
+    await early.drain(true);
     const manifest = await buildManifest({
       store,
       id,
       previous,
-      transferred: captured.transferred,
+      transferred,
       origin: captured.origin,
       scope,
       pool: job.pool,

@@ -27,7 +27,7 @@ function hashFile(job: HashJob): HashResult {
       sha1?.update(buffer.subarray(0, n));
       bytes += n;
     }
-    return { sha256: hash.digest('hex'), ...(sha1 ? { sha1: sha1.digest('hex') } : {}), bytes, size: Number(before.size), mtimeNs: before.mtimeNs.toString() };
+    return { sha256: hash.digest('hex'), ...(sha1 ? { sha1: sha1.digest('hex') } : {}), bytes, size: Number(before.size), ino: Number(before.ino), mtimeNs: before.mtimeNs.toString() };
   } finally {
     closeSync(fd);
   }

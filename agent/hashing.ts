@@ -21,6 +21,7 @@ export interface HashResult {
   sha1?: string;
   bytes?: number;
   size?: number;
+  ino?: number;
   mtimeNs?: string;
   changedWhileRead?: boolean;
   /** errno code (ENOENT, EACCES, EIO, …) when the file could not be read. */

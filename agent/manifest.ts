@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import { encodeName, entryPath, type ManifestEntry } from '../schemas/manifest.js';
 import type { HashJob, HashPool, HashResult } from './hashing.js';
-import { IntMap } from './intmap.js';
+import { FixedRecords, IntMap } from './tables.js';
 import type { TransferLog } from './transfers.js';
 import type { RepositoryStore, WalkEntry } from './target.js';
 
@@ -66,31 +66,26 @@ const PREV_ENTRY = 8 + MTIME_LENGTH + 32;
  */
 class PreviousFiles {
   private readonly index = new IntMap();
-  private data = Buffer.alloc(PREV_ENTRY * 1024);
-  private count = 0;
+  private readonly records = new FixedRecords(PREV_ENTRY);
 
   add(ino: number, size: number, mtime: string, sha256: string): void {
     // Another shape of time (a year past 9999) is simply not indexed: that file is hashed anew.
     if (mtime.length !== MTIME_LENGTH) return;
-    if ((this.count + 1) * PREV_ENTRY > this.data.length) {
-      const grown = Buffer.alloc(this.data.length * 2);
-      this.data.copy(grown);
-      this.data = grown;
-    }
-    const at = this.count * PREV_ENTRY;
-    this.data.writeDoubleLE(size, at);
-    this.data.write(mtime, at + 8, 'latin1');
-    this.data.write(sha256, at + 8 + MTIME_LENGTH, 'hex');
-    this.index.set(ino, this.count++);
+    const n = this.records.push();
+    const { buf, off } = this.records.at(n);
+    buf.writeDoubleLE(size, off);
+    buf.write(mtime, off + 8, 'latin1');
+    buf.write(sha256, off + 8 + MTIME_LENGTH, 'hex');
+    this.index.set(ino, n);
   }
 
   /** The SHA-256 recorded for this inode, if its size and mtime are still the same. */
   match(ino: number, size: number, mtime: string): string | undefined {
-    const i = this.index.get(ino);
-    if (i === undefined) return undefined;
-    const at = i * PREV_ENTRY;
-    if (this.data.readDoubleLE(at) !== size || this.data.toString('latin1', at + 8, at + 8 + MTIME_LENGTH) !== mtime) return undefined;
-    return this.data.toString('hex', at + 8 + MTIME_LENGTH, at + PREV_ENTRY);
+    const n = this.index.get(ino);
+    if (n === undefined) return undefined;
+    const { buf, off } = this.records.at(n);
+    if (buf.readDoubleLE(off) !== size || buf.toString('latin1', off + 8, off + 8 + MTIME_LENGTH) !== mtime) return undefined;
+    return buf.toString('hex', off + 8 + MTIME_LENGTH, off + PREV_ENTRY);
   }
 }
 
@@ -99,6 +94,69 @@ async function previousFiles(input: ManifestInput): Promise<PreviousFiles> {
   if (!input.previous) return files;
   for await (const e of input.store.manifestEntries(input.previous)) if (e.type === 'f' && e.sha256) files.add(e.ino, e.size, e.mtime, e.sha256);
   return files;
+}
+
+/**
+ * Hashes each stored copy as soon as rsync reports it transferred, while rsync goes on
+ * copying: rsync keeps about one core busy, so on two cores the reads of the copies cost
+ * little wall time. A copy not in place yet (rsync's receiver renames it a moment after
+ * the sender reports it) is simply hashed later, by buildManifest.
+ */
+export class EarlyHasher {
+  // rsync's sender reports a file once it has sent it; the receiver writes and renames it
+  // a little later. Files wait here until this many newer ones were reported.
+  private static readonly LAG = 2048;
+  private static readonly BATCH = 256;
+  private readonly waiting: { entry: number; path: Buffer }[] = [];
+  private head = 0;
+  private readonly inflight = new Set<Promise<void>>();
+  /** Stored copies hashed early, and those left for later. */
+  readonly counts = { hashed: 0, later: 0 };
+
+  constructor(
+    private readonly pool: HashPool,
+    private readonly log: TransferLog,
+    storedPath: (rel: Buffer) => Buffer,
+  ) {
+    log.onAdd = (entry, rel) => {
+      this.waiting.push({ entry, path: storedPath(rel) });
+      if (this.waiting.length - this.head >= EarlyHasher.LAG + EarlyHasher.BATCH) this.flush(EarlyHasher.BATCH);
+    };
+  }
+
+  private flush(n: number): void {
+    const batch = this.waiting.slice(this.head, this.head + n);
+    this.head += batch.length;
+    if (this.head > 65536) {
+      this.waiting.splice(0, this.head);
+      this.head = 0;
+    }
+    if (batch.length === 0) return;
+    const done = this.pool.hash(batch.map((b) => ({ path: b.path, sha1: true }))).then(
+      (results) =>
+        results.forEach((r, k) => {
+          if (r.sha256 && r.sha1 && r.ino !== undefined && r.size !== undefined && r.bytes === r.size) {
+            this.log.setStored(batch[k]!.entry, { sha256: r.sha256, sha1: r.sha1, size: r.size, ino: r.ino });
+            this.counts.hashed++;
+          } else this.counts.later++;
+        }),
+      () => {
+        this.counts.later += batch.length;
+      },
+    );
+    this.inflight.add(done);
+    void done.finally(() => this.inflight.delete(done));
+  }
+
+  /**
+   * Call once rsync has finished: hashes what is still waiting (unless the copy failed and
+   * nothing will be verified) and waits for every hash started.
+   */
+  async drain(hashRest: boolean): Promise<void> {
+    this.log.onAdd = undefined;
+    if (hashRest) while (this.waiting.length > this.head) this.flush(EarlyHasher.BATCH);
+    while (this.inflight.size) await Promise.all([...this.inflight]);
+  }
 }
 
 export async function buildManifest(input: ManifestInput): Promise<ManifestOutcome> {
@@ -135,6 +193,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
     const storedJob = new Array<number>(entries.length).fill(-1);
     const originJob = new Array<number>(entries.length).fill(-1);
     const sent = new Array<string | undefined>(entries.length);
+    const early = new Array<HashResult | undefined>(entries.length);
     entries.forEach((e, i) => {
       if (e.type !== 'f') return;
       const known = prev.match(Number(e.ino), e.size, e.mtime);
@@ -142,8 +201,14 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
         reused[i] = known;
         if (input.scope === 'full') storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel) }) - 1;
       } else {
-        sent[i] = input.transferred.get(e.rel);
-        storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel), sha1: sent[i] !== undefined }) - 1;
+        const transfer = input.transferred.get(e.rel);
+        sent[i] = transfer?.sha1;
+        // Hashed while rsync was still copying (EarlyHasher): the same inode and size is the
+        // same file, since nothing but rsync writes into a partial snapshot, and rsync never
+        // rewrites a file in place.
+        const copy = transfer?.stored;
+        if (copy && copy.ino === Number(e.ino) && copy.size === e.size) early[i] = { sha256: copy.sha256, sha1: copy.matches ? transfer.sha1 : 'differs', bytes: copy.size, size: copy.size };
+        else storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel), sha1: sent[i] !== undefined }) - 1;
         if (sent[i] === undefined && input.origin) originJob[i] = jobs.push({ path: input.origin(e.rel), recheck: true, limit: e.size }) - 1;
       }
     });
@@ -160,7 +225,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
       if (e.type === 'f') {
         size.files++;
         size.bytes += e.size;
-        const stored = storedJob[i]! >= 0 ? results[storedJob[i]!]! : undefined;
+        const stored = storedJob[i]! >= 0 ? results[storedJob[i]!]! : early[i];
         if (reused[i] !== undefined) {
           sha = reused[i];
           if (stored) {

@@ -170,14 +170,23 @@ export class RepositoryStore {
     await rm(this.partialDir(id), { recursive: true, force: true });
   }
 
+  private prefixes = new Map<string, Buffer>();
+
+  /** `<dir>/data/` as bytes, made once per snapshot: paths are built for every file. */
+  private dataPrefix(dir: string): Buffer {
+    let prefix = this.prefixes.get(dir);
+    if (!prefix) this.prefixes.set(dir, (prefix = Buffer.from(`${join(dir, 'data')}/`)));
+    return prefix;
+  }
+
   /** Stored file path inside a partial snapshot's data. */
   partialPath(id: string, rel: Buffer): Buffer {
-    return Buffer.concat([Buffer.from(`${join(this.partialDir(id), 'data')}/`), rel]);
+    return Buffer.concat([this.dataPrefix(this.partialDir(id)), rel]);
   }
 
   /** Stored file path inside a complete snapshot's data. */
   storedPath(id: string, rel: Buffer): Buffer {
-    return Buffer.concat([Buffer.from(`${this.linkDest(id)}/`), rel]);
+    return Buffer.concat([this.dataPrefix(this.snapshotDir(id)), rel]);
   }
 
   /** Every entry of a partial snapshot's data, streamed from GNU find (NUL-separated: any file name is safe). */

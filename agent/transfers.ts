@@ -1,27 +1,48 @@
 /**
- * The SHA-1 rsync reported for each file it transferred, by path, kept compact: a first
- * backup of a large tree lists every file, and 200,000 path strings would cost more memory
- * than the rest of the agent. A path is reduced to 80 bits of its SHA-1 (a 48-bit map key and
- * a 32-bit check), so a lookup never confuses two paths in practice; two paths that did
- * share a key are both marked unknown, and verification then re-reads their originals.
+ * What rsync transferred, by path, kept compact: a first backup of a large tree lists every
+ * file, and 200,000 path strings would cost more memory than the rest of the agent. For
+ * each file: the SHA-1 that rsync's sender computed over what it read, and, once hashed,
+ * what the stored copy holds (its SHA-256, whether its SHA-1 matches, its inode and size).
+ *
+ * A path is reduced to 80 bits of its SHA-1 (a 48-bit map key and a 32-bit check), so a
+ * lookup never confuses two paths in practice; two paths that did share a key are both
+ * marked unknown, and verification then hashes them and re-reads their originals.
  */
-import { createHash } from 'node:crypto';
-import { IntMap } from './intmap.js';
+import { hash } from 'node:crypto';
+import { FixedRecords, IntMap } from './tables.js';
 
-const ENTRY = 24; // 4 bytes of check, 20 bytes of SHA-1
+// check 4 | flags 1 | (3) | sender's SHA-1 20 | stored SHA-256 32 | stored size 8 | stored inode 8
+const CHECK = 0;
+const FLAGS = 4;
+const SHA1 = 8;
+const SHA256 = 28;
+const SIZE = 60;
+const INO = 68;
+const ENTRY = 76;
+const STORED = 1;
+const MATCHES = 2;
 const AMBIGUOUS = -1;
+
+export interface StoredCopy {
+  sha256: string;
+  /** The stored copy's SHA-1 equals the sender's. */
+  matches: boolean;
+  size: number;
+  ino: number;
+}
 
 export class TransferLog {
   private readonly index = new IntMap();
-  private data = Buffer.alloc(ENTRY * 1024);
-  private count = 0;
+  private readonly records = new FixedRecords(ENTRY);
+  /** Called for each transferred file as rsync reports it, with its entry's number. */
+  onAdd: ((entry: number, path: Buffer) => void) | undefined;
 
   get size(): number {
     return this.index.size;
   }
 
   private static key(path: Buffer): { key: number; check: number } {
-    const d = createHash('sha1').update(path).digest();
+    const d = hash('sha1', path, 'buffer');
     return { key: d.readUIntBE(0, 6), check: d.readUInt32BE(6) };
   }
 
@@ -31,21 +52,38 @@ export class TransferLog {
       this.index.set(key, AMBIGUOUS);
       return;
     }
-    if ((this.count + 1) * ENTRY > this.data.length) {
-      const grown = Buffer.alloc(this.data.length * 2);
-      this.data.copy(grown);
-      this.data = grown;
-    }
-    this.data.writeUInt32BE(check, this.count * ENTRY);
-    this.data.write(sha1hex, this.count * ENTRY + 4, 'hex');
-    this.index.set(key, this.count++);
+    const entry = this.records.push();
+    const { buf, off } = this.records.at(entry);
+    buf.writeUInt32BE(check, off + CHECK);
+    buf.write(sha1hex, off + SHA1, 'hex');
+    this.index.set(key, entry);
+    this.onAdd?.(entry, path);
   }
 
-  /** The SHA-1 (hex) reported for `path`, or undefined when none or unsure. */
-  get(path: Buffer): string | undefined {
+  /** Records what the stored copy of an entry holds. */
+  setStored(entry: number, copy: { sha256: string; sha1: string; size: number; ino: number }): void {
+    const { buf, off } = this.records.at(entry);
+    const matches = buf.toString('hex', off + SHA1, off + SHA1 + 20) === copy.sha1;
+    buf[off + FLAGS] = STORED | (matches ? MATCHES : 0);
+    buf.write(copy.sha256, off + SHA256, 'hex');
+    buf.writeDoubleLE(copy.size, off + SIZE);
+    buf.writeDoubleLE(copy.ino, off + INO);
+  }
+
+  /** The sender's SHA-1 (hex) for `path` and its stored copy if hashed; undefined when none or unsure. */
+  get(path: Buffer): { sha1: string; stored: StoredCopy | undefined } | undefined {
     const { key, check } = TransferLog.key(path);
-    const at = this.index.get(key);
-    if (at === undefined || at === AMBIGUOUS || this.data.readUInt32BE(at * ENTRY) !== check) return undefined;
-    return this.data.toString('hex', at * ENTRY + 4, at * ENTRY + ENTRY);
+    const entry = this.index.get(key);
+    if (entry === undefined || entry === AMBIGUOUS) return undefined;
+    const { buf, off } = this.records.at(entry);
+    if (buf.readUInt32BE(off + CHECK) !== check) return undefined;
+    const flags = buf[off + FLAGS]!;
+    return {
+      sha1: buf.toString('hex', off + SHA1, off + SHA1 + 20),
+      stored:
+        flags & STORED
+          ? { sha256: buf.toString('hex', off + SHA256, off + SHA256 + 32), matches: (flags & MATCHES) !== 0, size: buf.readDoubleLE(off + SIZE), ino: buf.readDoubleLE(off + INO) }
+          : undefined,
+    };
   }
 }

@@ -429,7 +429,9 @@ function makeTool(name, tree, dir, respaldo) {
   const abs = (p) => join(dir, p);
   if (name === 'respaldo') {
     const config = abs('agent.yaml');
-    const node = (scenario) => [...(opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${abs(`profiles/${scenario}`)}`] : []), respaldo.cli];
+    // node's flags as the installed script and the cron line give them (its first line).
+    const flags = readFileSync(respaldo.cli, 'utf8').split('\n')[0].replace(/^#!\/usr\/bin\/env (-S )?node ?/, '').split(' ').filter(Boolean);
+    const node = (scenario) => [...flags, ...(opt.profile ? ['--cpu-prof', `--cpu-prof-dir=${abs(`profiles/${scenario}`)}`] : []), respaldo.cli];
     return {
       setup() {
         mkdirSync(abs('target'), { recursive: true });

@@ -11,6 +11,7 @@ import { runCron } from '../dist/agent/commands/cron.js';
 import { runRun } from '../dist/agent/commands/run.js';
 import { runStatus } from '../dist/agent/commands/status.js';
 import { memoryReporter } from '../dist/agent/report.js';
+import { V8_FLAGS } from '../dist/agent/runtime.js';
 import { deployment, ROOT, tempDir, writeTree } from './helpers.js';
 
 function clock(start: string) {
@@ -76,7 +77,12 @@ describe('schedules through runs', () => {
     const reporter = memoryReporter();
     await runCron({ cwd: ROOT, env: process.env, now: () => new Date(), reporter, signal: new AbortController().signal }, { config: d.config });
     const text = reporter.texts[0]!;
-    expect(text).toMatch(new RegExp(`^\\d{1,2} \\* \\* \\* \\* root ${process.execPath} /\\S+/dist/agent/main\\.js run --config ${d.config}$`, 'm'));
+    // node's memory flags, as on the script's first line (runtime.ts).
+    const shebang = readFileSync(join(ROOT, 'dist/agent/main.js'), 'utf8').split('\n')[0]!;
+    const flags = shebang.replace('#!/usr/bin/env -S node ', '');
+    expect(flags).toBe(V8_FLAGS.join(' '));
+    expect(text).toContain(`root ${process.execPath} ${flags} `);
+    expect(text).toMatch(new RegExp(`^\\d{1,2} \\* \\* \\* \\* root ${process.execPath} [-=\\w ]+ /\\S+/dist/agent/main\\.js run --config ${d.config}$`, 'm'));
     expect(text).toContain('PATH=/usr/local/sbin');
   });
 });

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config.js';
 import type { Context } from '../context.js';
 import { Exit, type ExitCode } from '../errors.js';
+import { V8_FLAGS } from '../runtime.js';
 
 export interface CronOptions {
   config: string;
@@ -17,7 +18,7 @@ export async function runCron(ctx: Context, opts: CronOptions): Promise<ExitCode
   const minute = createHash('sha256').update(config.host).digest().readUInt16BE(0) % 60;
   const main = realpathSync(fileURLToPath(new URL('../main.js', import.meta.url)));
   // Absolute paths: cron's PATH is /usr/bin:/bin, where node often is not.
-  const command = `${process.execPath} ${main} run --config ${resolve(ctx.cwd, opts.config)}`;
+  const command = `${process.execPath} ${V8_FLAGS.join(' ')} ${main} run --config ${resolve(ctx.cwd, opts.config)}`;
   const text = [
     `# /etc/cron.d/respaldo: the respaldo agent of host ${config.host}`,
     '# Every hour; each run backs up what is due and catches up what was missed while the server was off.',

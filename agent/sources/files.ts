@@ -5,7 +5,6 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { BackupFailure } from '../errors.js';
 import { rsyncSnapshot, rsyncUnchanged } from '../rsync.js';
-import { TransferLog } from '../transfers.js';
 import type { Source } from './source.js';
 
 export const filesSource = {
@@ -30,9 +29,8 @@ export const filesSource = {
       else if (info.isDirectory() && (await readdir(path)).length === 0)
         warnings.push({ code: 'empty-source', message: `${path} is empty (an unmounted share?)` });
     }
-    const transferred = new TransferLog();
     await rsyncSnapshot({
-      transferred,
+      transferred: job.transferred,
       sources: job.repository.paths,
       dest: job.dest,
       linkDest: job.linkDest,
@@ -42,7 +40,7 @@ export const filesSource = {
       progress: job.progress,
     });
     // With rsync -R, data/<rel> is the original /<rel>.
-    return { warnings, transferred, origin: (rel) => Buffer.concat([Buffer.from('/'), rel]) };
+    return { warnings, origin: (rel) => Buffer.concat([Buffer.from('/'), rel]) };
   },
 
   unchanged(job) {

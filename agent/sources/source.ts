@@ -15,12 +15,12 @@ export interface SnapshotJob {
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
   progress: ((done: number, total: number) => void) | undefined;
+  /** To fill with the SHA-1 of what was read at the source, by path under data/, for the files the source knows it for. */
+  transferred: TransferLog;
 }
 
 export interface SnapshotResult {
   warnings: { code: string; message: string }[];
-  /** The SHA-1 of what was read at the source, by path under data/, for the files the source knows it for. */
-  transferred: TransferLog;
   /**
    * Where a stored file (path relative to data/) came from, so that verification can
    * re-read the original; undefined for sources with no original file (a dump).

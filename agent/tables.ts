@@ -1,4 +1,8 @@
 /**
+ * Compact tables for the agent's per-file bookkeeping, kept outside the JavaScript heap.
+ */
+
+/**
  * A hash table from whole numbers (0 ≤ key < 2^53) to whole numbers, kept in two typed
  * arrays. A Map of 200,000 entries costs the garbage collector 200,000 entries to trace
  * and tens of MB; this costs 12 bytes a slot, outside the JavaScript heap.
@@ -50,5 +54,32 @@ export class IntMap {
     this.values = new Int32Array(keys.length * 2);
     this.count = 0;
     for (let i = 0; i < keys.length; i++) if (keys[i] !== -1) this.set(keys[i]!, values[i]!);
+  }
+}
+
+/**
+ * Fixed-size records, numbered 0, 1, 2, … and stored in chunks of 32,768: growing never
+ * copies what is there, so a table of 200,000 records never briefly needs twice its size.
+ */
+export class FixedRecords {
+  private static readonly CHUNK = 32_768;
+  private readonly chunks: Buffer[] = [];
+  private count = 0;
+
+  constructor(readonly size: number) {}
+
+  get length(): number {
+    return this.count;
+  }
+
+  /** Adds a zeroed record; returns its number. */
+  push(): number {
+    if (this.count % FixedRecords.CHUNK === 0) this.chunks.push(Buffer.alloc(FixedRecords.CHUNK * this.size));
+    return this.count++;
+  }
+
+  /** The chunk that holds record `n` and the record's offset in it. */
+  at(n: number): { buf: Buffer; off: number } {
+    return { buf: this.chunks[Math.floor(n / FixedRecords.CHUNK)]!, off: (n % FixedRecords.CHUNK) * this.size };
   }
 }
