@@ -166,10 +166,14 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     const existing = await store.snapshots();
     previous = existing[existing.length - 1];
     const prevSummary = previous ? (await store.readSummary(previous)).summary : undefined;
-    // Nothing changed since the previous snapshot: it stands for today too, at the cost of
-    // one comparison instead of a new tree of hard links.
-    if (previous && prevSummary && source.unchanged && sameSelection(prevSummary, repo) && (await source.unchanged({ repository: repo, snapshotData: store.linkDest(previous), signal: ctx.signal, env: ctx.env })))
-      return await recordUnchanged(job, store, previous, prevSummary, started, scope);
+    // What changed since the previous snapshot. Nothing: it stands for today too, at the
+    // cost of one comparison instead of a new tree of hard links. A little: the new tree is
+    // linked from the previous one but for what changed (linkPrevious).
+    const comparison =
+      previous && prevSummary && source.compare && sameSelection(prevSummary, repo)
+        ? await source.compare({ repository: repo, snapshotData: store.linkDest(previous), limit: Math.max(1000, Math.floor(prevSummary.size.files / 5)), signal: ctx.signal, env: ctx.env })
+        : undefined;
+    if (previous && prevSummary && comparison?.unchanged) return await recordUnchanged(job, store, previous, prevSummary, started, scope);
     id = newSnapshotId(started, existing);
     const partial = id;
     ctx.reporter.event({ type: 'repo-start', repository: repo.name, kind: repo.kind, snapshot: id });
@@ -179,11 +183,13 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     const t0 = performance.now();
     const transferred = new TransferLog();
     const early = new EarlyHasher(job.pool, transferred, (rel) => store.partialPath(partial, rel));
+    const linked = previous && comparison?.stale ? await store.linkPrevious(previous, partial, comparison.stale, ctx.signal) : false;
     const captured = await source
       .snapshot({
         repository: repo,
         dest: store.dataDest(partial),
-        linkDest: previous ? store.linkDest(previous) : undefined,
+        linkDest: previous && !linked ? store.linkDest(previous) : undefined,
+        keepExisting: linked,
         signal: ctx.signal,
         env: ctx.env,
         progress: job.progress ? (done, total) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'copy', done, total }) : undefined,

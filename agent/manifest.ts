@@ -51,6 +51,12 @@ export interface ManifestOutcome {
 const BATCH_FILES = 1024;
 const BATCH_BYTES = 256 << 20;
 
+/** `"path":"…"`, or `"path_b64":"…"` for a name that is not UTF-8 (see encodeName). */
+function nameField(bytes: Buffer, field: 'path' | 'target'): string {
+  const [key, value] = Object.entries(encodeName(bytes, field))[0]!;
+  return `${JSON.stringify(key)}:${JSON.stringify(value)}`;
+}
+
 /** How a path is shown in messages: the original absolute path, readable even when it is not UTF-8. */
 function shown(rel: Buffer): string {
   return `/${rel.toString('utf8')}`;
@@ -106,7 +112,7 @@ export class EarlyHasher {
   // rsync's sender reports a file once it has sent it; the receiver writes and renames it
   // a little later. Files wait here until this many newer ones were reported.
   private static readonly LAG = 2048;
-  private static readonly BATCH = 256;
+  private static readonly BATCH = 512;
   private readonly waiting: { entry: number; path: Buffer }[] = [];
   private head = 0;
   private readonly inflight = new Set<Promise<void>>();
@@ -216,7 +222,8 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
     const per = Math.max(1, Math.ceil(jobs.length / (input.pool.size * 4)));
     const parts: Promise<HashResult[]>[] = [];
     for (let k = 0; k < jobs.length; k += per) parts.push(input.pool.hash(jobs.slice(k, k + per)));
-    const results = (await Promise.all(parts)).flat();
+    // Most batches need no reading at all (hard links, copies hashed while rsync ran): no await.
+    const results = parts.length ? (await Promise.all(parts)).flat() : [];
     if (input.signal.aborted) throw input.signal.reason;
 
     let text = '';
@@ -255,17 +262,9 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
       } else if (e.type === 'd') size.dirs++;
       else if (e.type === 'l') size.symlinks++;
       else size.others++;
-      const line = {
-        ...encodeName(e.rel, 'path'),
-        type: e.type,
-        size: e.size,
-        mtime: e.mtime,
-        mode: e.mode,
-        ino: Number(e.ino),
-        ...(sha ? { sha256: sha } : {}),
-        ...(e.target ? encodeName(e.target, 'target') : {}),
-      };
-      text += `${JSON.stringify(line)}\n`;
+      // The line's fields in a fixed order, written directly: an object and JSON.stringify
+      // per file cost more than the rest of the manifest.
+      text += `{${nameField(e.rel, 'path')},"type":"${e.type}","size":${e.size},"mtime":"${e.mtime}","mode":"${e.mode}","ino":${Number(e.ino)}${sha ? `,"sha256":"${sha}"` : ''}${e.target ? `,${nameField(e.target, 'target')}` : ''}}\n`;
     });
     await write(text);
     seen += entries.length;
@@ -273,10 +272,12 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
   };
 
   try {
-    for await (const entry of input.store.walk(input.id, input.signal)) {
-      batch.push(entry);
-      if (entry.type === 'f') batchBytes += entry.size;
-      if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) await processBatch();
+    for await (const entries of input.store.walk(input.id, input.signal)) {
+      for (const entry of entries) {
+        batch.push(entry);
+        if (entry.type === 'f') batchBytes += entry.size;
+        if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) await processBatch();
+      }
     }
     if (batch.length) await processBatch();
   } finally {

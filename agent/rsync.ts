@@ -32,6 +32,8 @@ export interface RsyncJob {
   sources: string[];
   dest: string;
   linkDest: string | undefined;
+  /** Leave every file already in `dest` as it is (see SnapshotJob.keepExisting). */
+  keepExisting: boolean;
   exclude: string[];
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
@@ -61,10 +63,13 @@ function commonArgs(exclude: string[]): string[] {
   ];
 }
 
-export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 'exclude' | 'progress'>): string[] {
+export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 'keepExisting' | 'exclude' | 'progress'>): string[] {
   return [
     ...commonArgs(job.exclude),
     ...(job.linkDest ? [`--link-dest=${job.linkDest}`] : []),
+    // The destination already holds hard links to the previous snapshot's unchanged files:
+    // never write through one (not even its permissions or times), whatever changed since.
+    ...(job.keepExisting ? ['--ignore-existing'] : []),
     // SHA-1 as rsync's whole-file checksum (as fast as its default xxh128 with SHA-NI), printed per file.
     '--checksum-choice=sha1',
     '--out-format=%C %i %n',
@@ -138,37 +143,62 @@ export async function rsyncSnapshot(job: RsyncJob): Promise<void> {
   });
 }
 
+/** What changed at the source since a complete snapshot (rsyncCompare). */
+export interface Comparison {
+  /** Nothing that is backed up changed. */
+  unchanged: boolean;
+  /**
+   * Paths under data/ of the snapshot's entries that are no longer the source's (changed,
+   * replaced or deleted; not folders, which are never shared between snapshots); undefined
+   * when there were more than the limit, or when the comparison could not be made.
+   */
+  stale: Buffer[] | undefined;
+}
+
 /**
- * Whether the sources still match a complete snapshot exactly, by rsync's own comparison
- * (type, size, mtime to the nanosecond, permissions, owner, link target; files added or
- * deleted) and without changing anything: `--dry-run --delete --itemize-changes` against
- * the snapshot's data lists every difference, and an empty list means none. The parent
- * folders that -R recreates above each source path (/var, /var/www…) are not part of what
- * is backed up, so a change to them alone does not count. Any doubt (an error, a vanished
- * file) answers "changed", and a full snapshot follows.
+ * Compares the sources with a complete snapshot by rsync's own rules (type, size, mtime to
+ * the nanosecond, permissions, owner, link target; files added or deleted), changing
+ * nothing: `--dry-run --delete --itemize-changes` against the snapshot's data lists every
+ * difference. The parent folders that -R recreates above each source path (/var,
+ * /var/www…) are not part of what is backed up, so a change to them alone does not count.
+ * Any doubt (an error, a vanished file) answers "changed", with no list.
  */
-export async function rsyncUnchanged(job: { sources: string[]; exclude: string[]; snapshotData: string; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<boolean> {
+export async function rsyncCompare(job: { sources: string[]; exclude: string[]; snapshotData: string; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison> {
   const parents = new Set<string>(['']);
   for (const source of job.sources) {
     const parts = source.split('/').filter(Boolean);
     for (let i = 1; i < parts.length; i++) parents.add(parts.slice(0, i).join('/'));
   }
-  let output = '';
-  let relevant = false;
+  let pending = '';
+  let changed = false;
+  let stale: Buffer[] | undefined = [];
+  // Past the limit the list is no use: stop rsync rather than read the rest.
+  const enough = new AbortController();
+  const signal = AbortSignal.any([job.signal, enough.signal]);
   const result = await runTool('rsync', [...commonArgs(job.exclude), '--dry-run', '--delete', '--itemize-changes', '--out-format=%i %n', '--', ...job.sources, `${job.snapshotData}/`], {
     env: job.env,
-    signal: job.signal,
+    signal,
     onStdout: (chunk) => {
-      if (relevant) return;
-      output += chunk.toString('latin1');
-      const lines = output.split('\n');
-      output = lines.pop()!;
+      if (!stale) return;
+      const lines = (pending + chunk.toString('latin1')).split('\n');
+      pending = lines.pop()!;
       for (const line of lines) {
         // "%i %n": 11 itemize characters, a space, the name ("*deleting  " lines have the same width).
         const name = line.slice(12).replace(/^\/+|\/+$/g, '');
-        if (!(line.startsWith('.d') && parents.has(name))) relevant = true;
+        const folder = line[1] === 'd' && !line.startsWith('*');
+        if (folder && parents.has(name)) continue;
+        changed = true;
+        if (folder || !stale) continue;
+        stale.push(unescapeName(name));
+        if (stale.length > job.limit) {
+          stale = undefined;
+          enough.abort();
+        }
       }
     },
   });
-  return result.code === 0 && !relevant && output === '';
+  if (job.signal.aborted) throw job.signal.reason;
+  if (!stale) return { unchanged: false, stale: undefined };
+  if (result.code !== 0 || pending !== '') return { unchanged: false, stale: undefined };
+  return { unchanged: !changed, stale };
 }

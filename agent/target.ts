@@ -18,7 +18,7 @@ import { compareSnapshotIds } from '../schemas/common.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import { BackupFailure, messageOf } from './errors.js';
-import { capture, streamTool } from './exec.js';
+import { capture, runTool, streamTool } from './exec.js';
 import { fsyncDir } from './fsutil.js';
 
 const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
@@ -45,6 +45,16 @@ export interface WalkEntry {
  * sign and six digits, as ISO 8601 extends them.
  */
 export function isoFromEpoch(text: string): string {
+  const dot = text.indexOf('.');
+  const secText = dot < 0 ? text : text.slice(0, dot);
+  const frac = dot < 0 ? '' : text.slice(dot + 1);
+  // The common case, years 1970–9999, through Date; the rest in integers below.
+  if (/^\d{1,12}$/.test(secText) && Number(secText) <= 253402300799)
+    return `${new Date(Number(secText) * 1000).toISOString().slice(0, 19)}.${frac.padEnd(9, '0').slice(0, 9)}Z`;
+  return isoFromEpochExact(text);
+}
+
+function isoFromEpochExact(text: string): string {
   const negative = text.startsWith('-');
   const [secText = '0', frac = ''] = text.replace(/^-/, '').split('.');
   let nanos = BigInt(frac.padEnd(9, '0').slice(0, 9) || '0');
@@ -166,6 +176,33 @@ export class RepositoryStore {
     return leftovers;
   }
 
+  /**
+   * Fills a partial snapshot's data with hard links to every entry of a previous snapshot
+   * but the stale ones (changed or deleted at the source since; folders are copied, never
+   * shared). That is what rsync --link-dest would link, at the cost of one link() a file:
+   * rsync 3.5 walks the whole --link-dest path again, folder by folder, for every file,
+   * which doubled the time of a backup of 200,000 files (README, Benchmark). False when it
+   * could not be done (an old inode at its limit of links, say): the data folder is left
+   * empty, and the caller copies with --link-dest instead.
+   */
+  async linkPrevious(previous: string, id: string, stale: Buffer[], signal: AbortSignal): Promise<boolean> {
+    const data = join(this.partialDir(id), 'data');
+    // Names come from rsync's listing of a real tree; anything else is not removed blindly.
+    const safe = stale.every((rel) => rel.length > 0 && rel[0] !== 0x2f && !rel.toString('latin1').split('/').includes('..'));
+    if (safe) {
+      const copied = await runTool('cp', ['--recursive', '--link', '--no-dereference', '--preserve=mode,ownership,timestamps', '--no-target-directory', '--', this.linkDest(previous), data], { signal });
+      if (copied.code === 0) {
+        const prefix = this.dataPrefix(this.partialDir(id));
+        for (const rel of stale) await rm(Buffer.concat([prefix, rel]), { recursive: true, force: true });
+        return true;
+      }
+    }
+    if (signal.aborted) throw new BackupFailure('interrupted', `the run was interrupted (${String(signal.reason)})`, 'run again; the previous snapshot is intact');
+    await rm(data, { recursive: true, force: true });
+    await mkdir(data);
+    return false;
+  }
+
   async discard(id: string): Promise<void> {
     await rm(this.partialDir(id), { recursive: true, force: true });
   }
@@ -189,8 +226,11 @@ export class RepositoryStore {
     return Buffer.concat([this.dataPrefix(this.snapshotDir(id)), rel]);
   }
 
-  /** Every entry of a partial snapshot's data, streamed from GNU find (NUL-separated: any file name is safe). */
-  async *walk(id: string, signal?: AbortSignal): AsyncGenerator<WalkEntry> {
+  /**
+   * Every entry of a partial snapshot's data, streamed from GNU find (NUL-separated: any
+   * file name is safe), in batches as find writes them: one await per batch, not per file.
+   */
+  async *walk(id: string, signal?: AbortSignal): AsyncGenerator<WalkEntry[]> {
     const dir = join(this.partialDir(id), 'data');
     const { child, done } = streamTool('find', [dir, '-mindepth', '1', '-printf', '%y %i %s %T@ %m %P\\0%l\\0'], signal ? { signal } : {});
     let pending: Buffer = Buffer.alloc(0);
@@ -198,6 +238,7 @@ export class RepositoryStore {
     try {
       for await (const chunk of child.stdout! as AsyncIterable<Buffer>) {
         pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+        const entries: WalkEntry[] = [];
         let start = 0;
         for (;;) {
           const a = pending.indexOf(0, start);
@@ -209,7 +250,7 @@ export class RepositoryStore {
           let cut = 0;
           for (let k = 0; k < 5; k++) cut = head.indexOf(32, cut) + 1;
           const [type, ino, size, mtime, mode] = head.subarray(0, cut - 1).toString('latin1').split(' ');
-          yield {
+          entries.push({
             type: (type === 'D' ? 's' : type) as WalkEntry['type'],
             ino: ino!,
             size: Number(size),
@@ -217,10 +258,11 @@ export class RepositoryStore {
             mode: mode!.padStart(4, '0'),
             rel: Buffer.from(head.subarray(cut)),
             target: type === 'l' ? Buffer.from(pending.subarray(a + 1, b)) : undefined,
-          };
+          });
           start = b + 1;
         }
         pending = pending.subarray(start);
+        if (entries.length) yield entries;
       }
       consumed = true;
     } finally {

@@ -65,6 +65,7 @@ const { values: opt } = parseArgs({
     ref: { type: 'string' },
     profile: { type: 'boolean', default: false },
     repeat: { type: 'string', default: '1' },
+    settle: { type: 'string', default: '240' },
     help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
@@ -82,6 +83,8 @@ if (opt.help) {
       '  --repeat N       run every tool\'s three scenarios N times (fresh deployments, tools interleaved);',
       '                   tables show medians, results.json every sample (default 1; 3 recommended)',
       '  --profile        run respaldo under node --cpu-prof (timings are then inflated)',
+      '  --settle S       wait up to S seconds (default 240) before each tool for the filesystem to',
+      '                   create files at its quiet speed again after large deletions',
       '',
     ].join('\n'),
   );
@@ -96,6 +99,10 @@ for (const t of tools) if (!ALL_TOOLS.includes(t)) fail(`--tools: unknown tool "
 const repeat = Number(opt.repeat);
 if (!(Number.isInteger(repeat) && repeat >= 1 && repeat <= 20)) fail(`--repeat must be a whole number from 1 to 20, not ${opt.repeat}`);
 const WORK = resolve(opt.work);
+const settle = Number(opt.settle);
+if (!(settle >= 0)) fail(`--settle must be a number of seconds, not ${opt.settle}`);
+/** Seconds to create 2,000 files on a quiet filesystem here are 0.05–0.1; several times that means it is not. */
+const SETTLED_PROBE = 0.15;
 const scaleTag = `s${scale}`;
 
 // ---------------------------------------------------------------------------------------
@@ -685,7 +692,14 @@ function main() {
         const tool = makeTool(toolName, tree, dir, respaldo);
         const setupInfo = tool.setup();
         if (setupInfo) meta.setup[`${name}/${toolName}`] = setupInfo;
-        const probe = createProbe(join(dir, 'probe'));
+        // After large deletions the filesystem creates files several times slower for minutes
+        // (see the README): wait for it to settle, so that no tool is measured in that state.
+        let probe = createProbe(join(dir, 'probe'));
+        for (let waited = 0, k = 1; probe > SETTLED_PROBE && waited < settle; waited += 15, k++) {
+          log(`${tag}: creating 2,000 files took ${probe.toFixed(2)} s: the filesystem is still busy after deletions; waiting 15 s`);
+          spawnSync('sleep', ['15']);
+          probe = createProbe(join(dir, `probe${k}`));
+        }
         const warm = warmTree(tree);
         meta.warm[`${name}/${toolName}/r${r}`] = warm;
         meta.probe[`${name}/${toolName}/r${r}`] = probe;

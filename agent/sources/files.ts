@@ -4,7 +4,7 @@
  */
 import { lstat, readdir } from 'node:fs/promises';
 import { BackupFailure } from '../errors.js';
-import { rsyncSnapshot, rsyncUnchanged } from '../rsync.js';
+import { rsyncCompare, rsyncSnapshot } from '../rsync.js';
 import type { Source } from './source.js';
 
 export const filesSource = {
@@ -34,6 +34,7 @@ export const filesSource = {
       sources: job.repository.paths,
       dest: job.dest,
       linkDest: job.linkDest,
+      keepExisting: job.keepExisting,
       exclude: job.repository.exclude ?? [],
       signal: job.signal,
       env: job.env,
@@ -43,7 +44,7 @@ export const filesSource = {
     return { warnings, origin: (rel) => Buffer.concat([Buffer.from('/'), rel]) };
   },
 
-  unchanged(job) {
-    return rsyncUnchanged({ sources: job.repository.paths, exclude: job.repository.exclude ?? [], snapshotData: job.snapshotData, signal: job.signal, env: job.env });
+  compare(job) {
+    return rsyncCompare({ sources: job.repository.paths, exclude: job.repository.exclude ?? [], snapshotData: job.snapshotData, limit: job.limit, signal: job.signal, env: job.env });
   },
 } satisfies Source;

@@ -4,6 +4,7 @@
  * the backup then builds the manifest, verifies and publishes it the same way for all.
  */
 import type { RepositoryConfig } from '../../schemas/config.js';
+import type { Comparison } from '../rsync.js';
 import type { TransferLog } from '../transfers.js';
 
 export interface SnapshotJob {
@@ -12,6 +13,12 @@ export interface SnapshotJob {
   dest: string;
   /** The previous complete snapshot's data folder, for hard links to unchanged files. */
   linkDest: string | undefined;
+  /**
+   * `dest` already holds hard links to the previous snapshot's unchanged entries
+   * (RepositoryStore.linkPrevious): copy what is missing and leave every existing file as
+   * it is, since writing to one would change the previous snapshot too.
+   */
+  keepExisting: boolean;
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
   progress: ((done: number, total: number) => void) | undefined;
@@ -31,8 +38,8 @@ export interface SnapshotResult {
 export interface Source {
   snapshot(job: SnapshotJob): Promise<SnapshotResult>;
   /**
-   * True when the repository's data still matches a complete snapshot exactly, so that no
-   * new snapshot is needed; sources that cannot tell cheaply leave it out.
+   * What changed at the source since a complete snapshot, at the cost of a comparison;
+   * sources that cannot tell cheaply leave it out. `limit` caps the list of stale entries.
    */
-  unchanged?(job: { repository: RepositoryConfig; snapshotData: string; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<boolean>;
+  compare?(job: { repository: RepositoryConfig; snapshotData: string; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison>;
 }

@@ -1,0 +1,91 @@
+/**
+ * The new snapshot's tree is hard-linked from the previous one but for what changed. A file
+ * that changes after that comparison must not be written through its hard link: the
+ * previous snapshot would change with it.
+ */
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { rsyncCompare } from '../dist/agent/rsync.js';
+import { filesSource } from '../dist/agent/sources/files.js';
+import { LocalTarget } from '../dist/agent/target.js';
+import { TransferLog } from '../dist/agent/transfers.js';
+import { describeTree, tempDir, writeTree } from './helpers.js';
+
+const signal = new AbortController().signal;
+
+async function snapshot(store: ReturnType<LocalTarget['repository']>, id: string, src: string, linkDest: string | undefined, keepExisting: boolean): Promise<void> {
+  await store.begin(id);
+  await filesSource.snapshot({
+    repository: { name: 'app', kind: 'files', paths: [src] },
+    dest: store.dataDest(id),
+    linkDest,
+    keepExisting,
+    signal,
+    env: process.env,
+    progress: undefined,
+    transferred: new TransferLog(),
+  });
+  mkdirSync(join(store.base, 'snapshots'), { recursive: true });
+  execFileSync('mv', [store.partialDir(id), store.snapshotDir(id)]);
+}
+
+describe('linking the previous snapshot', () => {
+  it('never writes through a link when a file changes after the comparison', async () => {
+    const src = tempDir();
+    writeTree(src, { 'a.txt': 'alpha\n', 'b.txt': 'bravo\n', 'c.txt': 'charlie\n', 'sub/d.txt': 'delta\n' });
+    const target = tempDir();
+    const store = new LocalTarget('primary', target).repository('web01', 'app');
+    await store.prepare();
+    await snapshot(store, '20261101T000000Z', src, undefined, false);
+    const first = join(store.snapshotDir('20261101T000000Z'), 'data', src);
+    const before = describeTree(first);
+
+    // c.txt changes before the comparison; a.txt (content) and b.txt (permissions only) after it.
+    writeFileSync(join(src, 'c.txt'), 'charlie, changed\n');
+    const comparison = await rsyncCompare({ sources: [src], exclude: [], snapshotData: store.linkDest('20261101T000000Z'), limit: 1000, signal, env: process.env });
+    expect(comparison.unchanged).toBe(false);
+    expect(comparison.stale!.map((b: Buffer) => b.toString())).toEqual([`${src.slice(1)}/c.txt`]);
+    writeFileSync(join(src, 'a.txt'), 'ALPHA\n');
+    utimesSync(join(src, 'a.txt'), new Date('2026-01-01'), new Date('2026-01-01'));
+    chmodSync(join(src, 'b.txt'), 0o600);
+
+    const id = '20261102T000000Z';
+    await store.begin(id);
+    expect(await store.linkPrevious('20261101T000000Z', id, comparison.stale!, signal)).toBe(true);
+    await filesSource.snapshot({
+      repository: { name: 'app', kind: 'files', paths: [src] },
+      dest: store.dataDest(id),
+      linkDest: undefined,
+      keepExisting: true,
+      signal,
+      env: process.env,
+      progress: undefined,
+      transferred: new TransferLog(),
+    });
+    const second = join(store.partialDir(id), 'data', src);
+
+    // The previous snapshot is exactly as it was: contents, modes, times, inodes.
+    expect(describeTree(first)).toEqual(before);
+    // The new one holds c.txt as compared, and a.txt and b.txt as they were when compared.
+    expect(readFileSync(join(second, 'c.txt'), 'utf8')).toBe('charlie, changed\n');
+    expect(statSync(join(second, 'c.txt')).ino).not.toBe(statSync(join(first, 'c.txt')).ino);
+    for (const name of ['a.txt', 'b.txt', 'sub/d.txt']) expect(statSync(join(second, name)).ino, name).toBe(statSync(join(first, name)).ino);
+    expect(readFileSync(join(second, 'a.txt'), 'utf8')).toBe('alpha\n');
+  });
+
+  it('gives up, leaving an empty data folder, when the list names something outside the tree', async () => {
+    const src = tempDir();
+    writeTree(src, { 'a.txt': 'alpha\n' });
+    const store = new LocalTarget('primary', tempDir()).repository('web01', 'app');
+    await store.prepare();
+    await snapshot(store, '20261101T000000Z', src, undefined, false);
+    const id = '20261102T000000Z';
+    await store.begin(id);
+    mkdirSync(join(store.partialDir(id), 'data', 'leftover'), { recursive: true });
+    expect(await store.linkPrevious('20261101T000000Z', id, [Buffer.from('../../snapshots')], signal)).toBe(false);
+    expect(readdirSync(join(store.partialDir(id), 'data'))).toEqual([]);
+    expect(readdirSync(store.snapshotDir('20261101T000000Z'))).toContain('data');
+  });
+});
