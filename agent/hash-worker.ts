@@ -13,8 +13,12 @@ const buffer = Buffer.allocUnsafe(1 << 20);
 function hashFile(job: HashJob): HashResult {
   const fd = openSync(job.path, job.recheck ? constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK : 'r');
   try {
-    const before = fstatSync(fd, { bigint: true });
+    // Nanosecond times only where they are compared: BigInt stats cost more.
+    const before = job.recheck || job.times ? fstatSync(fd, { bigint: true }) : fstatSync(fd);
     if (job.recheck && !before.isFile()) return { error: 'not a regular file' };
+    // A stored copy is ours alone (nothing writes into a partial snapshot but rsync, which
+    // never writes in place): once its size is read, the read that would return 0 is spared.
+    const expected = job.recheck ? Infinity : Number(before.size);
     const hash = createHash('sha256');
     const sha1 = job.sha1 ? createHash('sha1') : undefined;
     // An original that grew past its copy differs from it: one byte more tells as much as all.
@@ -26,8 +30,16 @@ function hashFile(job: HashJob): HashResult {
       hash.update(buffer.subarray(0, n));
       sha1?.update(buffer.subarray(0, n));
       bytes += n;
+      if (bytes === expected) break;
     }
-    return { sha256: hash.digest('hex'), ...(sha1 ? { sha1: sha1.digest('hex') } : {}), bytes, size: Number(before.size), ino: Number(before.ino), mtimeNs: before.mtimeNs.toString() };
+    return {
+      sha256: hash.digest('hex'),
+      ...(sha1 ? { sha1: sha1.digest('hex') } : {}),
+      bytes,
+      size: Number(before.size),
+      ino: Number(before.ino),
+      ...('mtimeNs' in before ? { mtimeNs: before.mtimeNs.toString() } : {}),
+    };
   } finally {
     closeSync(fd);
   }

@@ -14,6 +14,8 @@ export interface HashJob {
   limit?: number;
   /** Also compute SHA-1, in the same read (to match rsync's transfer checksum). */
   sha1?: boolean;
+  /** Also report the modification time to the nanosecond. */
+  times?: boolean;
 }
 
 export interface HashResult {
@@ -35,7 +37,7 @@ export interface HashResult {
 export interface PackedJobs {
   paths: Uint8Array<ArrayBuffer>;
   ends: Uint32Array<ArrayBuffer>;
-  /** Bit 1: recheck; bit 2: sha1. */
+  /** Bit 1: recheck; bit 2: sha1; bit 4: times. */
   flags: Uint8Array<ArrayBuffer>;
   limits: Float64Array<ArrayBuffer>;
 }
@@ -51,7 +53,7 @@ export function packJobs(jobs: HashJob[]): PackedJobs {
     paths.set(j.path, at);
     at += j.path.length;
     ends[i] = at;
-    flags[i] = (j.recheck ? 1 : 0) | (j.sha1 ? 2 : 0);
+    flags[i] = (j.recheck ? 1 : 0) | (j.sha1 ? 2 : 0) | (j.times ? 4 : 0);
     limits[i] = j.limit ?? -1;
   });
   return { paths, ends, flags, limits };
@@ -62,7 +64,8 @@ export function unpackJobs(packed: PackedJobs): HashJob[] {
   let start = 0;
   return Array.from(packed.ends, (end, i) => {
     const limit = packed.limits[i]!;
-    const job: HashJob = { path: paths.subarray(start, end), recheck: (packed.flags[i]! & 1) !== 0, sha1: (packed.flags[i]! & 2) !== 0, ...(limit >= 0 ? { limit } : {}) };
+    const flags = packed.flags[i]!;
+    const job: HashJob = { path: paths.subarray(start, end), recheck: (flags & 1) !== 0, sha1: (flags & 2) !== 0, times: (flags & 4) !== 0, ...(limit >= 0 ? { limit } : {}) };
     start = end;
     return job;
   });

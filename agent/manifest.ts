@@ -214,7 +214,8 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
         // rewrites a file in place.
         const copy = transfer?.stored;
         if (copy && copy.ino === Number(e.ino) && copy.size === e.size) early[i] = { sha256: copy.sha256, sha1: copy.matches ? transfer.sha1 : 'differs', bytes: copy.size, size: copy.size };
-        else storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel), sha1: sent[i] !== undefined }) - 1;
+        // Without a checksum from the sender, the copy is compared with its original: their times too.
+        else storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel), sha1: sent[i] !== undefined, times: sent[i] === undefined }) - 1;
         if (sent[i] === undefined && input.origin) originJob[i] = jobs.push({ path: input.origin(e.rel), recheck: true, limit: e.size }) - 1;
       }
     });
