@@ -1,14 +1,17 @@
 /**
- * A worker thread that hashes files with SHA-256: hashing is CPU work, and the main
+ * A worker thread that hashes files with SHA-256 (and rsync's transfer checksum): hashing is CPU work, and the main
  * thread would otherwise use one core while the other sits idle. Jobs come in batches to
  * keep the cost of messages small next to thousands of small files.
  */
 import { createHash } from 'node:crypto';
+import { createXXHash128 } from 'hash-wasm';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { unpackJobs, type HashJob, type HashResult, type PackedJobs } from './hashing.js';
 
 const buffer = Buffer.allocUnsafe(1 << 20);
+// One xxh128 state, reset for each file (hash-wasm: WebAssembly, byte for byte rsync's %C).
+const xxh128 = await createXXHash128();
 
 function hashFile(job: HashJob): HashResult {
   const fd = openSync(job.path, job.recheck ? constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK : 'r');
@@ -20,7 +23,8 @@ function hashFile(job: HashJob): HashResult {
     // never writes in place): once its size is read, the read that would return 0 is spared.
     const expected = job.recheck ? Infinity : Number(before.size);
     const hash = createHash('sha256');
-    const sha1 = job.sha1 ? createHash('sha1') : undefined;
+    const transfer: { update(data: Uint8Array): unknown; digest(encoding: 'hex'): string } | undefined =
+      job.transfer === 'sha1' ? createHash('sha1') : job.transfer === 'xxh128' ? xxh128.init() : undefined;
     // An original that grew past its copy differs from it: one byte more tells as much as all.
     const limit = job.limit === undefined ? Infinity : job.limit + 1;
     let bytes = 0;
@@ -28,13 +32,13 @@ function hashFile(job: HashJob): HashResult {
       const n = readSync(fd, buffer, 0, Math.min(buffer.length, limit - bytes), null);
       if (n === 0) break;
       hash.update(buffer.subarray(0, n));
-      sha1?.update(buffer.subarray(0, n));
+      transfer?.update(buffer.subarray(0, n));
       bytes += n;
       if (bytes === expected) break;
     }
     return {
       sha256: hash.digest('hex'),
-      ...(sha1 ? { sha1: sha1.digest('hex') } : {}),
+      ...(transfer ? { transfer: transfer.digest('hex') } : {}),
       bytes,
       size: Number(before.size),
       ino: Number(before.ino),

@@ -3,7 +3,7 @@
  *
  * A file whose inode, size and mtime match the previous manifest is a hard link that rsync
  * made with --link-dest: the same bytes on disk, so its hash is reused. Every other file
- * was stored anew and is read back: its SHA-1 must equal the one rsync's sender computed
+ * was stored anew and is read back: its transfer checksum must equal the one rsync's sender computed
  * over the original while copying it (so the original is not read twice). A new file that
  * rsync made without a transfer (same content, new permissions) is compared with the
  * original instead; when that differs because the original changed while it was being
@@ -26,7 +26,7 @@ export interface ManifestInput {
   id: string;
   /** The previous complete snapshot, whose manifest supplies hashes of unchanged files. */
   previous: string | undefined;
-  /** The SHA-1 of what the source read, by path, for files copied with a checksum. */
+  /** rsync's checksum of what the source read, by path, for files copied with a checksum. */
   transferred: TransferLog;
   /** Where a stored file came from, to re-read the original of a new file with no transfer checksum. */
   origin: ((rel: Buffer) => Buffer) | undefined;
@@ -138,11 +138,12 @@ export class EarlyHasher {
       this.head = 0;
     }
     if (batch.length === 0) return;
-    const done = this.pool.hash(batch.map((b) => ({ path: b.path, sha1: true }))).then(
+    const algorithm = this.log.algorithm;
+    const done = this.pool.hash(batch.map((b) => ({ path: b.path, transfer: algorithm }))).then(
       (results) =>
         results.forEach((r, k) => {
-          if (r.sha256 && r.sha1 && r.ino !== undefined && r.size !== undefined && r.bytes === r.size) {
-            this.log.setStored(batch[k]!.entry, { sha256: r.sha256, sha1: r.sha1, size: r.size, ino: r.ino });
+          if (r.sha256 && r.transfer && r.ino !== undefined && r.size !== undefined && r.bytes === r.size) {
+            this.log.setStored(batch[k]!.entry, { sha256: r.sha256, transfer: r.transfer, size: r.size, ino: r.ino });
             this.counts.hashed++;
           } else this.counts.later++;
         }),
@@ -208,14 +209,14 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
         if (input.scope === 'full') storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel) }) - 1;
       } else {
         const transfer = input.transferred.get(e.rel);
-        sent[i] = transfer?.sha1;
+        sent[i] = transfer?.sum;
         // Hashed while rsync was still copying (EarlyHasher): the same inode and size is the
         // same file, since nothing but rsync writes into a partial snapshot, and rsync never
         // rewrites a file in place.
         const copy = transfer?.stored;
-        if (copy && copy.ino === Number(e.ino) && copy.size === e.size) early[i] = { sha256: copy.sha256, sha1: copy.matches ? transfer.sha1 : 'differs', bytes: copy.size, size: copy.size };
+        if (copy && copy.ino === Number(e.ino) && copy.size === e.size) early[i] = { sha256: copy.sha256, transfer: copy.matches ? transfer.sum : 'differs', bytes: copy.size, size: copy.size };
         // Without a checksum from the sender, the copy is compared with its original: their times too.
-        else storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel), sha1: sent[i] !== undefined, times: sent[i] === undefined }) - 1;
+        else storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel), ...(sent[i] !== undefined ? { transfer: input.transferred.algorithm } : { times: true }) }) - 1;
         if (sent[i] === undefined && input.origin) originJob[i] = jobs.push({ path: input.origin(e.rel), recheck: true, limit: e.size }) - 1;
       }
     });
@@ -251,7 +252,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
           const original = originJob[i]! >= 0 ? results[originJob[i]!]! : undefined;
           if (stored!.error) problem(e.rel, `cannot read the stored copy (${stored!.error})`);
           else if (sent[i] !== undefined) {
-            if (stored!.sha1 !== sent[i]) problem(e.rel, 'the stored copy differs from what rsync read at the source');
+            if (stored!.transfer !== sent[i]) problem(e.rel, 'the stored copy differs from what rsync read at the source');
           } else if (original?.error === 'ENOENT') changedDuring.push(shown(e.rel));
           else if (original?.error) unreadableOrigin.push(`${shown(e.rel)} (${original.error})`);
           else if (original && original.sha256 !== stored!.sha256) {

@@ -4,7 +4,8 @@
  * into failures that say what to do.
  */
 import { BackupFailure } from './errors.js';
-import { lastLines, runTool } from './exec.js';
+import { capture, lastLines, runTool } from './exec.js';
+import type { TransferChecksum } from './hashing.js';
 import type { TransferLog } from './transfers.js';
 
 /** rsync's exit codes (rsync(1), EXIT VALUES). */
@@ -40,11 +41,22 @@ export interface RsyncJob {
   /** Called with bytes copied so far and the total rsync expects, when showing progress. */
   progress: ((done: number, total: number) => void) | undefined;
   /**
-   * Filled with the SHA-1 that rsync's sender computed over each file it transferred, by
-   * the file's path under the destination. Verification
+   * Filled with the checksum that rsync's sender computed over each file it transferred, by
+   * the file's path under the destination; its `algorithm` is set here. Verification
    * matches the stored copy against it, so the original need not be read a second time.
    */
   transferred: TransferLog;
+}
+
+let checksums: Promise<TransferChecksum> | undefined;
+
+/** xxh128 where this rsync has it (its `--version` lists it), else SHA-1; asked once. */
+export function transferChecksum(env: NodeJS.ProcessEnv): Promise<TransferChecksum> {
+  checksums ??= capture('rsync', ['--version'], { env }).then(
+    (out) => (/^Checksum list:\s*\n?\s*.*\bxxh128\b/m.test(out.toString()) ? 'xxh128' : 'sha1'),
+    () => 'sha1' as const,
+  );
+  return checksums;
 }
 
 /** The options every copy and every comparison shares, so both see files the same way. */
@@ -63,15 +75,15 @@ function commonArgs(exclude: string[]): string[] {
   ];
 }
 
-export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 'keepExisting' | 'exclude' | 'progress'>): string[] {
+export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 'keepExisting' | 'exclude' | 'progress'>, checksum: TransferChecksum): string[] {
   return [
     ...commonArgs(job.exclude),
     ...(job.linkDest ? [`--link-dest=${job.linkDest}`] : []),
     // The destination already holds hard links to the previous snapshot's unchanged files:
     // never write through one (not even its permissions or times), whatever changed since.
     ...(job.keepExisting ? ['--ignore-existing'] : []),
-    // SHA-1 as rsync's whole-file checksum (as fast as its default xxh128 with SHA-NI), printed per file.
-    '--checksum-choice=sha1',
+    // The whole-file checksum both ends of rsync compute anyway, printed per file (%C).
+    `--checksum-choice=${checksum}`,
     '--out-format=%C %i %n',
     ...(job.progress ? ['--info=progress2'] : []),
     '--',
@@ -86,7 +98,7 @@ export function unescapeName(text: string): Buffer {
 }
 
 /**
- * Reads rsync's stdout: `--out-format='%C %i %n'` lines of transferred files (the SHA-1 of
+ * Reads rsync's stdout: `--out-format='%C %i %n'` lines of transferred files (the checksum of
  * what the sender read, the itemized change, the name) and, on a terminal,
  * `--info=progress2` updates ("  1,234,567  45%  10.00MB/s  0:00:05 …") between carriage returns.
  */
@@ -97,7 +109,7 @@ function outputParser(job: RsyncJob): (chunk: Buffer) => void {
     pending = parts.pop()!;
     let progress: RegExpExecArray | null = null;
     for (const part of parts) {
-      const sent = /^([0-9a-f]{40}) >f\S{9} (.*)$/.exec(part);
+      const sent = /^([0-9a-f]{32}|[0-9a-f]{40}) >f\S{9} (.*)$/.exec(part);
       if (sent) job.transferred.add(unescapeName(sent[2]!.replace(/^\/+/, '')), sent[1]!);
       else progress = /^\s*([\d,]+)\s+(\d+)%/.exec(part) ?? progress;
     }
@@ -122,7 +134,9 @@ function hintFor(code: number | null, stderr: string): string {
 export async function rsyncSnapshot(job: RsyncJob): Promise<void> {
   let result;
   try {
-    result = await runTool('rsync', rsyncArgs(job), {
+    const checksum = await transferChecksum(job.env);
+    job.transferred.algorithm = checksum;
+    result = await runTool('rsync', rsyncArgs(job, checksum), {
       env: job.env,
       signal: job.signal,
       onStdout: outputParser(job),

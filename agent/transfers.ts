@@ -1,20 +1,23 @@
 /**
  * What rsync transferred, by path, kept compact: a first backup of a large tree lists every
  * file, and 200,000 path strings would cost more memory than the rest of the agent. For
- * each file: the SHA-1 that rsync's sender computed over what it read, and, once hashed,
- * what the stored copy holds (its SHA-256, whether its SHA-1 matches, its inode and size).
+ * each file: the checksum that rsync's sender computed over what it read (xxh128 or SHA-1,
+ * see TransferChecksum), and, once hashed, what the stored copy holds (its SHA-256,
+ * whether its transfer checksum matches, its inode and size).
  *
  * A path is reduced to 80 bits of its SHA-1 (a 48-bit map key and a 32-bit check), so a
  * lookup never confuses two paths in practice; two paths that did share a key are both
  * marked unknown, and verification then hashes them and re-reads their originals.
  */
 import { hash } from 'node:crypto';
+import type { TransferChecksum } from './hashing.js';
 import { FixedRecords, IntMap } from './tables.js';
 
-// check 4 | flags 1 | (3) | sender's SHA-1 20 | stored SHA-256 32 | stored size 8 | stored inode 8
+// check 4 | flags 1 | length 1 | (2) | sender's checksum ≤ 20 | stored SHA-256 32 | stored size 8 | stored inode 8
 const CHECK = 0;
 const FLAGS = 4;
-const SHA1 = 8;
+const LENGTH = 5;
+const SUM = 8;
 const SHA256 = 28;
 const SIZE = 60;
 const INO = 68;
@@ -25,13 +28,15 @@ const AMBIGUOUS = -1;
 
 export interface StoredCopy {
   sha256: string;
-  /** The stored copy's SHA-1 equals the sender's. */
+  /** The stored copy's transfer checksum equals the sender's. */
   matches: boolean;
   size: number;
   ino: number;
 }
 
 export class TransferLog {
+  /** Which checksum the sender reports (set by whoever runs rsync, before it starts). */
+  algorithm: TransferChecksum = 'sha1';
   private readonly index = new IntMap();
   private readonly records = new FixedRecords(ENTRY);
   /** Called for each transferred file as rsync reports it, with its entry's number. */
@@ -46,7 +51,7 @@ export class TransferLog {
     return { key: d.readUIntBE(0, 6), check: d.readUInt32BE(6) };
   }
 
-  add(path: Buffer, sha1hex: string): void {
+  add(path: Buffer, sumHex: string): void {
     const { key, check } = TransferLog.key(path);
     if (this.index.get(key) !== undefined) {
       this.index.set(key, AMBIGUOUS);
@@ -55,23 +60,23 @@ export class TransferLog {
     const entry = this.records.push();
     const { buf, off } = this.records.at(entry);
     buf.writeUInt32BE(check, off + CHECK);
-    buf.write(sha1hex, off + SHA1, 'hex');
+    buf[off + LENGTH] = buf.write(sumHex, off + SUM, 20, 'hex');
     this.index.set(key, entry);
     this.onAdd?.(entry, path);
   }
 
   /** Records what the stored copy of an entry holds. */
-  setStored(entry: number, copy: { sha256: string; sha1: string; size: number; ino: number }): void {
+  setStored(entry: number, copy: { sha256: string; transfer: string; size: number; ino: number }): void {
     const { buf, off } = this.records.at(entry);
-    const matches = buf.toString('hex', off + SHA1, off + SHA1 + 20) === copy.sha1;
+    const matches = buf.toString('hex', off + SUM, off + SUM + buf[off + LENGTH]!) === copy.transfer;
     buf[off + FLAGS] = STORED | (matches ? MATCHES : 0);
     buf.write(copy.sha256, off + SHA256, 'hex');
     buf.writeDoubleLE(copy.size, off + SIZE);
     buf.writeDoubleLE(copy.ino, off + INO);
   }
 
-  /** The sender's SHA-1 (hex) for `path` and its stored copy if hashed; undefined when none or unsure. */
-  get(path: Buffer): { sha1: string; stored: StoredCopy | undefined } | undefined {
+  /** The sender's checksum (hex) for `path` and its stored copy if hashed; undefined when none or unsure. */
+  get(path: Buffer): { sum: string; stored: StoredCopy | undefined } | undefined {
     const { key, check } = TransferLog.key(path);
     const entry = this.index.get(key);
     if (entry === undefined || entry === AMBIGUOUS) return undefined;
@@ -79,7 +84,7 @@ export class TransferLog {
     if (buf.readUInt32BE(off + CHECK) !== check) return undefined;
     const flags = buf[off + FLAGS]!;
     return {
-      sha1: buf.toString('hex', off + SHA1, off + SHA1 + 20),
+      sum: buf.toString('hex', off + SUM, off + SUM + buf[off + LENGTH]!),
       stored:
         flags & STORED
           ? { sha256: buf.toString('hex', off + SHA256, off + SHA256 + 32), matches: (flags & MATCHES) !== 0, size: buf.readDoubleLE(off + SIZE), ino: buf.readDoubleLE(off + INO) }

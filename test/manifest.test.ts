@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { xxhash128 } from 'hash-wasm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HashPool } from '../dist/agent/hashing.js';
 import { buildManifest } from '../dist/agent/manifest.js';
@@ -24,18 +25,25 @@ function partial(files: Record<string, string>): { store: RepositoryStore; id: s
   return { store, id };
 }
 
-const sha1 = (text: string) => createHash('sha1').update(text).digest('hex');
+const sums = {
+  sha1: async (text: string) => createHash('sha1').update(text).digest('hex'),
+  // As rsync's --checksum-choice=xxh128 prints it with %C.
+  xxh128: (text: string) => xxhash128(text),
+};
 
 describe('manifest verification', () => {
-  it('accepts stored copies whose SHA-1 matches what rsync read, and rejects one that does not', async () => {
-    const { store, id } = partial({ 'a.txt': 'alpha', 'b.txt': 'bravo' });
-    const transferred = new TransferLog();
-    transferred.add(Buffer.from('a.txt'), sha1('alpha'));
-    transferred.add(Buffer.from('b.txt'), sha1('bravo, as it was read'));
-    const result = await buildManifest({ store, id, previous: undefined, transferred, origin: undefined, scope: 'changed', pool, signal: new AbortController().signal, progress: () => {} });
-    expect(result.checksum).toEqual({ scope: 'changed', files: 2, bytes: 10, mismatches: 1 });
-    expect(result.problems).toEqual([{ path: '/b.txt', problem: 'the stored copy differs from what rsync read at the source' }]);
-  });
+  for (const algorithm of ['xxh128', 'sha1'] as const) {
+    it(`accepts stored copies whose ${algorithm} matches what rsync read, and rejects one that does not`, async () => {
+      const { store, id } = partial({ 'a.txt': 'alpha', 'b.txt': 'bravo' });
+      const transferred = new TransferLog();
+      transferred.algorithm = algorithm;
+      transferred.add(Buffer.from('a.txt'), await sums[algorithm]('alpha'));
+      transferred.add(Buffer.from('b.txt'), await sums[algorithm]('bravo, as it was read'));
+      const result = await buildManifest({ store, id, previous: undefined, transferred, origin: undefined, scope: 'changed', pool, signal: new AbortController().signal, progress: () => {} });
+      expect(result.checksum).toEqual({ scope: 'changed', files: 2, bytes: 10, mismatches: 1 });
+      expect(result.problems).toEqual([{ path: '/b.txt', problem: 'the stored copy differs from what rsync read at the source' }]);
+    });
+  }
 
   it('compares a new file without a transfer checksum with its original, and tells a changed original from a bad copy', async () => {
     const { store, id } = partial({ 'same.txt': 'same', 'moved.txt': 'copy', 'bad.txt': 'copy' });

@@ -22,7 +22,7 @@ export interface SnapshotJob {
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
   progress: ((done: number, total: number) => void) | undefined;
-  /** To fill with the SHA-1 of what was read at the source, by path under data/, for the files the source knows it for. */
+  /** To fill with rsync's checksum of what was read at the source, by path under data/, for the files the source knows it for. */
   transferred: TransferLog;
 }
 
