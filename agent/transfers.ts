@@ -5,11 +5,11 @@
  * see TransferChecksum), and, once hashed, what the stored copy holds (its SHA-256,
  * whether its transfer checksum matches, its inode and size).
  *
- * A path is reduced to 80 bits of its SHA-1 (a 48-bit map key and a 32-bit check), so a
- * lookup never confuses two paths in practice; two paths that did share a key are both
- * marked unknown, and verification then hashes them and re-reads their originals.
+ * A path is reduced to 80 bits of hash (a 48-bit map key and a 32-bit check), so a lookup
+ * never confuses two paths in practice; two paths that do share a key (even names made to
+ * collide: the hash is fast, not cryptographic) are both marked unknown, and verification
+ * then hashes their copies and re-reads their originals: slower, never wrong.
  */
-import { hash } from 'node:crypto';
 import type { TransferChecksum } from './hashing.js';
 import { FixedRecords, IntMap } from './tables.js';
 
@@ -47,8 +47,22 @@ export class TransferLog {
   }
 
   private static key(path: Buffer): { key: number; check: number } {
-    const d = hash('sha1', path, 'buffer');
-    return { key: d.readUIntBE(0, 6), check: d.readUInt32BE(6) };
+    // Three FNV-1a passes with different starting states, each finished with murmur3's mix.
+    let a = 0x811c9dc5;
+    let b = 0x9747b28c;
+    let c = 0x1b873593;
+    for (let i = 0; i < path.length; i++) {
+      const byte = path[i]!;
+      a = Math.imul(a ^ byte, 0x01000193);
+      b = Math.imul(b ^ byte, 0x01000193);
+      c = Math.imul(c ^ byte, 0x01000193);
+    }
+    const mix = (h: number) => {
+      h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+      h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+      return (h ^ (h >>> 16)) >>> 0;
+    };
+    return { key: mix(a) * 0x10000 + (mix(b ^ path.length) >>> 16), check: mix(c) };
   }
 
   add(path: Buffer, sumHex: string): void {
