@@ -25,6 +25,21 @@ function partial(files: Record<string, string>): { store: RepositoryStore; id: s
   return { store, id };
 }
 
+/** The manifest of a partial snapshot whose files have no transfer checksum: each is compared with its original in `originals`. */
+function againstOriginals(store: RepositoryStore, id: string, originals: string) {
+  return buildManifest({
+    store,
+    id,
+    previous: undefined,
+    transferred: new TransferLog(),
+    origin: (rel) => Buffer.from(join(originals, rel.toString())),
+    scope: 'changed',
+    pool,
+    signal: new AbortController().signal,
+    progress: () => {},
+  });
+}
+
 const sums = {
   sha1: async (text: string) => createHash('sha1').update(text).digest('hex'),
   // As rsync's --checksum-choice=xxh128 prints it with %C.
@@ -56,17 +71,7 @@ describe('manifest verification', () => {
     const storedBad = join(store.partialDir(id), 'data', 'bad.txt');
     utimesSync(storedBad, when, when);
     utimesSync(join(originals, 'bad.txt'), when, when);
-    const result = await buildManifest({
-      store,
-      id,
-      previous: undefined,
-      transferred: new TransferLog(),
-      origin: (rel) => Buffer.from(join(originals, rel.toString())),
-      scope: 'changed',
-      pool,
-      signal: new AbortController().signal,
-      progress: () => {},
-    });
+    const result = await againstOriginals(store, id, originals);
     expect(result.checksum.mismatches).toBe(1);
     expect(result.problems).toEqual([{ path: '/bad.txt', problem: 'the stored copy differs from the original, which did not change since it was copied' }]);
     expect(result.warnings.map((w) => w.code)).toEqual(['changed-during-backup']);
@@ -79,17 +84,7 @@ describe('manifest verification', () => {
     execFileSync('mkfifo', [join(originals, 'fifo.txt')]);
     symlinkSync('/dev/zero', join(originals, 'zero.txt'));
     writeFileSync(join(originals, 'grown.txt'), 'copy and much more since then');
-    const result = await buildManifest({
-      store,
-      id,
-      previous: undefined,
-      transferred: new TransferLog(),
-      origin: (rel) => Buffer.from(join(originals, rel.toString())),
-      scope: 'changed',
-      pool,
-      signal: new AbortController().signal,
-      progress: () => {},
-    });
+    const result = await againstOriginals(store, id, originals);
     expect(result.checksum.mismatches).toBe(0);
     expect(result.warnings.map((w) => w.code).sort()).toEqual(['changed-during-backup', 'original-unreadable']);
     const unreadable = result.warnings.find((w) => w.code === 'original-unreadable')!.message;
