@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import { compareSnapshotIds } from '../schemas/common.js';
 import type { RepositoryConfig } from '../schemas/config.js';
 import { digestOf, type RecordBody } from '../schemas/record.js';
+import type { RestoreCheck } from '../schemas/database.js';
 import type { SnapshotSummary } from '../schemas/snapshot.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
@@ -18,12 +19,13 @@ import { buildManifest, checkSnapshot, EarlyHasher } from './manifest.js';
 import type { Appended, RecordStore } from './records.js';
 import { pathRedactor, type Redact } from './redact.js';
 import { formatBytes } from './report.js';
+import { databaseSource } from './sources/database.js';
 import { filesSource } from './sources/files.js';
 import type { Source } from './sources/source.js';
 import type { LocalTarget, RepositoryStore } from './target.js';
 import { TransferLog } from './transfers.js';
 
-const sources: Record<RepositoryConfig['kind'], Source> = { config: filesSource, files: filesSource, source: filesSource };
+const sources: Record<RepositoryConfig['kind'], Source> = { config: filesSource, files: filesSource, source: filesSource, database: databaseSource };
 
 export interface BackupJob {
   ctx: Context;
@@ -92,6 +94,7 @@ export async function recordSnapshot(records: RecordStore, store: RepositoryStor
     size: summary.size,
     changed: summary.changed,
     verification: summary.verification,
+    ...(summary.database ? { database: summary.database } : {}),
     warnings: summary.warnings.map((w) => ({ ...w, message: redact(w.message) })),
     ...(recovered ? { recovered: true } : {}),
   };
@@ -151,7 +154,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
   const redact = pathRedactor(config, repo);
   let id: string | undefined;
   let previous: string | undefined;
-  let totals: { bytes: number; files: number; changedFiles: number; changedBytes: number; seconds: Record<'copy' | 'verify' | 'flush' | 'publish', number> } | undefined;
+  let totals: { bytes: number; files: number; changedFiles: number; changedBytes: number; level: string; seconds: Record<'copy' | 'verify' | 'flush' | 'publish', number> } | undefined;
   try {
     await target.check();
     // A mount point stays behind, empty, when its disk is not mounted: backing up into it
@@ -223,6 +226,23 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       });
     }
 
+    // Databases: the dumps must restore, with every table's rows, or the backup is not good.
+    let restore: RestoreCheck | undefined;
+    if (captured.dump && source.testRestore && repo.kind === 'database' && repo.verify?.restore !== false) {
+      ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'restore', done: 0, total: captured.dump.info.databases.length });
+      restore = await source.testRestore({ repository: repo, dataDir: join(store.partialDir(id), 'data'), dump: captured.dump, signal: ctx.signal, env: ctx.env });
+      if (restore.result !== 'ok') {
+        const bad = restore.databases.filter((d) => d.mismatches.length || d.checks.some((c) => /failed|differ|: (?!ok|match)/.test(c)));
+        const first = bad[0] ?? restore.databases[0];
+        throw new BackupFailure(
+          'verify',
+          `the test restore failed${first ? ` for ${first.name}: ${[...first.checks.filter((c) => !/: (ok|match)$/.test(c)), ...first.mismatches.slice(0, 3)].join('; ')}` : ''}`,
+          'the dump does not restore as it should (truncated or damaged?): it was not kept as a good backup; check the detail and the dump tool, then run again; the previous snapshot is intact',
+          { detail: restore.databases.map((d) => `${d.name}: ${[...d.checks, ...d.mismatches].join('; ')}`).join('\n') },
+        );
+      }
+    }
+
     const t2 = performance.now();
     await flushing;
     const t3 = performance.now();
@@ -255,7 +275,8 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       previous: previous && prevSummary ? { id: previous, bytes: prevSummary.size.bytes } : null,
       size: manifest.size,
       changed: manifest.changed,
-      verification: { level: 'checksum', size, checksum: manifest.checksum },
+      verification: { level: restore ? 'restore' : 'checksum', size, checksum: manifest.checksum, ...(restore ? { restore } : {}) },
+      ...(captured.dump ? { database: captured.dump.info } : {}),
       warnings,
       trigger: job.trigger,
       ...(job.operator ? { operator: job.operator } : {}),
@@ -269,6 +290,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       files: manifest.size.files,
       changedFiles: manifest.changed.files,
       changedBytes: manifest.changed.bytes,
+      level: summary.verification.level,
       seconds: { copy: secs(t1 - t0), verify: secs(t2 - t1), flush: secs(t3 - t2), publish: secs(performance.now() - t3) },
     };
     for (const w of warnings) ctx.reporter.event({ type: 'warning', repository: repo.name, message: w.message });
@@ -293,7 +315,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
   }
   try {
     const appended = await recordSnapshot(records, store, id, false, redact);
-    ctx.reporter.event({ type: 'repo-done', repository: repo.name, snapshot: id, seq: appended.seq, level: 'checksum', ...totals! });
+    ctx.reporter.event({ type: 'repo-done', repository: repo.name, snapshot: id, seq: appended.seq, ...totals! });
     return { ok: true, appended, snapshot: id };
   } catch (e) {
     if (e instanceof RespaldoError) throw e;

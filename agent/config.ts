@@ -61,7 +61,16 @@ export function parseConfig(text: string, file: string): Config {
     records: abs(data.records),
     state: abs(data.state ?? DEFAULT_STATE),
     targets: { primary: abs(data.targets.primary) },
-    repositories: data.repositories.map((r) => ({ ...r, paths: r.paths.map(abs) })),
+    repositories: data.repositories.map((r) =>
+      r.kind === 'database'
+        ? {
+            ...r,
+            paths: (r.paths ?? []).map(abs),
+            ...(r.bindir ? { bindir: abs(r.bindir) } : {}),
+            ...(r.connection?.['password-file'] ? { connection: { ...r.connection, 'password-file': abs(r.connection['password-file']) } } : {}),
+          }
+        : { ...r, paths: r.paths.map(abs) },
+    ),
   };
   // A target inside a source would back up the backups, growing each time without end.
   const inside = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith('/') ? parent : `${parent}/`);

@@ -47,14 +47,14 @@ export function findProgram(name: string, env: NodeJS.ProcessEnv = process.env):
 
 let setpriv: string | null | undefined;
 
-function start(program: string, args: string[], opts: ToolOptions, stdout: 'pipe' | 'ignore'): ChildProcess {
+function start(program: string, args: string[], opts: ToolOptions, stdout: 'pipe' | 'ignore', stdin: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
   const env = opts.env ?? process.env;
   const path = findProgram(program, env);
   if (!path) throw Object.assign(new Error(`${program} is not installed (not found on PATH)`), { code: 'ENOENT', program });
   // PR_SET_PDEATHSIG through util-linux's setpriv: Node cannot set it itself.
   if (setpriv === undefined) setpriv = findProgram('setpriv', env) ?? null;
   const [cmd, argv] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', path, ...args]] : [path, args];
-  return spawn(cmd, argv, { cwd: opts.cwd, env, stdio: ['ignore', stdout, 'pipe'] });
+  return spawn(cmd, argv, { cwd: opts.cwd, env, stdio: [stdin, stdout, 'pipe'] });
 }
 
 /** Runs a program to completion. Rejects only when it cannot be started; exit codes are the caller's to judge. */
@@ -71,6 +71,12 @@ export function runTool(program: string, args: string[], opts: ToolOptions = {})
 /** Starts a program whose stdout the caller reads as a stream (with backpressure); `done` settles when it exits. */
 export function streamTool(program: string, args: string[], opts: Omit<ToolOptions, 'onStdout'> = {}): { child: ChildProcess; done: Promise<ToolResult> } {
   const child = start(program, args, opts, 'pipe');
+  return { child, done: finished(child, opts) };
+}
+
+/** Starts a program that the caller talks to: its stdin and stdout are pipes (a psql session, say). */
+export function sessionTool(program: string, args: string[], opts: Omit<ToolOptions, 'onStdout'> = {}): { child: ChildProcess; done: Promise<ToolResult> } {
+  const child = start(program, args, opts, 'pipe', 'pipe');
   return { child, done: finished(child, opts) };
 }
 

@@ -17,6 +17,13 @@ export function pathRedactor(config: Config, repo: RepositoryConfig | undefined)
     [config.key, '{key}'],
     [config.file, '{config}'],
     ...(repo?.paths ?? []).map((p, i): [string, string] => [p, `{paths[${i}]}`]),
+    ...(repo?.kind === 'database'
+      ? ([
+          [repo.bindir, '{bindir}'],
+          [repo.connection?.['password-file'], '{connection.password-file}'],
+          [repo.connection?.host?.startsWith('/') ? repo.connection.host : undefined, '{connection.host}'],
+        ].filter((r): r is [string, string] => r[0] !== undefined))
+      : []),
   ];
   // Longest first, so a path inside another is replaced by the closer name; "/" alone names nothing.
   const rules = names.filter(([p]) => p.length > 1).sort((a, b) => b[0].length - a[0].length);

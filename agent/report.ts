@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 
 export type ReportEvent =
   | { type: 'repo-start'; repository: string; kind: string; snapshot: string }
-  | { type: 'progress'; repository: string; phase: 'copy' | 'hash' | 'verify'; done: number; total: number }
+  | { type: 'progress'; repository: string; phase: 'copy' | 'hash' | 'verify' | 'restore'; done: number; total: number }
   | {
       type: 'repo-done';
       repository: string;
@@ -84,7 +84,7 @@ export function terminalReporter(out: Writable & { columns?: number }, err: Writ
                 const width = 30;
                 const ratio = Math.min(1, e.done / e.total);
                 const filled = Math.round(ratio * width);
-                const amount = e.phase === 'copy' ? `${formatBytes(e.done)} / ${formatBytes(e.total)}` : `${e.done} / ${e.total} files`;
+                const amount = e.phase === 'copy' ? `${formatBytes(e.done)} / ${formatBytes(e.total)}` : `${e.done} / ${e.total} ${e.phase === 'restore' ? 'databases' : 'files'}`;
                 return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(Math.round(ratio * 100)).padStart(3)}%  ${amount}`;
               })()
             : `${e.done} ${e.phase === 'copy' ? 'bytes' : 'files'}`;

@@ -69,13 +69,53 @@ const fileRepository = z
   })
   .strict();
 
-// Database sources are a separate piece of work; until they land, saying so where the
-// config asks for one is better than accepting fields that would do nothing.
-// (the check is in hostConfig's superRefine: a discriminated union takes plain objects only).
-const databaseRepository = z.object({ kind: z.literal('database') }).passthrough();
+/**
+ * How to reach a database server. Passwords never go into argv or the environment of the
+ * tools: the agent hands them over in a temporary file (PGPASSFILE, --defaults-extra-file).
+ * Left out, the engine's usual files apply: ~/.pgpass, PGPASSFILE, ~/.my.cnf, or a socket
+ * with peer authentication.
+ */
+export const connection = z
+  .object({
+    /** A host name or address, or the folder of the server's Unix socket (e.g. /var/run/postgresql). */
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    user: z.string().min(1).optional(),
+    /** A file holding only the password (mode 0600, owned by the agent's user). */
+    'password-file': z.string().min(1).optional(),
+  })
+  .strict();
+export type Connection = z.infer<typeof connection>;
+
+const databaseVerify = verifySettings.extend({
+  /** Restore each dump into a throwaway instance and compare the tables' row counts (default true). */
+  restore: z.boolean().optional(),
+});
+
+const databaseRepository = z
+  .object({
+    name: repositoryName,
+    kind: z.literal('database'),
+    engine: z.enum(['postgresql', 'mariadb', 'sqlite']),
+    connection: connection.optional(),
+    /** PostgreSQL and MariaDB: the databases to dump, each on its own. */
+    databases: z.array(z.string().min(1)).min(1, 'list at least one database').optional(),
+    /** SQLite: the database files. */
+    paths: z.array(z.string().min(1)).min(1, 'list at least one SQLite database file').optional(),
+    /** Point-in-time recovery: a base backup plus the archived logs (WAL, binary logs). */
+    pitr: z.boolean().optional(),
+    /** The folder of the engine's programs (pg_dump, initdb, …); default: found for the server's version. */
+    bindir: z.string().min(1).optional(),
+    schedule: schedule.optional(),
+    verify: databaseVerify.optional(),
+  })
+  .strict();
 
 export const repository = z.discriminatedUnion('kind', [fileRepository, databaseRepository]);
-export type RepositoryConfig = z.infer<typeof fileRepository>;
+export type FileRepositoryConfig = z.infer<typeof fileRepository>;
+/** A database repository; `paths` is always there once loaded (empty but for SQLite). */
+export type DatabaseRepositoryConfig = Omit<z.infer<typeof databaseRepository>, 'paths'> & { paths: string[]; exclude?: undefined };
+export type RepositoryConfig = FileRepositoryConfig | DatabaseRepositoryConfig;
 
 export const hostConfig = z
   .object({
@@ -105,12 +145,20 @@ export const hostConfig = z
     const seen = new Set<string>();
     config.repositories.forEach((repo, i) => {
       if (repo.kind === 'database') {
-        ctx.addIssue({
-          code: z.ZodIssueCode.custom,
-          path: ['repositories', i, 'kind'],
-          message: 'database repositories are not supported by this version of respaldo yet; remove this repository or back up a dump folder as kind "files"',
-        });
-        return;
+        const at = (field: string, message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['repositories', i, field], message });
+        if (repo.engine === 'sqlite') {
+          if (!repo.paths) at('paths', 'an sqlite repository lists its database files in "paths"');
+          if (repo.databases) at('databases', 'an sqlite repository names its database files in "paths", not "databases"');
+          if (repo.connection) at('connection', 'an sqlite repository has no server to connect to; remove "connection"');
+          if (repo.pitr) at('pitr', 'SQLite keeps no log of changes to archive; remove "pitr" and back it up more often instead (schedule: { every: 1h })');
+        } else {
+          if (!repo.databases) at('databases', `a ${repo.engine} repository names the databases to dump in "databases"`);
+          if (repo.paths) at('paths', `a ${repo.engine} repository names databases in "databases" and reaches the server through "connection", not "paths"`);
+        }
+        if (repo.engine === 'mariadb')
+          at('engine', 'MariaDB repositories are not supported by this version of respaldo yet; use postgresql or sqlite, or back up a dump folder as kind "files"');
+        if (repo.pitr)
+          at('pitr', 'point-in-time recovery is not supported by this version of respaldo yet; remove "pitr" (nightly dumps still run)');
       }
       const name = repo.name;
       if (name === undefined) return;
@@ -120,7 +168,7 @@ export const hostConfig = z
       seen.add(name);
     });
   });
-/** A validated host config; the refinement above guarantees every repository is a file-like one. */
+/** A validated host config; database repositories get `paths: []` when they have none. */
 export type HostConfig = Omit<z.infer<typeof hostConfig>, 'repositories'> & { repositories: RepositoryConfig[] };
 
 function isTimeZone(tz: string): boolean {
@@ -144,7 +192,16 @@ export const configExamples: Record<string, string> = {
   repositories:
     'repositories:\n  - name: nginx\n    kind: config\n    paths: [/etc/nginx, /etc/ssl/certs]',
   name: '  - name: portal',
-  kind: '    kind: source          # config | files | source',
+  kind: '    kind: source          # config | files | source | database',
+  engine: '    kind: database\n    engine: postgresql    # postgresql | mariadb | sqlite',
+  connection: '    connection: { host: /var/run/postgresql, port: 5432, user: respaldo, password-file: /etc/respaldo/portal-db.pass }',
+  port: '    connection: { host: db01.example, port: 5432 }',
+  user: '    connection: { user: respaldo }',
+  'password-file': '    connection: { password-file: /etc/respaldo/portal-db.pass }   # the password alone, mode 0600',
+  databases: '    databases: [portal, portal_audit]',
+  pitr: '    pitr: true',
+  bindir: '    bindir: /usr/lib/postgresql/15/bin',
+  restore: '    verify: { restore: true }',
   paths: '    paths: [/var/www/portal, /etc/portal.conf]',
   exclude: '    exclude: ["*.tmp", "cache/"]',
   schedule: '    schedule: { every: 7d }       # or { cron: "0 3 * * 0" }',

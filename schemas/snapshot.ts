@@ -23,6 +23,7 @@ export const snapshotSummary = z
     size: backupRecord.shape.size,
     changed: backupRecord.shape.changed,
     verification: backupRecord.shape.verification,
+    database: backupRecord.shape.database,
     warnings: backupRecord.shape.warnings,
     trigger: backupRecord.shape.trigger,
     operator: backupRecord.shape.operator,

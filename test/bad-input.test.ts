@@ -7,16 +7,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, sy
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { deployment, MAIN, respaldo, tempDir, writeTree, type Deployment } from './helpers.js';
-
-function lastRecord(d: Deployment): Record<string, any> {
-  return parse(readFileSync(join(d.records, d.recordFiles().at(-1)!), 'utf8'));
-}
-
-async function verified(d: Deployment): Promise<void> {
-  const r = await respaldo(['records', 'verify', d.records]);
-  expect(r.code, r.stdout).toBe(0);
-}
+import { deployment, lastRecord, MAIN, respaldo, tempDir, verified, writeTree, type Deployment } from './helpers.js';
 
 describe('configuration errors', () => {
   const configDir = tempDir();

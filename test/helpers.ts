@@ -8,8 +8,8 @@ import { appendFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll } from 'vitest';
-import { stringify } from 'yaml';
+import { afterAll, expect } from 'vitest';
+import { parse, stringify } from 'yaml';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const MAIN = join(ROOT, 'dist/agent/main.js');
@@ -56,11 +56,13 @@ export function git(cwd: string, ...args: string[]): string {
 
 export interface RepoSpec {
   name: string;
-  kind?: 'config' | 'files' | 'source';
-  paths: string[];
+  kind?: 'config' | 'files' | 'source' | 'database';
+  paths?: string[];
   exclude?: string[];
   schedule?: { every: string } | { cron: string };
   verify?: Record<string, unknown>;
+  /** Database repositories: engine, connection, databases, bindir… as in the host config. */
+  [field: string]: unknown;
 }
 
 export interface Deployment {
@@ -189,4 +191,15 @@ export function describeTree(dir: string | Buffer): Map<string, TreeEntry> {
 
 export function inodeOf(path: string): bigint {
   return lstatSync(path, { bigint: true }).ino;
+}
+
+/** The host's newest record, parsed. */
+export function lastRecord(d: Deployment): Record<string, any> {
+  return parse(readFileSync(join(d.records, d.recordFiles().at(-1)!), 'utf8'));
+}
+
+/** `respaldo records verify` accepts every record and chain of the deployment. */
+export async function verified(d: Deployment): Promise<void> {
+  const r = await respaldo(['records', 'verify', d.records]);
+  expect(r.code, r.stdout).toBe(0);
 }

@@ -4,6 +4,8 @@
  * the backup then builds the manifest, verifies and publishes it the same way for all.
  */
 import type { RepositoryConfig } from '../../schemas/config.js';
+import type { RestoreCheck } from '../../schemas/database.js';
+import type { DumpResult } from '../databases/engine.js';
 import type { Comparison } from '../rsync.js';
 import type { TransferLog } from '../transfers.js';
 
@@ -33,6 +35,8 @@ export interface SnapshotResult {
    * re-read the original; undefined for sources with no original file (a dump).
    */
   origin: ((rel: Buffer) => Buffer) | undefined;
+  /** A database source's dumps: engine, server, sizes and the rows counted at dump time. */
+  dump?: DumpResult;
 }
 
 export interface Source {
@@ -41,5 +45,7 @@ export interface Source {
    * What changed at the source since a complete snapshot, at the cost of a comparison;
    * sources that cannot tell cheaply leave it out. `limit` caps the list of stale entries.
    */
+  /** Databases: restores the stored dumps into a throwaway instance and checks them (verification level `restore`). */
+  testRestore?(job: { repository: RepositoryConfig; dataDir: string; dump: DumpResult; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<RestoreCheck>;
   compare?(job: { repository: RepositoryConfig; snapshotData: string; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison>;
 }

@@ -1,6 +1,7 @@
 /** `backup`: a snapshot that was made, verified and made visible. Rendered on FOR 7.5 DSE 02, 03 or 04 by kind. */
 import { z } from 'zod';
 import { snapshotId } from '../common.js';
+import { databaseInfo } from '../database.js';
 import { about, runBy, snapshotRef, timeSpan, verification, warning } from './shared.js';
 
 export const backupRecord = z
@@ -22,6 +23,8 @@ export const backupRecord = z
     /** Files stored anew in this snapshot; the others are hard links to the previous one. */
     changed: z.object({ files: z.number().int().nonnegative(), bytes: z.number().int().nonnegative() }).strict(),
     verification,
+    /** A database repository's engine, server and dumps. */
+    database: databaseInfo.optional(),
     warnings: z.array(warning),
     /** True when the agent stopped after making the snapshot visible and a later run recorded it. */
     recovered: z.boolean().optional(),

@@ -1,6 +1,7 @@
 /** Pieces that several record types share. */
 import { z } from 'zod';
 import { hostName, isoTime, repositoryKind, repositoryName, sha256Digest, snapshotId, trigger, verificationLevel } from '../common.js';
+import { restoreCheck } from '../database.js';
 
 /** Points at another record: its host, its seq and the sha256 of its bytes. */
 export const recordRef = z
@@ -48,6 +49,8 @@ export const verification = z
     level: verificationLevel,
     size: sizeCheck.optional(),
     checksum: checksumCheck.optional(),
+    /** A database's dumps restored into a throwaway instance. */
+    restore: restoreCheck.optional(),
   })
   .strict();
 

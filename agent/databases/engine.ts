@@ -1,0 +1,55 @@
+/**
+ * The contract of a database engine (PostgreSQL, SQLite…): dump each database into the
+ * partial snapshot's data/ folder, and restore those dumps into a throwaway instance to
+ * prove that they restore. The database source (sources/database.ts) calls it; the backup
+ * then builds the manifest and publishes the snapshot as for files.
+ */
+import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
+import type { DatabaseInfo, RestoreCheck } from '../../schemas/database.js';
+
+/** Rows per table ("schema.table" → rows), per database name. */
+export type TableCounts = Map<string, Map<string, number>>;
+
+export interface DumpJob {
+  repository: DatabaseRepositoryConfig;
+  /** The partial snapshot's data/ folder (a local path). */
+  dataDir: string;
+  signal: AbortSignal;
+  env: NodeJS.ProcessEnv;
+  /** Records the SHA-1 of a dump's bytes as the tool wrote them, by its path under data/. */
+  written: (rel: string, sha1: string) => void;
+}
+
+export interface DumpResult {
+  info: DatabaseInfo;
+  /** The rows each table held in the dump's snapshot, for the test restore to compare with. */
+  counts: TableCounts;
+  warnings: { code: string; message: string }[];
+}
+
+export interface RestoreJob {
+  repository: DatabaseRepositoryConfig;
+  dataDir: string;
+  dump: DumpResult;
+  signal: AbortSignal;
+  env: NodeJS.ProcessEnv;
+}
+
+export interface Engine {
+  dump(job: DumpJob): Promise<DumpResult>;
+  testRestore(job: RestoreJob): Promise<RestoreCheck>;
+}
+
+/** Compares the rows of every table after a restore with those counted at dump time. */
+export function compareCounts(expected: Map<string, number> | undefined, restored: Map<string, number>): string[] {
+  const mismatches: string[] = [];
+  for (const [table, rows] of expected ?? []) {
+    const got = restored.get(table);
+    if (got === undefined) mismatches.push(`${table}: missing after the restore (${rows} rows expected)`);
+    else if (got !== rows) mismatches.push(`${table}: ${got} rows restored, ${rows} expected`);
+  }
+  for (const table of restored.keys()) if (!expected?.has(table)) mismatches.push(`${table}: restored but not in the source`);
+  return mismatches;
+}
+
+export const sum = (counts: Map<string, number>) => [...counts.values()].reduce((a, b) => a + b, 0);

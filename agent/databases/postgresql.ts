@@ -1,0 +1,341 @@
+/**
+ * PostgreSQL: one `pg_dump -Fc` per database, taken in a snapshot exported by a psql
+ * session that counts every table's rows in that same snapshot, so that the test restore
+ * can compare exact counts even while the database is being written to. The test restore
+ * loads each dump into a throwaway instance (initdb into a temporary folder, listening
+ * only on a private Unix socket) — `pg_restore --list` alone would pass a truncated dump.
+ *
+ * Connection settings go to the tools through libpq's environment (PGHOST, PGPORT,
+ * PGUSER, PGDATABASE) and a password through a temporary PGPASSFILE: never in argv, where
+ * `ps` would show it, and never in a record.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { access, chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
+import type { DatabaseDump } from '../../schemas/database.js';
+import { BackupFailure, messageOf } from '../errors.js';
+import { capture, lastLines, runTool, sessionTool, streamTool } from '../exec.js';
+import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
+
+/** Where the server was reached, as records say it: never a password, never a local path. */
+export function serverLabel(repo: DatabaseRepositoryConfig): string {
+  const c = repo.connection ?? {};
+  const port = c.port ?? 5432;
+  if (!c.host || c.host.startsWith('/')) return `local socket, port ${port}`;
+  return `${c.host}:${port}`;
+}
+
+/** The environment that points libpq's tools at the server, and a cleanup for the password file. */
+async function connectionEnv(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): Promise<{ env: NodeJS.ProcessEnv; cleanup: () => Promise<void> }> {
+  const c = repo.connection ?? {};
+  const out: NodeJS.ProcessEnv = { ...env, PGCONNECT_TIMEOUT: env.PGCONNECT_TIMEOUT ?? '10', PGAPPNAME: 'respaldo' };
+  delete out.PGPASSWORD;
+  if (c.host) out.PGHOST = c.host;
+  if (c.port) out.PGPORT = String(c.port);
+  if (c.user) out.PGUSER = c.user;
+  if (!c['password-file']) return { env: out, cleanup: async () => {} };
+  let password: string;
+  try {
+    password = (await readFile(c['password-file'], 'utf8')).replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new BackupFailure('source', `cannot read the password file of ${repo.name}: ${messageOf(e)}`, `check connection.password-file of repository ${repo.name} in the host config (a file holding only the password, readable by the agent)`);
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'respaldo-pgpass-'));
+  const file = join(dir, 'pgpass');
+  await writeFile(file, `*:*:*:*:${password.replaceAll('\\', '\\\\').replaceAll(':', '\\:')}\n`, { mode: 0o600 });
+  out.PGPASSFILE = file;
+  return { env: out, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** The folder of the PostgreSQL programs: the repository's `bindir`, Debian's for the server's major version, or PATH. */
+async function programs(repo: DatabaseRepositoryConfig, major?: number): Promise<(name: string) => string> {
+  const candidates = [repo.bindir, major ? `/usr/lib/postgresql/${major}/bin` : undefined];
+  for (const dir of candidates) {
+    if (!dir) continue;
+    const ok = await access(join(dir, 'pg_dump')).then(() => true, () => false);
+    if (ok) return (name) => join(dir, name);
+  }
+  return (name) => name;
+}
+
+/** Turns the tools' stderr into a failure a sysadmin can act on. */
+function failure(repo: DatabaseRepositoryConfig, database: string | undefined, what: string, stderr: string, exitCode?: number | null): BackupFailure {
+  const server = serverLabel(repo);
+  const tail = lastLines(stderr, 3);
+  const extra = { detail: stderr.slice(-2000), ...(typeof exitCode === 'number' ? { exitCode } : {}) };
+  if (/password authentication failed|no password supplied|authentication failed|peer authentication failed/i.test(stderr))
+    return new BackupFailure('source', `PostgreSQL refused the login to ${server} (${tail})`, 'check the password in connection.password-file (or ~/.pgpass) and that pg_hba.conf lets this user in; the previous snapshot is intact', extra);
+  if (/database ".*" does not exist/i.test(stderr))
+    return new BackupFailure('source', `database "${database}" does not exist on ${server}`, `create it, or correct repositories[${repo.name}].databases in the host config; the previous snapshot is intact`, extra);
+  if (/could not connect|connection refused|could not translate host name|timeout expired|No such file or directory|server closed the connection/i.test(stderr))
+    return new BackupFailure('source', `cannot reach the PostgreSQL server at ${server} (${tail})`, 'check that the server is running and reachable (pg_isready), and connection.host and connection.port in the host config; the previous snapshot is intact', extra);
+  if (/permission denied/i.test(stderr))
+    return new BackupFailure('source', `the PostgreSQL user may not read everything in "${database}" (${tail})`, 'grant it the role pg_read_all_data (GRANT pg_read_all_data TO <user>), or connect as the database owner; the previous snapshot is intact', extra);
+  return new BackupFailure('source', `${what} failed: ${tail || `exit code ${exitCode}`}`, 'read the detail, fix the cause and run again; the previous snapshot is intact', extra);
+}
+
+const END = '__respaldo_end__';
+
+/**
+ * A psql session that the agent talks to line by line: psql prints each query's rows, one
+ * a line (-A -t), then the marker; on any error it stops (ON_ERROR_STOP) and the session fails.
+ */
+class PsqlSession {
+  private buffer = '';
+  private waiting: { lines: string[]; resolve: (lines: string[]) => void; reject: (e: Error) => void } | undefined;
+  private ended: Error | undefined;
+  private constructor(private readonly tool: ReturnType<typeof sessionTool>) {
+    tool.child.stdout!.setEncoding('utf8');
+    tool.child.stdout!.on('data', (chunk: string) => this.take(chunk));
+    tool.child.stdin!.on('error', () => {});
+    tool.done.then(
+      (r) => this.fail(Object.assign(new Error(r.stderr || `psql exited (code ${r.code})`), { stderr: r.stderr, exitCode: r.code })),
+      (e: Error) => this.fail(e),
+    );
+  }
+
+  static open(psql: string, env: NodeJS.ProcessEnv, signal: AbortSignal): PsqlSession {
+    return new PsqlSession(sessionTool(psql, ['-X', '-q', '-A', '-t', '-w', '-v', 'ON_ERROR_STOP=1'], { env, signal }));
+  }
+
+  private take(chunk: string): void {
+    this.buffer += chunk;
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      const line = this.buffer.slice(0, nl);
+      this.buffer = this.buffer.slice(nl + 1);
+      if (!this.waiting) continue;
+      if (line === END) {
+        const w = this.waiting;
+        this.waiting = undefined;
+        w.resolve(w.lines);
+      } else this.waiting.lines.push(line);
+    }
+  }
+
+  private fail(e: Error): void {
+    this.ended ??= e;
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.reject(e);
+  }
+
+  /** Runs SQL (psql meta-commands allowed) and returns the lines it printed. */
+  query(sql: string): Promise<string[]> {
+    if (this.ended) return Promise.reject(this.ended);
+    return new Promise((resolve, reject) => {
+      this.waiting = { lines: [], resolve, reject };
+      this.tool.child.stdin!.write(`${sql}\n\\echo ${END}\n`);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.tool.child.stdin!.end('\\q\n');
+    await this.tool.done.catch(() => {});
+  }
+}
+
+/** Every ordinary table's rows, each counted in the session's current snapshot. */
+const COUNT_ROWS = `SELECT format('SELECT json_build_object(''t'', %L, ''n'', count(*)) FROM %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' ORDER BY 1
+\\gexec`;
+
+function parseCounts(lines: string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const line of lines) {
+    if (!line.trim()) continue;
+    const { t, n } = JSON.parse(line) as { t: string; n: number };
+    counts.set(t, n);
+  }
+  return counts;
+}
+
+/** Dumps one database in a snapshot shared with a counting session; returns the bytes written and the counts. */
+async function dumpOne(repo: DatabaseRepositoryConfig, database: string, rel: string, dataDir: string, bin: (n: string) => string, env: NodeJS.ProcessEnv, signal: AbortSignal, written: (rel: string, sha1: string) => void): Promise<{ bytes: number; counts: Map<string, number>; version: string }> {
+  const dbEnv = { ...env, PGDATABASE: database };
+  const session = PsqlSession.open(bin('psql'), dbEnv, signal);
+  try {
+    let snapshot: string;
+    let version: string;
+    let counts: Map<string, number>;
+    try {
+      [version = ''] = await session.query(`SHOW server_version;`);
+      await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;');
+      [snapshot = ''] = await session.query('SELECT pg_export_snapshot();');
+      counts = parseCounts(await session.query(COUNT_ROWS));
+    } catch (e) {
+      throw failure(repo, database, 'psql', (e as { stderr?: string }).stderr ?? messageOf(e), (e as { exitCode?: number }).exitCode);
+    }
+    const path = join(dataDir, rel);
+    const hash = createHash('sha1');
+    const { child, done } = streamTool(bin('pg_dump'), ['--format=custom', '--no-password', `--snapshot=${snapshot}`], { env: dbEnv, signal });
+    let bytes = 0;
+    const hashing = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        bytes += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    const writing = pipeline(child.stdout!, hashing, createWriteStream(path, { flags: 'wx' }));
+    const [result] = await Promise.all([done, writing.catch((e: unknown) => { child.kill('SIGTERM'); throw e; })]);
+    if (result.code !== 0) throw failure(repo, database, 'pg_dump', result.stderr, result.code);
+    written(rel, hash.digest('hex'));
+    return { bytes, counts, version: version.split(' ')[0] ?? version };
+  } finally {
+    await session.query('COMMIT;').catch(() => {});
+    await session.close();
+  }
+}
+
+/** A file name for a database's dump: its name where that is a safe file name, else a hex encoding. */
+function dumpName(database: string, i: number): string {
+  return /^[A-Za-z0-9_.-]{1,100}$/.test(database) && !database.startsWith('.') ? `postgresql/${database}.dump` : `postgresql/${i + 1}-${Buffer.from(database).toString('hex').slice(0, 100)}.dump`;
+}
+
+export const postgresqlEngine: Engine = {
+  async dump(job) {
+    const repo = job.repository;
+    const { env, cleanup } = await connectionEnv(repo, job.env);
+    try {
+      await mkdir(join(job.dataDir, 'postgresql'), { recursive: true });
+      // The server's major version picks the tools (pg_dump must not be older than the server).
+      let major: number | undefined;
+      {
+        const session = PsqlSession.open(await programs(repo).then((b) => b('psql')), { ...env, PGDATABASE: repo.databases![0] }, job.signal);
+        try {
+          const [num = ''] = await session.query('SHOW server_version_num;');
+          major = Math.floor(Number(num) / 10000) || undefined;
+        } catch (e) {
+          throw failure(repo, repo.databases![0], 'psql', (e as { stderr?: string }).stderr ?? messageOf(e), (e as { exitCode?: number }).exitCode);
+        } finally {
+          await session.close();
+        }
+      }
+      const bin = await programs(repo, major);
+      const databases: DatabaseDump[] = [];
+      const counts: TableCounts = new Map();
+      let version = '';
+      for (const [i, database] of repo.databases!.entries()) {
+        const rel = dumpName(database, i);
+        const out = await dumpOne(repo, database, rel, job.dataDir, bin, env, job.signal, job.written);
+        version = out.version;
+        counts.set(database, out.counts);
+        databases.push({ name: database, file: rel, format: 'pg_dump -Fc', bytes: out.bytes, tables: out.counts.size, rows: sum(out.counts) });
+      }
+      return { info: { engine: 'postgresql', version, server: serverLabel(repo), databases }, counts, warnings: [] };
+    } finally {
+      await cleanup();
+    }
+  },
+
+  async testRestore(job) {
+    const started = performance.now();
+    const major = Number(job.dump.info.version.split('.')[0]) || undefined;
+    const bin = await programs(job.repository, major);
+    const instance = await PgInstance.start(bin, job.env, job.signal);
+    try {
+      const databases = [];
+      let failed = false;
+      for (const [i, d] of job.dump.info.databases.entries()) {
+        const name = `restore_check_${i + 1}`;
+        const env = { ...instance.env, PGDATABASE: 'postgres' };
+        await capture(bin('psql'), ['-X', '-q', '-w', '-v', 'ON_ERROR_STOP=1', '-c', `CREATE DATABASE ${name} TEMPLATE template0`], { env, signal: job.signal });
+        const restored = await runTool(bin('pg_restore'), ['--no-owner', '--no-privileges', '--exit-on-error', '--no-password', `--dbname=${name}`, join(job.dataDir, d.file)], { env: instance.env, signal: job.signal });
+        if (restored.code !== 0) {
+          failed = true;
+          databases.push({ name: d.name, tables: 0, rows: 0, checks: [`pg_restore: failed (${lastLines(restored.stderr, 2)})`], mismatches: [] });
+          continue;
+        }
+        const session = PsqlSession.open(bin('psql'), { ...instance.env, PGDATABASE: name }, job.signal);
+        let rows: Map<string, number>;
+        try {
+          rows = parseCounts(await session.query(COUNT_ROWS));
+        } finally {
+          await session.close();
+        }
+        const mismatches = compareCounts(job.dump.counts.get(d.name), rows);
+        if (mismatches.length) failed = true;
+        databases.push({ name: d.name, tables: rows.size, rows: sum(rows), checks: ['pg_restore: ok', `row counts: ${mismatches.length ? 'differ' : 'match'}`], mismatches: mismatches.slice(0, 20) });
+      }
+      return { result: failed ? 'failed' : 'ok', instance: `PostgreSQL ${instance.version} throwaway instance (initdb, private socket)`, databases, seconds: Math.round(performance.now() - started) / 1000 };
+    } finally {
+      await instance.stop();
+    }
+  },
+};
+
+/**
+ * A throwaway PostgreSQL server: initdb into a temporary folder, listening on a Unix socket
+ * in that folder only (no TCP port), no fsync; removed when stopped. initdb and postgres
+ * refuse to run as root, so as root they run as the `postgres` user.
+ */
+export class PgInstance {
+  private constructor(
+    readonly dir: string,
+    readonly version: string,
+    private readonly server: ReturnType<typeof streamTool>,
+  ) {}
+
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, PGHOST: this.dir, PGPORT: '5432', PGUSER: 'postgres', PGPASSFILE: '/dev/null', PGCONNECT_TIMEOUT: '10' };
+  }
+
+  static async start(bin: (n: string) => string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<PgInstance> {
+    const dir = await mkdtemp(join(tmpdir(), 'respaldo-pg-'));
+    const as = await runAs(dir);
+    try {
+      const init = await runTool(as.program, [...as.prefix, bin('initdb'), '-D', join(dir, 'data'), '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'], { env, signal });
+      if (init.code !== 0) throw new BackupFailure('verify', `cannot create the throwaway PostgreSQL instance for the test restore (initdb: ${lastLines(init.stderr, 2)})`, 'check that the PostgreSQL server programs (initdb, postgres) are installed and that the temporary folder has space; or set verify: { restore: false } for this repository');
+      const version = /(\d+(?:\.\d+)+)/.exec((await capture(bin('postgres'), ['--version'], { env })).toString())?.[1] ?? 'unknown';
+      const server = streamTool(as.program, [...as.prefix, bin('postgres'), '-D', join(dir, 'data'), '-k', dir, '-p', '5432', '-c', 'listen_addresses=', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'synchronous_commit=off', '-c', 'max_wal_size=4GB', '-c', 'archive_mode=off'], { env, signal });
+      server.child.stdout!.resume();
+      const instance = new PgInstance(dir, version, server);
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const ready = await runTool(bin('pg_isready'), ['-q'], { env: instance.env });
+        if (ready.code === 0) break;
+        const exited = await Promise.race([server.done.then((r) => r), new Promise<undefined>((r) => setTimeout(() => r(undefined), 100))]);
+        if (exited) throw new BackupFailure('verify', `the throwaway PostgreSQL instance did not start: ${lastLines(exited.stderr, 3)}`, 'read the detail; or set verify: { restore: false } for this repository');
+        if (Date.now() > deadline) {
+          await instance.stop();
+          throw new BackupFailure('verify', 'the throwaway PostgreSQL instance did not accept connections within 60 s', 'check the machine load and the temporary folder; or set verify: { restore: false } for this repository');
+        }
+      }
+      return instance;
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.server.child.kill('SIGINT');
+    const timer = setTimeout(() => this.server.child.kill('SIGKILL'), 10_000);
+    await this.server.done.catch(() => {});
+    clearTimeout(timer);
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** How to run the server programs: directly, or as root through setpriv as the `postgres` user (owning the folder). */
+async function runAs(dir: string): Promise<{ program: string; prefix: string[] }> {
+  if (process.getuid?.() !== 0) return { program: 'env', prefix: [] };
+  let ids: string[];
+  try {
+    ids = (await capture('id', ['-u', 'postgres'])).toString().trim().split(/\s+/).concat((await capture('id', ['-g', 'postgres'])).toString().trim());
+  } catch {
+    throw new BackupFailure('verify', 'the test restore needs a "postgres" user: initdb and postgres refuse to run as root', 'create the user (apt-get install postgresql does), or set verify: { restore: false } for this repository');
+  }
+  const [uid, gid] = ids.map(Number) as [number, number];
+  await chown(dir, uid, gid);
+  await chmod(dir, 0o700);
+  return { program: 'setpriv', prefix: [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', 'setpriv', '--pdeathsig', 'KILL', '--'] };
+}
+
