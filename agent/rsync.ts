@@ -81,7 +81,9 @@ export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 
     ...(job.linkDest ? [`--link-dest=${job.linkDest}`] : []),
     // The destination already holds hard links to the previous snapshot's unchanged files:
     // never write through one (not even its permissions or times), whatever changed since.
-    ...(job.keepExisting ? ['--ignore-existing'] : []),
+    // --delete: what was deleted at the source after the comparison goes too (the folders
+    // of the new tree are its own, so this never touches the previous snapshot).
+    ...(job.keepExisting ? ['--ignore-existing', '--delete'] : []),
     // The whole-file checksum both ends of rsync compute anyway, printed per file (%C).
     `--checksum-choice=${checksum}`,
     '--out-format=%C %i %n',
@@ -202,7 +204,11 @@ export async function rsyncCompare(job: { sources: string[]; exclude: string[]; 
         const folder = line[1] === 'd' && !line.startsWith('*');
         if (folder && parents.has(name)) continue;
         changed = true;
-        if (folder || !stale) continue;
+        // A folder that exists in both is copied, not shared: nothing stale. One that rsync
+        // creates ("cd") may replace a file or a link of the snapshot: that entry must go
+        // before anything is removed below it (rsync lists parents first), or the removal
+        // would follow the link out of the snapshot.
+        if ((folder && line[0] !== 'c') || !stale) continue;
         stale.push(unescapeName(name));
         if (stale.length > job.limit) {
           stale = undefined;

@@ -9,7 +9,7 @@
  * needs from the target goes through this class.
  */
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { access, constants, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, constants, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse as parseYaml } from 'yaml';
@@ -191,16 +191,48 @@ export class RepositoryStore {
     const safe = stale.every((rel) => rel.length > 0 && rel[0] !== 0x2f && !rel.toString('latin1').split('/').includes('..'));
     if (safe) {
       const copied = await runTool('cp', ['--recursive', '--link', '--no-dereference', '--preserve=mode,ownership,timestamps', '--no-target-directory', '--', this.linkDest(previous), data], { signal });
-      if (copied.code === 0) {
-        const prefix = this.dataPrefix(this.partialDir(id));
-        for (const rel of stale) await rm(Buffer.concat([prefix, rel]), { recursive: true, force: true });
-        return true;
-      }
+      if (copied.code === 0 && (await this.removeStale(this.dataPrefix(this.partialDir(id)), stale))) return true;
     }
     if (signal.aborted) throw new BackupFailure('interrupted', `the run was interrupted (${String(signal.reason)})`, 'run again; the previous snapshot is intact');
     await rm(data, { recursive: true, force: true });
     await mkdir(data);
     return false;
+  }
+
+  /**
+   * Removes the stale entries from a freshly linked tree. Each entry's folders above it
+   * must be real folders of the new tree: a removal must never follow a link (a source
+   * link that became a folder) out of the snapshot. False when that does not hold or a
+   * removal fails: the caller then starts over with --link-dest.
+   */
+  private async removeStale(prefix: Buffer, stale: Buffer[]): Promise<boolean> {
+    const folders = new Set<string>();
+    const realFolder = async (rel: Buffer): Promise<boolean | 'gone'> => {
+      const key = rel.toString('latin1');
+      if (folders.has(key)) return true;
+      try {
+        if (!(await lstat(Buffer.concat([prefix, rel]))).isDirectory()) return false;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+        throw e;
+      }
+      folders.add(key);
+      return true;
+    };
+    try {
+      next: for (const rel of stale) {
+        for (let i = rel.indexOf(0x2f); i > 0; i = rel.indexOf(0x2f, i + 1)) {
+          const above = await realFolder(rel.subarray(0, i));
+          if (above === false) return false;
+          // A folder above was removed as stale itself: so was this entry.
+          if (above === 'gone') continue next;
+        }
+        await rm(Buffer.concat([prefix, rel]), { recursive: true, force: true });
+      }
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async discard(id: string): Promise<void> {

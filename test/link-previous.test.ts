@@ -4,14 +4,14 @@
  * previous snapshot would change with it.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { rsyncCompare } from '../dist/agent/rsync.js';
 import { filesSource } from '../dist/agent/sources/files.js';
 import { LocalTarget } from '../dist/agent/target.js';
 import { TransferLog } from '../dist/agent/transfers.js';
-import { describeTree, tempDir, writeTree } from './helpers.js';
+import { deployment, describeTree, tempDir, verified, writeTree } from './helpers.js';
 
 const signal = new AbortController().signal;
 
@@ -87,5 +87,38 @@ describe('linking the previous snapshot', () => {
     expect(await store.linkPrevious('20261101T000000Z', id, [Buffer.from('../../snapshots')], signal)).toBe(false);
     expect(readdirSync(join(store.partialDir(id), 'data'))).toEqual([]);
     expect(readdirSync(store.snapshotDir('20261101T000000Z'))).toContain('data');
+  });
+
+  it('a link or a file that became a folder is replaced, never followed out of the snapshot', async () => {
+    // A deploy link to a folder elsewhere on the server, and a file; later both become folders.
+    const live = tempDir();
+    writeTree(live, { 'photo.jpg': 'the live photo\n', 'keep/doc.txt': 'keep me\n' });
+    const src = tempDir();
+    writeTree(src, { 'index.html': 'hello\n', notes: 'a file for now\n' });
+    for (let i = 0; i < 10; i++) writeTree(src, { [`more/f${i}.txt`]: `${i}\n` });
+    symlinkSync(live, join(src, 'uploads'));
+    const d = await deployment([{ name: 'app', paths: [src] }]);
+    expect((await d.run('run', '--all')).code).toBe(0);
+
+    rmSync(join(src, 'uploads'));
+    rmSync(join(src, 'notes'));
+    writeTree(src, { 'uploads/photo.jpg': 'a new photo\n', 'uploads/keep/doc.txt': 'new doc\n', 'notes/today.txt': 'now a folder\n' });
+    const r = await d.run('run', '--all');
+    expect(r.code, r.stderr).toBe(0);
+    // Nothing outside the source was touched.
+    expect(readFileSync(join(live, 'photo.jpg'), 'utf8')).toBe('the live photo\n');
+    expect(readFileSync(join(live, 'keep/doc.txt'), 'utf8')).toBe('keep me\n');
+    const [first, second] = d.snapshots('app');
+    const data = (id: string) => join(d.target, 'web01/app/snapshots', id, 'data', src);
+    expect(readlinkSync(join(data(first!), 'uploads'))).toBe(live);
+    expect(readFileSync(join(data(first!), 'notes'), 'utf8')).toBe('a file for now\n');
+    expect(lstatSync(join(data(second!), 'uploads')).isDirectory()).toBe(true);
+    expect(readFileSync(join(data(second!), 'uploads/photo.jpg'), 'utf8')).toBe('a new photo\n');
+    expect(readFileSync(join(data(second!), 'notes/today.txt'), 'utf8')).toBe('now a folder\n');
+    expect(statSync(join(data(second!), 'more/f3.txt')).ino).toBe(statSync(join(data(first!), 'more/f3.txt')).ino);
+    // And the next run finds nothing changed.
+    expect((await d.run('run', '--all')).code).toBe(0);
+    expect(d.snapshots('app')).toEqual([first, second]);
+    await verified(d);
   });
 });
