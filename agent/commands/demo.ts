@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { access, appendFile, mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
 import type { Context } from '../context.js';
 import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { capture, runTool } from '../exec.js';
@@ -55,7 +56,7 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   await writeFile(join(root, MARKER), 'made by respaldo demo; removed and rebuilt by the next one\n');
   const rel = (p: string) => relative(ctx.cwd, p) || '.';
 
-  say(`respaldo demo in ${rel(root)}\n\n1. sample sources: server configuration, a web application's source code, uploaded images and documents`);
+  say(`respaldo demo in ${rel(root)}\n\n1. sample sources: server configuration, a web application's source code and its SQLite database, uploaded images and documents`);
   const src = join(root, 'sources');
   await write(join(src, 'etc/portal/portal.conf'), 'listen = 8080\ndatabase = portal\nlog_level = info\n');
   await write(join(src, 'etc/nginx/sites-enabled/portal'), 'server {\n  listen 80;\n  server_name portal.dse.example;\n  root /var/www/portal;\n}\n');
@@ -65,6 +66,14 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   await write(join(src, 'www/portal/notas de versión (2026).txt'), 'Spaces, accents and parentheses in names are fine.\n');
   for (let i = 1; i <= 12; i++) await write(join(src, `uploads/images/foto-${String(i).padStart(2, '0')}.jpg`), bytes(`img${i}`, 150_000 + i * 10_000));
   for (let i = 1; i <= 5; i++) await write(join(src, `uploads/documentos/oficio-${i}.pdf`), bytes(`doc${i}`, 60_000));
+  await mkdir(join(src, 'db'), { recursive: true });
+  const db = new Database(join(src, 'db/portal.db'));
+  db.pragma('journal_mode = WAL');
+  db.exec('CREATE TABLE pedidos (id INTEGER PRIMARY KEY, cliente TEXT NOT NULL, total REAL NOT NULL)');
+  const order = db.prepare('INSERT INTO pedidos (cliente, total) VALUES (?, ?)');
+  db.transaction(() => {
+    for (let i = 1; i <= 500; i++) order.run(`cliente ${i}`, (i * 37) % 1000);
+  })();
 
   say('2. a records repository (git) with a bare remote to push to, and the trust policy for JAA to fill');
   const origin = join(root, 'records-origin.git');
@@ -99,6 +108,10 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
       '    kind: files',
       '    paths: [sources/uploads]',
       '    exclude: ["*.tmp"]',
+      '  - name: portal-db',
+      '    kind: database',
+      '    engine: sqlite',
+      '    paths: [sources/db/portal.db]',
       '',
     ].join('\n'),
   );
@@ -120,12 +133,15 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   say(`\n4. the first backup of every repository\n$ respaldo run --config ${cfg} --all`);
   await backup(false);
 
-  say('\n5. a day of work: a setting changes, a page is added, a document is deleted');
+  say('\n5. a day of work: a setting changes, a page is added, a document is deleted, an order is deleted and another added');
   await writeFile(join(src, 'etc/portal/portal.conf'), 'listen = 8080\ndatabase = portal\nlog_level = debug\n');
   await write(join(src, 'www/portal/contacto.php'), '<?php\necho "Contacto";\n');
   await unlink(join(src, 'uploads/documentos/oficio-5.pdf'));
+  db.prepare('DELETE FROM pedidos WHERE id = 42').run();
+  order.run('cliente nuevo', 123.5);
+  db.close();
 
-  say(`\n6. a manual backup (logged as manual, clause 4.3.1): only the changed files are stored again\n$ respaldo run --config ${cfg} --all --manual`);
+  say(`\n6. a manual backup (logged as manual, clause 4.3.1): only the changed files are stored again; the database is copied whole and test-restored\n$ respaldo run --config ${cfg} --all --manual`);
   await backup(true);
 
   say(`\n7. check every record's signature and chain\n$ respaldo records verify ${rel(records)}`);
