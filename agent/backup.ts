@@ -2,7 +2,7 @@
  * One repository's backup: snapshot, manifest and verification, size comparison, publish,
  * record. Any failure becomes a `failure` record; the previous snapshot is never touched.
  */
-import { access, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { compareSnapshotIds } from '../schemas/common.js';
@@ -13,6 +13,7 @@ import type { SnapshotSummary } from '../schemas/snapshot.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
 import { BackupFailure, messageOf, RespaldoError } from './errors.js';
+import { exists } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import type { RepositoryHistory } from './history.js';
 import { buildManifest, checkSnapshot, EarlyHasher } from './manifest.js';
@@ -44,8 +45,6 @@ export interface BackupJob {
 }
 
 export type BackupOutcome = { ok: true; appended: Appended; snapshot: string } | { ok: false; appended: Appended; failure: BackupFailure };
-
-const exists = (path: string) => access(path).then(() => true, () => false);
 
 const DEFAULT_SHRINK = 20;
 const DEFAULT_GROWTH = 100;
@@ -232,11 +231,12 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'restore', done: 0, total: captured.dump.info.databases.length });
       restore = await source.testRestore({ repository: repo, dataDir: join(store.partialDir(id), 'data'), dump: captured.dump, signal: ctx.signal, env: ctx.env });
       if (restore.result !== 'ok') {
-        const bad = restore.databases.filter((d) => d.mismatches.length || d.checks.some((c) => /failed|differ|: (?!ok|match)/.test(c)));
-        const first = bad[0] ?? restore.databases[0];
+        // Checks read "name: ok" or "row counts: match" when they pass.
+        const problems = (d: RestoreCheck['databases'][number]) => [...d.checks.filter((c) => !/: (ok|match)$/.test(c)), ...d.mismatches.slice(0, 3)];
+        const first = restore.databases.find((d) => problems(d).length);
         throw new BackupFailure(
           'verify',
-          `the test restore failed${first ? ` for ${first.name}: ${[...first.checks.filter((c) => !/: (ok|match)$/.test(c)), ...first.mismatches.slice(0, 3)].join('; ')}` : ''}`,
+          `the test restore failed${first ? ` for ${first.name}: ${problems(first).join('; ')}` : ''}`,
           'the dump does not restore as it should (truncated or damaged?): it was not kept as a good backup; check the detail and the dump tool, then run again; the previous snapshot is intact',
           { detail: restore.databases.map((d) => `${d.name}: ${[...d.checks, ...d.mismatches].join('; ')}`).join('\n') },
         );

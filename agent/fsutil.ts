@@ -1,6 +1,6 @@
 /** Durable file writes: a crash leaves the old file or the new one, never half of one. */
 import { randomBytes } from 'node:crypto';
-import { link, open, rename, unlink } from 'node:fs/promises';
+import { access, link, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Flushes a folder's entries (a rename is durable only once its folder is). */
@@ -18,22 +18,35 @@ export function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
+/** Whether a path exists (any type; a broken link counts as absent). */
+export function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Creates a new file (EEXIST if there is one), writes it and fsyncs it; a failed write leaves no file. */
+export async function writeNewFileSynced(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const handle = await open(path, 'wx', mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (e) {
+    await handle.close();
+    await unlink(path).catch(() => {});
+    throw e;
+  }
+  await handle.close();
+}
+
 /**
  * Writes to a temporary file, fsyncs it, renames it into place and fsyncs the folder.
  * With `exclusive`, fails with EEXIST instead of replacing an existing file.
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, opts: { mode?: number; exclusive?: boolean } = {}): Promise<void> {
   const tmp = tempPathFor(path);
-  const handle = await open(tmp, 'wx', opts.mode ?? 0o644);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } catch (e) {
-    await handle.close();
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  await handle.close();
+  await writeNewFileSynced(tmp, data, opts.mode);
   try {
     if (opts.exclusive) {
       // link() fails if the name exists, which rename() would silently replace.
@@ -48,4 +61,3 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
   }
   await fsyncDir(dirname(path));
 }
-

@@ -1,7 +1,7 @@
 /**
- * A worker thread that hashes files with SHA-256 (and rsync's transfer checksum): hashing is CPU work, and the main
- * thread would otherwise use one core while the other sits idle. Jobs come in batches to
- * keep the cost of messages small next to thousands of small files.
+ * A worker thread that hashes files with SHA-256 (and rsync's transfer checksum): hashing
+ * is CPU work, and the main thread would otherwise use one core while the other sits idle.
+ * Jobs come in batches to keep the cost of messages small next to thousands of small files.
  */
 import { createHash } from 'node:crypto';
 import { createXXHash128 } from 'hash-wasm';

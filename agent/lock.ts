@@ -6,9 +6,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Exit, RespaldoError } from './errors.js';
+import { writeNewFileSynced } from './fsutil.js';
 
 export interface LockHolder {
   pid: number;
@@ -53,16 +54,6 @@ function isAlive(holder: LockHolder): boolean {
 /** The token of a lock file that could not be parsed. */
 export const UNREADABLE_LOCK = 'unreadable';
 
-async function writeFileAtomicTemp(path: string, text: string): Promise<void> {
-  const handle = await open(path, 'wx', 0o644);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 async function readHolder(path: string): Promise<LockHolder | undefined> {
   try {
     return JSON.parse(await readFile(path, 'utf8')) as LockHolder;
@@ -101,7 +92,7 @@ export class RunLock {
     const tmp = `${path}.${mine.token}.tmp`;
     // Flushed before it is linked into place: after a power cut the lock is whole or absent,
     // never an empty file.
-    await writeFileAtomicTemp(tmp, `${JSON.stringify(mine)}\n`);
+    await writeNewFileSynced(tmp, `${JSON.stringify(mine)}\n`);
     let takenOver: LockHolder | undefined;
     try {
       for (let attempt = 0; attempt < 5; attempt++) {

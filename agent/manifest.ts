@@ -116,8 +116,6 @@ export class EarlyHasher {
   private readonly waiting: { entry: number; path: Buffer }[] = [];
   private head = 0;
   private readonly inflight = new Set<Promise<void>>();
-  /** Stored copies hashed early, and those left for later. */
-  readonly counts = { hashed: 0, later: 0 };
 
   constructor(
     private readonly pool: HashPool,
@@ -139,17 +137,14 @@ export class EarlyHasher {
     }
     if (batch.length === 0) return;
     const algorithm = this.log.algorithm;
+    // A copy that could not be hashed whole here is left to buildManifest.
     const done = this.pool.hash(batch.map((b) => ({ path: b.path, transfer: algorithm }))).then(
       (results) =>
         results.forEach((r, k) => {
-          if (r.sha256 && r.transfer && r.ino !== undefined && r.size !== undefined && r.bytes === r.size) {
+          if (r.sha256 && r.transfer && r.ino !== undefined && r.size !== undefined && r.bytes === r.size)
             this.log.setStored(batch[k]!.entry, { sha256: r.sha256, transfer: r.transfer, size: r.size, ino: r.ino });
-            this.counts.hashed++;
-          } else this.counts.later++;
         }),
-      () => {
-        this.counts.later += batch.length;
-      },
+      () => {},
     );
     this.inflight.add(done);
     void done.finally(() => this.inflight.delete(done));

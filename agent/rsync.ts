@@ -218,7 +218,6 @@ export async function rsyncCompare(job: { sources: string[]; exclude: string[]; 
     },
   });
   if (job.signal.aborted) throw job.signal.reason;
-  if (!stale) return { unchanged: false, stale: undefined };
-  if (result.code !== 0 || pending !== '') return { unchanged: false, stale: undefined };
+  if (!stale || result.code !== 0 || pending !== '') return { unchanged: false, stale: undefined };
   return { unchanged: !changed, stale };
 }

@@ -8,7 +8,9 @@
  * A path is reduced to 80 bits of hash (a 48-bit map key and a 32-bit check), so a lookup
  * never confuses two paths in practice; two paths that do share a key (even names made to
  * collide: the hash is fast, not cryptographic) are both marked unknown, and verification
- * then hashes their copies and re-reads their originals: slower, never wrong.
+ * then hashes their copies and re-reads their originals. A name made to collide with
+ * another's key and check (about 2^40 tries) can at worst make its copy be compared with
+ * the other file's checksum: a false mismatch, never a false match.
  */
 import type { TransferChecksum } from './hashing.js';
 import { FixedRecords, IntMap } from './tables.js';

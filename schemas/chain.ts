@@ -9,6 +9,7 @@
  * any other key, breaks one of these and is named here with the file and the reason.
  */
 import { checkSigner, parseAllowedSigners, type AllowedSignersFile } from './allowed-signers.js';
+import { hostName } from './common.js';
 import { digestOf, parseRecord, readHeader, RECORD_NAMESPACE, RECORD_PATH_RE, type AnyRecord } from './record.js';
 import { verifySshsig } from './sshsig.js';
 
@@ -231,7 +232,7 @@ export function verifyRecordsFolder(root: string, fs: FolderFs): FolderReport {
   const trusted = new Map<string, number>();
   for (const s of signers.signers)
     if (!s.certAuthority && (!s.namespaces || s.namespaces.includes(RECORD_NAMESPACE)))
-      for (const p of s.principals) if (/^[a-z0-9][a-z0-9.-]*$/.test(p) && !trusted.has(p)) trusted.set(p, s.line);
+      for (const p of s.principals) if (hostName.safeParse(p).success && !trusted.has(p)) trusted.set(p, s.line);
   for (const [host, line] of trusted) {
     if (byHost.has(host)) continue;
     reports.push({ host, records: [], head: undefined, problems: [{ path: `hosts/${host}`, code: 'deleted', severity: 'error', message: `allowed_signers trusts host "${host}" (line ${line}) but it has no records: its folder was deleted` }] });

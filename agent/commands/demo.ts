@@ -5,13 +5,14 @@
  * files, backs up again; verifies every record; builds the site; and says where to look.
  */
 import { createHash } from 'node:crypto';
-import { access, appendFile, mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import type { Context } from '../context.js';
 import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { capture, runTool } from '../exec.js';
+import { exists } from '../fsutil.js';
 import { narratingReporter } from '../report.js';
 import { runInit } from './init.js';
 import { runRecordsVerify } from './records-verify.js';
@@ -48,7 +49,6 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   const ctx: Context = { ...outer, reporter: narratingReporter(outer.reporter) };
   const root = resolve(ctx.cwd, opts.dir);
   const say = (text: string) => ctx.reporter.result(text, { demo: text });
-  const exists = (p: string) => access(p).then(() => true, () => false);
   if ((await exists(root)) && !(await exists(join(root, MARKER))))
     throw usageError(`${root} exists and is not a respaldo demo`, 'remove it or choose another folder with --dir');
   await rm(root, { recursive: true, force: true });

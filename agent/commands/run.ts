@@ -5,7 +5,7 @@ import type { Context } from '../context.js';
 import { compareSnapshotIds } from '../../schemas/common.js';
 import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { HashPool } from '../hashing.js';
-import { readHistory } from '../history.js';
+import { readHistory, type RepositoryHistory } from '../history.js';
 import { openHost, operatorName, publishRecords, type Host } from '../host.js';
 import { RunLock, UNREADABLE_LOCK } from '../lock.js';
 import { pathRedactor } from '../redact.js';
@@ -27,10 +27,11 @@ export interface RunOptions {
 /**
  * A snapshot published by a run that stopped before recording it is complete (it was
  * verified before the rename); record it now, marked `recovered`. A repository whose
- * folder cannot be read is left to its backup, which records the failure.
+ * folder cannot be read is left to its backup, which records the failure. True when it
+ * recorded any.
  */
-async function recordUnrecorded(host: Host, target: LocalTarget, repos: RepositoryConfig[], ctx: Context): Promise<void> {
-  const history = await readHistory(host.records, repos.map((r) => r.name));
+async function recordUnrecorded(host: Host, target: LocalTarget, repos: RepositoryConfig[], history: Map<string, RepositoryHistory>, ctx: Context): Promise<boolean> {
+  let adopted = false;
   for (const repo of repos) {
     const store = target.repository(host.config.host, repo.name);
     try {
@@ -39,12 +40,14 @@ async function recordUnrecorded(host: Host, target: LocalTarget, repos: Reposito
       if (newest && (!recorded || compareSnapshotIds(newest, recorded) > 0)) {
         const appended = await recordSnapshot(host.records, store, newest, true, pathRedactor(host.config, repo));
         ctx.reporter.event({ type: 'info', message: `${repo.name}: recorded snapshot ${newest}, which an interrupted run completed but did not record (record ${appended.seq})` });
+        adopted = true;
       }
     } catch (e) {
       if (e instanceof RespaldoError) throw e;
       ctx.reporter.event({ type: 'warning', repository: repo.name, message: `cannot check ${store.base} for a snapshot an interrupted run left unrecorded: ${messageOf(e)}` });
     }
   }
+  return adopted;
 }
 
 export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> {
@@ -83,9 +86,10 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     }
 
     const target = new LocalTarget('primary', config.targets.primary);
-    await recordUnrecorded(host, target, config.repositories, ctx);
+    const names = config.repositories.map((r) => r.name);
+    let history = await readHistory(records, names);
+    if (await recordUnrecorded(host, target, config.repositories, history, ctx)) history = await readHistory(records, names);
 
-    const history = await readHistory(records, config.repositories.map((r) => r.name));
     let selected: RepositoryConfig[];
     if (opts.all) selected = config.repositories;
     else if (opts.repos.length) selected = config.repositories.filter((r) => opts.repos.includes(r.name));

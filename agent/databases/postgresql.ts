@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { access, chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -20,6 +20,7 @@ import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseDump } from '../../schemas/database.js';
 import { BackupFailure, messageOf } from '../errors.js';
 import { capture, lastLines, runTool, sessionTool, streamTool } from '../exec.js';
+import { exists } from '../fsutil.js';
 import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
 
 /** Where the server was reached, as records say it: never a password, never a local path. */
@@ -57,8 +58,7 @@ async function programs(repo: DatabaseRepositoryConfig, major?: number): Promise
   const candidates = [repo.bindir, major ? `/usr/lib/postgresql/${major}/bin` : undefined];
   for (const dir of candidates) {
     if (!dir) continue;
-    const ok = await access(join(dir, 'pg_dump')).then(() => true, () => false);
-    if (ok) return (name) => join(dir, name);
+    if (await exists(join(dir, 'pg_dump'))) return (name) => join(dir, name);
   }
   return (name) => name;
 }
@@ -206,30 +206,23 @@ export const postgresqlEngine: Engine = {
     try {
       await mkdir(join(job.dataDir, 'postgresql'), { recursive: true });
       // The server's major version picks the tools (pg_dump must not be older than the server).
-      let major: number | undefined;
-      {
-        const session = PsqlSession.open(await programs(repo).then((b) => b('psql')), { ...env, PGDATABASE: repo.databases![0] }, job.signal);
-        try {
-          const [num = ''] = await session.query('SHOW server_version_num;');
-          major = Math.floor(Number(num) / 10000) || undefined;
-        } catch (e) {
-          throw failure(repo, repo.databases![0], 'psql', (e as { stderr?: string }).stderr ?? messageOf(e), (e as { exitCode?: number }).exitCode);
-        } finally {
-          await session.close();
-        }
-      }
-      const bin = await programs(repo, major);
+      const first = repo.databases![0]!;
+      const version = await capture((await programs(repo))('psql'), ['-X', '-A', '-t', '-w', '-c', 'SHOW server_version_num'], { env: { ...env, PGDATABASE: first }, signal: job.signal }).catch((e: unknown) => {
+        const result = (e as { result?: { stderr: string; code: number | null } }).result;
+        throw failure(repo, first, 'psql', result?.stderr ?? messageOf(e), result?.code);
+      });
+      const bin = await programs(repo, Math.floor(Number(version.toString().trim()) / 10000) || undefined);
       const databases: DatabaseDump[] = [];
       const counts: TableCounts = new Map();
-      let version = '';
+      let serverVersion = '';
       for (const [i, database] of repo.databases!.entries()) {
         const rel = dumpName(database, i);
         const out = await dumpOne(repo, database, rel, job.dataDir, bin, env, job.signal, job.written);
-        version = out.version;
+        serverVersion = out.version;
         counts.set(database, out.counts);
         databases.push({ name: database, file: rel, format: 'pg_dump -Fc', bytes: out.bytes, tables: out.counts.size, rows: sum(out.counts) });
       }
-      return { info: { engine: 'postgresql', version, server: serverLabel(repo), databases }, counts, warnings: [] };
+      return { info: { engine: 'postgresql', version: serverVersion, server: serverLabel(repo), databases }, counts, warnings: [] };
     } finally {
       await cleanup();
     }
@@ -281,10 +274,12 @@ export class PgInstance {
     readonly dir: string,
     readonly version: string,
     private readonly server: ReturnType<typeof streamTool>,
+    private readonly base: NodeJS.ProcessEnv,
   ) {}
 
+  /** libpq's environment for the instance's private socket, as its superuser. */
   get env(): NodeJS.ProcessEnv {
-    return { ...process.env, PGHOST: this.dir, PGPORT: '5432', PGUSER: 'postgres', PGPASSFILE: '/dev/null', PGCONNECT_TIMEOUT: '10' };
+    return { ...this.base, PGHOST: this.dir, PGPORT: '5432', PGUSER: 'postgres', PGPASSFILE: '/dev/null', PGCONNECT_TIMEOUT: '10' };
   }
 
   static async start(bin: (n: string) => string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<PgInstance> {
@@ -296,7 +291,7 @@ export class PgInstance {
       const version = /(\d+(?:\.\d+)+)/.exec((await capture(bin('postgres'), ['--version'], { env })).toString())?.[1] ?? 'unknown';
       const server = streamTool(as.program, [...as.prefix, bin('postgres'), '-D', join(dir, 'data'), '-k', dir, '-p', '5432', '-c', 'listen_addresses=', '-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'synchronous_commit=off', '-c', 'max_wal_size=4GB', '-c', 'archive_mode=off'], { env, signal });
       server.child.stdout!.resume();
-      const instance = new PgInstance(dir, version, server);
+      const instance = new PgInstance(dir, version, server, env);
       const deadline = Date.now() + 60_000;
       for (;;) {
         const ready = await runTool(bin('pg_isready'), ['-q'], { env: instance.env });

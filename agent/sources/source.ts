@@ -41,11 +41,11 @@ export interface SnapshotResult {
 
 export interface Source {
   snapshot(job: SnapshotJob): Promise<SnapshotResult>;
+  /** Databases: restores the stored dumps into a throwaway instance and checks them (verification level `restore`). */
+  testRestore?(job: { repository: RepositoryConfig; dataDir: string; dump: DumpResult; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<RestoreCheck>;
   /**
    * What changed at the source since a complete snapshot, at the cost of a comparison;
    * sources that cannot tell cheaply leave it out. `limit` caps the list of stale entries.
    */
-  /** Databases: restores the stored dumps into a throwaway instance and checks them (verification level `restore`). */
-  testRestore?(job: { repository: RepositoryConfig; dataDir: string; dump: DumpResult; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<RestoreCheck>;
   compare?(job: { repository: RepositoryConfig; snapshotData: string; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison>;
 }
