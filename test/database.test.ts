@@ -105,6 +105,30 @@ describe('sqlite', () => {
   }, 120_000);
 });
 
+describe('sqlite, two files of one name', () => {
+  it('checks each copy against its own rows when two databases share a file name', async () => {
+    const dir = tempDir();
+    const files = [join(dir, 'a/app.db'), join(dir, 'b/app.db')];
+    files.forEach((file, i) => {
+      mkdirSync(join(file, '..'));
+      const db = new Database(file);
+      db.exec(`CREATE TABLE t${i} (n INTEGER)`);
+      const insert = db.prepare(`INSERT INTO t${i} VALUES (?)`);
+      for (let k = 0; k < 10 * (i + 1); k++) insert.run(k);
+      db.close();
+    });
+    const d = await deployment([{ name: 'apps', kind: 'database', engine: 'sqlite', paths: files }], { host: 'db01' });
+    const r = await d.run('run', '--all');
+    expect(r.code, r.stderr).toBe(0);
+    const rec = lastRecord(d);
+    expect(rec.database.databases.map((x: { file: string; rows: number }) => [x.file, x.rows])).toEqual([
+      ['sqlite/1-app.db', 10],
+      ['sqlite/2-app.db', 20],
+    ]);
+    expect(rec.verification.restore.databases.map((x: { mismatches: string[] }) => x.mismatches)).toEqual([[], []]);
+  }, 60_000);
+});
+
 describe('postgresql', () => {
   it('dumps each database in one snapshot with its rows counted, and proves the dump restores the same rows', async () => {
     const name = newDatabase();

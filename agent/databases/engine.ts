@@ -7,7 +7,7 @@
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseInfo, RestoreCheck } from '../../schemas/database.js';
 
-/** Rows per table ("schema.table" → rows), per database name. */
+/** Rows per table ("schema.table" → rows), per dump file (its path under data/: unique, where two SQLite files may share a name). */
 export type TableCounts = Map<string, Map<string, number>>;
 
 export interface DumpJob {

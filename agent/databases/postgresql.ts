@@ -219,7 +219,7 @@ export const postgresqlEngine: Engine = {
         const rel = dumpName(database, i);
         const out = await dumpOne(repo, database, rel, job.dataDir, bin, env, job.signal, job.written);
         serverVersion = out.version;
-        counts.set(database, out.counts);
+        counts.set(rel, out.counts);
         databases.push({ name: database, file: rel, format: 'pg_dump -Fc', bytes: out.bytes, tables: out.counts.size, rows: sum(out.counts) });
       }
       return { info: { engine: 'postgresql', version: serverVersion, server: serverLabel(repo), databases }, counts, warnings: [] };
@@ -253,7 +253,7 @@ export const postgresqlEngine: Engine = {
         } finally {
           await session.close();
         }
-        const mismatches = compareCounts(job.dump.counts.get(d.name), rows);
+        const mismatches = compareCounts(job.dump.counts.get(d.file), rows);
         if (mismatches.length) failed = true;
         databases.push({ name: d.name, tables: rows.size, rows: sum(rows), checks: ['pg_restore: ok', `row counts: ${mismatches.length ? 'differ' : 'match'}`], mismatches: mismatches.slice(0, 20) });
       }

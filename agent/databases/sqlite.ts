@@ -75,7 +75,7 @@ export const sqliteEngine: Engine = {
       job.written(rel, await sha1Of(temp));
       await rename(temp, final);
       const name = basename(path);
-      counts.set(name, rows);
+      counts.set(rel, rows);
       const { size } = await stat(final);
       databases.push({ name, file: rel, format: 'VACUUM INTO', bytes: size, tables: rows.size, rows: sum(rows) });
     }
@@ -90,7 +90,7 @@ export const sqliteEngine: Engine = {
         const problems = integrity(db);
         const rows = countRows(db);
         const foreign = db.prepare('PRAGMA foreign_key_check').all().length;
-        const mismatches = compareCounts(job.dump.counts.get(d.name), rows);
+        const mismatches = compareCounts(job.dump.counts.get(d.file), rows);
         return {
           name: d.name,
           tables: rows.size,
