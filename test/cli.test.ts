@@ -1,6 +1,7 @@
 /** The command line as people and scripts meet it: help, JSON lines, exit codes. */
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { deployment, respaldo, tempDir, writeTree } from './helpers.js';
+import { deployment, MAIN, respaldo, tempDir, writeTree } from './helpers.js';
 
 describe('command line', () => {
   it('lists commands and exit codes in --help', async () => {
@@ -31,5 +32,22 @@ describe('command line', () => {
     const failing = await respaldo(['status', '--json', '--config', '/nonexistent.yaml']);
     expect(failing.code).toBe(2);
     expect(JSON.parse(failing.stdout)).toMatchObject({ type: 'error', exitCode: 2 });
+  });
+
+  it('is silent under cron when all is well, and shows progress bars on a terminal', async () => {
+    const src = tempDir();
+    writeTree(src, { 'big.bin': Buffer.alloc(64 * 1024 * 1024, 7), 'a.txt': 'a' });
+    const d = await deployment([{ name: 'app', paths: [src] }]);
+    const cron = await d.run('run', '--all');
+    expect(cron.code).toBe(0);
+    expect(cron.stdout).toBe('');
+    expect(cron.stderr).toBe('');
+    writeTree(src, { 'big.bin': Buffer.alloc(64 * 1024 * 1024, 8) });
+    // util-linux's script gives the agent a pseudo-terminal, as a person at a shell would.
+    const tty = spawnSync('script', ['-q', '-e', '-c', `${process.execPath} ${MAIN} run --all --config ${d.config}`, '/dev/null'], { encoding: 'utf8' });
+    expect(tty.status, tty.stdout).toBe(0);
+    expect(tty.stdout).toMatch(/\r\x1b\[K {2}app copy {3}\[#+-*\] +\d+%/);
+    expect(tty.stdout).toContain('app verify');
+    expect(tty.stdout).toMatch(/app: done, 2 files/);
   });
 });
