@@ -190,6 +190,8 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       .snapshot({
         repository: repo,
         dest: store.dataDest(partial),
+        store,
+        id: partial,
         linkDest: previous && !linked ? store.linkDest(previous) : undefined,
         keepExisting: linked,
         signal: ctx.signal,

@@ -6,9 +6,12 @@ import { defineCommand, type ArgsDef, type CommandDef } from 'citty';
 import { runCron } from './commands/cron.js';
 import { runDemo } from './commands/demo.js';
 import { runInit } from './commands/init.js';
+import { runSetupPitr } from './commands/db.js';
 import { runRecordsVerify } from './commands/records-verify.js';
+import { RESTORE_REASONS, runRestore } from './commands/restore.js';
 import { runRun } from './commands/run.js';
 import { runStatus } from './commands/status.js';
+import { runWalPush } from './commands/wal-push.js';
 import { DEFAULT_CONFIG } from './config.js';
 import type { Context } from './context.js';
 import { usageError } from './errors.js';
@@ -108,6 +111,57 @@ const demo = command('demo', 'build a demo deployment in ./demo: back up, change
   runDemo(inv.ctx, { dir: str(a.dir) ?? 'demo' }),
 );
 
+const restore = command(
+  'restore',
+  'bring a PostgreSQL repository back to a point in time, into a new data folder',
+  {
+    ...common,
+    repository: { type: 'positional', required: true, description: 'the repository to restore' },
+    at: { type: 'string', description: 'the time to bring it back to, e.g. "2026-11-21 11:29" (in the host\'s time zone) or "2026-11-21T17:29:00Z"', valueHint: 'TIME' },
+    to: { type: 'string', description: 'a new or empty folder for the restored data folder', valueHint: 'DIR' },
+    'list-window': { type: 'boolean', description: 'show the times the repository can be restored to' },
+    reason: { type: 'enum', options: [...RESTORE_REASONS], description: 'why (clause 4.3; default other)' },
+    why: { type: 'string', description: 'the reason in words, for the record', valueHint: 'TEXT' },
+    'into-production': { type: 'boolean', description: 'replace the data folder of a stopped server (the old one is kept aside); needs --confirm' },
+    confirm: { type: 'string', description: 'the repository\'s name, to confirm --into-production', valueHint: 'NAME' },
+  },
+  (inv, a) =>
+    runRestore(inv.ctx, {
+      config: str(a.config) ?? DEFAULT_CONFIG,
+      repo: str(a.repository),
+      at: str(a.at),
+      to: str(a.to),
+      listWindow: a['list-window'] === true,
+      reason: (RESTORE_REASONS as readonly string[]).includes(String(a.reason)) ? (a.reason as (typeof RESTORE_REASONS)[number]) : 'other',
+      why: str(a.why),
+      intoProduction: a['into-production'] === true,
+      confirm: str(a.confirm),
+    }),
+);
+
+const walPush = command(
+  'wal-push',
+  "PostgreSQL's archive_command: store one WAL file in the repository's archive (respaldo db setup-pitr prints the line)",
+  {
+    ...common,
+    repo: { type: 'string', description: 'the repository whose archive receives the file', valueHint: 'NAME' },
+    path: { type: 'positional', required: true, description: '%p: the file\'s path' },
+    name: { type: 'positional', required: true, description: '%f: the file\'s name' },
+  },
+  (inv, a) => runWalPush(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG, repo: str(a.repo), path: str(a.path), name: str(a.name) }),
+);
+
+const setupPitr = command(
+  'db setup-pitr',
+  'print (or, with --apply, set) the PostgreSQL settings that archive WAL for point-in-time recovery',
+  {
+    ...common,
+    repo: { type: 'string', description: 'the repository (pitr: true)', valueHint: 'NAME' },
+    apply: { type: 'boolean', description: 'set them with ALTER SYSTEM and create the archive folder' },
+  },
+  (inv, a) => runSetupPitr(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG, repo: str(a.repo), apply: a.apply === true }),
+);
+
 export const main = defineCommand({
   meta: { name: 'respaldo', version: VERSION, description: 'backups, and proof of backups' },
   subCommands: {
@@ -116,6 +170,9 @@ export const main = defineCommand({
     status,
     cron,
     records: defineCommand({ meta: { name: 'records', description: 'the records folder' }, subCommands: { verify: recordsVerify } }),
+    restore,
+    'wal-push': walPush,
+    db: defineCommand({ meta: { name: 'db', description: 'database servers' }, subCommands: { 'setup-pitr': setupPitr } }),
     demo,
   },
 });

@@ -2,10 +2,11 @@
 import { userInfo } from 'node:os';
 import { loadConfig, type Config } from './config.js';
 import type { Context } from './context.js';
-import { Exit, RespaldoError } from './errors.js';
+import { Exit, RespaldoError, usageError } from './errors.js';
 import { lastLines } from './exec.js';
 import { RecordsGit } from './git.js';
 import { loadKey, type HostKey } from './keys.js';
+import { RunLock, UNREADABLE_LOCK } from './lock.js';
 import { RecordStore } from './records.js';
 
 export interface Host {
@@ -46,4 +47,38 @@ export async function publishRecords(ctx: Context, host: Host, paths: string[], 
       type: 'warning',
       message: `records committed but not pushed (${push.error}); they go out with the next run${push.unpushed ? ` (${push.unpushed} commit(s) waiting)` : ''}`,
     });
+}
+
+/**
+ * Takes the host's run lock (one run or restore at a time appends to the records chain),
+ * removes what an interrupted record write left, and records a takeover of a dead run's
+ * lock as a failure. `firstSeq` is the seq the command's first record will have.
+ */
+export async function lockAndRecover(ctx: Context, host: Host, command: string, started: Date): Promise<{ lock: RunLock; firstSeq: number }> {
+  const { config, records } = host;
+  const { lock, takenOver } = await RunLock.acquire(config.state, command, started);
+  try {
+    const head = await records.head();
+    if (!head) throw usageError(`host ${config.host} is not enrolled in ${config.records}`, 'run "respaldo init" first');
+    const removed = await records.cleanup();
+    if (removed.length) ctx.reporter.event({ type: 'info', message: `removed leftovers of an interrupted record write: ${removed.join(', ')}` });
+    if (takenOver) {
+      // A lock file that could not be read (an empty file after a power cut) names no run.
+      const known = takenOver.token !== UNREADABLE_LOCK;
+      await records.append('failure', {
+        trigger: takenOver.command.includes('--manual') ? 'manual' : 'scheduled',
+        stage: 'interrupted',
+        cause: known
+          ? `the run started at ${takenOver.started} (pid ${takenOver.pid}, "${takenOver.command}") stopped without finishing: it was killed, crashed, or the machine went down`
+          : 'an earlier run left a lock file that cannot be read (the machine went down while it was being written?)',
+        hint: 'nothing to do if this run succeeds: unfinished snapshots are removed, complete ones are recorded, and no complete snapshot was lost',
+        ...(known ? { interrupted: { pid: takenOver.pid, started: takenOver.started } } : {}),
+      });
+      ctx.reporter.event({ type: 'warning', message: known ? `took over the lock of an interrupted run (pid ${takenOver.pid}, started ${takenOver.started})` : 'took over an unreadable lock file left by an earlier run' });
+    }
+    return { lock, firstSeq: head.seq + 1 };
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
 }

@@ -53,6 +53,13 @@ const BATCH_BYTES = 256 << 20;
 
 /** `"path":"…"`, or `"path_b64":"…"` for a name that is not UTF-8 (see encodeName). */
 function nameField(bytes: Buffer, field: 'path' | 'target'): string {
+  // Most names are printable ASCII with nothing to escape: written as they are.
+  let plain = true;
+  for (let i = 0; i < bytes.length && plain; i++) {
+    const c = bytes[i]!;
+    plain = c >= 0x20 && c < 0x7f && c !== 0x22 && c !== 0x5c;
+  }
+  if (plain) return `"${field}":"${bytes.toString('latin1')}"`;
   const [key, value] = Object.entries(encodeName(bytes, field))[0]!;
   return `${JSON.stringify(key)}:${JSON.stringify(value)}`;
 }

@@ -44,13 +44,19 @@ export interface WalkEntry {
  * (`touch -d @99999999999999` works on tmpfs). Years outside 0000–9999 are written with a
  * sign and six digits, as ISO 8601 extends them.
  */
+let lastSecond = { text: '', iso: '' };
+
 export function isoFromEpoch(text: string): string {
   const dot = text.indexOf('.');
   const secText = dot < 0 ? text : text.slice(0, dot);
   const frac = dot < 0 ? '' : text.slice(dot + 1);
-  // The common case, years 1970–9999, through Date; the rest in integers below.
-  if (/^\d{1,12}$/.test(secText) && Number(secText) <= 253402300799)
-    return `${new Date(Number(secText) * 1000).toISOString().slice(0, 19)}.${frac.padEnd(9, '0').slice(0, 9)}Z`;
+  // The common case, years 1970–9999, through Date; the rest in integers below. Files
+  // written together share their second: its text is kept from the last call.
+  if (secText === lastSecond.text) return `${lastSecond.iso}.${frac.padEnd(9, '0').slice(0, 9)}Z`;
+  if (/^\d{1,12}$/.test(secText) && Number(secText) <= 253402300799) {
+    lastSecond = { text: secText, iso: new Date(Number(secText) * 1000).toISOString().slice(0, 19) };
+    return `${lastSecond.iso}.${frac.padEnd(9, '0').slice(0, 9)}Z`;
+  }
   return isoFromEpochExact(text);
 }
 

@@ -77,7 +77,10 @@ const fileRepository = z
  */
 export const connection = z
   .object({
-    /** A host name or address, or the folder of the server's Unix socket (e.g. /var/run/postgresql). */
+    /**
+     * A host name or address, or (with a leading "/") the server's Unix socket: PostgreSQL's
+     * socket folder (/var/run/postgresql), MariaDB's socket file (/run/mysqld/mysqld.sock).
+     */
     host: z.string().min(1).optional(),
     port: z.number().int().min(1).max(65535).optional(),
     user: z.string().min(1).optional(),
@@ -104,7 +107,7 @@ const databaseRepository = z
     paths: z.array(z.string().min(1)).min(1, 'list at least one SQLite database file').optional(),
     /** Point-in-time recovery: a base backup plus the archived logs (WAL, binary logs). */
     pitr: z.boolean().optional(),
-    /** The folder of the engine's programs (pg_dump, initdb, …); default: found for the server's version. */
+    /** The folder of the engine's programs (pg_dump, initdb, mariadb-dump, …); default: found for the server's version, or on PATH. */
     bindir: z.string().min(1).optional(),
     schedule: schedule.optional(),
     verify: databaseVerify.optional(),
@@ -155,10 +158,13 @@ export const hostConfig = z
           if (!repo.databases) at('databases', `a ${repo.engine} repository names the databases to dump in "databases"`);
           if (repo.paths) at('paths', `a ${repo.engine} repository names databases in "databases" and reaches the server through "connection", not "paths"`);
         }
-        if (repo.engine === 'mariadb')
-          at('engine', 'MariaDB repositories are not supported by this version of respaldo yet; use postgresql or sqlite, or back up a dump folder as kind "files"');
-        if (repo.pitr)
-          at('pitr', 'point-in-time recovery is not supported by this version of respaldo yet; remove "pitr" (nightly dumps still run)');
+        const host = repo.connection?.host;
+        if (repo.engine === 'mariadb' && host && !host.startsWith('/')) {
+          if (/^[^:]+:\d+$/.test(host)) at('connection', `give the port in connection.port, not in connection.host: { host: ${host.split(':')[0]}, port: ${host.split(':')[1]} }`);
+          else if (/\.sock$/.test(host)) at('connection', `a Unix socket is named by its absolute path, e.g. { host: /run/mysqld/mysqld.sock }; "${host}" would be taken for a host name`);
+        }
+        if (repo.pitr && repo.engine === 'mariadb')
+          at('pitr', 'point-in-time recovery of MariaDB is not supported by this version of respaldo yet; remove "pitr" (nightly dumps still run)');
       }
       const name = repo.name;
       if (name === undefined) return;

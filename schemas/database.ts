@@ -4,6 +4,7 @@
  * passwords and connection strings never do.
  */
 import { z } from 'zod';
+import { isoTime } from './common.js';
 
 export const databaseEngine = z.enum(['postgresql', 'mariadb', 'sqlite']);
 export type DatabaseEngine = z.infer<typeof databaseEngine>;
@@ -14,24 +15,77 @@ export const databaseDump = z
     name: z.string().min(1),
     /** The dump's path inside the snapshot's data/ folder. */
     file: z.string().min(1),
-    /** The tool and format: `pg_dump -Fc`, `VACUUM INTO`, … */
+    /** The tool and format: `pg_dump -Fc`, `mariadb-dump | gzip`, `VACUUM INTO`, … */
     format: z.string().min(1),
     bytes: z.number().int().nonnegative(),
     /** Tables and their rows when the dump was taken, counted in the dump's own snapshot where the engine allows it. */
     tables: z.number().int().nonnegative(),
     rows: z.number().int().nonnegative(),
+    /**
+     * MariaDB: the binary-log coordinates of the dump's snapshot, where a replay of the
+     * binary logs starts (absent when the server writes no binary log).
+     */
+    binlog: z
+      .object({
+        file: z.string().min(1),
+        position: z.number().int().nonnegative(),
+        /** The GTID position at that point (@@gtid_binlog_pos), when the server has one. */
+        gtid: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type DatabaseDump = z.infer<typeof databaseDump>;
+
+/**
+ * Point-in-time recovery of a PostgreSQL repository: the snapshot's base backup and the
+ * state of the WAL archive when the backup ended, with the window a restore can reach.
+ */
+export const pitrInfo = z
+  .object({
+    base: z
+      .object({
+        /** The base backup's folder inside the snapshot's data/. */
+        file: z.string().min(1),
+        format: z.string().min(1),
+        bytes: z.number().int().nonnegative(),
+        start_lsn: z.string().min(1),
+        timeline: z.number().int().positive(),
+        started: isoTime,
+        /** The earliest time a restore from this base backup can reach. */
+        finished: isoTime,
+        checks: z.array(z.string()),
+      })
+      .strict(),
+    archive: z
+      .object({
+        /** `<host>/<repository>/archive/wal`, relative to the target. */
+        location: z.string().min(1),
+        files: z.number().int().nonnegative(),
+        bytes: z.number().int().nonnegative(),
+        /** The first and last WAL segments archived. */
+        first: z.string().nullable(),
+        last: z.string().nullable(),
+        /** Segments missing between them (at most 20 named): a restore cannot cross a gap. */
+        gaps: z.array(z.string()),
+        /** The recoverable window: from the end of the oldest usable base backup to the last commit archived. */
+        window: z.object({ from: isoTime, to: isoTime }).strict().nullable(),
+      })
+      .strict(),
+  })
+  .strict();
+export type PitrInfo = z.infer<typeof pitrInfo>;
 
 export const databaseInfo = z
   .object({
     engine: databaseEngine,
     /** The server's version, e.g. "15.19"; for SQLite the library's. */
     version: z.string().min(1),
-    /** Where the server was reached: "local socket, port 5432", "db01.example:5432"; for SQLite "file". */
+    /** Where the server was reached: "local socket, port 5432", "db01.example:5432", "local socket" (MariaDB); for SQLite "file". */
     server: z.string().min(1),
     databases: z.array(databaseDump),
+    pitr: pitrInfo.optional(),
   })
   .strict();
 export type DatabaseInfo = z.infer<typeof databaseInfo>;

@@ -56,10 +56,12 @@ describe('configuration errors', () => {
     expect(twice).toMatch(/twice\.yaml:10: repositories\[1\]\.name: repository name "b" is used twice/);
     const remote = await check('remote.yaml', `host: web01\nkey: /k\nrecords: /r\ntargets:\n  primary: csc@respaldos.example:/srv\nrepositories:\n  - name: a\n    kind: files\n    paths: [/a]\n`);
     expect(remote).toMatch(/remote\.yaml:5: targets\.primary: remote targets .* are not supported by this version/);
-    const maria = await check('maria.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: mariadb\n    databases: [shop]\n`);
-    expect(maria).toMatch(/maria\.yaml:9: repositories\[0\]\.engine: MariaDB repositories are not supported by this version/);
-    const pitr = await check('pitr.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: postgresql\n    databases: [shop]\n    pitr: true\n`);
-    expect(pitr).toMatch(/pitr\.yaml:11: repositories\[0\]\.pitr: point-in-time recovery is not supported by this version/);
+    // MariaDB: a port written into the host, a socket without its path.
+    const maria = await check('maria.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: mariadb\n    connection: { host: "db01.example:3307" }\n    databases: [shop]\n  - name: e\n    kind: database\n    engine: mariadb\n    connection: { host: mysqld.sock }\n    databases: [shop]\n`);
+    expect(maria).toMatch(/maria\.yaml:10: repositories\[0\]\.connection: give the port in connection\.port, not in connection\.host: \{ host: db01\.example, port: 3307 \}/);
+    expect(maria).toMatch(/maria\.yaml:\d+: repositories\[1\]\.connection: a Unix socket is named by its absolute path/);
+    const pitr = await check('pitr.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: mariadb\n    databases: [shop]\n    pitr: true\n`);
+    expect(pitr).toMatch(/pitr\.yaml:11: repositories\[0\]\.pitr: point-in-time recovery of MariaDB is not supported by this version/);
     // A database repository that lacks what its engine needs, or has what it cannot use.
     const db = await check('db.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: postgresql\n    paths: [/srv/db]\n  - name: e\n    kind: database\n    engine: sqlite\n    databases: [x]\n`);
     expect(db).toMatch(/db\.yaml:\d+: repositories\[0\]\.databases: a postgresql repository names the databases to dump in "databases"/);

@@ -6,8 +6,7 @@ import { compareSnapshotIds } from '../../schemas/common.js';
 import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { HashPool } from '../hashing.js';
 import { readHistory, type RepositoryHistory } from '../history.js';
-import { openHost, operatorName, publishRecords, type Host } from '../host.js';
-import { RunLock, UNREADABLE_LOCK } from '../lock.js';
+import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
 import { pathRedactor } from '../redact.js';
 import { dueState, planFor } from '../schedule.js';
 import { LocalTarget } from '../target.js';
@@ -59,31 +58,11 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
 
   const started = ctx.now();
   const command = `respaldo run${opts.manual ? ' --manual' : ''}`;
-  const { lock, takenOver } = await RunLock.acquire(config.state, command, started);
+  const { lock, firstSeq } = await lockAndRecover(ctx, host, command, started);
   const pool = new HashPool();
   try {
-    const head = await records.head();
-    if (!head) throw usageError(`host ${config.host} is not enrolled in ${config.records}`, 'run "respaldo init" first');
-    const removed = await records.cleanup();
-    if (removed.length) ctx.reporter.event({ type: 'info', message: `removed leftovers of an interrupted record write: ${removed.join(', ')}` });
-    const firstSeq = head.seq + 1;
     const trigger = opts.manual ? ('manual' as const) : ('scheduled' as const);
     const operator = opts.manual ? operatorName(ctx.env) : undefined;
-
-    if (takenOver) {
-      // A lock file that could not be read (an empty file after a power cut) names no run.
-      const known = takenOver.token !== UNREADABLE_LOCK;
-      await records.append('failure', {
-        trigger: takenOver.command.includes('--manual') ? 'manual' : 'scheduled',
-        stage: 'interrupted',
-        cause: known
-          ? `the run started at ${takenOver.started} (pid ${takenOver.pid}, "${takenOver.command}") stopped without finishing: it was killed, crashed, or the machine went down`
-          : 'an earlier run left a lock file that cannot be read (the machine went down while it was being written?)',
-        hint: 'nothing to do if this run succeeds: unfinished snapshots are removed, complete ones are recorded, and no complete snapshot was lost',
-        ...(known ? { interrupted: { pid: takenOver.pid, started: takenOver.started } } : {}),
-      });
-      ctx.reporter.event({ type: 'warning', message: known ? `took over the lock of an interrupted run (pid ${takenOver.pid}, started ${takenOver.started})` : 'took over an unreadable lock file left by an earlier run' });
-    }
 
     const target = new LocalTarget('primary', config.targets.primary);
     const names = config.repositories.map((r) => r.name);

@@ -6,6 +6,7 @@
  */
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseInfo, RestoreCheck } from '../../schemas/database.js';
+import type { RepositoryStore } from '../target.js';
 
 /** Rows per table ("schema.table" → rows), per dump file (its path under data/: unique, where two SQLite files may share a name). */
 export type TableCounts = Map<string, Map<string, number>>;
@@ -14,6 +15,9 @@ export interface DumpJob {
   repository: DatabaseRepositoryConfig;
   /** The partial snapshot's data/ folder (a local path). */
   dataDir: string;
+  /** The repository's store and the partial snapshot's id: point-in-time recovery reads the archive and the other snapshots. */
+  store: RepositoryStore;
+  id: string;
   signal: AbortSignal;
   env: NodeJS.ProcessEnv;
   /** Records the SHA-1 of a dump's bytes as the tool wrote them, by its path under data/. */

@@ -17,11 +17,12 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
-import type { DatabaseDump } from '../../schemas/database.js';
+import type { DatabaseDump, PitrInfo } from '../../schemas/database.js';
 import { BackupFailure, messageOf } from '../errors.js';
 import { capture, lastLines, runTool, sessionTool, streamTool } from '../exec.js';
 import { exists } from '../fsutil.js';
 import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
+import { archiveInfo, BASE_DIR, readArchive, takeBaseBackup, waitForSegment } from './postgresql-pitr.js';
 
 /** Where the server was reached, as records say it: never a password, never a local path. */
 export function serverLabel(repo: DatabaseRepositoryConfig): string {
@@ -32,7 +33,7 @@ export function serverLabel(repo: DatabaseRepositoryConfig): string {
 }
 
 /** The environment that points libpq's tools at the server, and a cleanup for the password file. */
-async function connectionEnv(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): Promise<{ env: NodeJS.ProcessEnv; cleanup: () => Promise<void> }> {
+export async function connectionEnv(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): Promise<{ env: NodeJS.ProcessEnv; cleanup: () => Promise<void> }> {
   const c = repo.connection ?? {};
   const out: NodeJS.ProcessEnv = { ...env, PGCONNECT_TIMEOUT: env.PGCONNECT_TIMEOUT ?? '10', PGAPPNAME: 'respaldo' };
   delete out.PGPASSWORD;
@@ -54,7 +55,7 @@ async function connectionEnv(repo: DatabaseRepositoryConfig, env: NodeJS.Process
 }
 
 /** The folder of the PostgreSQL programs: the repository's `bindir`, Debian's for the server's major version, or PATH. */
-async function programs(repo: DatabaseRepositoryConfig, major?: number): Promise<(name: string) => string> {
+export async function programs(repo: DatabaseRepositoryConfig, major?: number): Promise<(name: string) => string> {
   const candidates = [repo.bindir, major ? `/usr/lib/postgresql/${major}/bin` : undefined];
   for (const dir of candidates) {
     if (!dir) continue;
@@ -64,7 +65,7 @@ async function programs(repo: DatabaseRepositoryConfig, major?: number): Promise
 }
 
 /** Turns the tools' stderr into a failure a sysadmin can act on. */
-function failure(repo: DatabaseRepositoryConfig, database: string | undefined, what: string, stderr: string, exitCode?: number | null): BackupFailure {
+export function failure(repo: DatabaseRepositoryConfig, database: string | undefined, what: string, stderr: string, exitCode?: number | null): BackupFailure {
   const server = serverLabel(repo);
   const tail = lastLines(stderr, 3);
   const extra = { detail: stderr.slice(-2000), ...(typeof exitCode === 'number' ? { exitCode } : {}) };
@@ -222,7 +223,24 @@ export const postgresqlEngine: Engine = {
         counts.set(rel, out.counts);
         databases.push({ name: database, file: rel, format: 'pg_dump -Fc', bytes: out.bytes, tables: out.counts.size, rows: sum(out.counts) });
       }
-      return { info: { engine: 'postgresql', version: serverVersion, server: serverLabel(repo), databases }, counts, warnings: [] };
+      const warnings: { code: string; message: string }[] = [];
+      let pitr: PitrInfo | undefined;
+      if (repo.pitr) {
+        const base = await takeBaseBackup(repo, job.dataDir, bin, env, job.signal, job.written);
+        if (!(await waitForSegment(job.store, base.endSegment, 60, job.signal)))
+          warnings.push({
+            code: 'pitr-archive-lagging',
+            message: `WAL segment ${base.endSegment}, which ends the base backup, was not archived within 60 s: check archive_command (respaldo db setup-pitr --repo ${repo.name}) and pg_stat_archiver; until it is archived, no restore can start from this backup`,
+          });
+        const archive = await readArchive(job.store, bin, job.signal, { id: job.id, meta: base.meta });
+        if (archive.gaps.length)
+          warnings.push({ code: 'pitr-archive-gap', message: `the WAL archive is missing segment(s) ${archive.gaps.slice(0, 3).join(', ')}${archive.gaps.length > 3 ? ', …' : ''}: no restore can cross them; the recoverable window starts after the gap` });
+        pitr = {
+          base: { file: BASE_DIR, format: 'pg_basebackup -Fp -X stream', bytes: base.bytes, start_lsn: base.meta.start_lsn, timeline: base.meta.timeline, started: base.meta.started, finished: base.meta.finished, checks: base.checks },
+          archive: archiveInfo(job.store, archive),
+        };
+      }
+      return { info: { engine: 'postgresql', version: serverVersion, server: serverLabel(repo), databases, ...(pitr ? { pitr } : {}) }, counts, warnings };
     } finally {
       await cleanup();
     }
@@ -319,18 +337,27 @@ export class PgInstance {
   }
 }
 
-/** How to run the server programs: directly, or as root through setpriv as the `postgres` user (owning the folder). */
-async function runAs(dir: string): Promise<{ program: string; prefix: string[] }> {
-  if (process.getuid?.() !== 0) return { program: 'env', prefix: [] };
-  let ids: string[];
+/** The `postgres` user's uid and gid: initdb and postgres refuse to run as root. */
+export async function postgresUser(why: string): Promise<{ uid: number; gid: number }> {
   try {
-    ids = (await capture('id', ['-u', 'postgres'])).toString().trim().split(/\s+/).concat((await capture('id', ['-g', 'postgres'])).toString().trim());
+    const uid = Number((await capture('id', ['-u', 'postgres'])).toString().trim());
+    const gid = Number((await capture('id', ['-g', 'postgres'])).toString().trim());
+    return { uid, gid };
   } catch {
-    throw new BackupFailure('verify', 'the test restore needs a "postgres" user: initdb and postgres refuse to run as root', 'create the user (apt-get install postgresql does), or set verify: { restore: false } for this repository');
+    throw new BackupFailure('verify', `${why} needs a "postgres" user: initdb and postgres refuse to run as root`, 'create the user (apt-get install postgresql does), or set verify: { restore: false } for this repository');
   }
-  const [uid, gid] = ids.map(Number) as [number, number];
-  await chown(dir, uid, gid);
-  await chmod(dir, 0o700);
-  return { program: 'setpriv', prefix: [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', 'setpriv', '--pdeathsig', 'KILL', '--'] };
 }
 
+/** setpriv's arguments that run a program as `user`, killed if the agent dies. */
+export function asUser(user: { uid: number; gid: number }): { program: string; prefix: string[] } {
+  return { program: 'setpriv', prefix: [`--reuid=${user.uid}`, `--regid=${user.gid}`, '--clear-groups', '--', 'setpriv', '--pdeathsig', 'KILL', '--'] };
+}
+
+/** How to run the server programs: directly, or as root through setpriv as the `postgres` user (owning the folder). */
+export async function runAs(dir: string): Promise<{ program: string; prefix: string[] }> {
+  if (process.getuid?.() !== 0) return { program: 'env', prefix: [] };
+  const user = await postgresUser('the test restore');
+  await chown(dir, user.uid, user.gid);
+  await chmod(dir, 0o700);
+  return asUser(user);
+}

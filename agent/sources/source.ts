@@ -7,12 +7,16 @@ import type { RepositoryConfig } from '../../schemas/config.js';
 import type { RestoreCheck } from '../../schemas/database.js';
 import type { DumpResult } from '../databases/engine.js';
 import type { Comparison } from '../rsync.js';
+import type { RepositoryStore } from '../target.js';
 import type { TransferLog } from '../transfers.js';
 
 export interface SnapshotJob {
   repository: RepositoryConfig;
   /** rsync-style destination of the partial snapshot's data folder. */
   dest: string;
+  /** The repository's store and the partial snapshot's id. */
+  store: RepositoryStore;
+  id: string;
   /** The previous complete snapshot's data folder, for hard links to unchanged files. */
   linkDest: string | undefined;
   /**

@@ -1,0 +1,636 @@
+/**
+ * MariaDB: one `mariadb-dump --single-transaction` per database, gzip-compressed as it is
+ * written, with the binary-log coordinates of its snapshot and every table's rows counted
+ * in that same state. The test restore loads each dump into a throwaway server
+ * (mariadb-install-db into a temporary folder, a private Unix socket, no TCP port), runs
+ * CHECK TABLE and compares the rows.
+ *
+ * Why the counts describe the dump's own snapshot: mariadb-dump opens its own transaction,
+ * and the stock tool cannot share it (pg_dump's --snapshot has no MariaDB equivalent). So
+ * a second session briefly pauses commits (`BACKUP STAGE BLOCK_COMMIT`: no commit, no DDL,
+ * no binary-log write; unlike FLUSH TABLES WITH READ LOCK it waits for no running query),
+ * the counting session starts its consistent snapshot, mariadb-dump starts its own, and
+ * only then are commits let through again (`BACKUP STAGE END`). No commit happened between
+ * the two snapshots, so they see the same rows; the counting itself runs afterwards, in the
+ * snapshot, while the server works normally. mariadb-dump says (with --verbose, on
+ * unbuffered stderr) "-- Starting transaction..." before its START TRANSACTION WITH
+ * CONSISTENT SNAPSHOT and its next line only after it: that line ends the pause, some tens
+ * of milliseconds (mostly mariadb-dump starting and connecting). With binary logs on, the
+ * dump's own CHANGE MASTER coordinates must equal those of the counting snapshot, which
+ * checks it on every backup.
+ * Non-transactional tables (MyISAM, Aria) have no snapshot: the dump reads them as they
+ * are when it gets to them, so their rows are compared but a difference is only reported.
+ *
+ * Credentials: connection settings go on argv (host, socket, port and user are not
+ * secret); a password only through a temporary option file (mode 0600, removed after the
+ * run), named by --defaults-extra-file, which must be the tools' first argument. The
+ * option files are read in order and the user's ~/.my.cnf comes after that file, so with
+ * a password file HOME points at the temporary folder, where there is no ~/.my.cnf to
+ * override it. Without one, the tools' usual ~/.my.cnf or unix_socket login applies.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
+import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
+import type { DatabaseDump, RestoreCheck } from '../../schemas/database.js';
+import { BackupFailure, messageOf } from '../errors.js';
+import { capture, findProgram, lastLines, runTool, sessionTool, streamTool } from '../exec.js';
+import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
+
+const DEFAULT_PORT = 3306;
+/** How long commits may stay paused while mariadb-dump connects and starts its transaction. */
+const PAUSE_LIMIT_MS = 10_000;
+/** What a backup user needs: read everything (with mysql.proc for routines), views, triggers, events; RELOAD for BACKUP STAGE. */
+const GRANTS = 'SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD';
+/** Engines with consistent snapshots; other tables are read by mariadb-dump when it gets to them. */
+const TRANSACTIONAL = new Set(['InnoDB', 'ROCKSDB']);
+
+const isSocket = (repo: DatabaseRepositoryConfig) => !repo.connection?.host || repo.connection.host.startsWith('/');
+
+/** Where the server was reached, as records say it: never a password, never a local path. */
+function serverLabel(repo: DatabaseRepositoryConfig): string {
+  const c = repo.connection ?? {};
+  return isSocket(repo) ? 'local socket' : `${c.host}:${c.port ?? DEFAULT_PORT}`;
+}
+
+/** An identifier in backquotes, safe for any name. */
+const ident = (name: string) => `\`${name.replaceAll('`', '``')}\``;
+
+/** Undoes the mariadb client's batch-mode escaping of a field (\\, \t, \n, \0). */
+const unescape = (field: string) => field.replace(/\\([\\tn0])/g, (_, c: string) => ({ '\\': '\\', t: '\t', n: '\n', '0': '\0' })[c]!);
+
+interface Connection {
+  /** The tools' first arguments: the option file (when there is a password), then host, port, user. */
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  cleanup: () => Promise<void>;
+}
+
+async function connect(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): Promise<Connection> {
+  const c = repo.connection ?? {};
+  const out: NodeJS.ProcessEnv = { ...env };
+  delete out.MYSQL_PWD;
+  const args: string[] = [];
+  if (c.host?.startsWith('/')) {
+    // A folder here is the PostgreSQL habit; MariaDB names the socket file itself.
+    const st = await stat(c.host).catch(() => undefined);
+    if (st?.isDirectory())
+      throw new BackupFailure('source', `connection.host of ${repo.name} is a folder (${c.host}); MariaDB is reached through its socket file`, `set connection.host to the socket file itself, e.g. /run/mysqld/mysqld.sock (the server shows it with SHOW VARIABLES LIKE 'socket')`);
+    args.push('--protocol=SOCKET', `--socket=${c.host}`);
+  } else if (c.host) args.push('--protocol=TCP', `--host=${c.host}`, `--port=${c.port ?? DEFAULT_PORT}`);
+  else if (c.port) args.push(`--port=${c.port}`);
+  if (c.user) args.push(`--user=${c.user}`);
+  if (!c['password-file']) return { args, env: out, cleanup: async () => {} };
+  let password: string;
+  try {
+    password = (await readFile(c['password-file'], 'utf8')).replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new BackupFailure('source', `cannot read the password file of ${repo.name}: ${messageOf(e)}`, `check connection.password-file of repository ${repo.name} in the host config (a file holding only the password, readable by the agent)`);
+  }
+  const dir = await mkdtemp(join(tmpdir(), 'respaldo-mycnf-'));
+  const file = join(dir, 'client.cnf');
+  // Quoted, so that '#', ';' and spaces stay part of it; the option parser undoes these escapes.
+  const quoted = password.replace(/[\\"\n\r\t]/g, (ch) => ({ '\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t' })[ch]!);
+  await writeFile(file, `[client]\npassword="${quoted}"\n`, { mode: 0o600 });
+  out.HOME = dir;
+  return { args: [`--defaults-extra-file=${file}`, ...args], env: out, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A MariaDB program: from the repository's `bindir` when it holds it, else PATH, else the sbin folders that cron's PATH leaves out (mariadbd). */
+function programs(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): (name: string) => string {
+  return (name) => {
+    if (repo.bindir && findProgram(join(repo.bindir, name))) return join(repo.bindir, name);
+    return findProgram(name, env) ?? ['/usr/sbin', '/usr/local/sbin'].map((dir) => join(dir, name)).find((p) => findProgram(p)) ?? name;
+  };
+}
+
+const notInstalled = (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT' && 'program' in (e as object);
+
+/** The first server or client error number in the tools' stderr ("ERROR 1045 (28000)", "Got error: 1049:", "… (1044)"). */
+function errorNumber(stderr: string): number | undefined {
+  const m = /ERROR (\d{4})\b|Got error: (\d{4})\b|\((\d{4})\)\s*$/m.exec(stderr);
+  return m ? Number(m[1] ?? m[2] ?? m[3]) : undefined;
+}
+
+/** Turns the tools' stderr into a failure a sysadmin can act on. */
+function failure(repo: DatabaseRepositoryConfig, database: string | undefined, what: string, stderr: string, exitCode?: number | null): BackupFailure {
+  const server = serverLabel(repo);
+  const tail = lastLines(stderr, 3);
+  const extra = { detail: stderr.slice(-2000), ...(typeof exitCode === 'number' ? { exitCode } : {}) };
+  const account = `'${repo.connection?.user ?? '<user>'}'@'${isSocket(repo) ? 'localhost' : '<the agent host>'}'`;
+  const intact = 'the previous snapshot is intact';
+  const code = errorNumber(stderr);
+  if (code === 1045 || code === 1698)
+    return new BackupFailure('source', `MariaDB refused the login to ${server} (${tail})`, `check the password in connection.password-file (or in [client] of ~/.my.cnf) and that the account ${account} exists; ${intact}`, extra);
+  if (code === 1049)
+    return new BackupFailure('source', `database "${database}" does not exist on ${server}`, `create it, or correct repositories[${repo.name}].databases in the host config; ${intact}`, extra);
+  if (code === 2002 || code === 2003 || code === 2005 || code === 2006 || code === 2013)
+    return new BackupFailure('source', `cannot reach the MariaDB server at ${server} (${tail})`, `check that the server is running (mariadb-admin ping, systemctl status mariadb) and connection.host and connection.port in the host config; ${intact}`, extra);
+  if (code === 1227) {
+    const privilege = /you need \(at least one of\) the (.+?) privilege/.exec(stderr)?.[1] ?? 'RELOAD';
+    return new BackupFailure('source', `the MariaDB user may not ${what === 'BACKUP STAGE' ? 'pause commits for a consistent dump (BACKUP STAGE)' : 'do what the backup needs'}: it lacks the ${privilege} privilege (${tail})`, `GRANT ${privilege} ON *.* TO ${account}; a backup user needs ${GRANTS} ON *.*; ${intact}`, extra);
+  }
+  if (code === 1044 || code === 1142 || code === 1143 || code === 1370)
+    return new BackupFailure('source', `the MariaDB user may not read everything in "${database}" (${tail})`, `GRANT ${GRANTS} ON *.* TO ${account} (or ${GRANTS.replace(', RELOAD', '')} ON ${database ? ident(database) : '<database>'}.* and RELOAD ON *.*); ${intact}`, extra);
+  if (code === 1205)
+    return new BackupFailure('source', `could not pause commits on ${server} within the lock wait timeout: another backup (mariadb-backup) or a long DDL statement holds the backup lock (${tail})`, `run again when it is done; ${intact}`, extra);
+  if (code === 1412)
+    return new BackupFailure('source', `a table of "${database}" was altered or dropped while it was dumped (${tail})`, `run again outside schema changes; ${intact}`, extra);
+  return new BackupFailure('source', `${what} failed: ${tail || `exit code ${exitCode}`}`, `read the detail, fix the cause and run again; ${intact}`, extra);
+}
+
+const END = '__respaldo_end__';
+
+/**
+ * A mariadb client session that the agent talks to statement by statement: in batch mode
+ * it prints each row on a line (fields tab-separated and escaped), flushed after every
+ * query (--unbuffered), then the marker; on any error it exits and the session fails.
+ */
+class MariadbSession {
+  private buffer = '';
+  private waiting: { rows: string[][]; resolve: (rows: string[][]) => void; reject: (e: Error) => void } | undefined;
+  private ended: Error | undefined;
+  private constructor(
+    private readonly tool: ReturnType<typeof sessionTool>,
+    readonly signal: AbortSignal,
+  ) {
+    tool.child.stdout!.setEncoding('utf8');
+    tool.child.stdout!.on('data', (chunk: string) => this.take(chunk));
+    tool.child.stdin!.on('error', () => {});
+    tool.done.then(
+      (r) => this.fail(Object.assign(new Error(r.stderr || `mariadb exited (code ${r.code})`), { stderr: r.stderr, exitCode: r.code })),
+      (e: Error) => this.fail(e),
+    );
+  }
+
+  /** `connection` comes first: an option file is only read as the first argument. */
+  static open(mariadb: string, connection: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): MariadbSession {
+    return new MariadbSession(sessionTool(mariadb, [...connection, '--batch', '--skip-column-names', '--unbuffered', '--default-character-set=utf8mb4', '--connect-timeout=10'], { env, signal }), signal);
+  }
+
+  private take(chunk: string): void {
+    this.buffer += chunk;
+    let nl: number;
+    while ((nl = this.buffer.indexOf('\n')) >= 0) {
+      const line = this.buffer.slice(0, nl);
+      this.buffer = this.buffer.slice(nl + 1);
+      if (!this.waiting) continue;
+      if (line === END) {
+        const w = this.waiting;
+        this.waiting = undefined;
+        w.resolve(w.rows);
+      } else this.waiting.rows.push(line.split('\t').map(unescape));
+    }
+  }
+
+  private fail(e: Error): void {
+    this.ended ??= e;
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.reject(e);
+  }
+
+  /** Runs SQL (statements ending in ";") and returns the rows it printed. */
+  query(sql: string): Promise<string[][]> {
+    if (this.ended) return Promise.reject(this.ended);
+    return new Promise((resolve, reject) => {
+      this.waiting = { rows: [], resolve, reject };
+      this.tool.child.stdin!.write(`${sql}\nSELECT '${END}';\n`);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.tool.child.stdin!.end();
+    await this.tool.done.catch(() => {});
+  }
+}
+
+/** Runs SQL in a session of the server being backed up; its errors become failures (but for an interrupted run's). */
+async function ask(repo: DatabaseRepositoryConfig, database: string | undefined, session: MariadbSession, sql: string, what = 'mariadb'): Promise<string[][]> {
+  try {
+    return await session.query(sql);
+  } catch (e) {
+    if (session.signal.aborted) throw e;
+    throw failure(repo, database, what, (e as { stderr?: string }).stderr ?? messageOf(e), (e as { exitCode?: number }).exitCode);
+  }
+}
+
+/** Base tables (and system-versioned ones) of the session's current database: the name, then the engine when asked. */
+const listTables = (engine: boolean) =>
+  `SELECT TABLE_NAME${engine ? ', ENGINE' : ''} FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME;`;
+
+async function countRows(query: (sql: string) => Promise<string[][]>, tables: string[]): Promise<Map<string, number>> {
+  if (!tables.length) return new Map();
+  const rows = await query(tables.map((t) => `SELECT COUNT(*) FROM ${ident(t)};`).join('\n'));
+  return new Map(tables.map((t, i) => [t, Number(rows[i]?.[0])]));
+}
+
+/**
+ * Watches mariadb-dump's verbose stderr: `snapshot` settles once its transaction has
+ * started (the line after "-- Starting transaction..."); `errors` keeps the other lines.
+ */
+function watchDump(child: ReturnType<typeof streamTool>['child']): { snapshot: Promise<void>; errors: () => string } {
+  let partial = '';
+  let starting = false;
+  let errors = '';
+  let started!: () => void;
+  const snapshot = new Promise<void>((r) => (started = r));
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
+      if (starting) started();
+      if (line.startsWith('-- Starting transaction')) starting = true;
+      if (!line.startsWith('-- ')) errors = `${errors}${line}\n`.slice(-4096);
+    }
+  });
+  return { snapshot, errors: () => (errors + partial).trim() };
+}
+
+/**
+ * mariadb-dump leaves out, without an error, the triggers of tables on which the user lacks
+ * TRIGGER and the routines of other definers when it may not read mysql.proc: a dump that
+ * looks whole but would not bring the application back. SHOW GRANTS says so beforehand (a
+ * grant through a role or a wildcard database name is not seen: a warning, not a failure).
+ */
+async function missingGrants(repo: DatabaseRepositoryConfig, count: MariadbSession): Promise<{ code: string; message: string }[]> {
+  const grants = (await ask(repo, undefined, count, 'SHOW GRANTS;')).map(([line = '']) => /^GRANT (.+?) ON (\S+) TO /.exec(line)).filter((m) => m !== null);
+  const has = (privilege: string, ...on: string[]) => grants.some(([, what = '', where = '']) => on.includes(where) && (what === 'ALL PRIVILEGES' || what.split(', ').includes(privilege)));
+  const account = `'${repo.connection?.user ?? '<user>'}'@'${isSocket(repo) ? 'localhost' : '<the agent host>'}'`;
+  const warnings = [];
+  const blind = repo.databases!.filter((db) => !has('TRIGGER', '*.*', `${ident(db)}.*`));
+  if (blind.length)
+    warnings.push({ code: 'dump-incomplete', message: `the MariaDB user may lack the TRIGGER privilege on ${blind.map((db) => `"${db}"`).join(', ')}: mariadb-dump leaves out, without an error, the triggers it may not see; GRANT TRIGGER ON *.* TO ${account}` });
+  if (!has('SELECT', '*.*', '`mysql`.*', '`mysql`.`proc`'))
+    warnings.push({ code: 'dump-incomplete', message: `the MariaDB user may not read mysql.proc: mariadb-dump leaves out, without an error, the routines that other users defined; GRANT SELECT ON *.* (or ON mysql.proc) TO ${account}` });
+  return warnings;
+}
+
+interface Sessions {
+  repo: DatabaseRepositoryConfig;
+  conn: Connection;
+  bin: (name: string) => string;
+  signal: AbortSignal;
+  /** Counts rows in the dump's snapshot. */
+  count: MariadbSession;
+  /** Pauses commits while the snapshots start. */
+  lock: MariadbSession;
+  logBin: boolean;
+}
+
+type Binlog = NonNullable<DatabaseDump['binlog']>;
+
+/** Dumps one database, gzip-compressed as written, with its rows counted in the dump's snapshot. */
+async function dumpOne(s: Sessions, database: string, rel: string, dataDir: string, written: (rel: string, sha1: string) => void): Promise<{ bytes: number; counts: Map<string, number>; binlog: Binlog | undefined }> {
+  const { repo, count } = s;
+  const q = (session: MariadbSession, sql: string, what?: string) => ask(repo, database, session, sql, what);
+  await q(count, `USE ${ident(database)};`);
+
+  await q(s.lock, 'BACKUP STAGE START;\nBACKUP STAGE BLOCK_COMMIT;', 'BACKUP STAGE');
+  let paused = true;
+  const resume = async () => {
+    if (!paused) return;
+    paused = false;
+    await q(s.lock, 'BACKUP STAGE END;', 'BACKUP STAGE');
+  };
+  let dump: ReturnType<typeof streamTool> | undefined;
+  let writing: Promise<void> | undefined;
+  let head = Buffer.alloc(0);
+  let bytes = 0;
+  const hash = createHash('sha1');
+  let binlog: Binlog | undefined;
+  let counts: Map<string, number>;
+  let errors: () => string = () => '';
+  try {
+    await q(count, 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY;');
+    if (s.logBin) {
+      const status = new Map((await q(count, "SHOW SESSION STATUS LIKE 'binlog_snapshot_%';")).map(([k, v]) => [k?.toLowerCase(), v]));
+      const [[gtid = ''] = []] = await q(count, 'SELECT @@gtid_binlog_pos;');
+      binlog = { file: status.get('binlog_snapshot_file') ?? '', position: Number(status.get('binlog_snapshot_position')), ...(gtid ? { gtid } : {}) };
+    }
+    // Listed under the pause, which blocks DDL too: the tables of both snapshots. Only the
+    // names: the engine would open every table's definition while commits wait.
+    const tables = await q(count, listTables(false));
+
+    try {
+      dump = streamTool(s.bin('mariadb-dump'), [...s.conn.args, '--single-transaction', ...(s.logBin ? ['--master-data=2'] : []), '--routines', '--events', '--triggers', '--verbose', '--', database], { env: s.conn.env, signal: s.signal });
+    } catch (e) {
+      if (notInstalled(e)) throw new BackupFailure('source', `mariadb-dump is not installed (${messageOf(e)})`, 'install the MariaDB client programs (apt-get install mariadb-client), or set bindir for this repository; the previous snapshot is intact');
+      throw e;
+    }
+    const watch = watchDump(dump.child);
+    errors = watch.errors;
+    const inspect = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        if (head.length < 65536) head = Buffer.concat([head, chunk]).subarray(0, 65536);
+        cb(null, chunk);
+      },
+    });
+    const hashing = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        bytes += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    writing = pipeline(dump.child.stdout!, inspect, createGzip(), hashing, createWriteStream(join(dataDir, rel), { flags: 'wx' }));
+    writing.catch(() => dump!.child.kill('SIGTERM'));
+
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      watch.snapshot.then(() => 'started' as const),
+      dump.done.then(() => 'ended' as const),
+      new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), PAUSE_LIMIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (outcome === 'late')
+      throw new BackupFailure('source', `mariadb-dump did not start its transaction on ${serverLabel(repo)} within ${PAUSE_LIMIT_MS / 1000} s, while commits were paused`, 'check the server load and its max_connections, then run again; the previous snapshot is intact');
+    if (outcome === 'ended') {
+      // Failed already: a full target (the write's error comes first) or the tool's own error.
+      const [ended, wrote] = await Promise.allSettled([dump.done, writing]);
+      if (wrote.status === 'rejected') throw wrote.reason;
+      if (ended.status === 'fulfilled' && ended.value.code !== 0 && !s.signal.aborted) throw failure(repo, database, 'mariadb-dump', errors() || ended.value.stderr, ended.value.code);
+    }
+    await resume();
+    counts = await countRows((sql) => q(count, sql), tables.map(([t]) => t!));
+    await q(count, 'COMMIT;');
+  } catch (e) {
+    dump?.child.kill('SIGTERM');
+    await Promise.allSettled([dump?.done, writing]);
+    throw e;
+  } finally {
+    await resume().catch(() => {});
+  }
+
+  const [result] = await Promise.all([dump!.done, writing!]);
+  if (s.signal.aborted) throw new Error('interrupted while mariadb-dump ran');
+  if (result.code !== 0) throw failure(repo, database, 'mariadb-dump', errors() || result.stderr, result.code);
+  if (binlog) {
+    const m = /^-- CHANGE MASTER TO MASTER_LOG_FILE='([^']*)', MASTER_LOG_POS=(\d+);/m.exec(head.toString('latin1'));
+    if (!m || m[1] !== binlog.file || Number(m[2]) !== binlog.position)
+      throw new BackupFailure('source', `the dump of "${database}" does not start at the binary-log position where its rows were counted (${binlog.file}:${binlog.position}, dump: ${m ? `${m[1]}:${m[2]}` : 'none'})`, 'run again; if it happens again, report it with this message; the previous snapshot is intact');
+  }
+  written(rel, hash.digest('hex'));
+  return { bytes, counts, binlog };
+}
+
+/** A file name for a database's dump: its name where that is a safe file name, else a hex encoding. */
+function dumpName(database: string, i: number): string {
+  return /^[A-Za-z0-9_.-]{1,100}$/.test(database) && !database.startsWith('.') ? `mariadb/${database}.sql.gz` : `mariadb/${i + 1}-${Buffer.from(database).toString('hex').slice(0, 100)}.sql.gz`;
+}
+
+export const mariadbEngine: Engine = {
+  async dump(job) {
+    const repo = job.repository;
+    const conn = await connect(repo, job.env);
+    const bin = programs(repo, conn.env);
+    const sessions: MariadbSession[] = [];
+    const open = () => {
+      try {
+        const session = MariadbSession.open(bin('mariadb'), conn.args, conn.env, job.signal);
+        sessions.push(session);
+        return session;
+      } catch (e) {
+        if (notInstalled(e)) throw new BackupFailure('source', `the MariaDB client is not installed (${messageOf(e)})`, 'install the MariaDB client programs (apt-get install mariadb-client), or set bindir for this repository; the previous snapshot is intact');
+        throw e;
+      }
+    };
+    try {
+      const count = open();
+      const [[version = '', logBin = '0'] = []] = await ask(repo, undefined, count, 'SELECT VERSION(), @@log_bin;');
+      const [number, minor] = [Number(version.split('.')[0]), Number(version.split('.')[1])];
+      if (!/MariaDB/i.test(version) || number < 10 || (number === 10 && minor < 4))
+        throw new BackupFailure('source', `the server at ${serverLabel(repo)} is ${version}: the mariadb engine needs MariaDB 10.4 or later (BACKUP STAGE, consistent binary-log snapshots)`, 'back up this server with its own dump tool into a folder of kind "files", or upgrade it; the previous snapshot is intact');
+      // A server-wide max_statement_time must not cut the counting short (mariadb-dump lifts it
+      // too); the counts need REPEATABLE READ whatever the server's default; a pause waits at
+      // most a minute for the backup lock.
+      await ask(repo, undefined, count, 'SET SESSION max_statement_time = 0;\nSET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ;');
+      const lock = open();
+      await ask(repo, undefined, lock, 'SET SESSION lock_wait_timeout = 60;');
+      const s: Sessions = { repo, conn, bin, signal: job.signal, count, lock, logBin: logBin === '1' };
+      const warnings = await missingGrants(repo, count);
+      await mkdir(join(job.dataDir, 'mariadb'), { recursive: true });
+      const databases: DatabaseDump[] = [];
+      const counts: TableCounts = new Map();
+      for (const [i, database] of repo.databases!.entries()) {
+        const rel = dumpName(database, i);
+        const out = await dumpOne(s, database, rel, job.dataDir, job.written);
+        counts.set(rel, out.counts);
+        databases.push({ name: database, file: rel, format: 'mariadb-dump | gzip', bytes: out.bytes, tables: out.counts.size, rows: sum(out.counts), ...(out.binlog ? { binlog: out.binlog } : {}) });
+      }
+      if (!s.logBin && repo.pitr)
+        warnings.push({ code: 'binlog-off', message: `the server at ${serverLabel(repo)} writes no binary log (log_bin is OFF): the dumps carry no binary-log coordinates and cannot be rolled forward to a point in time; set log_bin in the server's configuration and restart it` });
+      return { info: { engine: 'mariadb', version: version.split('-')[0]!, server: serverLabel(repo), databases }, counts, warnings };
+    } finally {
+      for (const session of sessions) await session.close();
+      await conn.cleanup();
+    }
+  },
+
+  async testRestore(job) {
+    const started = performance.now();
+    const bin = programs(job.repository, job.env);
+    const instance = await MariadbInstance.start(bin, job.env, job.signal);
+    let session: MariadbSession | undefined;
+    try {
+      session = MariadbSession.open(bin('mariadb'), instance.client, job.env, job.signal);
+      const databases: RestoreCheck['databases'] = [];
+      let failed = false;
+      for (const [i, d] of job.dump.info.databases.entries()) {
+        // The dump has no CREATE DATABASE or USE, so it loads under any name: its own, but
+        // for names the fresh instance already uses.
+        const name = ['mysql', 'sys', 'performance_schema', 'information_schema'].includes(d.name.toLowerCase()) ? `restore_check_${i + 1}` : d.name;
+        await session.query(`CREATE DATABASE ${ident(name)};`);
+        const loaded = await load(bin, instance, name, join(job.dataDir, d.file), job.env, job.signal);
+        if (loaded.error) {
+          failed = true;
+          databases.push({ name: d.name, tables: 0, rows: 0, checks: [loaded.error], mismatches: [] });
+          continue;
+        }
+        await session.query(`USE ${ident(name)};`);
+        const tables = await session.query(listTables(true));
+        const checked: string[] = [];
+        for (const [table] of tables) {
+          for (const [, , type, text] of await session.query(`CHECK TABLE ${ident(table!)};`))
+            if (type === 'error' || type === 'warning' || (type === 'status' && text !== 'OK')) checked.push(`${table}: ${text}`);
+        }
+        const rows = await countRows((sql) => session!.query(sql), tables.map(([t]) => t!));
+        const expected = job.dump.counts.get(d.file) ?? new Map<string, number>();
+        const loose = new Set(tables.filter(([, engine]) => !TRANSACTIONAL.has(engine ?? '')).map(([t]) => t!));
+        const only = (m: Map<string, number>, nonTransactional: boolean) => new Map([...m].filter(([t]) => loose.has(t) === nonTransactional));
+        const mismatches = compareCounts(only(expected, false), only(rows, false));
+        const outside = compareCounts(only(expected, true), only(rows, true));
+        const complete = loaded.complete ? 'ok' : 'it does not end with mariadb-dump\'s "-- Dump completed" line (truncated?)';
+        if (mismatches.length || checked.length || !loaded.complete) failed = true;
+        databases.push({
+          name: d.name,
+          tables: rows.size,
+          rows: sum(rows),
+          checks: [
+            'mariadb: ok',
+            `dump complete: ${complete}`,
+            `CHECK TABLE: ${checked.length ? checked.slice(0, 3).join('; ') : 'ok'}`,
+            `row counts: ${mismatches.length ? 'differ' : 'match'}`,
+            ...(outside.length ? [`non-transactional tables, read outside the dump's snapshot (not an error): ${outside.slice(0, 3).join('; ')}`] : []),
+          ],
+          mismatches: mismatches.slice(0, 20),
+        });
+      }
+      return { result: failed ? 'failed' : 'ok', instance: `MariaDB ${instance.version} throwaway instance (mariadb-install-db, private socket)`, databases, seconds: Math.round(performance.now() - started) / 1000 };
+    } catch (e) {
+      if (e instanceof BackupFailure || job.signal.aborted) throw e;
+      const stderr = (e as { stderr?: string }).stderr ?? messageOf(e);
+      throw new BackupFailure('verify', `the test restore failed in the throwaway MariaDB instance: ${lastLines(stderr, 2)}`, 'read the detail, then run again; or set verify: { restore: false } for this repository', { detail: stderr.slice(-2000) });
+    } finally {
+      await session?.close();
+      await instance.stop();
+    }
+  },
+};
+
+/**
+ * Feeds a stored dump through gunzip into the throwaway server. `mariadb` stops at the
+ * first failing statement; --sandbox refuses the client's shell and file commands, which a
+ * damaged or hostile dump could hold.
+ */
+async function load(bin: (name: string) => string, instance: MariadbInstance, database: string, file: string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<{ error?: string; complete: boolean }> {
+  const client = sessionTool(bin('mariadb'), [...instance.client, '--batch', '--sandbox', '--max-allowed-packet=1G', '--default-character-set=utf8mb4', `--database=${database}`], { env, signal });
+  client.child.stdout!.resume();
+  let tail = Buffer.alloc(0);
+  const keepTail = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      tail = Buffer.concat([tail, chunk]).subarray(-256);
+      cb(null, chunk);
+    },
+  });
+  const fed = await pipeline(createReadStream(file), createGunzip(), keepTail, client.child.stdin!).then(
+    () => undefined,
+    (e: unknown) => e as NodeJS.ErrnoException,
+  );
+  if (fed && String(fed.code).startsWith('Z_')) {
+    client.child.kill('SIGKILL');
+    await client.done;
+    return { error: `gunzip: failed (${fed.message})`, complete: false };
+  }
+  const result = await client.done;
+  // On an error the client echoes the failing statement (a whole extended INSERT) before the ERROR line.
+  const why = result.stderr.split('\n').findLast((line) => line.startsWith('ERROR')) ?? (lastLines(result.stderr, 2) || `exit code ${result.code}`);
+  if (result.code !== 0) return { error: `mariadb: failed (${why})`, complete: false };
+  if (fed) return { error: `mariadb: failed (${fed.message})`, complete: false };
+  return { complete: /\n-- Dump completed[^\n]*\n?$/.test(tail.toString('latin1')) };
+}
+
+/**
+ * A throwaway MariaDB server: mariadb-install-db into a temporary folder, listening on a
+ * Unix socket in that folder only (no TCP port), no durability; removed when stopped. As
+ * root it runs as the `mysql` user, so that what a dump holds runs with that user's rights.
+ */
+class MariadbInstance {
+  private constructor(
+    readonly dir: string,
+    readonly version: string,
+    private readonly server: ReturnType<typeof streamTool>,
+  ) {}
+
+  /** The client's arguments for the instance's private socket, as its root user (no password). */
+  get client(): string[] {
+    return ['--no-defaults', '--protocol=SOCKET', `--socket=${join(this.dir, 's')}`, '--user=root'];
+  }
+
+  static async start(bin: (name: string) => string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<MariadbInstance> {
+    // A socket path must fit in 108 bytes: a short folder under /tmp when TMPDIR is long.
+    const base = tmpdir().length <= 60 ? tmpdir() : '/tmp';
+    const dir = await mkdtemp(join(base, 'respaldo-my-'));
+    const hint = 'install the MariaDB server programs (apt-get install mariadb-server: mariadb-install-db, mariadbd), or set verify: { restore: false } for this repository';
+    try {
+      const as = await runAs(dir);
+      const init = await runTool(as.program, [...as.prefix, bin('mariadb-install-db'), '--no-defaults', `--datadir=${join(dir, 'data')}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve'], { env, signal }).catch((e: unknown) => {
+        throw notInstalled(e) ? new BackupFailure('verify', `cannot create the throwaway MariaDB instance for the test restore: ${messageOf(e)}`, hint) : e;
+      });
+      if (init.code !== 0)
+        throw new BackupFailure('verify', `cannot create the throwaway MariaDB instance for the test restore (mariadb-install-db: ${lastLines(init.stderr, 2)})`, 'check that mariadb-install-db and mariadbd are installed (apt-get install mariadb-server) and, as root, that the mysql user can reach them (bindir too), and that the temporary folder has space; or set verify: { restore: false } for this repository');
+      const server = streamTool(
+        as.program,
+        [
+          ...as.prefix,
+          bin('mariadbd'),
+          '--no-defaults',
+          `--datadir=${join(dir, 'data')}`,
+          `--socket=${join(dir, 's')}`,
+          '--skip-networking',
+          `--pid-file=${join(dir, 'pid')}`,
+          `--log-error=${join(dir, 'error.log')}`,
+          `--tmpdir=${dir}`,
+          // Restored events must not run: they would change the rows being counted.
+          '--event-scheduler=OFF',
+          '--innodb-flush-log-at-trx-commit=0',
+          '--innodb-doublewrite=0',
+          '--character-set-server=utf8mb4',
+          '--collation-server=utf8mb4_general_ci',
+          // The largest row the source could hold.
+          '--max-allowed-packet=1G',
+        ],
+        { env, signal },
+      );
+      server.child.stdout!.resume();
+      let instance = new MariadbInstance(dir, 'unknown', server);
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const probe = await capture(bin('mariadb'), [...instance.client, '--batch', '--skip-column-names', '-e', 'SELECT VERSION()'], { env }).then(
+          (out) => out.toString().trim(),
+          () => undefined,
+        );
+        if (probe) {
+          instance = new MariadbInstance(dir, probe.split('-')[0]!, server);
+          break;
+        }
+        const exited = await Promise.race([server.done, new Promise<undefined>((r) => setTimeout(() => r(undefined), 100))]);
+        if (exited) {
+          const log = await readFile(join(dir, 'error.log'), 'utf8').catch(() => exited.stderr);
+          throw new BackupFailure('verify', `the throwaway MariaDB instance did not start: ${lastLines(log.split('\n').filter((l) => /ERROR|error/.test(l)).join('\n') || log, 3)}`, 'read the detail; or set verify: { restore: false } for this repository');
+        }
+        if (Date.now() > deadline) {
+          await instance.stop();
+          throw new BackupFailure('verify', 'the throwaway MariaDB instance did not accept connections within 60 s', 'check the machine load and the temporary folder; or set verify: { restore: false } for this repository');
+        }
+      }
+      return instance;
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** Its data is thrown away, so it is killed rather than shut down: a clean shutdown would only write what is removed next. */
+  async stop(): Promise<void> {
+    this.server.child.kill('SIGKILL');
+    await this.server.done.catch(() => {});
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * How to run the server programs: directly, or as root through setpriv as the `mysql` user
+ * (owning the folder). mariadbd could switch users itself (--user), but the switch would
+ * clear the parent-death signal that ties it to the agent; setpriv sets it again after.
+ */
+async function runAs(dir: string): Promise<{ program: string; prefix: string[] }> {
+  if (process.getuid?.() !== 0) return { program: 'env', prefix: [] };
+  let uid: number;
+  let gid: number;
+  try {
+    uid = Number((await capture('id', ['-u', 'mysql'])).toString().trim());
+    gid = Number((await capture('id', ['-g', 'mysql'])).toString().trim());
+  } catch {
+    throw new BackupFailure('verify', 'the test restore needs a "mysql" user: the throwaway MariaDB server does not run as root', 'create the user (apt-get install mariadb-server does), or set verify: { restore: false } for this repository');
+  }
+  await chown(dir, uid, gid);
+  await chmod(dir, 0o700);
+  return { program: 'setpriv', prefix: [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', 'setpriv', '--pdeathsig', 'KILL', '--'] };
+}
