@@ -3,6 +3,7 @@
  * function in commands/ that takes a Context; here are only the flags and how they map.
  */
 import { defineCommand, type ArgsDef, type CommandDef } from 'citty';
+import { runArchiveBinlogs } from './commands/archive-binlogs.js';
 import { runCron } from './commands/cron.js';
 import { runDemo } from './commands/demo.js';
 import { runInit } from './commands/init.js';
@@ -98,7 +99,7 @@ const run = command(
 
 const status = command('status', 'each repository: last good backup, next due time, overdue or not', { ...common }, (inv, a) => runStatus(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG }));
 
-const cron = command('cron', 'print the /etc/cron.d line that runs the agent every hour', { ...common }, (inv, a) => runCron(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG }));
+const cron = command('cron', 'print the /etc/cron.d file that runs the agent every hour (and archives MariaDB binary logs every 5 minutes)', { ...common }, (inv, a) => runCron(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG }));
 
 const recordsVerify = command(
   'records verify',
@@ -113,7 +114,7 @@ const demo = command('demo', 'build a demo deployment in ./demo: back up, change
 
 const restore = command(
   'restore',
-  'bring a PostgreSQL repository back to a point in time, into a new data folder',
+  'bring a PostgreSQL or MariaDB repository back to a point in time, into a new data folder',
   {
     ...common,
     repository: { type: 'positional', required: true, description: 'the repository to restore' },
@@ -151,6 +152,16 @@ const walPush = command(
   (inv, a) => runWalPush(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG, repo: str(a.repo), path: str(a.path), name: str(a.name) }),
 );
 
+const archiveBinlogs = command(
+  'db archive-binlogs',
+  'close the MariaDB binary log and archive every closed one not archived yet, for point-in-time recovery (cron runs it every 5 minutes)',
+  {
+    ...common,
+    repo: { type: 'string', description: 'the repository (engine: mariadb, pitr: true)', valueHint: 'NAME' },
+  },
+  (inv, a) => runArchiveBinlogs(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG, repo: str(a.repo) }),
+);
+
 const setupPitr = command(
   'db setup-pitr',
   'print (or, with --apply, set) the PostgreSQL settings that archive WAL for point-in-time recovery',
@@ -172,7 +183,7 @@ export const main = defineCommand({
     records: defineCommand({ meta: { name: 'records', description: 'the records folder' }, subCommands: { verify: recordsVerify } }),
     restore,
     'wal-push': walPush,
-    db: defineCommand({ meta: { name: 'db', description: 'database servers' }, subCommands: { 'setup-pitr': setupPitr } }),
+    db: defineCommand({ meta: { name: 'db', description: 'database servers' }, subCommands: { 'setup-pitr': setupPitr, 'archive-binlogs': archiveBinlogs } }),
     demo,
   },
 });

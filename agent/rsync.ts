@@ -115,10 +115,10 @@ function outputParser(job: RsyncJob): (chunk: Buffer) => void {
       if (sent) job.transferred.add(unescapeName(sent[2]!.replace(/^\/+/, '')), sent[1]!);
       else progress = /^\s*([\d,]+)\s+(\d+)%/.exec(part) ?? progress;
     }
-    if (progress && job.progress) {
+    // A line at 0% says nothing of the total yet: the bar waits for one that does.
+    if (progress && job.progress && Number(progress[2]) > 0) {
       const done = Number(progress[1]!.replace(/,/g, ''));
-      const pct = Number(progress[2]);
-      job.progress(done, pct > 0 ? Math.round((done * 100) / pct) : done);
+      job.progress(done, Math.round((done * 100) / Number(progress[2])));
     }
   };
 }

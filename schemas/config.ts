@@ -163,8 +163,6 @@ export const hostConfig = z
           if (/^[^:]+:\d+$/.test(host)) at('connection', `give the port in connection.port, not in connection.host: { host: ${host.split(':')[0]}, port: ${host.split(':')[1]} }`);
           else if (/\.sock$/.test(host)) at('connection', `a Unix socket is named by its absolute path, e.g. { host: /run/mysqld/mysqld.sock }; "${host}" would be taken for a host name`);
         }
-        if (repo.pitr && repo.engine === 'mariadb')
-          at('pitr', 'point-in-time recovery of MariaDB is not supported by this version of respaldo yet; remove "pitr" (nightly dumps still run)');
       }
       const name = repo.name;
       if (name === undefined) return;

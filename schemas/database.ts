@@ -31,6 +31,11 @@ export const databaseDump = z
         position: z.number().int().nonnegative(),
         /** The GTID position at that point (@@gtid_binlog_pos), when the server has one. */
         gtid: z.string().min(1).optional(),
+        /**
+         * The server's clock (UTC) when the dump's snapshot began: a replay of the binary
+         * logs from these coordinates can bring the database to any later time.
+         */
+        time: isoTime.optional(),
       })
       .strict()
       .optional(),
@@ -39,11 +44,14 @@ export const databaseDump = z
 export type DatabaseDump = z.infer<typeof databaseDump>;
 
 /**
- * Point-in-time recovery of a PostgreSQL repository: the snapshot's base backup and the
- * state of the WAL archive when the backup ended, with the window a restore can reach.
+ * Point-in-time recovery: where a restore starts (PostgreSQL: the snapshot's base backup;
+ * MariaDB: each dump's binary-log coordinates, in `databases[].binlog`) and the state of
+ * the log archive (WAL, binary logs) when the backup ended, with the window a restore can
+ * reach.
  */
 export const pitrInfo = z
   .object({
+    /** PostgreSQL's base backup; MariaDB has none, its dumps are the starting points. */
     base: z
       .object({
         /** The base backup's folder inside the snapshot's data/. */
@@ -57,19 +65,24 @@ export const pitrInfo = z
         finished: isoTime,
         checks: z.array(z.string()),
       })
-      .strict(),
+      .strict()
+      .optional(),
     archive: z
       .object({
-        /** `<host>/<repository>/archive/wal`, relative to the target. */
+        /** `<host>/<repository>/archive/wal` (or `archive/binlog`), relative to the target. */
         location: z.string().min(1),
         files: z.number().int().nonnegative(),
         bytes: z.number().int().nonnegative(),
-        /** The first and last WAL segments archived. */
+        /** The first and last WAL segments (binary logs) archived. */
         first: z.string().nullable(),
         last: z.string().nullable(),
-        /** Segments missing between them (at most 20 named): a restore cannot cross a gap. */
+        /** Segments (binary logs) missing between them (at most 20 named): a restore cannot cross a gap. */
         gaps: z.array(z.string()),
-        /** The recoverable window: from the end of the oldest usable base backup to the last commit archived. */
+        /**
+         * The recoverable window: from the end of the oldest usable base backup (MariaDB: the
+         * last dump of the oldest usable snapshot) to the last commit archived (MariaDB: the
+         * last event of the last binary log archived).
+         */
         window: z.object({ from: isoTime, to: isoTime }).strict().nullable(),
       })
       .strict(),
@@ -87,7 +100,11 @@ export const databaseInfo = z
     databases: z.array(databaseDump),
     pitr: pitrInfo.optional(),
   })
-  .strict();
+  .strict()
+  .refine((info) => !info.pitr || (info.engine === 'postgresql') === (info.pitr.base !== undefined), {
+    message: 'a PostgreSQL point-in-time recovery names its base backup; a MariaDB one starts from the dumps and has none',
+    path: ['pitr', 'base'],
+  });
 export type DatabaseInfo = z.infer<typeof databaseInfo>;
 
 /** The test restore: each dump loaded into a throwaway instance and checked. */

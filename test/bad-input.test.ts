@@ -60,8 +60,9 @@ describe('configuration errors', () => {
     const maria = await check('maria.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: mariadb\n    connection: { host: "db01.example:3307" }\n    databases: [shop]\n  - name: e\n    kind: database\n    engine: mariadb\n    connection: { host: mysqld.sock }\n    databases: [shop]\n`);
     expect(maria).toMatch(/maria\.yaml:10: repositories\[0\]\.connection: give the port in connection\.port, not in connection\.host: \{ host: db01\.example, port: 3307 \}/);
     expect(maria).toMatch(/maria\.yaml:\d+: repositories\[1\]\.connection: a Unix socket is named by its absolute path/);
-    const pitr = await check('pitr.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: mariadb\n    databases: [shop]\n    pitr: true\n`);
-    expect(pitr).toMatch(/pitr\.yaml:11: repositories\[0\]\.pitr: point-in-time recovery of MariaDB is not supported by this version/);
+    // Point-in-time recovery needs a log of changes, which SQLite does not keep.
+    const pitr = await check('pitr.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: sqlite\n    paths: [/srv/app.db]\n    pitr: true\n`);
+    expect(pitr).toMatch(/pitr\.yaml:11: repositories\[0\]\.pitr: SQLite keeps no log of changes to archive; remove "pitr"/);
     // A database repository that lacks what its engine needs, or has what it cannot use.
     const db = await check('db.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: postgresql\n    paths: [/srv/db]\n  - name: e\n    kind: database\n    engine: sqlite\n    databases: [x]\n`);
     expect(db).toMatch(/db\.yaml:\d+: repositories\[0\]\.databases: a postgresql repository names the databases to dump in "databases"/);

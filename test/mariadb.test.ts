@@ -121,8 +121,8 @@ describe('mariadb', () => {
       version: expect.stringMatching(/^1\d\.\d+\.\d+$/),
       server: 'local socket',
       databases: [
-        { name: 'shop', file: 'mariadb/shop.sql.gz', format: 'mariadb-dump | gzip', bytes: expect.any(Number), tables: 3, rows: 2501 + 1 + 7, binlog: { file, position: Number(position), gtid } },
-        { name: 'weird-name ü', file: odd, format: 'mariadb-dump | gzip', bytes: expect.any(Number), tables: 1, rows: 7, binlog: { file, position: Number(position), gtid } },
+        { name: 'shop', file: 'mariadb/shop.sql.gz', format: 'mariadb-dump | gzip', bytes: expect.any(Number), tables: 3, rows: 2501 + 1 + 7, binlog: { file, position: Number(position), gtid, time: expect.any(String) } },
+        { name: 'weird-name ü', file: odd, format: 'mariadb-dump | gzip', bytes: expect.any(Number), tables: 1, rows: 7, binlog: { file, position: Number(position), gtid, time: expect.any(String) } },
       ],
     });
     expect(rec.verification).toMatchObject({ level: 'restore', checksum: { files: 2, mismatches: 0 }, restore: { result: 'ok' } });

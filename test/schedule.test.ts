@@ -84,5 +84,18 @@ describe('schedules through runs', () => {
     expect(text).toContain(`root ${process.execPath} ${flags} `);
     expect(text).toMatch(new RegExp(`^\\d{1,2} \\* \\* \\* \\* root ${process.execPath} [-=\\w ]+ /\\S+/dist/agent/main\\.js run --config ${d.config}$`, 'm'));
     expect(text).toContain('PATH=/usr/local/sbin');
+    expect(text).not.toContain('archive-binlogs');
+  });
+
+  it('adds a line every 5 minutes that archives the binary logs of each MariaDB repository with point-in-time recovery', async () => {
+    const db = (name: string, extra: Record<string, unknown>) => ({ name, kind: 'database' as const, engine: 'mariadb', databases: ['shop'], ...extra });
+    const d = await deployment([db('shop-db', { pitr: true }), db('crm-db', {}), db('erp-db', { pitr: true }), { name: 'pg-db', kind: 'database', engine: 'postgresql', databases: ['x'], pitr: true }]);
+    const reporter = memoryReporter();
+    await runCron({ cwd: ROOT, env: process.env, now: () => new Date(), reporter, signal: new AbortController().signal }, { config: d.config });
+    const lines = reporter.texts[0]!.split('\n').filter((l) => l.includes('archive-binlogs'));
+    expect(lines).toEqual([
+      expect.stringMatching(new RegExp(`^\\*/5 \\* \\* \\* \\* root ${process.execPath} [-=\\w ]+ /\\S+/dist/agent/main\\.js db archive-binlogs --config ${d.config} --repo shop-db$`)),
+      expect.stringMatching(/ db archive-binlogs --config \S+ --repo erp-db$/),
+    ]);
   });
 });

@@ -1,4 +1,7 @@
-/** `respaldo cron`: the /etc/cron.d file that runs the agent every hour. */
+/**
+ * `respaldo cron`: the /etc/cron.d file that runs the agent every hour, and, for each
+ * MariaDB repository with point-in-time recovery, archives its binary logs every 5 minutes.
+ */
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -18,7 +21,11 @@ export async function runCron(ctx: Context, opts: CronOptions): Promise<ExitCode
   const minute = createHash('sha256').update(config.host).digest().readUInt16BE(0) % 60;
   const main = realpathSync(fileURLToPath(new URL('../main.js', import.meta.url)));
   // Absolute paths: cron's PATH is /usr/bin:/bin, where node often is not.
-  const command = `${process.execPath} ${V8_FLAGS.join(' ')} ${main} run --config ${resolve(ctx.cwd, opts.config)}`;
+  const agent = `${process.execPath} ${V8_FLAGS.join(' ')} ${main}`;
+  const file = resolve(ctx.cwd, opts.config);
+  const command = `${agent} run --config ${file}`;
+  // Repository names are plain words (schemas/common.ts), safe in a cron line.
+  const binlogs = config.repositories.filter((r) => r.kind === 'database' && r.engine === 'mariadb' && r.pitr).map((r) => `${agent} db archive-binlogs --config ${file} --repo ${r.name}`);
   const text = [
     `# /etc/cron.d/respaldo: the respaldo agent of host ${config.host}`,
     '# Every hour; each run backs up what is due and catches up what was missed while the server was off.',
@@ -27,7 +34,8 @@ export async function runCron(ctx: Context, opts: CronOptions): Promise<ExitCode
     'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     'MAILTO=root',
     `${minute} * * * * root ${command}`,
+    ...(binlogs.length ? ['# Every 5 minutes: the closed binary logs of MariaDB point-in-time recovery, so that a restore can reach a few minutes ago.', ...binlogs.map((c) => `*/5 * * * * root ${c}`)] : []),
   ].join('\n');
-  ctx.reporter.result(text, { minute, command, file: '/etc/cron.d/respaldo' });
+  ctx.reporter.result(text, { minute, command, binlogs, file: '/etc/cron.d/respaldo' });
   return Exit.ok;
 }

@@ -31,16 +31,17 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
-import type { DatabaseDump, RestoreCheck } from '../../schemas/database.js';
+import type { DatabaseDump, PitrInfo, RestoreCheck } from '../../schemas/database.js';
 import { BackupFailure, messageOf } from '../errors.js';
 import { capture, findProgram, lastLines, runTool, sessionTool, streamTool } from '../exec.js';
 import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
+import { archiveBinlogs, binlogArchiveInfo, binlogOff, gapMessage, readBinlogArchive } from './mariadb-pitr.js';
 
 const DEFAULT_PORT = 3306;
 /** How long commits may stay paused while mariadb-dump connects and starts its transaction. */
@@ -53,25 +54,28 @@ const TRANSACTIONAL = new Set(['InnoDB', 'ROCKSDB']);
 const isSocket = (repo: DatabaseRepositoryConfig) => !repo.connection?.host || repo.connection.host.startsWith('/');
 
 /** Where the server was reached, as records say it: never a password, never a local path. */
-function serverLabel(repo: DatabaseRepositoryConfig): string {
+export function serverLabel(repo: DatabaseRepositoryConfig): string {
   const c = repo.connection ?? {};
   return isSocket(repo) ? 'local socket' : `${c.host}:${c.port ?? DEFAULT_PORT}`;
 }
 
+/** The account as GRANT names it: 'respaldo'@'localhost'. */
+export const accountOf = (repo: DatabaseRepositoryConfig) => `'${repo.connection?.user ?? '<user>'}'@'${isSocket(repo) ? 'localhost' : '<the agent host>'}'`;
+
 /** An identifier in backquotes, safe for any name. */
-const ident = (name: string) => `\`${name.replaceAll('`', '``')}\``;
+export const ident = (name: string) => `\`${name.replaceAll('`', '``')}\``;
 
 /** Undoes the mariadb client's batch-mode escaping of a field (\\, \t, \n, \0). */
 const unescape = (field: string) => field.replace(/\\([\\tn0])/g, (_, c: string) => ({ '\\': '\\', t: '\t', n: '\n', '0': '\0' })[c]!);
 
-interface Connection {
+export interface Connection {
   /** The tools' first arguments: the option file (when there is a password), then host, port, user. */
   args: string[];
   env: NodeJS.ProcessEnv;
   cleanup: () => Promise<void>;
 }
 
-async function connect(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): Promise<Connection> {
+export async function connect(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): Promise<Connection> {
   const c = repo.connection ?? {};
   const out: NodeJS.ProcessEnv = { ...env };
   delete out.MYSQL_PWD;
@@ -102,17 +106,17 @@ async function connect(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): 
 }
 
 /** A MariaDB program: from the repository's `bindir` when it holds it, else PATH, else the sbin folders that cron's PATH leaves out (mariadbd). */
-function programs(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): (name: string) => string {
+export function programs(repo: DatabaseRepositoryConfig, env: NodeJS.ProcessEnv): (name: string) => string {
   return (name) => {
     if (repo.bindir && findProgram(join(repo.bindir, name))) return join(repo.bindir, name);
     return findProgram(name, env) ?? ['/usr/sbin', '/usr/local/sbin'].map((dir) => join(dir, name)).find((p) => findProgram(p)) ?? name;
   };
 }
 
-const notInstalled = (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT' && 'program' in (e as object);
+export const notInstalled = (e: unknown) => (e as NodeJS.ErrnoException).code === 'ENOENT' && 'program' in (e as object);
 
 /** The first server or client error number in the tools' stderr ("ERROR 1045 (28000)", "Got error: 1049:", "… (1044)"). */
-function errorNumber(stderr: string): number | undefined {
+export function errorNumber(stderr: string): number | undefined {
   const m = /ERROR (\d{4})\b|Got error: (\d{4})\b|\((\d{4})\)\s*$/m.exec(stderr);
   return m ? Number(m[1] ?? m[2] ?? m[3]) : undefined;
 }
@@ -122,7 +126,7 @@ function failure(repo: DatabaseRepositoryConfig, database: string | undefined, w
   const server = serverLabel(repo);
   const tail = lastLines(stderr, 3);
   const extra = { detail: stderr.slice(-2000), ...(typeof exitCode === 'number' ? { exitCode } : {}) };
-  const account = `'${repo.connection?.user ?? '<user>'}'@'${isSocket(repo) ? 'localhost' : '<the agent host>'}'`;
+  const account = accountOf(repo);
   const intact = 'the previous snapshot is intact';
   const code = errorNumber(stderr);
   if (code === 1045 || code === 1698)
@@ -151,7 +155,7 @@ const END = '__respaldo_end__';
  * it prints each row on a line (fields tab-separated and escaped), flushed after every
  * query (--unbuffered), then the marker; on any error it exits and the session fails.
  */
-class MariadbSession {
+export class MariadbSession {
   private buffer = '';
   private waiting: { rows: string[][]; resolve: (rows: string[][]) => void; reject: (e: Error) => void } | undefined;
   private ended: Error | undefined;
@@ -262,7 +266,7 @@ function watchDump(child: ReturnType<typeof streamTool>['child']): { snapshot: P
 async function missingGrants(repo: DatabaseRepositoryConfig, count: MariadbSession): Promise<{ code: string; message: string }[]> {
   const grants = (await ask(repo, undefined, count, 'SHOW GRANTS;')).map(([line = '']) => /^GRANT (.+?) ON (\S+) TO /.exec(line)).filter((m) => m !== null);
   const has = (privilege: string, ...on: string[]) => grants.some(([, what = '', where = '']) => on.includes(where) && (what === 'ALL PRIVILEGES' || what.split(', ').includes(privilege)));
-  const account = `'${repo.connection?.user ?? '<user>'}'@'${isSocket(repo) ? 'localhost' : '<the agent host>'}'`;
+  const account = accountOf(repo);
   const warnings = [];
   const blind = repo.databases!.filter((db) => !has('TRIGGER', '*.*', `${ident(db)}.*`));
   if (blind.length)
@@ -311,8 +315,9 @@ async function dumpOne(s: Sessions, database: string, rel: string, dataDir: stri
     await q(count, 'START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY;');
     if (s.logBin) {
       const status = new Map((await q(count, "SHOW SESSION STATUS LIKE 'binlog_snapshot_%';")).map(([k, v]) => [k?.toLowerCase(), v]));
-      const [[gtid = ''] = []] = await q(count, 'SELECT @@gtid_binlog_pos;');
-      binlog = { file: status.get('binlog_snapshot_file') ?? '', position: Number(status.get('binlog_snapshot_position')), ...(gtid ? { gtid } : {}) };
+      // The server's clock, as the binary log's event times are; commits are paused, so none falls between.
+      const [[gtid = '', now = ''] = []] = await q(count, 'SELECT @@gtid_binlog_pos, UTC_TIMESTAMP(3);');
+      binlog = { file: status.get('binlog_snapshot_file') ?? '', position: Number(status.get('binlog_snapshot_position')), ...(gtid ? { gtid } : {}), time: new Date(`${now.replace(' ', 'T')}Z`).toISOString() };
     }
     // Listed under the pause, which blocks DDL too: the tables of both snapshots. Only the
     // names: the engine would open every table's definition while commits wait.
@@ -403,10 +408,12 @@ export const mariadbEngine: Engine = {
     };
     try {
       const count = open();
-      const [[version = '', logBin = '0'] = []] = await ask(repo, undefined, count, 'SELECT VERSION(), @@log_bin;');
+      const [[version = '', logBin = '0', format = ''] = []] = await ask(repo, undefined, count, 'SELECT VERSION(), @@log_bin, @@binlog_format;');
       const [number, minor] = [Number(version.split('.')[0]), Number(version.split('.')[1])];
       if (!/MariaDB/i.test(version) || number < 10 || (number === 10 && minor < 4))
         throw new BackupFailure('source', `the server at ${serverLabel(repo)} is ${version}: the mariadb engine needs MariaDB 10.4 or later (BACKUP STAGE, consistent binary-log snapshots)`, 'back up this server with its own dump tool into a folder of kind "files", or upgrade it; the previous snapshot is intact');
+      // Dumps without binary-log coordinates cannot be rolled forward: not the backup that was asked for.
+      if (repo.pitr && logBin !== '1') throw binlogOff(repo);
       // A server-wide max_statement_time must not cut the counting short (mariadb-dump lifts it
       // too); the counts need REPEATABLE READ whatever the server's default; a pause waits at
       // most a minute for the backup lock.
@@ -424,9 +431,23 @@ export const mariadbEngine: Engine = {
         counts.set(rel, out.counts);
         databases.push({ name: database, file: rel, format: 'mariadb-dump | gzip', bytes: out.bytes, tables: out.counts.size, rows: sum(out.counts), ...(out.binlog ? { binlog: out.binlog } : {}) });
       }
-      if (!s.logBin && repo.pitr)
-        warnings.push({ code: 'binlog-off', message: `the server at ${serverLabel(repo)} writes no binary log (log_bin is OFF): the dumps carry no binary-log coordinates and cannot be rolled forward to a point in time; set log_bin in the server's configuration and restart it` });
-      return { info: { engine: 'mariadb', version: version.split('-')[0]!, server: serverLabel(repo), databases }, counts, warnings };
+      let pitr: PitrInfo | undefined;
+      if (repo.pitr) {
+        if (format !== 'ROW')
+          warnings.push({ code: 'binlog-format', message: `the server at ${serverLabel(repo)} logs with binlog_format=${format}: a point-in-time restore replays each database's changes on their own, which is exact only for row events; set binlog_format = ROW in the server's configuration` });
+        // After the dumps: the binary log that holds their coordinates is closed and archived
+        // now, in a second after the last dump began (mariadb-pitr.ts: the window's start).
+        const last = Math.max(...databases.map((d) => Date.parse(d.binlog!.time!)));
+        const [[now = ''] = []] = await ask(repo, undefined, count, 'SELECT UTC_TIMESTAMP(3);');
+        const wait = Math.ceil(last / 1000) * 1000 - Date.parse(`${now.replace(' ', 'T')}Z`);
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait + 10));
+        await archiveBinlogs(repo, job.store, conn, bin, job.signal);
+        const archive = await readBinlogArchive(job.store, bin, conn.env, job.signal, { id: job.id, databases });
+        if (archive.gaps.length)
+          warnings.push({ code: 'pitr-archive-gap', message: gapMessage(archive.gaps) });
+        pitr = { archive: binlogArchiveInfo(job.store, archive) };
+      }
+      return { info: { engine: 'mariadb', version: version.split('-')[0]!, server: serverLabel(repo), databases, ...(pitr ? { pitr } : {}) }, counts, warnings };
     } finally {
       for (const session of sessions) await session.close();
       await conn.cleanup();
@@ -499,7 +520,7 @@ export const mariadbEngine: Engine = {
  * first failing statement; --sandbox refuses the client's shell and file commands, which a
  * damaged or hostile dump could hold.
  */
-async function load(bin: (name: string) => string, instance: MariadbInstance, database: string, file: string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<{ error?: string; complete: boolean }> {
+export async function load(bin: (name: string) => string, instance: MariadbInstance, database: string, file: string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<{ error?: string; complete: boolean }> {
   const client = sessionTool(bin('mariadb'), [...instance.client, '--batch', '--sandbox', '--max-allowed-packet=1G', '--default-character-set=utf8mb4', `--database=${database}`], { env, signal });
   client.child.stdout!.resume();
   let tail = Buffer.alloc(0);
@@ -526,14 +547,31 @@ async function load(bin: (name: string) => string, instance: MariadbInstance, da
   return { complete: /\n-- Dump completed[^\n]*\n?$/.test(tail.toString('latin1')) };
 }
 
+/** How an instance's failures read: the test restore's name `verify: { restore: false }`, a point-in-time restore's do not. */
+export interface InstanceErrors {
+  fail(message: string, hint: string, detail?: string): Error;
+  /** Appended to each hint: the way out. */
+  otherwise: string;
+}
+
+const TEST_RESTORE: InstanceErrors = {
+  fail: (message, hint, detail) => new BackupFailure('verify', message, hint, detail ? { detail } : {}),
+  otherwise: '; or set verify: { restore: false } for this repository',
+};
+
 /**
- * A throwaway MariaDB server: mariadb-install-db into a temporary folder, listening on a
- * Unix socket in that folder only (no TCP port), no durability; removed when stopped. As
- * root it runs as the `mysql` user, so that what a dump holds runs with that user's rights.
+ * A private MariaDB server, listening on a Unix socket in a temporary folder only (no TCP
+ * port). As root it runs as the `mysql` user, so that what a dump holds runs with that
+ * user's rights. Two uses: the throwaway instance of the test restore (`start`: its data
+ * folder is made by mariadb-install-db inside the temporary folder and killed with it),
+ * and the new instance of a point-in-time restore (`open`: a data folder that is kept,
+ * made by mariadb-install-db or an existing one, shut down cleanly).
  */
-class MariadbInstance {
+export class MariadbInstance {
   private constructor(
+    /** The private folder: socket, pid file, error log, temporary files. */
     readonly dir: string,
+    readonly dataDir: string,
     readonly version: string,
     private readonly server: ReturnType<typeof streamTool>,
   ) {}
@@ -543,32 +581,67 @@ class MariadbInstance {
     return ['--no-defaults', '--protocol=SOCKET', `--socket=${join(this.dir, 's')}`, '--user=root'];
   }
 
-  static async start(bin: (name: string) => string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<MariadbInstance> {
+  /** A throwaway instance in a temporary folder, with no durability: removed when stopped. */
+  static start(bin: (name: string) => string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<MariadbInstance> {
+    return MariadbInstance.launch(bin, env, signal, { install: 'throwaway', errors: TEST_RESTORE });
+  }
+
+  /**
+   * A server on the data folder `dataDir`, first made by mariadb-install-db when `install`
+   * (root then logs in through unix_socket, as on a packaged server). It runs with
+   * --skip-grant-tables, so that a data folder whose accounts respaldo does not know can be
+   * reached; only the agent can reach its socket, and it has no TCP port.
+   */
+  static open(bin: (name: string) => string, env: NodeJS.ProcessEnv, signal: AbortSignal, dataDir: string, install: boolean, errors: InstanceErrors): Promise<MariadbInstance> {
+    return MariadbInstance.launch(bin, env, signal, { dataDir, install: install ? 'socket' : false, errors });
+  }
+
+  private static async launch(
+    bin: (name: string) => string,
+    env: NodeJS.ProcessEnv,
+    signal: AbortSignal,
+    opts: { dataDir?: string; install: 'throwaway' | 'socket' | false; errors: InstanceErrors },
+  ): Promise<MariadbInstance> {
+    const { errors } = opts;
     // A socket path must fit in 108 bytes: a short folder under /tmp when TMPDIR is long.
     const base = tmpdir().length <= 60 ? tmpdir() : '/tmp';
     const dir = await mkdtemp(join(base, 'respaldo-my-'));
-    const hint = 'install the MariaDB server programs (apt-get install mariadb-server: mariadb-install-db, mariadbd), or set verify: { restore: false } for this repository';
+    const dataDir = opts.dataDir ?? join(dir, 'data');
+    const throwaway = opts.install === 'throwaway';
+    const what = throwaway ? 'the throwaway MariaDB instance for the test restore' : `the MariaDB instance on ${dataDir}`;
     try {
-      const as = await runAs(dir);
-      const init = await runTool(as.program, [...as.prefix, bin('mariadb-install-db'), '--no-defaults', `--datadir=${join(dir, 'data')}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve'], { env, signal }).catch((e: unknown) => {
-        throw notInstalled(e) ? new BackupFailure('verify', `cannot create the throwaway MariaDB instance for the test restore: ${messageOf(e)}`, hint) : e;
-      });
-      if (init.code !== 0)
-        throw new BackupFailure('verify', `cannot create the throwaway MariaDB instance for the test restore (mariadb-install-db: ${lastLines(init.stderr, 2)})`, 'check that mariadb-install-db and mariadbd are installed (apt-get install mariadb-server) and, as root, that the mysql user can reach them (bindir too), and that the temporary folder has space; or set verify: { restore: false } for this repository');
+      const as = await runAs(dir, errors);
+      if (opts.dataDir && process.getuid?.() === 0) {
+        const owned = await runTool('chown', ['-R', 'mysql:mysql', '--', dataDir]);
+        if (owned.code !== 0) throw errors.fail(`cannot give ${dataDir} to the mysql user: ${lastLines(owned.stderr, 2)}`, `check the folder${errors.otherwise}`);
+        const reach = await runTool(as.program, [...as.prefix, 'test', '-w', dataDir]);
+        if (reach.code !== 0)
+          throw errors.fail(`the mysql user cannot reach ${dataDir}, where the new MariaDB server keeps its data`, `pick a folder whose parent folders the mysql user may pass through (chmod o+x on each), e.g. under /var/lib or /var/tmp${errors.otherwise}`);
+      }
+      if (opts.install) {
+        const auth = throwaway ? ['--auth-root-authentication-method=normal'] : ['--auth-root-authentication-method=socket', `--auth-root-socket-user=${process.getuid?.() === 0 ? 'root' : userInfo().username}`];
+        const init = await runTool(as.program, [...as.prefix, bin('mariadb-install-db'), '--no-defaults', `--datadir=${dataDir}`, ...auth, '--skip-test-db', '--skip-name-resolve'], { env, signal }).catch((e: unknown) => {
+          throw notInstalled(e) ? errors.fail(`cannot create ${what}: ${messageOf(e)}`, `install the MariaDB server programs (apt-get install mariadb-server: mariadb-install-db, mariadbd)${errors.otherwise}`) : e;
+        });
+        if (init.code !== 0)
+          throw errors.fail(`cannot create ${what} (mariadb-install-db: ${lastLines(init.stderr, 2)})`, `check that mariadb-install-db and mariadbd are installed (apt-get install mariadb-server) and, as root, that the mysql user can reach them (bindir too), and that the folder has space${errors.otherwise}`);
+      }
       const server = streamTool(
         as.program,
         [
           ...as.prefix,
           bin('mariadbd'),
           '--no-defaults',
-          `--datadir=${join(dir, 'data')}`,
+          `--datadir=${dataDir}`,
           `--socket=${join(dir, 's')}`,
           '--skip-networking',
           `--pid-file=${join(dir, 'pid')}`,
           `--log-error=${join(dir, 'error.log')}`,
           `--tmpdir=${dir}`,
-          // Restored events must not run: they would change the rows being counted.
+          ...(throwaway ? [] : ['--skip-grant-tables']),
+          // Restored events must not run: they would change the rows being counted, or replayed.
           '--event-scheduler=OFF',
+          // Fast, and safe enough: a throwaway is thrown away, a restored server is shut down cleanly before it is used.
           '--innodb-flush-log-at-trx-commit=0',
           '--innodb-doublewrite=0',
           '--character-set-server=utf8mb4',
@@ -579,7 +652,7 @@ class MariadbInstance {
         { env, signal },
       );
       server.child.stdout!.resume();
-      let instance = new MariadbInstance(dir, 'unknown', server);
+      let instance = new MariadbInstance(dir, dataDir, 'unknown', server);
       const deadline = Date.now() + 60_000;
       for (;;) {
         const probe = await capture(bin('mariadb'), [...instance.client, '--batch', '--skip-column-names', '-e', 'SELECT VERSION()'], { env }).then(
@@ -587,17 +660,18 @@ class MariadbInstance {
           () => undefined,
         );
         if (probe) {
-          instance = new MariadbInstance(dir, probe.split('-')[0]!, server);
+          instance = new MariadbInstance(dir, dataDir, probe.split('-')[0]!, server);
           break;
         }
         const exited = await Promise.race([server.done, new Promise<undefined>((r) => setTimeout(() => r(undefined), 100))]);
         if (exited) {
           const log = await readFile(join(dir, 'error.log'), 'utf8').catch(() => exited.stderr);
-          throw new BackupFailure('verify', `the throwaway MariaDB instance did not start: ${lastLines(log.split('\n').filter((l) => /ERROR|error/.test(l)).join('\n') || log, 3)}`, 'read the detail; or set verify: { restore: false } for this repository');
+          throw errors.fail(`${what} did not start: ${lastLines(log.split('\n').filter((l) => /ERROR|error/.test(l)).join('\n') || log, 3)}`, `read the detail${errors.otherwise}`, log.slice(-2000));
         }
         if (Date.now() > deadline) {
-          await instance.stop();
-          throw new BackupFailure('verify', 'the throwaway MariaDB instance did not accept connections within 60 s', 'check the machine load and the temporary folder; or set verify: { restore: false } for this repository');
+          server.child.kill('SIGKILL');
+          await server.done.catch(() => {});
+          throw errors.fail(`${what} did not accept connections within 60 s`, `check the machine load and the temporary folder${errors.otherwise}`);
         }
       }
       return instance;
@@ -607,11 +681,22 @@ class MariadbInstance {
     }
   }
 
-  /** Its data is thrown away, so it is killed rather than shut down: a clean shutdown would only write what is removed next. */
+  /** A throwaway's data is thrown away, so it is killed rather than shut down: a clean shutdown would only write what is removed next. */
   async stop(): Promise<void> {
     this.server.child.kill('SIGKILL');
     await this.server.done.catch(() => {});
     await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** A clean shutdown that keeps the data folder; the private folder goes. Rejects when the server did not shut down cleanly. */
+  async shutdown(errors: InstanceErrors): Promise<void> {
+    this.server.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.server.child.kill('SIGKILL'), 600_000);
+    const result = await this.server.done.catch(() => undefined);
+    clearTimeout(timer);
+    const log = await readFile(join(this.dir, 'error.log'), 'utf8').catch(() => '');
+    await rm(this.dir, { recursive: true, force: true });
+    if (result?.code !== 0) throw errors.fail(`the MariaDB instance on ${this.dataDir} did not shut down cleanly (${result?.signal ?? `exit code ${result?.code}`}): ${lastLines(log, 3)}`, `start it once by hand to let InnoDB recover, and check it${errors.otherwise}`, log.slice(-2000));
   }
 }
 
@@ -620,7 +705,7 @@ class MariadbInstance {
  * (owning the folder). mariadbd could switch users itself (--user), but the switch would
  * clear the parent-death signal that ties it to the agent; setpriv sets it again after.
  */
-async function runAs(dir: string): Promise<{ program: string; prefix: string[] }> {
+async function runAs(dir: string, errors: InstanceErrors): Promise<{ program: string; prefix: string[] }> {
   if (process.getuid?.() !== 0) return { program: 'env', prefix: [] };
   let uid: number;
   let gid: number;
@@ -628,7 +713,7 @@ async function runAs(dir: string): Promise<{ program: string; prefix: string[] }
     uid = Number((await capture('id', ['-u', 'mysql'])).toString().trim());
     gid = Number((await capture('id', ['-g', 'mysql'])).toString().trim());
   } catch {
-    throw new BackupFailure('verify', 'the test restore needs a "mysql" user: the throwaway MariaDB server does not run as root', 'create the user (apt-get install mariadb-server does), or set verify: { restore: false } for this repository');
+    throw errors.fail('a MariaDB instance needs a "mysql" user: respaldo does not run mariadbd as root', `create the user (apt-get install mariadb-server does)${errors.otherwise}`);
   }
   await chown(dir, uid, gid);
   await chmod(dir, 0o700);

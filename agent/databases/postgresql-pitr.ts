@@ -17,15 +17,16 @@
  * a target time past the last commit it can replay, so respaldo refuses it first, saying why.
  */
 import { createHash } from 'node:crypto';
-import { chmod, link, mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { PitrInfo } from '../../schemas/database.js';
 import { BackupFailure, Exit, RespaldoError } from '../errors.js';
 import { capture, lastLines, runTool, streamTool } from '../exec.js';
-import { exists, fsyncDir } from '../fsutil.js';
+import { exists } from '../fsutil.js';
 import type { RepositoryStore } from '../target.js';
+import { archiveFile } from './archive.js';
 import { asUser, failure, postgresUser } from './postgresql.js';
 
 /** What PostgreSQL archives: WAL segments, partial segments, timeline history and backup history files. */
@@ -37,21 +38,10 @@ export function walDir(store: RepositoryStore): string {
   return join(store.base, 'archive', 'wal');
 }
 
-async function sha256Of(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await open(path, 'r');
-  try {
-    for await (const chunk of handle.createReadStream({ autoClose: false })) hash.update(chunk as Buffer);
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
-
 /**
- * Stores one WAL file in the archive. The same file pushed again (PostgreSQL retries after
- * a crash between the copy and its bookkeeping) is accepted; a different file under a name
- * already archived is refused, since replacing it could break every restore that needs it.
+ * Stores one WAL file in the archive (archive.ts: temporary name, fsync, link). The same
+ * file pushed again (PostgreSQL retries after a crash between the copy and its
+ * bookkeeping) is accepted; a different file under a name already archived is refused.
  */
 export async function walPush(dir: string, source: string, name: string): Promise<'archived' | 'present'> {
   if (!WAL_FILE_RE.test(name)) throw new RespaldoError(`"${name}" is not the name of a WAL file`, { exitCode: Exit.usage, hint: 'archive_command must pass %p and %f: respaldo wal-push --repo NAME %p %f' });
@@ -60,39 +50,9 @@ export async function walPush(dir: string, source: string, name: string): Promis
       exitCode: Exit.nothing,
       hint: 'is the backup disk mounted? respaldo db setup-pitr --apply creates the archive; PostgreSQL keeps the WAL and retries until this succeeds',
     });
-  const dest = join(dir, name);
-  const present = async () => {
-    if ((await sha256Of(dest)) === (await sha256Of(source))) return 'present' as const;
-    throw new RespaldoError(`${dest} is already archived with different contents`, {
-      exitCode: Exit.partial,
-      hint: 'two servers may be archiving into the same repository, or the server was restored without a new timeline; check archive_command on every server; the archived file was not replaced',
-    });
-  };
-  // Leftovers of pushes of this file that were killed (before or after the link): nothing else writes these names.
-  for (const n of await readdir(dir)) if (n.startsWith(`.${name}.`) && n.endsWith('.tmp')) await unlink(join(dir, n)).catch(() => {});
-  if (await exists(dest)) return present();
-  const tmp = join(dir, `.${name}.${process.pid}.tmp`);
-  try {
-    const data = await readFile(source);
-    const handle = await open(tmp, 'wx', 0o600);
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      // link() never replaces a file, as rename() would.
-      await link(tmp, dest);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return await present();
-      throw e;
-    }
-    await fsyncDir(dir);
-    return 'archived';
-  } finally {
-    await unlink(tmp).catch(() => {});
-  }
+  return archiveFile(dir, name, source, {
+    conflictHint: 'two servers may be archiving into the same repository, or the server was restored without a new timeline; check archive_command on every server; the archived file was not replaced',
+  });
 }
 
 /** What a snapshot's base backup is, as written beside it in `postgresql/base.json`. */

@@ -164,15 +164,19 @@ async function dumpOne(repo: DatabaseRepositoryConfig, database: string, rel: st
   try {
     let snapshot: string;
     let version: string;
-    let counts: Map<string, number>;
+    const psqlFailure = (e: unknown) => failure(repo, database, 'psql', (e as { stderr?: string }).stderr ?? messageOf(e), (e as { exitCode?: number }).exitCode);
     try {
       [version = ''] = await session.query(`SHOW server_version;`);
       await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;');
       [snapshot = ''] = await session.query('SELECT pg_export_snapshot();');
-      counts = parseCounts(await session.query(COUNT_ROWS));
     } catch (e) {
-      throw failure(repo, database, 'psql', (e as { stderr?: string }).stderr ?? messageOf(e), (e as { exitCode?: number }).exitCode);
+      throw psqlFailure(e);
     }
+    // The rows are counted in the exported snapshot while pg_dump dumps it: the two scans overlap.
+    const counting = session.query(COUNT_ROWS).then(parseCounts, (e: unknown) => {
+      throw psqlFailure(e);
+    });
+    counting.catch(() => {});
     const path = join(dataDir, rel);
     const hash = createHash('sha1');
     const { child, done } = streamTool(bin('pg_dump'), ['--format=custom', '--no-password', `--snapshot=${snapshot}`], { env: dbEnv, signal });
@@ -188,7 +192,7 @@ async function dumpOne(repo: DatabaseRepositoryConfig, database: string, rel: st
     const [result] = await Promise.all([done, writing.catch((e: unknown) => { child.kill('SIGTERM'); throw e; })]);
     if (result.code !== 0) throw failure(repo, database, 'pg_dump', result.stderr, result.code);
     written(rel, hash.digest('hex'));
-    return { bytes, counts, version: version.split(' ')[0] ?? version };
+    return { bytes, counts: await counting, version: version.split(' ')[0] ?? version };
   } finally {
     await session.query('COMMIT;').catch(() => {});
     await session.close();
