@@ -17,7 +17,10 @@
  * a target time past the last commit it can replay, so respaldo refuses it first, saying why.
  */
 import { createHash } from 'node:crypto';
-import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip, createGzip } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
@@ -38,10 +41,14 @@ export function walDir(store: RepositoryStore): string {
   return join(store.base, 'archive', 'wal');
 }
 
+/** Archived WAL files are gzip-compressed (level 1: fast enough to keep up with the server) as `<name>.gz`. */
+export const GZ = '.gz';
+
 /**
- * Stores one WAL file in the archive (archive.ts: temporary name, fsync, link). The same
- * file pushed again (PostgreSQL retries after a crash between the copy and its
- * bookkeeping) is accepted; a different file under a name already archived is refused.
+ * Stores one WAL file in the archive, compressed (archive.ts: temporary name, fsync, link).
+ * The same file pushed again (PostgreSQL retries after a crash between the copy and its
+ * bookkeeping) compresses to the same bytes and is accepted; a different file under a
+ * name already archived is refused.
  */
 export async function walPush(dir: string, source: string, name: string): Promise<'archived' | 'present'> {
   if (!WAL_FILE_RE.test(name)) throw new RespaldoError(`"${name}" is not the name of a WAL file`, { exitCode: Exit.usage, hint: 'archive_command must pass %p and %f: respaldo wal-push --repo NAME %p %f' });
@@ -50,9 +57,31 @@ export async function walPush(dir: string, source: string, name: string): Promis
       exitCode: Exit.nothing,
       hint: 'is the backup disk mounted? respaldo db setup-pitr --apply creates the archive; PostgreSQL keeps the WAL and retries until this succeeds',
     });
-  return archiveFile(dir, name, source, {
-    conflictHint: 'two servers may be archiving into the same repository, or the server was restored without a new timeline; check archive_command on every server; the archived file was not replaced',
-  });
+  // What pushes of this file killed while compressing left behind.
+  for (const n of await readdir(dir)) if (n.startsWith(`.${name}.`) && n.endsWith('.gztmp')) await unlink(join(dir, n)).catch(() => {});
+  const tmp = join(dir, `.${name}.${process.pid}.gztmp`);
+  try {
+    await pipeline(createReadStream(source), createGzip({ level: 1 }), createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+    return await archiveFile(dir, `${name}${GZ}`, tmp, {
+      take: true,
+      conflictHint: 'two servers may be archiving into the same repository, or the server was restored without a new timeline; check archive_command on every server; the archived file was not replaced',
+    });
+  } finally {
+    await unlink(tmp).catch(() => {});
+  }
+}
+
+/** The size of a gzip file's contents, from its trailer (exact below 4 GiB, as WAL segments are). */
+async function gzipSize(path: string): Promise<number> {
+  const handle = await open(path, 'r');
+  try {
+    const { size } = await handle.stat();
+    const tail = Buffer.alloc(4);
+    await handle.read(tail, 0, 4, size - 4);
+    return tail.readUInt32LE(0);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** What a snapshot's base backup is, as written beside it in `postgresql/base.json`. */
@@ -117,7 +146,7 @@ export async function takeBaseBackup(
 export async function waitForSegment(store: RepositoryStore, name: string, seconds: number, signal: AbortSignal): Promise<boolean> {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
-    if (await exists(join(walDir(store), name))) return true;
+    if (await exists(join(walDir(store), `${name}${GZ}`))) return true;
     if (Date.now() > deadline || signal.aborted) return false;
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -157,8 +186,15 @@ async function lastCommit(dir: string, run: Segment[], bin: (n: string) => strin
   for (let k = run.length - 1; k >= 0 && k >= run.length - 64; k--) {
     const name = run[k]!.name;
     let out = '';
-    // pg_waldump ends with an error at the end of the last segment's records: the output up to it is what counts.
-    await runTool(bin('pg_waldump'), ['--path', dir, '--rmgr=Transaction', name, name], { env: { ...process.env, TZ: 'UTC' }, signal, onStdout: (c) => (out += c.toString()) });
+    // pg_waldump reads plain segments: this one is unpacked into a temporary folder.
+    const tmp = await mkdtemp(join(tmpdir(), 'respaldo-waldump-'));
+    try {
+      await pipeline(createReadStream(join(dir, `${name}${GZ}`)), createGunzip(), createWriteStream(join(tmp, name)));
+      // pg_waldump ends with an error at the end of the last segment's records: the output up to it is what counts.
+      await runTool(bin('pg_waldump'), ['--path', tmp, '--rmgr=Transaction', name, name], { env: { ...process.env, TZ: 'UTC' }, signal, onStdout: (c) => (out += c.toString()) });
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
     let last: string | undefined;
     for (const m of out.matchAll(COMMIT)) last = m[1];
     if (last) return new Date(`${last.replace(' ', 'T')}Z`);
@@ -183,18 +219,19 @@ export async function readArchive(store: RepositoryStore, bin: (n: string) => st
   const dir = walDir(store);
   let names: string[];
   try {
-    names = (await readdir(dir)).filter((n) => WAL_FILE_RE.test(n)).sort();
+    names = (await readdir(dir))
+      .filter((n) => n.endsWith(GZ) && WAL_FILE_RE.test(n.slice(0, -GZ.length)))
+      .map((n) => n.slice(0, -GZ.length))
+      .sort();
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     names = [];
   }
   let bytes = 0;
   let size = 16 << 20;
-  for (const n of names) {
-    const s = await stat(join(dir, n));
-    bytes += s.size;
-    if (SEGMENT_RE.test(n)) size = s.size;
-  }
+  for (const n of names) bytes += (await stat(join(dir, `${n}${GZ}`))).size;
+  const anySegment = names.find((n) => SEGMENT_RE.test(n));
+  if (anySegment) size = await gzipSize(join(dir, `${anySegment}${GZ}`));
   const bases: { id: string; meta: BaseMeta }[] = [];
   for (const id of await store.snapshots()) {
     const meta = await readBaseMeta(store, id);
@@ -267,7 +304,7 @@ export interface RecoveryOutcome {
 export async function recover(dir: string, archive: string, at: Date, bin: (n: string) => string, env: NodeJS.ProcessEnv, signal: AbortSignal, keep: boolean): Promise<RecoveryOutcome> {
   const settings = [
     RESTORE_MARK,
-    `restore_command = ${confValue(`cp ${shellWord(archive)}/%f %p`)}`,
+    `restore_command = ${confValue(`gzip -dc ${shellWord(archive)}/%f${GZ} > %p`)}`,
     `recovery_target_time = ${confValue(at.toISOString().replace('T', ' ').replace('Z', '+00'))}`,
     "recovery_target_action = 'promote'",
     "archive_mode = 'off'",

@@ -231,10 +231,18 @@ export const postgresqlEngine: Engine = {
       let pitr: PitrInfo | undefined;
       if (repo.pitr) {
         const base = await takeBaseBackup(repo, job.dataDir, bin, env, job.signal, job.written);
-        if (!(await waitForSegment(job.store, base.endSegment, 60, job.signal)))
+        // Recovery can stop only at a commit: an empty transaction after the base backup, in a
+        // segment switched to the archive at once (where the user may switch WAL), makes the
+        // backup's own end restorable without waiting for the next write and archive_timeout.
+        const marked = await capture(bin('psql'), ['-X', '-A', '-t', '-w', '-c', 'SELECT txid_current()', '-c', 'SELECT pg_walfile_name(pg_switch_wal())'], { env: { ...env, PGDATABASE: first }, signal: job.signal }).then(
+          (out) => out.toString().trim().split('\n').at(-1)!,
+          () => undefined,
+        );
+        const awaited = marked && /^[0-9A-F]{24}$/.test(marked) ? marked : base.endSegment;
+        if (!(await waitForSegment(job.store, awaited, 60, job.signal)))
           warnings.push({
             code: 'pitr-archive-lagging',
-            message: `WAL segment ${base.endSegment}, which ends the base backup, was not archived within 60 s: check archive_command (respaldo db setup-pitr --repo ${repo.name}) and pg_stat_archiver; until it is archived, no restore can start from this backup`,
+            message: `WAL segment ${awaited}, which ends the base backup, was not archived within 60 s: check archive_command (respaldo db setup-pitr --repo ${repo.name}) and pg_stat_archiver; until it is archived, no restore can start from this backup`,
           });
         const archive = await readArchive(job.store, bin, job.signal, { id: job.id, meta: base.meta });
         if (archive.gaps.length)
