@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { deployment, lastRecord, respaldo, ROOT, tempDir, verified, type Deployment } from './helpers.js';
+import { type Deployment, deployment, ids, lastRecord, onFullTarget, respaldo, ROOT, tempDir, verified } from './helpers.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const psql = (db: string, sql: string, env: NodeJS.ProcessEnv = {}) =>
@@ -92,7 +92,7 @@ describe('sqlite', () => {
 
       const rec = lastRecord(d);
       expect(rec).toMatchObject({ type: 'backup', kind: 'database', verification: { level: 'restore', restore: { result: 'ok' } } });
-      expect(rec.database).toMatchObject({ engine: 'sqlite', server: 'file', databases: [{ name: 'shop.db', file: 'sqlite/1-shop.db', format: 'VACUUM INTO', tables: 1, rows }] });
+      expect(rec.database).toMatchObject({ engine: 'sqlite', server: 'file', databases: [{ name: 'shop.db', file: 'sqlite/1-shop.db', format: 'online backup (all pages in one step)', tables: 1, rows }] });
       expect(rec.verification.restore.databases[0].checks).toEqual(['integrity_check: ok', 'foreign_key_check: ok', 'row counts: match']);
       expect(everything(d)).not.toContain(dir);
       await verified(d);
@@ -214,21 +214,14 @@ describe('postgresql', () => {
     // A dump larger than the target's free space: a 2 MiB tmpfs.
     writeFileSync(d.config, config);
     psql(name, `INSERT INTO blobs (data) SELECT decode(string_agg(md5(g::text || random()::text), ''), 'hex') FROM generate_series(1, 300000) g GROUP BY g % 20;`);
-    const full = join(d.root, 'small-disk');
-    mkdirSync(full);
-    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', full]).status).toBe(0);
-    try {
-      writeFileSync(d.config, config.replace(`primary: ${d.target}`, `primary: ${full}`));
-      mkdirSync(join(full, 'db01'));
+    await onFullTarget(d, config, async (full) => {
       r = await d.run('run', '--all');
       expect(r.code).toBe(3);
       const failure = lastRecord(d);
       expect(failure).toMatchObject({ type: 'failure', stage: 'target' });
       expect(failure.cause).toMatch(/full|ENOSPC|No space left/);
       expect(readdirSync(join(full, 'db01/shop-db/incomplete'))).toEqual([]);
-    } finally {
-      execFileSync('umount', [full]);
-    }
+    });
     expect(d.snapshots('shop-db')).toEqual([before]);
     await verified(d);
   }, 120_000);
@@ -281,6 +274,3 @@ describe('postgresql', () => {
   }, 120_000);
 });
 
-function ids(user: string): { uid: number; gid: number } {
-  return { uid: Number(execFileSync('id', ['-u', user], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', user], { encoding: 'utf8' })) };
-}

@@ -2,7 +2,7 @@
  * Fixtures for tests that cross parts: real temporary folders, a real records git
  * repository, the compiled agent spawned as cron would run it.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -202,4 +202,35 @@ export function lastRecord(d: Deployment): Record<string, any> {
 export async function verified(d: Deployment): Promise<void> {
   const r = await respaldo(['records', 'verify', d.records]);
   expect(r.code, r.stdout).toBe(0);
+}
+
+/** A system user's ids (postgres, mysql): the tests' servers run as them through setpriv. */
+export function ids(user: string): { uid: number; gid: number } {
+  return { uid: Number(execFileSync('id', ['-u', user], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', user], { encoding: 'utf8' })) };
+}
+
+/** "2026-11-24 02:15:07" in `zone`: how a person notes the time on the wall clock. */
+export function wallClock(date: Date, zone: string): string {
+  const p = Object.fromEntries(
+    new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
+      .formatToParts(date)
+      .map((x) => [x.type, x.value]),
+  );
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Runs `body` with the deployment's primary target on a 2 MiB tmpfs: a target too small for the backup. */
+export async function onFullTarget(d: Deployment, config: string, body: (full: string) => Promise<void>): Promise<void> {
+  const full = join(d.root, 'small-disk');
+  mkdirSync(full);
+  expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', full]).status).toBe(0);
+  try {
+    writeFileSync(d.config, config.replace(`primary: ${d.target}`, `primary: ${full}`));
+    mkdirSync(join(full, d.host));
+    await body(full);
+  } finally {
+    execFileSync('umount', [full]);
+  }
 }

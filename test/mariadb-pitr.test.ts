@@ -9,14 +9,11 @@ import { chmodSync, chownSync, existsSync, readdirSync, readFileSync, statSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployment, lastRecord, tempDir, verified, type Deployment } from './helpers.js';
+import { type Deployment, deployment, ids, lastRecord, sleep, tempDir, verified, wallClock } from './helpers.js';
 
 const ZONE = 'America/Mexico_City';
 const PASSWORD = 'pitr-S3cret';
 
-function ids(user: string): { uid: number; gid: number } {
-  return { uid: Number(execFileSync('id', ['-u', user], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', user], { encoding: 'utf8' })) };
-}
 const my = ids('mysql');
 const AS_MYSQL = ['setpriv', `--reuid=${my.uid}`, `--regid=${my.gid}`, '--clear-groups', '--'];
 
@@ -65,17 +62,7 @@ class Server {
   }
 }
 
-/** "2026-11-24 02:15:07" in ZONE: how a person notes the time on the wall clock. */
-function wallClock(date: Date): string {
-  const p = Object.fromEntries(
-    new Intl.DateTimeFormat('en-US', { timeZone: ZONE, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
-      .formatToParts(date)
-      .map((x) => [x.type, x.value]),
-  );
-  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
-}
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The binary log's times are whole seconds: a window opens at the second after the dump began. */
 const nextSecond = (iso: string) => new Date(Math.ceil(Date.parse(iso) / 1000) * 1000).toISOString();
 const leftovers = () => [...readdirSync('/tmp'), ...readdirSync(tmpdir())].filter((f) => f.startsWith('respaldo-my-') || f.startsWith('respaldo-mycnf-'));
@@ -150,7 +137,7 @@ describe('MariaDB point-in-time recovery', () => {
 
     server.sql("INSERT INTO shop.orders SELECT seq, CONCAT('order ', seq) FROM seq_101_to_110; INSERT INTO crm.notes (note) VALUES ('before the mistake');", 'shop');
     await sleep(1500);
-    const noted = wallClock(new Date());
+    const noted = wallClock(new Date(), ZONE);
     await sleep(1500);
     server.sql("DELETE FROM shop.orders WHERE id = 42; INSERT INTO shop.orders SELECT seq, CONCAT('late ', seq) FROM seq_200_to_210; INSERT INTO crm.notes (note) VALUES ('after the mistake');", 'shop');
     server.sql('FLUSH BINARY LOGS');

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { deployment, lastRecord, tempDir, verified, type Deployment } from './helpers.js';
+import { type Deployment, deployment, ids, lastRecord, onFullTarget, tempDir, verified } from './helpers.js';
 
 const SECRET = `S3cret:with\\odd "chars' #x`;
 const sqlString = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
@@ -38,9 +38,6 @@ function freePort(): Promise<number> {
   });
 }
 
-function ids(user: string): { uid: number; gid: number } {
-  return { uid: Number(execFileSync('id', ['-u', user], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', user], { encoding: 'utf8' })) };
-}
 
 beforeAll(async () => {
   // A short folder: the socket path must fit in 108 bytes.
@@ -311,21 +308,14 @@ describe('mariadb', () => {
     const snapshots = d.snapshots('blob-db');
 
     // A dump larger than the target's free space: a 2 MiB tmpfs.
-    const full = join(d.root, 'small-disk');
-    mkdirSync(full);
-    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', full]).status).toBe(0);
-    try {
-      writeFileSync(d.config, config.replace(`primary: ${d.target}`, `primary: ${full}`));
-      mkdirSync(join(full, 'db01'));
+    await onFullTarget(d, config, async (full) => {
       r = await d.run('run', '--all');
       expect(r.code).toBe(3);
       failure = lastRecord(d);
       expect(failure).toMatchObject({ type: 'failure', stage: 'target' });
       expect(failure.cause).toMatch(/full|ENOSPC|No space left/);
       expect(readdirSync(join(full, 'db01/blob-db/incomplete'))).toEqual([]);
-    } finally {
-      execFileSync('umount', [full]);
-    }
+    });
     expect(d.snapshots('blob-db')).toEqual(snapshots);
     expect(leftovers()).toEqual([]);
     await verified(d);

@@ -8,14 +8,11 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployment, lastRecord, MAIN, respaldo, tempDir, verified, type Deployment } from './helpers.js';
+import { type Deployment, deployment, ids, lastRecord, MAIN, respaldo, sleep, tempDir, verified, wallClock } from './helpers.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const ZONE = 'America/Mexico_City';
 
-function ids(user: string): { uid: number; gid: number } {
-  return { uid: Number(execFileSync('id', ['-u', user], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', user], { encoding: 'utf8' })) };
-}
 const pg = ids('postgres');
 const AS_PG = ['setpriv', `--reuid=${pg.uid}`, `--regid=${pg.gid}`, '--clear-groups', '--'];
 
@@ -55,17 +52,7 @@ class Server {
   }
 }
 
-/** "2026-11-24 02:15:07" in ZONE: how a person notes the time on the wall clock. */
-function wallClock(date: Date): string {
-  const p = Object.fromEntries(
-    new Intl.DateTimeFormat('en-US', { timeZone: ZONE, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
-      .formatToParts(date)
-      .map((x) => [x.type, x.value]),
-  );
-  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
-}
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Switches to a new WAL segment and waits until the archive has the one just closed. */
 async function switchAndArchive(server: Server): Promise<string> {
@@ -135,7 +122,7 @@ describe('PostgreSQL point-in-time recovery', () => {
 
     server.sql("INSERT INTO orders SELECT g, 'order ' || g FROM generate_series(101, 110) g", 'shop');
     await sleep(1500);
-    const noted = wallClock(new Date());
+    const noted = wallClock(new Date(), ZONE);
     await sleep(1500);
     server.sql('DELETE FROM orders WHERE id = 42', 'shop');
     server.sql("INSERT INTO orders SELECT g, 'late ' || g FROM generate_series(200, 210) g", 'shop');

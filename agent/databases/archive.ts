@@ -8,8 +8,10 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { link, open, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { PitrInfo } from '../../schemas/database.js';
 import { Exit, RespaldoError } from '../errors.js';
 import { exists, fsyncDir } from '../fsutil.js';
+import type { RepositoryStore } from '../target.js';
 
 async function sha256Of(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -71,4 +73,21 @@ export async function archiveFile(dir: string, name: string, source: string, opt
   } finally {
     if (!opts.take) await unlink(tmp).catch(() => {});
   }
+}
+
+/** What a backup record says of an archive (`wal` or `binlog`): its files and the recoverable window. */
+export function archiveRecord(
+  store: RepositoryStore,
+  folder: 'wal' | 'binlog',
+  a: { files: number; bytes: number; first: string | null; last: string | null; gaps: string[]; window: { from: Date; to: Date } | null },
+): PitrInfo['archive'] {
+  return {
+    location: `${store.rel}/archive/${folder}`,
+    files: a.files,
+    bytes: a.bytes,
+    first: a.first,
+    last: a.last,
+    gaps: a.gaps,
+    window: a.window ? { from: a.window.from.toISOString(), to: a.window.to.toISOString() } : null,
+  };
 }

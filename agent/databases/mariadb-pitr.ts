@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
-import type { DatabaseDump, PitrInfo } from '../../schemas/database.js';
+import type { DatabaseDump } from '../../schemas/database.js';
 import { BackupFailure, Exit, messageOf, RespaldoError } from '../errors.js';
 import { lastLines, runTool, sessionTool, streamTool } from '../exec.js';
 import type { RepositoryStore } from '../target.js';
@@ -312,18 +312,6 @@ export async function readBinlogArchive(store: RepositoryStore, bin: (name: stri
   return { ...summary, window, starts };
 }
 
-/** The archive as a backup record states it. */
-export function binlogArchiveInfo(store: RepositoryStore, archive: BinlogArchive): PitrInfo['archive'] {
-  return {
-    location: `${store.rel}/archive/binlog`,
-    files: archive.files,
-    bytes: archive.bytes,
-    first: archive.first,
-    last: archive.last,
-    gaps: archive.gaps,
-    window: archive.window ? { from: archive.window.from.toISOString(), to: archive.window.to.toISOString() } : null,
-  };
-}
 
 const RESTORE_ERRORS: InstanceErrors = {
   fail: (message, hint, detail) => new RespaldoError(message, { exitCode: Exit.nothing, hint: detail ? `${hint}\n${lastLines(detail, 8)}` : hint }),

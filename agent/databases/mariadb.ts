@@ -41,7 +41,9 @@ import type { DatabaseDump, PitrInfo, RestoreCheck } from '../../schemas/databas
 import { BackupFailure, messageOf } from '../errors.js';
 import { capture, findProgram, lastLines, runTool, sessionTool, streamTool } from '../exec.js';
 import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
-import { archiveBinlogs, binlogArchiveInfo, binlogOff, gapMessage, readBinlogArchive } from './mariadb-pitr.js';
+import { archiveRecord } from './archive.js';
+import { END, LineSession } from './session.js';
+import { archiveBinlogs, binlogOff, gapMessage, readBinlogArchive } from './mariadb-pitr.js';
 
 const DEFAULT_PORT = 3306;
 /** How long commits may stay paused while mariadb-dump connects and starts its transaction. */
@@ -148,69 +150,32 @@ function failure(repo: DatabaseRepositoryConfig, database: string | undefined, w
   return new BackupFailure('source', `${what} failed: ${tail || `exit code ${exitCode}`}`, `read the detail, fix the cause and run again; ${intact}`, extra);
 }
 
-const END = '__respaldo_end__';
-
 /**
- * A mariadb client session that the agent talks to statement by statement: in batch mode
- * it prints each row on a line (fields tab-separated and escaped), flushed after every
- * query (--unbuffered), then the marker; on any error it exits and the session fails.
+ * A mariadb client session: in batch mode it prints each row on a line (fields
+ * tab-separated and escaped), flushed after every query (--unbuffered), then the marker;
+ * on any error it exits and the session fails.
  */
 export class MariadbSession {
-  private buffer = '';
-  private waiting: { rows: string[][]; resolve: (rows: string[][]) => void; reject: (e: Error) => void } | undefined;
-  private ended: Error | undefined;
-  private constructor(
-    private readonly tool: ReturnType<typeof sessionTool>,
-    readonly signal: AbortSignal,
-  ) {
-    tool.child.stdout!.setEncoding('utf8');
-    tool.child.stdout!.on('data', (chunk: string) => this.take(chunk));
-    tool.child.stdin!.on('error', () => {});
-    tool.done.then(
-      (r) => this.fail(Object.assign(new Error(r.stderr || `mariadb exited (code ${r.code})`), { stderr: r.stderr, exitCode: r.code })),
-      (e: Error) => this.fail(e),
-    );
+  private constructor(private readonly lines: LineSession) {}
+
+  get signal(): AbortSignal {
+    return this.lines.signal;
   }
 
   /** `connection` comes first: an option file is only read as the first argument. */
   static open(mariadb: string, connection: string[], env: NodeJS.ProcessEnv, signal: AbortSignal): MariadbSession {
-    return new MariadbSession(sessionTool(mariadb, [...connection, '--batch', '--skip-column-names', '--unbuffered', '--default-character-set=utf8mb4', '--connect-timeout=10'], { env, signal }), signal);
-  }
-
-  private take(chunk: string): void {
-    this.buffer += chunk;
-    let nl: number;
-    while ((nl = this.buffer.indexOf('\n')) >= 0) {
-      const line = this.buffer.slice(0, nl);
-      this.buffer = this.buffer.slice(nl + 1);
-      if (!this.waiting) continue;
-      if (line === END) {
-        const w = this.waiting;
-        this.waiting = undefined;
-        w.resolve(w.rows);
-      } else this.waiting.rows.push(line.split('\t').map(unescape));
-    }
-  }
-
-  private fail(e: Error): void {
-    this.ended ??= e;
-    const w = this.waiting;
-    this.waiting = undefined;
-    w?.reject(e);
+    return new MariadbSession(
+      new LineSession(mariadb, [...connection, '--batch', '--skip-column-names', '--unbuffered', '--default-character-set=utf8mb4', '--connect-timeout=10'], { env, signal }, (sql) => `${sql}\nSELECT '${END}';\n`),
+    );
   }
 
   /** Runs SQL (statements ending in ";") and returns the rows it printed. */
-  query(sql: string): Promise<string[][]> {
-    if (this.ended) return Promise.reject(this.ended);
-    return new Promise((resolve, reject) => {
-      this.waiting = { rows: [], resolve, reject };
-      this.tool.child.stdin!.write(`${sql}\nSELECT '${END}';\n`);
-    });
+  async query(sql: string): Promise<string[][]> {
+    return (await this.lines.query(sql)).map((line) => line.split('\t').map(unescape));
   }
 
-  async close(): Promise<void> {
-    this.tool.child.stdin!.end();
-    await this.tool.done.catch(() => {});
+  close(): Promise<void> {
+    return this.lines.close();
   }
 }
 
@@ -445,7 +410,7 @@ export const mariadbEngine: Engine = {
         const archive = await readBinlogArchive(job.store, bin, conn.env, job.signal, { id: job.id, databases });
         if (archive.gaps.length)
           warnings.push({ code: 'pitr-archive-gap', message: gapMessage(archive.gaps) });
-        pitr = { archive: binlogArchiveInfo(job.store, archive) };
+        pitr = { archive: archiveRecord(job.store, 'binlog', archive) };
       }
       return { info: { engine: 'mariadb', version: version.split('-')[0]!, server: serverLabel(repo), databases, ...(pitr ? { pitr } : {}) }, counts, warnings };
     } finally {

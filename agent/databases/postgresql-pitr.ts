@@ -24,7 +24,6 @@ import { createGunzip, createGzip } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
-import type { PitrInfo } from '../../schemas/database.js';
 import { BackupFailure, Exit, RespaldoError } from '../errors.js';
 import { capture, lastLines, runTool, streamTool } from '../exec.js';
 import { exists } from '../fsutil.js';
@@ -261,18 +260,6 @@ export async function readArchive(store: RepositoryStore, bin: (n: string) => st
   return { ...empty, gaps, window, bases: usable };
 }
 
-/** The archive as a backup record states it. */
-export function archiveInfo(store: RepositoryStore, archive: Archive): PitrInfo['archive'] {
-  return {
-    location: `${store.rel}/archive/wal`,
-    files: archive.files,
-    bytes: archive.bytes,
-    first: archive.first,
-    last: archive.last,
-    gaps: archive.gaps,
-    window: archive.window ? { from: archive.window.from.toISOString(), to: archive.window.to.toISOString() } : null,
-  };
-}
 
 /** A value for postgresql.conf: single-quoted, quotes doubled. */
 function confValue(text: string): string {

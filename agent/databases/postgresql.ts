@@ -19,10 +19,12 @@ import { pipeline } from 'node:stream/promises';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseDump, PitrInfo } from '../../schemas/database.js';
 import { BackupFailure, messageOf } from '../errors.js';
-import { capture, lastLines, runTool, sessionTool, streamTool } from '../exec.js';
+import { capture, lastLines, runTool, streamTool } from '../exec.js';
 import { exists } from '../fsutil.js';
+import { END, LineSession } from './session.js';
 import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
-import { archiveInfo, BASE_DIR, readArchive, takeBaseBackup, waitForSegment } from './postgresql-pitr.js';
+import { archiveRecord } from './archive.js';
+import { BASE_DIR, readArchive, takeBaseBackup, waitForSegment } from './postgresql-pitr.js';
 
 /** Where the server was reached, as records say it: never a password, never a local path. */
 export function serverLabel(repo: DatabaseRepositoryConfig): string {
@@ -80,66 +82,11 @@ export function failure(repo: DatabaseRepositoryConfig, database: string | undef
   return new BackupFailure('source', `${what} failed: ${tail || `exit code ${exitCode}`}`, 'read the detail, fix the cause and run again; the previous snapshot is intact', extra);
 }
 
-const END = '__respaldo_end__';
-
-/**
- * A psql session that the agent talks to line by line: psql prints each query's rows, one
- * a line (-A -t), then the marker; on any error it stops (ON_ERROR_STOP) and the session fails.
- */
-class PsqlSession {
-  private buffer = '';
-  private waiting: { lines: string[]; resolve: (lines: string[]) => void; reject: (e: Error) => void } | undefined;
-  private ended: Error | undefined;
-  private constructor(private readonly tool: ReturnType<typeof sessionTool>) {
-    tool.child.stdout!.setEncoding('utf8');
-    tool.child.stdout!.on('data', (chunk: string) => this.take(chunk));
-    tool.child.stdin!.on('error', () => {});
-    tool.done.then(
-      (r) => this.fail(Object.assign(new Error(r.stderr || `psql exited (code ${r.code})`), { stderr: r.stderr, exitCode: r.code })),
-      (e: Error) => this.fail(e),
-    );
-  }
-
-  static open(psql: string, env: NodeJS.ProcessEnv, signal: AbortSignal): PsqlSession {
-    return new PsqlSession(sessionTool(psql, ['-X', '-q', '-A', '-t', '-w', '-v', 'ON_ERROR_STOP=1'], { env, signal }));
-  }
-
-  private take(chunk: string): void {
-    this.buffer += chunk;
-    let nl: number;
-    while ((nl = this.buffer.indexOf('\n')) >= 0) {
-      const line = this.buffer.slice(0, nl);
-      this.buffer = this.buffer.slice(nl + 1);
-      if (!this.waiting) continue;
-      if (line === END) {
-        const w = this.waiting;
-        this.waiting = undefined;
-        w.resolve(w.lines);
-      } else this.waiting.lines.push(line);
-    }
-  }
-
-  private fail(e: Error): void {
-    this.ended ??= e;
-    const w = this.waiting;
-    this.waiting = undefined;
-    w?.reject(e);
-  }
-
-  /** Runs SQL (psql meta-commands allowed) and returns the lines it printed. */
-  query(sql: string): Promise<string[]> {
-    if (this.ended) return Promise.reject(this.ended);
-    return new Promise((resolve, reject) => {
-      this.waiting = { lines: [], resolve, reject };
-      this.tool.child.stdin!.write(`${sql}\n\\echo ${END}\n`);
-    });
-  }
-
-  async close(): Promise<void> {
-    this.tool.child.stdin!.end('\\q\n');
-    await this.tool.done.catch(() => {});
-  }
-}
+/** A psql session (-A -t: one row a line); on any error it stops (ON_ERROR_STOP) and the session fails. */
+const PsqlSession = {
+  open: (psql: string, env: NodeJS.ProcessEnv, signal: AbortSignal) =>
+    new LineSession(psql, ['-X', '-q', '-A', '-t', '-w', '-v', 'ON_ERROR_STOP=1'], { env, signal }, (sql) => `${sql}\n\\echo ${END}\n`, '\\q\n'),
+};
 
 /** Every ordinary table's rows, each counted in the session's current snapshot. */
 const COUNT_ROWS = `SELECT format('SELECT json_build_object(''t'', %L, ''n'', count(*)) FROM %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname)
@@ -249,7 +196,7 @@ export const postgresqlEngine: Engine = {
           warnings.push({ code: 'pitr-archive-gap', message: `the WAL archive is missing segment(s) ${archive.gaps.slice(0, 3).join(', ')}${archive.gaps.length > 3 ? ', …' : ''}: no restore can cross them; the recoverable window starts after the gap` });
         pitr = {
           base: { file: BASE_DIR, format: 'pg_basebackup -Fp -X stream', bytes: base.bytes, start_lsn: base.meta.start_lsn, timeline: base.meta.timeline, started: base.meta.started, finished: base.meta.finished, checks: base.checks },
-          archive: archiveInfo(job.store, archive),
+          archive: archiveRecord(job.store, 'wal', archive),
         };
       }
       return { info: { engine: 'postgresql', version: serverVersion, server: serverLabel(repo), databases, ...(pitr ? { pitr } : {}) }, counts, warnings };
