@@ -4,9 +4,9 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -232,5 +232,18 @@ export async function onFullTarget(d: Deployment, config: string, body: (full: s
     await body(full);
   } finally {
     execFileSync('umount', [full]);
+  }
+}
+
+/**
+ * Lets other users pass through every folder above `path` (o+x, not read): the server's
+ * user runs the agent as its archive_command, and a checkout in a private temporary folder
+ * (as CI makes) would be out of its reach.
+ */
+export function letOthersReach(path: string): void {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    const mode = statSync(dir).mode & 0o7777;
+    if (!(mode & 0o001)) chmodSync(dir, mode | 0o001);
+    if (dir === dirname(dir)) break;
   }
 }

@@ -9,10 +9,10 @@ import { chmod, chown, mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../config.js';
 import type { Context } from '../context.js';
-import { connectionEnv, programs } from '../databases/postgresql.js';
+import { asUser, connectionEnv, programs } from '../databases/postgresql.js';
 import { shellWord, walDir } from '../databases/postgresql-pitr.js';
 import { Exit, RespaldoError, type ExitCode } from '../errors.js';
-import { capture, lastLines } from '../exec.js';
+import { capture, lastLines, runTool } from '../exec.js';
 import { LocalTarget } from '../target.js';
 import { pitrRepository } from './wal-push.js';
 
@@ -98,14 +98,22 @@ export async function runSetupPitr(ctx: Context, opts: SetupPitrOptions): Promis
     const pending = (await psql('SELECT name FROM pg_settings WHERE pending_restart ORDER BY 1')).split('\n').filter(Boolean);
     const current = await psql("SELECT current_setting('archive_mode')");
     const restart = pending.length > 0 || current !== 'on';
+    // The server's user runs archive_command: it must be able to run the agent and read the config.
+    let reach: string | undefined;
+    if (owner && process.getuid?.() === 0) {
+      const as = asUser({ uid: owner.uid, gid: owner.gid });
+      const tried = await runTool(as.program, [...as.prefix, process.execPath, realpathSync(process.argv[1]!), 'db', 'setup-pitr', '--config', resolve(config.file), '--repo', repo.name]);
+      if (tried.code !== 0) reach = `WARNING: the server's user (uid ${owner.uid}) cannot run respaldo with this config (${lastLines(tried.stderr, 1)}): make the agent's install and ${resolve(config.file)} readable to it, and every folder above them passable (chmod o+x); until then every archive_command fails and PostgreSQL keeps the WAL`;
+    }
     ctx.reporter.result(
       [
         `set with ALTER SYSTEM (postgresql.auto.conf of ${dataDir}):`,
         ...lines.map((l) => `  ${l}`),
         `archive: ${archive}${owner ? ` (owned by uid ${owner.uid})` : ''}`,
+        ...(reach ? [reach] : []),
         restart ? `RESTART NEEDED: ${pending.length ? pending.join(', ') : 'archive_mode'} take(s) effect only after a restart of the server (systemctl restart postgresql)` : 'in effect now: no restart needed',
       ].join('\n'),
-      { settings: Object.fromEntries(settings), archive, restart, pending },
+      { settings: Object.fromEntries(settings), archive, restart, pending, warning: reach ?? null },
     );
     return Exit.ok;
   } finally {
