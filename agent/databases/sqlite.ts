@@ -8,8 +8,6 @@
  * index and took five times as long on 200 MB). The copy is checked (`PRAGMA
  * integrity_check`) before it counts.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -27,12 +25,6 @@ function countRows(db: Database.Database): Map<string, number> {
 
 function integrity(db: Database.Database): string[] {
   return (db.prepare('PRAGMA integrity_check').pluck().all() as string[]).filter((line) => line !== 'ok');
-}
-
-async function sha1Of(path: string): Promise<string> {
-  const hash = createHash('sha1');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 /** data/sqlite/<n>-<file name>: the position keeps two files of the same name apart. */
@@ -85,7 +77,9 @@ export const sqliteEngine: Engine = {
       } finally {
         copy.close();
       }
-      job.written(rel, await sha1Of(temp));
+      // No SHA-1 of the copy here: SQLite wrote it, not a stream through the agent, so a
+      // read-back now would prove no more than the manifest's read of the stored copy;
+      // the test restore's integrity_check and row counts are what vouch for it.
       await rename(temp, final);
       const name = basename(path);
       counts.set(rel, rows);
