@@ -95,6 +95,12 @@ describe('PostgreSQL point-in-time recovery', () => {
     expect(printed.stdout).toContain(`wal-push --config ${d.config} --repo shop-db %p %f'`);
     expect(printed.stdout).toMatch(/restart/);
 
+    // A config the server's user cannot read would make every archive_command fail: said at once.
+    chmodSync(d.config, 0o600);
+    const unreadable = await d.run('db', 'setup-pitr', '--repo', 'shop-db', '--apply');
+    expect(unreadable.code, unreadable.stderr).toBe(0);
+    expect(unreadable.stdout).toMatch(/WARNING: the server's user \(uid \d+\) cannot run respaldo with this config .*EACCES|WARNING: the server's user \(uid \d+\) cannot run respaldo with this config .*permission denied/i);
+    chmodSync(d.config, 0o644);
     const applied = await d.run('db', 'setup-pitr', '--repo', 'shop-db', '--apply');
     expect(applied.code, applied.stderr).toBe(0);
     expect(applied.stdout).toMatch(/RESTART NEEDED: archive_mode/);
