@@ -100,6 +100,18 @@ function finished(child: ChildProcess, opts: ToolOptions): Promise<ToolResult> {
   });
 }
 
+/**
+ * Stops a server started with streamTool: `signal` (its clean shutdown), then SIGKILL if it
+ * has not exited after `graceMs`. Resolves with how it exited, undefined if it could not start.
+ */
+export async function stopTool(tool: { child: ChildProcess; done: Promise<ToolResult> }, signal: NodeJS.Signals, graceMs: number): Promise<ToolResult | undefined> {
+  tool.child.kill(signal);
+  const timer = setTimeout(() => tool.child.kill('SIGKILL'), graceMs);
+  const result = await tool.done.catch(() => undefined);
+  clearTimeout(timer);
+  return result;
+}
+
 /** Runs a program and returns its stdout; rejects with stderr's tail when it fails. */
 export async function capture(program: string, args: string[], opts: Omit<ToolOptions, 'onStdout'> = {}): Promise<Buffer> {
   const chunks: Buffer[] = [];

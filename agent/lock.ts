@@ -38,15 +38,21 @@ function bootId(): string | undefined {
   }
 }
 
+/** Whether a process with this pid exists (one of another user's counts too). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 function isAlive(holder: LockHolder): boolean {
   // pid 0 would ask about our own process group: a lock without a real pid is nobody's.
   if (!Number.isInteger(holder.pid) || holder.pid <= 0) return false;
   if (holder.boot && bootId() && holder.boot !== bootId()) return false;
-  try {
-    process.kill(holder.pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (!processExists(holder.pid)) return false;
   const current = procStart(holder.pid);
   return !(holder.procStart && current && holder.procStart !== current);
 }

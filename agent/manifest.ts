@@ -306,9 +306,11 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
 
 /**
  * Re-reads every file of a complete snapshot and matches it against its manifest: the
- * full verification of a snapshot that a backup reuses because nothing changed.
+ * full verification of a snapshot that a backup reuses because nothing changed. With
+ * `copy`, only the files under `copy.prefix` (a path under data/, ending in "/"), read
+ * where they were copied to, under `copy.root`: a restore's check of what it restored.
  */
-export async function checkSnapshot(store: RepositoryStore, id: string, pool: HashPool, signal: AbortSignal): Promise<Pick<ManifestOutcome, 'checksum' | 'problems'>> {
+export async function checkSnapshot(store: RepositoryStore, id: string, pool: HashPool, signal: AbortSignal, copy?: { prefix: string; root: string }): Promise<Pick<ManifestOutcome, 'checksum' | 'problems'>> {
   const checksum = { scope: 'full' as const, files: 0, bytes: 0, mismatches: 0 };
   const problems: { path: string; problem: string }[] = [];
   let batch: ManifestEntry[] = [];
@@ -317,7 +319,8 @@ export async function checkSnapshot(store: RepositoryStore, id: string, pool: Ha
     batch = [];
     const per = Math.max(1, Math.ceil(entries.length / (pool.size * 4)));
     const parts: Promise<HashResult[]>[] = [];
-    for (let k = 0; k < entries.length; k += per) parts.push(pool.hash(entries.slice(k, k + per).map((e) => ({ path: store.storedPath(id, entryPath(e)) }))));
+    const where = (e: ManifestEntry) => (copy ? Buffer.concat([Buffer.from(`${copy.root}/`), entryPath(e).subarray(copy.prefix.length)]) : store.storedPath(id, entryPath(e)));
+    for (let k = 0; k < entries.length; k += per) parts.push(pool.hash(entries.slice(k, k + per).map((e) => ({ path: where(e) }))));
     const results = (await Promise.all(parts)).flat();
     if (signal.aborted) throw signal.reason;
     entries.forEach((e, i) => {
@@ -331,8 +334,9 @@ export async function checkSnapshot(store: RepositoryStore, id: string, pool: Ha
       }
     });
   };
+  const prefix = copy ? Buffer.from(copy.prefix) : undefined;
   for await (const entry of store.manifestEntries(id)) {
-    if (entry.type !== 'f') continue;
+    if (entry.type !== 'f' || (prefix && !entryPath(entry).subarray(0, prefix.length).equals(prefix))) continue;
     batch.push(entry);
     if (batch.length >= BATCH_FILES) await flush();
   }

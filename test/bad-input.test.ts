@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, sy
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { deployment, lastRecord, MAIN, respaldo, tempDir, verified, writeTree, type Deployment } from './helpers.js';
+import { deployment, lastRecord, MAIN, respaldo, tempDir, verified, writeTree } from './helpers.js';
 
 describe('configuration errors', () => {
   const configDir = tempDir();

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { type Deployment, deployment, ids, lastRecord, onFullTarget, respaldo, ROOT, tempDir, verified } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, onFullTarget, respaldo, ROOT, sleep, tempDir, verified } from './helpers.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const psql = (db: string, sql: string, env: NodeJS.ProcessEnv = {}) =>
@@ -71,7 +71,7 @@ describe('sqlite', () => {
     let writerOut = '';
     writer.stdout!.on('data', (c) => (writerOut += c));
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       const reader = new Database(file, { readonly: true });
       const committed = Number(reader.prepare('SELECT max(id) FROM orders').pluck().get());
       reader.close();
@@ -239,7 +239,7 @@ describe('postgresql', () => {
     execFileSync(as[0]!, [...as.slice(1), join(PG_BIN, 'initdb'), '-D', join(dir, 'data'), '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${join(dir, 'pw')}`, '--no-sync', '--no-instructions'], { stdio: 'ignore' });
     const server = spawn(as[0]!, [...as.slice(1), join(PG_BIN, 'postgres'), '-D', join(dir, 'data'), '-k', dir, '-c', 'listen_addresses=', '-p', '5432'], { stdio: 'ignore' });
     try {
-      for (let i = 0; i < 100 && spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', dir]).status !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 100 && spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', dir]).status !== 0; i++) await sleep(100);
       const passwords = tempDir();
       writeFileSync(join(passwords, 'good.pass'), `${secret}\n`, { mode: 0o600 });
       writeFileSync(join(passwords, 'bad.pass'), 'not-the-password\n', { mode: 0o600 });

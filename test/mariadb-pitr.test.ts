@@ -9,7 +9,7 @@ import { chmodSync, chownSync, existsSync, readdirSync, readFileSync, statSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Deployment, deployment, ids, lastRecord, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, sleep, tempDir, verified, wallClock } from './helpers.js';
 
 const ZONE = 'America/Mexico_City';
 const PASSWORD = 'pitr-S3cret';
@@ -45,7 +45,7 @@ class Server {
     for (let i = 0; ; i++) {
       if (spawnSync('mariadb-admin', ['--no-defaults', `--socket=${this.sock}`, '--user=root', 'ping'], { stdio: 'ignore' }).status === 0) return;
       if (this.child.exitCode !== null || i > 300) throw new Error(`the test's mariadbd did not start: ${existsSync(log) ? readFileSync(log, 'utf8').slice(-2000) : ''}`);
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
   }
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { type Deployment, deployment, ids, lastRecord, onFullTarget, tempDir, verified } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, onFullTarget, sleep, tempDir, verified } from './helpers.js';
 
 const SECRET = `S3cret:with\\odd "chars' #x`;
 const sqlString = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
@@ -57,7 +57,7 @@ beforeAll(async () => {
   for (let i = 0; ; i++) {
     if (spawnSync('mariadb-admin', ['--no-defaults', `--socket=${sock}`, '--user=root', 'ping'], { stdio: 'ignore' }).status === 0) break;
     if (server.exitCode !== null || i > 300) throw new Error(`the test's mariadbd did not start: ${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
   }
   // The backup user, over the socket and over TCP; one that lacks RELOAD, one that lacks TRIGGER.
   sql(`CREATE USER respaldo@localhost IDENTIFIED BY ${sqlString(SECRET)}; GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD ON *.* TO respaldo@localhost;
@@ -161,7 +161,7 @@ describe('mariadb', () => {
     // A writer that commits one row after another (autocommit) until it is killed.
     const writer = spawn('mariadb', ['--no-defaults', `--socket=${sock}`, '--user=root', '--database=live', '-e', 'CALL writer()'], { stdio: 'ignore' });
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       // Ids have gaps (InnoDB reserves them in blocks for INSERT … SELECT): count below the highest.
       const last = Number(sql('SELECT MAX(id) FROM orders', 'live'));
       const committed = Number(sql(`SELECT COUNT(*) FROM orders WHERE id <= ${last}`, 'live'));

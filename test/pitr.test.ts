@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Deployment, deployment, ids, lastRecord, letOthersReach, MAIN, respaldo, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, letOthersReach, MAIN, respaldo, sleep, tempDir, verified, wallClock } from './helpers.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const ZONE = 'America/Mexico_City';
@@ -36,7 +36,7 @@ class Server {
   async start(): Promise<void> {
     this.child = spawn(AS_PG[0]!, [...AS_PG.slice(1), join(PG_BIN, 'postgres'), '-D', this.data, '-k', this.socket, '-c', 'listen_addresses=', '-p', '5432', '-c', 'fsync=off'], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child.stderr!.on('data', (c) => (this.log += c));
-    for (let i = 0; i < 200 && spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', this.socket]).status !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 200 && spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', this.socket]).status !== 0; i++) await sleep(100);
     expect(spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', this.socket]).status, this.log).toBe(0);
   }
 

@@ -38,7 +38,7 @@ describe('demo and site', () => {
     // The manual run is logged as manual.
     const year = readdirSync(join(dir, 'records/hosts/demo-web01'))[0]!;
     expect(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000006-backup.yaml'), 'utf8')).toContain('trigger: manual');
-    // The SQLite database is backed up and test-restored, with the order deleted by the day of work gone.
+    // The SQLite database is backed up and test-restored (500 rows).
     const db = parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000009-backup.yaml'), 'utf8'));
     expect(db).toMatchObject({ repository: 'portal-db', kind: 'database', verification: { level: 'restore', restore: { result: 'ok' } }, database: { engine: 'sqlite', databases: [{ name: 'portal.db', rows: 500 }] } });
     // The record the demo points at verifies with OpenSSH alone.

@@ -24,7 +24,7 @@ export interface SetupPitrOptions {
 
 /** The settings, in the order postgresql.conf would carry them. */
 export function pitrSettings(configFile: string, repo: string, archiveTimeout = 300): [string, string][] {
-  const agent = `${shellWord(process.execPath)} ${shellWord(realpathSync(process.argv[1]!))}`;
+  const agent = `${shellWord(process.execPath)} ${shellWord(agentScript())}`;
   return [
     ['wal_level', 'replica'],
     ['archive_mode', 'on'],
@@ -34,12 +34,16 @@ export function pitrSettings(configFile: string, repo: string, archiveTimeout = 
   ];
 }
 
+/** The agent's own script, by its real path: what archive_command runs. */
+const agentScript = () => realpathSync(process.argv[1]!);
+
 const literal = (v: string) => `'${v.replaceAll("'", "''")}'`;
 
 export async function runSetupPitr(ctx: Context, opts: SetupPitrOptions): Promise<ExitCode> {
   const config = await loadConfig(opts.config, ctx.cwd);
   const { repo, store } = pitrRepository(config, opts.repo, 'db setup-pitr');
-  const settings = pitrSettings(resolve(config.file), repo.name);
+  const configFile = resolve(config.file);
+  const settings = pitrSettings(configFile, repo.name);
   const archive = walDir(store);
   const lines = settings.map(([k, v]) => `${k} = ${/^[a-z0-9]+$/.test(v) ? v : literal(v)}`);
   if (!opts.apply) {
@@ -84,13 +88,15 @@ export async function runSetupPitr(ctx: Context, opts: SetupPitrOptions): Promis
     await mkdir(archive, { recursive: true, mode: 0o700 });
     const dataDir = await psql('SHOW data_directory');
     const owner = await stat(dataDir).catch(() => undefined);
-    if (owner && process.getuid?.() === 0) {
+    // As root, the archive is given to the server's user, who runs archive_command.
+    const serverUser = process.getuid?.() === 0 ? owner : undefined;
+    if (serverUser) {
       // Others may pass through the repository's folder (not list it) to reach the archive;
       // the snapshots stay 0700.
       await chmod(store.base, 0o711);
       await chmod(join(store.base, '..'), 0o711);
-      await chown(join(store.base, 'archive'), owner.uid, owner.gid);
-      await chown(archive, owner.uid, owner.gid);
+      await chown(join(store.base, 'archive'), serverUser.uid, serverUser.gid);
+      await chown(archive, serverUser.uid, serverUser.gid);
     }
     for (const [k, v] of settings) await psql(`ALTER SYSTEM SET ${k} = ${literal(v)}`);
     await psql('SELECT pg_reload_conf()');
@@ -100,10 +106,10 @@ export async function runSetupPitr(ctx: Context, opts: SetupPitrOptions): Promis
     const restart = pending.length > 0 || current !== 'on';
     // The server's user runs archive_command: it must be able to run the agent and read the config.
     let reach: string | undefined;
-    if (owner && process.getuid?.() === 0) {
-      const as = asUser({ uid: owner.uid, gid: owner.gid });
-      const tried = await runTool(as.program, [...as.prefix, process.execPath, realpathSync(process.argv[1]!), 'db', 'setup-pitr', '--config', resolve(config.file), '--repo', repo.name]);
-      if (tried.code !== 0) reach = `WARNING: the server's user (uid ${owner.uid}) cannot run respaldo with this config (${lastLines(tried.stderr, 1)}): make the agent's install and ${resolve(config.file)} readable to it, and every folder above them passable (chmod o+x); until then every archive_command fails and PostgreSQL keeps the WAL`;
+    if (serverUser) {
+      const as = asUser(serverUser);
+      const tried = await runTool(as.program, [...as.prefix, process.execPath, agentScript(), 'db', 'setup-pitr', '--config', configFile, '--repo', repo.name]);
+      if (tried.code !== 0) reach = `WARNING: the server's user (uid ${serverUser.uid}) cannot run respaldo with this config (${lastLines(tried.stderr, 1)}): make the agent's install and ${configFile} readable to it, and every folder above them passable (chmod o+x); until then every archive_command fails and PostgreSQL keeps the WAL`;
     }
     ctx.reporter.result(
       [

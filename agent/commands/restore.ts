@@ -11,7 +11,6 @@
 import { mkdir, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
-import { entryPath } from '../../schemas/manifest.js';
 import { digestOf } from '../../schemas/record.js';
 import type { RecordBody } from '../../schemas/record.js';
 import type { Context } from '../context.js';
@@ -23,6 +22,8 @@ import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { lastLines, runTool } from '../exec.js';
 import { exists } from '../fsutil.js';
 import { HashPool } from '../hashing.js';
+import { checkSnapshot } from '../manifest.js';
+import { processExists } from '../lock.js';
 import { lockAndRecover, openHost, operatorName, publishRecords } from '../host.js';
 import type { RepositoryStore } from '../target.js';
 import { formatZoned, hostZone, parseZoned } from '../zoned.js';
@@ -140,7 +141,7 @@ async function mariadbPlan(ctx: Context, repo: DatabaseRepositoryConfig, store: 
       if (aside) {
         // The production folder's accounts, settings and other databases stay: the new folder starts as a copy of the old one.
         const copied = await runTool('cp', ['-a', '--', `${aside}/.`, `${to}/`], { signal: ctx.signal });
-        if (copied.code !== 0) throw new RespaldoError(`cannot copy ${aside} into ${to}: ${lastLines(copied.stderr, 2)}`, { exitCode: Exit.nothing, hint: `free space beside ${to}; the old folder is intact in ${aside}: move it back (rm -r ${to} && mv ${aside} ${to}) to start the server as it was` });
+        if (copied.code !== 0) throw new RespaldoError(`cannot copy ${aside} into ${to}: ${lastLines(copied.stderr, 2)}`, { exitCode: Exit.nothing, hint: `free space beside ${to}` });
       }
       const outcome = await restoreMariadb(repo, store, archive, chosen, to, aside !== undefined, at, ctx.env, ctx.signal);
       const reached = outcome.reached ? formatZoned(outcome.reached, zone) : 'no transaction replayed after the dumps';
@@ -163,13 +164,7 @@ async function mariadbPlan(ctx: Context, repo: DatabaseRepositoryConfig, store: 
 async function runningPostgres(dir: string): Promise<number | undefined> {
   const text = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => undefined);
   const pid = Number(text?.split('\n')[0]);
-  if (!pid) return undefined;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
-  }
+  return pid > 0 && processExists(pid) ? pid : undefined;
 }
 
 function describeWindow(plan: Plan, zone: string): string {
@@ -212,9 +207,10 @@ export async function runRestore(ctx: Context, opts: RestoreOptions): Promise<Ex
   const start = [...plan.starts].reverse().find((s) => s.from <= at)!;
 
   const to = resolve(ctx.cwd, opts.to);
-  const running = (await exists(to)) ? await plan.running(to) : undefined;
+  const there = await exists(to);
+  const running = there ? await plan.running(to) : undefined;
   if (running) throw new RespaldoError(`${to} is the data folder of a running ${plan.engine} server (pid ${running})`, { exitCode: Exit.usage, hint: 'respaldo never restores into a running server: restore into a new folder, or stop the server first and use --into-production' });
-  const occupied = (await exists(to)) && (await readdir(to)).length > 0;
+  const occupied = there && (await readdir(to)).length > 0;
   if (occupied) {
     if (!opts.intoProduction) throw usageError(`${to} is not empty`, `restore into a new or empty folder; to replace a stopped production server's data folder, add --into-production --confirm ${repo.name}`);
     if (opts.confirm !== repo.name) throw usageError("--into-production replaces a server's data folder: confirm it with --confirm followed by the repository's name", `--into-production --confirm ${repo.name}`);
@@ -251,29 +247,10 @@ export async function runRestore(ctx: Context, opts: RestoreOptions): Promise<Ex
 
   /** Every file of the snapshot under the plan's prefix, found under `root`, against the manifest. */
   const verify = async (root: string) => {
-    let batch: { rel: string; sha256: string }[] = [];
-    const problems: string[] = [];
-    const flush = async () => {
-      const results = await pool.hash(batch.map((b) => ({ path: Buffer.from(join(root, b.rel)) })));
-      results.forEach((r, i) => {
-        checked.files++;
-        checked.bytes += r.bytes ?? 0;
-        if (r.error || r.sha256 !== batch[i]!.sha256) {
-          checked.mismatches++;
-          if (problems.length < 5) problems.push(`${batch[i]!.rel}: ${r.error ?? 'differs from the manifest'}`);
-        }
-      });
-      batch = [];
-    };
-    for await (const e of store.manifestEntries(start.id)) {
-      const path = entryPath(e).toString('utf8');
-      if (e.type !== 'f' || !path.startsWith(plan.prefix)) continue;
-      batch.push({ rel: path.slice(plan.prefix.length), sha256: e.sha256! });
-      if (batch.length >= 512) await flush();
-    }
-    if (batch.length) await flush();
+    const { checksum, problems } = await checkSnapshot(store, start.id, pool, ctx.signal, { prefix: plan.prefix, root });
+    Object.assign(checked, { files: checksum.files, bytes: checksum.bytes, mismatches: checksum.mismatches });
     if (checked.mismatches)
-      throw new RespaldoError(`${checked.mismatches} file(s) of snapshot ${start.id} do not match its manifest: ${problems.join('; ')}`, { exitCode: Exit.partial, hint: 'the stored copy is damaged; check the backup disk (dmesg, smartctl)' });
+      throw new RespaldoError(`${checked.mismatches} file(s) of snapshot ${start.id} do not match its manifest: ${problems.slice(0, 5).map((p) => `${p.path}: ${p.problem}`).join('; ')}`, { exitCode: Exit.partial, hint: 'the stored copy is damaged; check the backup disk (dmesg, smartctl)' });
   };
 
   let aside: string | undefined;

@@ -33,6 +33,7 @@ import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseDump } from '../../schemas/database.js';
 import { BackupFailure, Exit, messageOf, RespaldoError } from '../errors.js';
 import { lastLines, runTool, sessionTool, streamTool } from '../exec.js';
+import { processExists } from '../lock.js';
 import type { RepositoryStore } from '../target.js';
 import { archiveFile } from './archive.js';
 import { accountOf, errorNumber, ident, load, MariadbInstance, MariadbSession, notInstalled, programs, serverLabel, type Connection, type InstanceErrors } from './mariadb.js';
@@ -123,7 +124,7 @@ export async function archiveBinlogs(repo: DatabaseRepositoryConfig, store: Repo
   // What killed fetches left: their process is gone.
   for (const n of await readdir(dir)) {
     const pid = /^\.fetch-(\d+)-/.exec(n)?.[1];
-    if (pid && !alive(Number(pid))) await rm(join(dir, n), { recursive: true, force: true });
+    if (pid && !processExists(Number(pid))) await rm(join(dir, n), { recursive: true, force: true });
   }
   const reset = `the server's binary logs were reset (RESET MASTER, a new data folder) or another server archives into this repository; keep the old archive aside (mv ${dir} ${dir}.before-$(date +%Y%m%d)) and run again: a new archive starts, and a new window with the next backup`;
   // The log being written always has a higher number than every closed one: an archived log
@@ -159,7 +160,6 @@ export async function archiveBinlogs(repo: DatabaseRepositoryConfig, store: Repo
       const size = (await stat(file).catch(() => undefined))?.size;
       if (size !== log.size) throw new BackupFailure('source', `mariadb-binlog fetched ${size ?? 'no'} bytes of binary log ${log.name}, which has ${log.size} on the server`, 'run again; if it happens again, report it with this message');
       const outcome = await archiveFile(dir, log.name, file, {
-        take: true,
         conflictHint: `another run archived a different ${log.name} at the same moment: two servers may archive into this repository; check the repositories' connections`,
       });
       if (outcome === 'archived') archived.push(log.name);
@@ -168,15 +168,6 @@ export async function archiveBinlogs(repo: DatabaseRepositoryConfig, store: Repo
     return { archived, present };
   } finally {
     await rm(fetch, { recursive: true, force: true });
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -326,7 +317,7 @@ export async function runningMariadb(dir: string): Promise<number | undefined> {
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const name of names.filter((n) => n.endsWith('.pid'))) {
     const pid = Number((await readFile(join(dir, name), 'utf8').catch(() => '')).trim());
-    if (pid > 0 && alive(pid)) return pid;
+    if (pid > 0 && processExists(pid)) return pid;
   }
   const locks = await readFile('/proc/locks', 'utf8').catch(() => '');
   for (const file of ['ibdata1', 'aria_log_control']) {

@@ -39,7 +39,7 @@ import { createGunzip, createGzip } from 'node:zlib';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseDump, PitrInfo, RestoreCheck } from '../../schemas/database.js';
 import { BackupFailure, messageOf } from '../errors.js';
-import { capture, findProgram, lastLines, runTool, sessionTool, streamTool } from '../exec.js';
+import { capture, findProgram, lastLines, runTool, sessionTool, stopTool, streamTool } from '../exec.js';
 import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
 import { archiveRecord } from './archive.js';
 import { END, LineSession } from './session.js';
@@ -655,10 +655,7 @@ export class MariadbInstance {
 
   /** A clean shutdown that keeps the data folder; the private folder goes. Rejects when the server did not shut down cleanly. */
   async shutdown(errors: InstanceErrors): Promise<void> {
-    this.server.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.server.child.kill('SIGKILL'), 600_000);
-    const result = await this.server.done.catch(() => undefined);
-    clearTimeout(timer);
+    const result = await stopTool(this.server, 'SIGTERM', 600_000);
     const log = await readFile(join(this.dir, 'error.log'), 'utf8').catch(() => '');
     await rm(this.dir, { recursive: true, force: true });
     if (result?.code !== 0) throw errors.fail(`the MariaDB instance on ${this.dataDir} did not shut down cleanly (${result?.signal ?? `exit code ${result?.code}`}): ${lastLines(log, 3)}`, `start it once by hand to let InnoDB recover, and check it${errors.otherwise}`, log.slice(-2000));

@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import { BackupFailure, Exit, RespaldoError } from '../errors.js';
-import { capture, lastLines, runTool, streamTool } from '../exec.js';
+import { capture, lastLines, runTool, stopTool, streamTool } from '../exec.js';
 import { exists } from '../fsutil.js';
 import type { RepositoryStore } from '../target.js';
 import { archiveFile } from './archive.js';
@@ -56,13 +56,13 @@ export async function walPush(dir: string, source: string, name: string): Promis
       exitCode: Exit.nothing,
       hint: 'is the backup disk mounted? respaldo db setup-pitr --apply creates the archive; PostgreSQL keeps the WAL and retries until this succeeds',
     });
-  // What pushes of this file killed while compressing left behind.
-  for (const n of await readdir(dir)) if (n.startsWith(`.${name}.`) && n.endsWith('.gztmp')) await unlink(join(dir, n)).catch(() => {});
-  const tmp = join(dir, `.${name}.${process.pid}.gztmp`);
+  // One temporary name per file, overwritten: what a push killed half-way left is replaced
+  // by the retry, with no listing of the archive on every push (PostgreSQL's archiver pushes
+  // one file at a time).
+  const tmp = join(dir, `.${name}.gztmp`);
   try {
-    await pipeline(createReadStream(source), createGzip({ level: 1 }), createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+    await pipeline(createReadStream(source), createGzip({ level: 1 }), createWriteStream(tmp, { mode: 0o600 }));
     return await archiveFile(dir, `${name}${GZ}`, tmp, {
-      take: true,
       conflictHint: 'two servers may be archiving into the same repository, or the server was restored without a new timeline; check archive_command on every server; the archived file was not replaced',
     });
   } finally {
@@ -357,10 +357,7 @@ export async function recover(dir: string, archive: string, at: Date, bin: (n: s
     }
     return { reached: replayed ? new Date(replayed) : undefined, stopped: /LOG:\s+(recovery stopping [^\n]*)/.exec(stderr)?.[1], version };
   } catch (e) {
-    server.child.kill('SIGINT');
-    const timer = setTimeout(() => server.child.kill('SIGKILL'), 10_000);
-    await server.done.catch(() => {});
-    clearTimeout(timer);
+    await stopTool(server, 'SIGINT', 10_000);
     throw e;
   } finally {
     await rm(sock, { recursive: true, force: true });

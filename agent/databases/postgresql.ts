@@ -19,7 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseDump, PitrInfo } from '../../schemas/database.js';
 import { BackupFailure, messageOf } from '../errors.js';
-import { capture, lastLines, runTool, streamTool } from '../exec.js';
+import { capture, lastLines, runTool, stopTool, streamTool } from '../exec.js';
 import { exists } from '../fsutil.js';
 import { END, LineSession } from './session.js';
 import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
@@ -288,10 +288,7 @@ export class PgInstance {
   }
 
   async stop(): Promise<void> {
-    this.server.child.kill('SIGINT');
-    const timer = setTimeout(() => this.server.child.kill('SIGKILL'), 10_000);
-    await this.server.done.catch(() => {});
-    clearTimeout(timer);
+    await stopTool(this.server, 'SIGINT', 10_000);
     await rm(this.dir, { recursive: true, force: true });
   }
 }
