@@ -11,7 +11,6 @@ import type { Context } from '../context.js';
 import { archiveBinlogs, gapMessage, readBinlogArchive } from '../databases/mariadb-pitr.js';
 import { connect, programs } from '../databases/mariadb.js';
 import { BackupFailure, Exit, RespaldoError, type ExitCode } from '../errors.js';
-import { LocalTarget } from '../target.js';
 import { formatZoned, hostZone } from '../zoned.js';
 import { pitrRepository } from './wal-push.js';
 
@@ -22,10 +21,10 @@ export interface ArchiveBinlogsOptions {
 
 export async function runArchiveBinlogs(ctx: Context, opts: ArchiveBinlogsOptions): Promise<ExitCode> {
   const config = await loadConfig(opts.config, ctx.cwd);
-  const { repo, store } = pitrRepository(config, opts.repo, 'db archive-binlogs', ['mariadb']);
+  const { repo, store, target } = pitrRepository(config, opts.repo, 'db archive-binlogs', ['mariadb']);
   try {
     // An unmounted backup disk must not fill the system disk with binary logs.
-    await new LocalTarget('primary', config.targets.primary).check();
+    await target.check();
     await store.prepare();
     const conn = await connect(repo, ctx.env);
     const bin = programs(repo, conn.env);

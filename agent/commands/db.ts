@@ -13,7 +13,6 @@ import { asUser, connectionEnv, programs } from '../databases/postgresql.js';
 import { shellWord, walDir } from '../databases/postgresql-pitr.js';
 import { Exit, RespaldoError, type ExitCode } from '../errors.js';
 import { capture, lastLines, runTool } from '../exec.js';
-import { LocalTarget } from '../target.js';
 import { pitrRepository } from './wal-push.js';
 
 export interface SetupPitrOptions {
@@ -41,7 +40,7 @@ const literal = (v: string) => `'${v.replaceAll("'", "''")}'`;
 
 export async function runSetupPitr(ctx: Context, opts: SetupPitrOptions): Promise<ExitCode> {
   const config = await loadConfig(opts.config, ctx.cwd);
-  const { repo, store } = pitrRepository(config, opts.repo, 'db setup-pitr');
+  const { repo, store, target } = pitrRepository(config, opts.repo, 'db setup-pitr');
   const configFile = resolve(config.file);
   const settings = pitrSettings(configFile, repo.name);
   const archive = walDir(store);
@@ -79,7 +78,7 @@ export async function runSetupPitr(ctx: Context, opts: SetupPitrOptions): Promis
       );
 
     // The archive folder, owned by the server's user, reachable through the repository's folder.
-    await new LocalTarget('primary', config.targets.primary).check();
+    await target.check();
     await store.prepare();
     for (const sub of ['snapshots', 'incomplete']) {
       await mkdir(join(store.base, sub), { recursive: true, mode: 0o700 });

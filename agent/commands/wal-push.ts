@@ -25,17 +25,19 @@ export interface WalPushOptions {
 const ENGINE_NAMES: Record<DatabaseEngine, string> = { postgresql: 'PostgreSQL', mariadb: 'MariaDB', sqlite: 'SQLite' };
 
 /** A database repository of one of `engines` that asks for point-in-time recovery, and its store on the primary target. */
-export function pitrRepository(config: Config, name: string | undefined, command: string, engines: readonly DatabaseEngine[] = ['postgresql']): { repo: DatabaseRepositoryConfig; store: RepositoryStore } {
-  if (!name) throw usageError(`"respaldo ${command}" needs --repo NAME`, `repositories there: ${config.repositories.map((r) => r.name).join(', ')}`);
+export function pitrRepository(config: Config, name: string | undefined, command: string, engines: readonly DatabaseEngine[] = ['postgresql']): { repo: DatabaseRepositoryConfig; store: RepositoryStore; target: LocalTarget } {
+  const there = `repositories there: ${config.repositories.map((r) => r.name).join(', ')}`;
+  if (!name) throw usageError(`"respaldo ${command}" needs --repo NAME`, there);
   const repo = config.repositories.find((r) => r.name === name);
-  if (!repo) throw usageError(`no repository named "${name}" in ${config.file}`, `repositories there: ${config.repositories.map((r) => r.name).join(', ')}`);
+  if (!repo) throw usageError(`no repository named "${name}" in ${config.file}`, there);
   const names = engines.map((e) => ENGINE_NAMES[e]).join(' or ');
   if (repo.kind !== 'database' || !engines.includes(repo.engine) || !repo.pitr)
     throw usageError(
       repo.kind === 'database' && repo.pitr ? `repository "${name}" in ${config.file} is a ${ENGINE_NAMES[repo.engine]} repository: "respaldo ${command}" is for ${names}` : `repository "${name}" in ${config.file} does not ask for point-in-time recovery`,
       `a ${names} repository needs "pitr: true" (kind: database, engine: ${engines.join(' | ')})`,
     );
-  return { repo, store: new LocalTarget('primary', config.targets.primary).repository(config.host, repo.name) };
+  const target = new LocalTarget('primary', config.targets.primary);
+  return { repo, store: target.repository(config.host, repo.name), target };
 }
 
 export async function runWalPush(ctx: Context, opts: WalPushOptions): Promise<ExitCode> {

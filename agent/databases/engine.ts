@@ -4,8 +4,10 @@
  * prove that they restore. The database source (sources/database.ts) calls it; the backup
  * then builds the manifest and publishes the snapshot as for files.
  */
+import { readFile } from 'node:fs/promises';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseInfo, RestoreCheck } from '../../schemas/database.js';
+import { BackupFailure, messageOf } from '../errors.js';
 import type { RepositoryStore } from '../target.js';
 
 /** Rows per table ("schema.table" → rows), per dump file (its path under data/: unique, where two SQLite files may share a name). */
@@ -57,3 +59,17 @@ export function compareCounts(expected: Map<string, number> | undefined, restore
 }
 
 export const sum = (counts: Map<string, number>) => [...counts.values()].reduce((a, b) => a + b, 0);
+
+/** The password in a repository's connection.password-file, without its final newline. */
+export async function readPassword(repo: DatabaseRepositoryConfig, file: string): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+  } catch (e) {
+    throw new BackupFailure('source', `cannot read the password file of ${repo.name}: ${messageOf(e)}`, `check connection.password-file of repository ${repo.name} in the host config (a file holding only the password, readable by the agent)`);
+  }
+}
+
+/** A database's dump file under data/: `<folder>/<name><ext>` where the name is a safe file name, else numbered and hex-encoded. */
+export function dumpName(folder: string, ext: string, database: string, i: number): string {
+  return /^[A-Za-z0-9_.-]{1,100}$/.test(database) && !database.startsWith('.') ? `${folder}/${database}${ext}` : `${folder}/${i + 1}-${Buffer.from(database).toString('hex').slice(0, 100)}${ext}`;
+}

@@ -40,7 +40,7 @@ import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseDump, PitrInfo, RestoreCheck } from '../../schemas/database.js';
 import { BackupFailure, messageOf } from '../errors.js';
 import { capture, findProgram, lastLines, runTool, sessionTool, stopTool, streamTool } from '../exec.js';
-import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
+import { compareCounts, dumpName, readPassword, sum, type Engine, type TableCounts } from './engine.js';
 import { archiveRecord } from './archive.js';
 import { END, LineSession } from './session.js';
 import { archiveBinlogs, binlogOff, gapMessage, readBinlogArchive } from './mariadb-pitr.js';
@@ -92,12 +92,7 @@ export async function connect(repo: DatabaseRepositoryConfig, env: NodeJS.Proces
   else if (c.port) args.push(`--port=${c.port}`);
   if (c.user) args.push(`--user=${c.user}`);
   if (!c['password-file']) return { args, env: out, cleanup: async () => {} };
-  let password: string;
-  try {
-    password = (await readFile(c['password-file'], 'utf8')).replace(/\r?\n$/, '');
-  } catch (e) {
-    throw new BackupFailure('source', `cannot read the password file of ${repo.name}: ${messageOf(e)}`, `check connection.password-file of repository ${repo.name} in the host config (a file holding only the password, readable by the agent)`);
-  }
+  const password = await readPassword(repo, c['password-file']);
   const dir = await mkdtemp(join(tmpdir(), 'respaldo-mycnf-'));
   const file = join(dir, 'client.cnf');
   // Quoted, so that '#', ';' and spaces stay part of it; the option parser undoes these escapes.
@@ -350,11 +345,6 @@ async function dumpOne(s: Sessions, database: string, rel: string, dataDir: stri
   return { bytes, counts, binlog };
 }
 
-/** A file name for a database's dump: its name where that is a safe file name, else a hex encoding. */
-function dumpName(database: string, i: number): string {
-  return /^[A-Za-z0-9_.-]{1,100}$/.test(database) && !database.startsWith('.') ? `mariadb/${database}.sql.gz` : `mariadb/${i + 1}-${Buffer.from(database).toString('hex').slice(0, 100)}.sql.gz`;
-}
-
 export const mariadbEngine: Engine = {
   async dump(job) {
     const repo = job.repository;
@@ -391,7 +381,7 @@ export const mariadbEngine: Engine = {
       const databases: DatabaseDump[] = [];
       const counts: TableCounts = new Map();
       for (const [i, database] of repo.databases!.entries()) {
-        const rel = dumpName(database, i);
+        const rel = dumpName('mariadb', '.sql.gz', database, i);
         const out = await dumpOne(s, database, rel, job.dataDir, job.written);
         counts.set(rel, out.counts);
         databases.push({ name: database, file: rel, format: 'mariadb-dump | gzip', bytes: out.bytes, tables: out.counts.size, rows: sum(out.counts), ...(out.binlog ? { binlog: out.binlog } : {}) });

@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -22,7 +22,7 @@ import { BackupFailure, messageOf } from '../errors.js';
 import { capture, lastLines, runTool, stopTool, streamTool } from '../exec.js';
 import { exists } from '../fsutil.js';
 import { END, LineSession } from './session.js';
-import { compareCounts, sum, type Engine, type TableCounts } from './engine.js';
+import { compareCounts, dumpName, readPassword, sum, type Engine, type TableCounts } from './engine.js';
 import { archiveRecord } from './archive.js';
 import { BASE_DIR, readArchive, takeBaseBackup, waitForSegment } from './postgresql-pitr.js';
 
@@ -43,12 +43,7 @@ export async function connectionEnv(repo: DatabaseRepositoryConfig, env: NodeJS.
   if (c.port) out.PGPORT = String(c.port);
   if (c.user) out.PGUSER = c.user;
   if (!c['password-file']) return { env: out, cleanup: async () => {} };
-  let password: string;
-  try {
-    password = (await readFile(c['password-file'], 'utf8')).replace(/\r?\n$/, '');
-  } catch (e) {
-    throw new BackupFailure('source', `cannot read the password file of ${repo.name}: ${messageOf(e)}`, `check connection.password-file of repository ${repo.name} in the host config (a file holding only the password, readable by the agent)`);
-  }
+  const password = await readPassword(repo, c['password-file']);
   const dir = await mkdtemp(join(tmpdir(), 'respaldo-pgpass-'));
   const file = join(dir, 'pgpass');
   await writeFile(file, `*:*:*:*:${password.replaceAll('\\', '\\\\').replaceAll(':', '\\:')}\n`, { mode: 0o600 });
@@ -146,11 +141,6 @@ async function dumpOne(repo: DatabaseRepositoryConfig, database: string, rel: st
   }
 }
 
-/** A file name for a database's dump: its name where that is a safe file name, else a hex encoding. */
-function dumpName(database: string, i: number): string {
-  return /^[A-Za-z0-9_.-]{1,100}$/.test(database) && !database.startsWith('.') ? `postgresql/${database}.dump` : `postgresql/${i + 1}-${Buffer.from(database).toString('hex').slice(0, 100)}.dump`;
-}
-
 export const postgresqlEngine: Engine = {
   async dump(job) {
     const repo = job.repository;
@@ -168,7 +158,7 @@ export const postgresqlEngine: Engine = {
       const counts: TableCounts = new Map();
       let serverVersion = '';
       for (const [i, database] of repo.databases!.entries()) {
-        const rel = dumpName(database, i);
+        const rel = dumpName('postgresql', '.dump', database, i);
         const out = await dumpOne(repo, database, rel, job.dataDir, bin, env, job.signal, job.written);
         serverVersion = out.version;
         counts.set(rel, out.counts);
