@@ -16,9 +16,9 @@ import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import { encodeName, entryPath, type ManifestEntry } from '../schemas/manifest.js';
 import type { HashJob, HashPool, HashResult } from './hashing.js';
-import { FixedRecords, IntMap } from './tables.js';
+import { FixedRecords, IntMap, writeHex } from './tables.js';
 import type { TransferLog } from './transfers.js';
-import type { RepositoryStore, WalkEntry } from './target.js';
+import { MTIME_LENGTH, type RepositoryStore, type WalkBatch } from './target.js';
 
 export interface ManifestInput {
   store: RepositoryStore;
@@ -51,25 +51,48 @@ export interface ManifestOutcome {
 const BATCH_FILES = 1024;
 const BATCH_BYTES = 256 << 20;
 
-/** `"path":"…"`, or `"path_b64":"…"` for a name that is not UTF-8 (see encodeName). */
-function nameField(bytes: Buffer, field: 'path' | 'target'): string {
+/** Writes the bytes of `text` (ASCII) at `pos`; returns the position after them. */
+function put(text: Buffer, out: Buffer, pos: number): number {
+  for (let k = 0; k < text.length; k++) out[pos++] = text[k]!;
+  return pos;
+}
+
+/**
+ * Writes `"path":"…"` for the name in `src` from `start` to `end` at `pos`, or
+ * `"path_b64":"…"` for a name that is not UTF-8 (see encodeName); returns the position after it.
+ */
+function writeName(src: Buffer, start: number, end: number, field: 'path' | 'target', out: Buffer, pos: number): number {
   // Most names are printable ASCII with nothing to escape: written as they are.
   let plain = true;
-  for (let i = 0; i < bytes.length && plain; i++) {
-    const c = bytes[i]!;
+  for (let k = start; k < end && plain; k++) {
+    const c = src[k]!;
     plain = c >= 0x20 && c < 0x7f && c !== 0x22 && c !== 0x5c;
   }
-  if (plain) return `"${field}":"${bytes.toString('latin1')}"`;
-  const [key, value] = Object.entries(encodeName(bytes, field))[0]!;
-  return `${JSON.stringify(key)}:${JSON.stringify(value)}`;
+  if (plain) {
+    pos = put(field === 'path' ? PATH_KEY : TARGET_KEY, out, pos);
+    pos += src.copy(out, pos, start, end);
+    out[pos++] = 0x22;
+    return pos;
+  }
+  const [key, value] = Object.entries(encodeName(src.subarray(start, end), field))[0]!;
+  return pos + out.write(`${JSON.stringify(key)}:${JSON.stringify(value)}`, pos, 'utf8');
 }
+
+// The manifest line's fixed parts (see buildManifest).
+const PATH_KEY = Buffer.from('"path":"');
+const TARGET_KEY = Buffer.from('"target":"');
+const TYPE_KEY = Buffer.from(',"type":"');
+const SIZE_KEY = Buffer.from('","size":');
+const MTIME_KEY = Buffer.from(',"mtime":"');
+const MODE_KEY = Buffer.from('","mode":"');
+const INO_KEY = Buffer.from('","ino":');
+const SHA256_KEY = Buffer.from(',"sha256":"');
 
 /** How a path is shown in messages: the original absolute path, readable even when it is not UTF-8. */
 function shown(rel: Buffer): string {
   return `/${rel.toString('utf8')}`;
 }
 
-const MTIME_LENGTH = 30; // 2026-11-22T03:15:07.123456789Z
 const PREV_ENTRY = 8 + MTIME_LENGTH + 32;
 
 /**
@@ -92,13 +115,24 @@ class PreviousFiles {
     this.index.set(ino, n);
   }
 
-  /** The SHA-256 recorded for this inode, if its size and mtime are still the same. */
-  match(ino: number, size: number, mtime: string): string | undefined {
+  /** The record of this inode if its size and mtime (entry `i` of `batch`) are still the same, else -1. */
+  match(ino: number, size: number, batch: WalkBatch, i: number): number {
     const n = this.index.get(ino);
-    if (n === undefined) return undefined;
+    if (n === undefined) return -1;
     const { buf, off } = this.records.at(n);
-    if (buf.readDoubleLE(off) !== size || buf.toString('latin1', off + 8, off + 8 + MTIME_LENGTH) !== mtime) return undefined;
+    return buf.readDoubleLE(off) === size && batch.mtimeEquals(i, buf, off + 8) ? n : -1;
+  }
+
+  /** A record's SHA-256, hex. */
+  sha256(n: number): string {
+    const { buf, off } = this.records.at(n);
     return buf.toString('hex', off + 8 + MTIME_LENGTH, off + PREV_ENTRY);
+  }
+
+  /** Writes a record's SHA-256 as hex at `pos`; returns the position after it. */
+  writeSha256(n: number, out: Buffer, pos: number): number {
+    const { buf, off } = this.records.at(n);
+    return writeHex(buf, off + 8 + MTIME_LENGTH, 32, out, pos);
   }
 }
 
@@ -180,7 +214,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
   const unreadableOrigin: string[] = [];
   let seen = 0;
 
-  const write = async (text: string) => {
+  const write = async (text: Buffer) => {
     digest.update(text);
     if (!out.write(text)) await once(out, 'drain');
   };
@@ -189,39 +223,43 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
     if (problems.length < 20) problems.push({ path: shown(rel), problem: text });
   };
 
-  let batch: WalkEntry[] = [];
-  let batchBytes = 0;
-
-  const processBatch = async () => {
-    const entries = batch;
-    batch = [];
-    batchBytes = 0;
-    // Plan: which files to read, and what each entry's hash will be.
-    const reused = new Array<string | undefined>(entries.length);
+  const { transferred, store, id } = input;
+  /** Entries `from` to `to` of a walk batch: their files checked, their lines written. */
+  const processBatch = async (w: WalkBatch, from: number, to: number) => {
+    const n = to - from;
+    // Plan: which files to read, and where each entry's hash will come from: the previous
+    // manifest (a hard link), the copy hashed while rsync ran (EarlyHasher), or a read now.
+    const reused = new Int32Array(n).fill(-1);
+    const sent = new Int32Array(n).fill(-1);
+    const early = new Uint8Array(n);
+    const storedJob = new Int32Array(n).fill(-1);
+    const originJob = new Int32Array(n).fill(-1);
     const jobs: HashJob[] = [];
-    const storedJob = new Array<number>(entries.length).fill(-1);
-    const originJob = new Array<number>(entries.length).fill(-1);
-    const sent = new Array<string | undefined>(entries.length);
-    const early = new Array<HashResult | undefined>(entries.length);
-    entries.forEach((e, i) => {
-      if (e.type !== 'f') return;
-      const known = prev.match(Number(e.ino), e.size, e.mtime);
-      if (known !== undefined) {
-        reused[i] = known;
-        if (input.scope === 'full') storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel) }) - 1;
-      } else {
-        const transfer = input.transferred.get(e.rel);
-        sent[i] = transfer?.sum;
-        // Hashed while rsync was still copying (EarlyHasher): the same inode and size is the
-        // same file, since nothing but rsync writes into a partial snapshot, and rsync never
-        // rewrites a file in place.
-        const copy = transfer?.stored;
-        if (copy && copy.ino === Number(e.ino) && copy.size === e.size) early[i] = { sha256: copy.sha256, transfer: copy.matches ? transfer.sum : 'differs', bytes: copy.size, size: copy.size };
-        // Without a checksum from the sender, the copy is compared with its original: their times too.
-        else storedJob[i] = jobs.push({ path: input.store.partialPath(input.id, e.rel), ...(sent[i] !== undefined ? { transfer: input.transferred.algorithm } : { times: true }) }) - 1;
-        if (sent[i] === undefined && input.origin) originJob[i] = jobs.push({ path: input.origin(e.rel), recheck: true, limit: e.size }) - 1;
+    let bound = 0;
+    for (let j = 0; j < n; j++) {
+      const i = from + j;
+      const [ps, pe] = w.span(i, 'path');
+      const [ts, te] = w.span(i, 'target');
+      // A line's other fields take at most 240 bytes; a name escaped for JSON at most 6 bytes a byte.
+      bound += 256 + 6 * (pe - ps + te - ts);
+      if (!w.isFile(i)) continue;
+      const ino = w.ino[i]!;
+      const size = w.size[i]!;
+      const rel = w.rel(i);
+      reused[j] = prev.match(ino, size, w, i);
+      if (reused[j]! >= 0) {
+        if (input.scope === 'full') storedJob[j] = jobs.push({ path: store.partialPath(id, rel) }) - 1;
+        continue;
       }
-    });
+      sent[j] = transferred.lookup(rel);
+      // Hashed while rsync was still copying: the same inode and size is the same file,
+      // since nothing but rsync writes into a partial snapshot, and rsync never rewrites a
+      // file in place.
+      if (sent[j]! >= 0 && transferred.storedAs(sent[j]!, ino, size)) early[j] = 1;
+      // Without a checksum from the sender, the copy is compared with its original: their times too.
+      else storedJob[j] = jobs.push({ path: store.partialPath(id, rel), ...(sent[j]! >= 0 ? { transfer: transferred.algorithm } : { times: true }) }) - 1;
+      if (sent[j]! < 0 && input.origin) originJob[j] = jobs.push({ path: input.origin(rel), recheck: true, limit: size }) - 1;
+    }
     // Spread the reads over the workers.
     const per = Math.max(1, Math.ceil(jobs.length / (input.pool.size * 4)));
     const parts: Promise<HashResult[]>[] = [];
@@ -230,60 +268,103 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
     const results = parts.length ? (await Promise.all(parts)).flat() : [];
     if (input.signal.aborted) throw input.signal.reason;
 
-    let text = '';
-    entries.forEach((e, i) => {
-      let sha: string | undefined;
-      if (e.type === 'f') {
+    // The lines, written as bytes: a string and an object per file cost more than the rest
+    // of the manifest. {"path":…,"type":…,"size":…,"mtime":…,"mode":…,"ino":…[,"sha256":…][,"target":…]}
+    const text = Buffer.allocUnsafe(bound);
+    let pos = 0;
+    for (let j = 0; j < n; j++) {
+      const i = from + j;
+      const type = w.type(i);
+      // Where the line's SHA-256 comes from: 1 previous manifest, 2 early hash, 3 a read now.
+      let sha = 0;
+      let read: HashResult | undefined;
+      if (type === 'f') {
+        const fileSize = w.size[i]!;
         size.files++;
-        size.bytes += e.size;
-        const stored = storedJob[i]! >= 0 ? results[storedJob[i]!]! : early[i];
-        if (reused[i] !== undefined) {
-          sha = reused[i];
-          if (stored) {
+        size.bytes += fileSize;
+        read = storedJob[j]! >= 0 ? results[storedJob[j]!]! : undefined;
+        if (reused[j]! >= 0) {
+          sha = 1;
+          if (read) {
             checksum.files++;
-            checksum.bytes += stored.bytes ?? 0;
-            if (stored.error) problem(e.rel, `cannot read the stored copy (${stored.error})`);
-            else if (stored.sha256 !== sha) problem(e.rel, 'the stored copy no longer matches the hash it had when it was backed up (damaged backup disk?)');
+            checksum.bytes += read.bytes ?? 0;
+            if (read.error) problem(w.rel(i), `cannot read the stored copy (${read.error})`);
+            else if (read.sha256 !== prev.sha256(reused[j]!)) problem(w.rel(i), 'the stored copy no longer matches the hash it had when it was backed up (damaged backup disk?)');
           }
         } else {
           changed.files++;
-          changed.bytes += e.size;
+          changed.bytes += fileSize;
           checksum.files++;
-          checksum.bytes += stored!.bytes ?? 0;
-          sha = stored!.sha256;
-          const original = originJob[i]! >= 0 ? results[originJob[i]!]! : undefined;
-          if (stored!.error) problem(e.rel, `cannot read the stored copy (${stored!.error})`);
-          else if (sent[i] !== undefined) {
-            if (stored!.transfer !== sent[i]) problem(e.rel, 'the stored copy differs from what rsync read at the source');
-          } else if (original?.error === 'ENOENT') changedDuring.push(shown(e.rel));
-          else if (original?.error) unreadableOrigin.push(`${shown(e.rel)} (${original.error})`);
-          else if (original && original.sha256 !== stored!.sha256) {
-            const moved = original.changedWhileRead || original.size !== stored!.size || original.mtimeNs !== stored!.mtimeNs;
-            if (moved) changedDuring.push(shown(e.rel));
-            else problem(e.rel, 'the stored copy differs from the original, which did not change since it was copied');
+          if (early[j]) {
+            sha = 2;
+            checksum.bytes += fileSize;
+            if (!transferred.storedMatches(sent[j]!)) problem(w.rel(i), 'the stored copy differs from what rsync read at the source');
+          } else {
+            checksum.bytes += read!.bytes ?? 0;
+            if (read!.sha256) sha = 3;
+            const original = originJob[j]! >= 0 ? results[originJob[j]!]! : undefined;
+            if (read!.error) problem(w.rel(i), `cannot read the stored copy (${read!.error})`);
+            else if (sent[j]! >= 0) {
+              if (read!.transfer !== transferred.sum(sent[j]!)) problem(w.rel(i), 'the stored copy differs from what rsync read at the source');
+            } else if (original?.error === 'ENOENT') changedDuring.push(shown(w.rel(i)));
+            else if (original?.error) unreadableOrigin.push(`${shown(w.rel(i))} (${original.error})`);
+            else if (original && original.sha256 !== read!.sha256) {
+              const moved = original.changedWhileRead || original.size !== read!.size || original.mtimeNs !== read!.mtimeNs;
+              if (moved) changedDuring.push(shown(w.rel(i)));
+              else problem(w.rel(i), 'the stored copy differs from the original, which did not change since it was copied');
+            }
           }
         }
-      } else if (e.type === 'd') size.dirs++;
-      else if (e.type === 'l') size.symlinks++;
+      } else if (type === 'd') size.dirs++;
+      else if (type === 'l') size.symlinks++;
       else size.others++;
-      // The line's fields in a fixed order, written directly: an object and JSON.stringify
-      // per file cost more than the rest of the manifest.
-      text += `{${nameField(e.rel, 'path')},"type":"${e.type}","size":${e.size},"mtime":"${e.mtime}","mode":"${e.mode}","ino":${Number(e.ino)}${sha ? `,"sha256":"${sha}"` : ''}${e.target ? `,${nameField(e.target, 'target')}` : ''}}\n`;
-    });
-    await write(text);
-    seen += entries.length;
+      text[pos++] = 0x7b;
+      const [ps, pe] = w.span(i, 'path');
+      pos = writeName(w.buf, ps, pe, 'path', text, pos);
+      pos = put(TYPE_KEY, text, pos);
+      text[pos++] = type.charCodeAt(0);
+      pos = put(SIZE_KEY, text, pos);
+      pos = w.writeNumber(i, 'size', text, pos);
+      pos = put(MTIME_KEY, text, pos);
+      pos = w.writeMtime(i, text, pos);
+      pos = put(MODE_KEY, text, pos);
+      pos = w.writeMode(i, text, pos);
+      pos = put(INO_KEY, text, pos);
+      pos = w.writeNumber(i, 'ino', text, pos);
+      if (sha) {
+        pos = put(SHA256_KEY, text, pos);
+        if (sha === 1) pos = prev.writeSha256(reused[j]!, text, pos);
+        else if (sha === 2) pos = transferred.writeStoredSha256(sent[j]!, text, pos);
+        else pos += text.write(read!.sha256!, pos, 'latin1');
+        text[pos++] = 0x22;
+      }
+      if (type === 'l') {
+        text[pos++] = 0x2c;
+        const [ts, te] = w.span(i, 'target');
+        pos = writeName(w.buf, ts, te, 'target', text, pos);
+      }
+      text[pos++] = 0x7d;
+      text[pos++] = 0x0a;
+    }
+    await write(text.subarray(0, pos));
+    seen += n;
     input.progress(seen);
   };
 
   try {
-    for await (const entries of input.store.walk(input.id, input.signal)) {
-      for (const entry of entries) {
-        batch.push(entry);
-        if (entry.type === 'f') batchBytes += entry.size;
-        if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) await processBatch();
+    for await (const w of store.walk(id, input.signal)) {
+      let from = 0;
+      let bytes = 0;
+      for (let i = 0; i < w.length; i++) {
+        if (w.isFile(i)) bytes += w.size[i]!;
+        if (i + 1 - from >= BATCH_FILES || bytes >= BATCH_BYTES) {
+          await processBatch(w, from, i + 1);
+          from = i + 1;
+          bytes = 0;
+        }
       }
+      if (from < w.length) await processBatch(w, from, w.length);
     }
-    if (batch.length) await processBatch();
   } finally {
     out.end();
     await finished(out).catch(() => {});

@@ -83,3 +83,15 @@ export class FixedRecords {
     return { buf: this.chunks[Math.floor(n / FixedRecords.CHUNK)]!, off: (n % FixedRecords.CHUNK) * this.size };
   }
 }
+
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+
+/** Writes `length` bytes of `src` from `start` as lowercase hex at `pos`; returns the position after them. */
+export function writeHex(src: Buffer, start: number, length: number, out: Buffer, pos: number): number {
+  for (let k = start; k < start + length; k++) {
+    const b = src[k]!;
+    out[pos++] = HEX[b >> 4]!;
+    out[pos++] = HEX[b & 15]!;
+  }
+  return pos;
+}

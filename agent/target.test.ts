@@ -6,7 +6,10 @@ describe('isoFromEpoch', () => {
     expect(isoFromEpoch('1732250000.1234567890')).toBe('2024-11-22T04:33:20.123456789Z');
     expect(isoFromEpoch('0.0000000000')).toBe('1970-01-01T00:00:00.000000000Z');
     expect(isoFromEpoch('951782400')).toBe('2000-02-29T00:00:00.000000000Z');
-    expect(isoFromEpoch('-0.5000000000')).toBe('1969-12-31T23:59:59.500000000Z');
+    // Before 1970, find prints the second and then the nanoseconds added to it (stat -c %.9Y
+    // prints -2208988799.500000000 for the first one).
+    expect(isoFromEpoch('-2208988800.5000000000')).toBe('1900-01-01T00:00:00.500000000Z');
+    expect(isoFromEpoch('-1.7500000000')).toBe('1969-12-31T23:59:59.750000000Z');
     expect(isoFromEpoch('-86400.0000000000')).toBe('1969-12-31T00:00:00.000000000Z');
   });
 

@@ -13,7 +13,7 @@
  * the other file's checksum: a false mismatch, never a false match.
  */
 import type { TransferChecksum } from './hashing.js';
-import { FixedRecords, IntMap } from './tables.js';
+import { FixedRecords, IntMap, writeHex } from './tables.js';
 
 // check 4 | flags 1 | length 1 | (2) | sender's checksum ≤ 20 | stored SHA-256 32 | stored size 8 | stored inode 8
 const CHECK = 0;
@@ -91,19 +91,52 @@ export class TransferLog {
     buf.writeDoubleLE(copy.ino, off + INO);
   }
 
-  /** The sender's checksum (hex) for `path` and its stored copy if hashed; undefined when none or unsure. */
-  get(path: Buffer): { sum: string; stored: StoredCopy | undefined } | undefined {
+  /** The entry of `path`, or -1 when none or unsure (two paths with one key). */
+  lookup(path: Buffer): number {
     const { key, check } = TransferLog.key(path);
     const entry = this.index.get(key);
-    if (entry === undefined || entry === AMBIGUOUS) return undefined;
+    if (entry === undefined || entry === AMBIGUOUS) return -1;
     const { buf, off } = this.records.at(entry);
-    if (buf.readUInt32BE(off + CHECK) !== check) return undefined;
-    const flags = buf[off + FLAGS]!;
+    return buf.readUInt32BE(off + CHECK) === check ? entry : -1;
+  }
+
+  /** The sender's checksum of an entry, hex. */
+  sum(entry: number): string {
+    const { buf, off } = this.records.at(entry);
+    return buf.toString('hex', off + SUM, off + SUM + buf[off + LENGTH]!);
+  }
+
+  /**
+   * Whether the entry's copy was hashed as a file of this inode and size: then storedMatches
+   * and writeStoredSha256 stand for the file found there now.
+   */
+  storedAs(entry: number, ino: number, size: number): boolean {
+    const { buf, off } = this.records.at(entry);
+    return (buf[off + FLAGS]! & STORED) !== 0 && buf.readDoubleLE(off + INO) === ino && buf.readDoubleLE(off + SIZE) === size;
+  }
+
+  /** Whether the stored copy's transfer checksum equals the sender's. */
+  storedMatches(entry: number): boolean {
+    const { buf, off } = this.records.at(entry);
+    return (buf[off + FLAGS]! & MATCHES) !== 0;
+  }
+
+  /** Writes the stored copy's SHA-256 as hex at `pos`; returns the position after it. */
+  writeStoredSha256(entry: number, out: Buffer, pos: number): number {
+    const { buf, off } = this.records.at(entry);
+    return writeHex(buf, off + SHA256, 32, out, pos);
+  }
+
+  /** The sender's checksum (hex) for `path` and its stored copy if hashed; undefined when none or unsure. */
+  get(path: Buffer): { sum: string; stored: StoredCopy | undefined } | undefined {
+    const entry = this.lookup(path);
+    if (entry < 0) return undefined;
+    const { buf, off } = this.records.at(entry);
     return {
-      sum: buf.toString('hex', off + SUM, off + SUM + buf[off + LENGTH]!),
+      sum: this.sum(entry),
       stored:
-        flags & STORED
-          ? { sha256: buf.toString('hex', off + SHA256, off + SHA256 + 32), matches: (flags & MATCHES) !== 0, size: buf.readDoubleLE(off + SIZE), ino: buf.readDoubleLE(off + INO) }
+        buf[off + FLAGS]! & STORED
+          ? { sha256: buf.toString('hex', off + SHA256, off + SHA256 + 32), matches: this.storedMatches(entry), size: buf.readDoubleLE(off + SIZE), ino: buf.readDoubleLE(off + INO) }
           : undefined,
     };
   }

@@ -1,14 +1,15 @@
 /** The manifest builder's verification, on real files: what it reuses, what it re-reads, what it rejects. */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { xxhash128 } from 'hash-wasm';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { HashPool } from '../dist/agent/hashing.js';
 import { buildManifest } from '../dist/agent/manifest.js';
 import { RepositoryStore } from '../dist/agent/target.js';
 import { TransferLog } from '../dist/agent/transfers.js';
+import { entryPath, type ManifestEntry } from '../dist/schemas/manifest.js';
 import { tempDir } from './helpers.js';
 
 const pool = new HashPool(2);
@@ -92,4 +93,42 @@ describe('manifest verification', () => {
     expect(unreadable).toContain('zero.txt (ELOOP)');
     expect(result.warnings.find((w) => w.code === 'changed-during-backup')!.message).toContain('grown.txt');
   }, 10_000);
+
+  it('writes each entry as the filesystem has it: any name, link targets, modes, and times before 1970 and after 9999', async () => {
+    // tmpfs keeps any time; ext4 stops at 1901 and 2446.
+    const shm = mkdtempSync('/dev/shm/respaldo-manifest-');
+    onTestFinished(() => rmSync(shm, { recursive: true, force: true }));
+    const store = new RepositoryStore(shm, 'web01/app');
+    const id = '20261122T000000Z';
+    const data = join(store.partialDir(id), 'data');
+    const names = { space: 'a b/c "d"\\e', accent: 'año/acentó', latin1: Buffer.from([0x63, 0xf1, 0x6f]), newline: 'new\nline' };
+    mkdirSync(join(data, 'a b'), { recursive: true });
+    mkdirSync(join(data, 'año'));
+    writeFileSync(join(data, names.space), 'space');
+    writeFileSync(join(data, names.accent), 'accent');
+    writeFileSync(Buffer.concat([Buffer.from(`${data}/`), names.latin1]), 'latin1');
+    writeFileSync(join(data, names.newline), 'newline');
+    symlinkSync(Buffer.from([0x2f, 0xff]) as unknown as string, join(data, 'link'));
+    writeFileSync(join(data, 'old'), 'old');
+    writeFileSync(join(data, 'far'), 'far');
+    chmodSync(join(data, 'old'), 0o4750);
+    // Set with touch: its reading of a date does not go through a float.
+    execFileSync('touch', ['-d', '1900-01-01 00:00:00.5', join(data, 'old')], { env: { ...process.env, TZ: 'UTC' } });
+    execFileSync('touch', ['-d', '@253402300800.25', join(data, 'far')]);
+    execFileSync('touch', ['-d', '2026-11-22 03:15:07.123456789', join(data, names.space)], { env: { ...process.env, TZ: 'UTC' } });
+    const result = await buildManifest({ store, id, previous: undefined, transferred: new TransferLog(), origin: undefined, scope: 'changed', pool, signal: new AbortController().signal, progress: () => {} });
+    expect(result.checksum.mismatches).toBe(0);
+    const lines = readFileSync(join(store.partialDir(id), 'manifest.jsonl'), 'utf8').trimEnd().split('\n');
+    const entries = new Map(lines.map((line) => JSON.parse(line) as ManifestEntry).map((e) => [entryPath(e).toString('latin1'), e]));
+    const at = (name: string | Buffer) => entries.get(Buffer.from(name).toString('latin1'))!;
+    expect(entries.size).toBe(9);
+    expect(at('old')).toMatchObject({ type: 'f', size: 3, mode: '4750', mtime: '1900-01-01T00:00:00.500000000Z', sha256: createHash('sha256').update('old').digest('hex') });
+    expect(at('far')).toMatchObject({ mtime: '+010000-01-01T00:00:00.250000000Z', mode: '0644' });
+    expect(at(names.space)).toMatchObject({ path: names.space, size: 5, mtime: '2026-11-22T03:15:07.123456789Z' });
+    expect(at(names.accent)).toMatchObject({ path: names.accent, sha256: createHash('sha256').update('accent').digest('hex') });
+    expect(at(names.latin1)).toMatchObject({ path_b64: names.latin1.toString('base64'), size: 6 });
+    expect(at(names.newline)).toMatchObject({ path: names.newline, size: 7 });
+    expect(at('link')).toMatchObject({ type: 'l', target_b64: Buffer.from([0x2f, 0xff]).toString('base64') });
+    expect(at('año')).toMatchObject({ type: 'd' });
+  });
 });
