@@ -15,7 +15,7 @@ export const databaseDump = z
     name: z.string().min(1),
     /** The dump's path inside the snapshot's data/ folder. */
     file: z.string().min(1),
-    /** The tool and format: `pg_dump -Fc`, `mariadb-dump | gzip`, `online backup (all pages in one step)`, … */
+    /** The tool and format: `pg_dump -Fc`, `mariadb-dump | gzip`, `online backup (one read transaction)`, … */
     format: z.string().min(1),
     bytes: z.number().int().nonnegative(),
     /** Tables and their rows when the dump was taken, counted in the dump's own snapshot where the engine allows it. */

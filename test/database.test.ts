@@ -92,7 +92,7 @@ describe('sqlite', () => {
 
       const rec = lastRecord(d);
       expect(rec).toMatchObject({ type: 'backup', kind: 'database', verification: { level: 'restore', restore: { result: 'ok' } } });
-      expect(rec.database).toMatchObject({ engine: 'sqlite', server: 'file', databases: [{ name: 'shop.db', file: 'sqlite/1-shop.db', format: 'online backup (all pages in one step)', tables: 1, rows }] });
+      expect(rec.database).toMatchObject({ engine: 'sqlite', server: 'file', databases: [{ name: 'shop.db', file: 'sqlite/1-shop.db', format: 'online backup (one read transaction)', tables: 1, rows }] });
       expect(rec.verification.restore.databases[0].checks).toEqual(['integrity_check: ok', 'foreign_key_check: ok', 'row counts: match']);
       expect(everything(d)).not.toContain(dir);
       await verified(d);

@@ -31,6 +31,11 @@ export interface DumpResult {
   /** The rows each table held in the dump's snapshot, for the test restore to compare with. */
   counts: TableCounts;
   warnings: { code: string; message: string }[];
+  /**
+   * Seconds of the dump spent checking rather than copying (SQLite counts the rows in the
+   * copy's own transaction, one after the other): reported as verification time.
+   */
+  checkSeconds?: number;
 }
 
 export interface RestoreJob {
