@@ -20,8 +20,10 @@ export interface HashJob {
   limit?: number;
   /** Also compute rsync's transfer checksum, in the same read, to match the sender's. */
   transfer?: TransferChecksum;
-  /** Also report the modification time to the nanosecond. */
+  /** Also report the modification time to the nanosecond, and the permission bits. */
   times?: boolean;
+  /** Only lstat the path (any type of entry), read nothing: its size, inode, time and mode. */
+  stat?: boolean;
 }
 
 export interface HashResult {
@@ -32,6 +34,10 @@ export interface HashResult {
   size?: number;
   ino?: number;
   mtimeNs?: string;
+  /** With `times` or `stat`: the modification time as the kernel keeps it (seconds, then nanoseconds ≥ 0), and the permission bits. */
+  mtimeSec?: number;
+  mtimeNsec?: number;
+  mode?: number;
   changedWhileRead?: boolean;
   /** errno code (ENOENT, EACCES, EIO, …) when the file could not be read. */
   error?: string;
@@ -44,7 +50,7 @@ export interface HashResult {
 export interface PackedJobs {
   paths: Uint8Array<ArrayBuffer>;
   ends: Uint32Array<ArrayBuffer>;
-  /** Bit 1: recheck; bit 2: SHA-1; bit 4: times; bit 8: xxh128. */
+  /** Bit 1: recheck; bit 2: SHA-1; bit 4: times; bit 8: xxh128; bit 16: stat. */
   flags: Uint8Array<ArrayBuffer>;
   limits: Float64Array<ArrayBuffer>;
 }
@@ -60,7 +66,7 @@ export function packJobs(jobs: HashJob[]): PackedJobs {
     paths.set(j.path, at);
     at += j.path.length;
     ends[i] = at;
-    flags[i] = (j.recheck ? 1 : 0) | (j.transfer === 'sha1' ? 2 : 0) | (j.times ? 4 : 0) | (j.transfer === 'xxh128' ? 8 : 0);
+    flags[i] = (j.recheck ? 1 : 0) | (j.transfer === 'sha1' ? 2 : 0) | (j.times ? 4 : 0) | (j.transfer === 'xxh128' ? 8 : 0) | (j.stat ? 16 : 0);
     limits[i] = j.limit ?? -1;
   });
   return { paths, ends, flags, limits };
@@ -73,7 +79,7 @@ export function unpackJobs(packed: PackedJobs): HashJob[] {
     const limit = packed.limits[i]!;
     const flags = packed.flags[i]!;
     const transfer = flags & 2 ? 'sha1' : flags & 8 ? 'xxh128' : undefined;
-    const job: HashJob = { path: paths.subarray(start, end), recheck: (flags & 1) !== 0, times: (flags & 4) !== 0, ...(transfer ? { transfer } : {}), ...(limit >= 0 ? { limit } : {}) };
+    const job: HashJob = { path: paths.subarray(start, end), recheck: (flags & 1) !== 0, times: (flags & 4) !== 0, stat: (flags & 16) !== 0, ...(transfer ? { transfer } : {}), ...(limit >= 0 ? { limit } : {}) };
     start = end;
     return job;
   });

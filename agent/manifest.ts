@@ -13,12 +13,14 @@
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { lstatSync } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import { encodeName, entryPath, type ManifestEntry } from '../schemas/manifest.js';
 import type { HashJob, HashPool, HashResult } from './hashing.js';
 import { FixedRecords, IntMap, writeHex } from './tables.js';
 import type { TransferLog } from './transfers.js';
-import { MTIME_LENGTH, type RepositoryStore, type WalkBatch } from './target.js';
+import { BackupFailure, messageOf } from './errors.js';
+import { isoFromEpoch, MTIME_LENGTH, type RepositoryStore, type WalkBatch } from './target.js';
 
 export interface ManifestInput {
   store: RepositoryStore;
@@ -31,6 +33,12 @@ export interface ManifestInput {
   /** Where a stored file came from, to re-read the original of a new file with no transfer checksum. */
   origin: ((rel: Buffer) => Buffer) | undefined;
   scope: 'changed' | 'full';
+  /**
+   * Walk the copy by names only and take each file's size, inode, time and mode from the
+   * hash of its stored copy (one stat fewer per file); the default for a first backup,
+   * where every file was copied and hashed. Entries without a hash are stat'ed on their own.
+   */
+  light?: boolean;
   pool: HashPool;
   signal: AbortSignal;
   progress: (files: number) => void;
@@ -76,6 +84,83 @@ function writeName(src: Buffer, start: number, end: number, field: 'path' | 'tar
   }
   const [key, value] = Object.entries(encodeName(src.subarray(start, end), field))[0]!;
   return pos + out.write(`${JSON.stringify(key)}:${JSON.stringify(value)}`, pos, 'utf8');
+}
+
+/** Writes a whole number ≥ 0 in decimal at `pos`; returns the position after it. */
+function writeInteger(n: number, out: Buffer, pos: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) return pos + out.write(String(n), pos, 'latin1');
+  let digits = 1;
+  for (let m = n; m >= 10; m = Math.floor(m / 10)) digits++;
+  for (let k = digits - 1, m = n; k >= 0; k--, m = Math.floor(m / 10)) out[pos + k] = 0x30 + (m % 10);
+  return pos + digits;
+}
+
+/** Writes permission bits as four octal digits at `pos`; returns the position after them. */
+function writeMode(mode: number, out: Buffer, pos: number): number {
+  for (let shift = 9; shift >= 0; shift -= 3) out[pos++] = 0x30 + ((mode >> shift) & 7);
+  return pos;
+}
+
+/** Writes `digits` decimal digits of `n` (zero-padded) at `pos`. */
+function writeDigits(n: number, digits: number, out: Buffer, pos: number): number {
+  for (let k = digits - 1; k >= 0; k--, n = Math.floor(n / 10)) out[pos + k] = 0x30 + (n % 10);
+  return pos + digits;
+}
+
+const DAY = 86_400;
+const FIRST_SECOND = -62_167_219_200; // 0000-01-01T00:00:00Z
+const END_SECOND = 253_402_300_800; // 10000-01-01T00:00:00Z
+let lastDay = { day: NaN, text: Buffer.alloc(10) };
+
+/**
+ * Writes a modification time (seconds since 1970, then 0 ≤ nanoseconds < 10^9, as the kernel
+ * keeps it) as the walk writes find's: 2026-11-22T03:15:07.123456789Z. Returns the position after it.
+ */
+function writeTime(sec: number, nsec: number, out: Buffer, pos: number): number {
+  if (sec < FIRST_SECOND || sec >= END_SECOND) return pos + out.write(isoFromEpoch(`${sec}.${String(nsec).padStart(9, '0')}`), pos, 'latin1');
+  const day = Math.floor(sec / DAY);
+  // Files written together share their day: its text is kept from the last call.
+  if (day !== lastDay.day) lastDay = { day, text: Buffer.from(new Date(day * DAY * 1000).toISOString().slice(0, 10), 'latin1') };
+  pos += lastDay.text.copy(out, pos);
+  const rest = sec - day * DAY;
+  out[pos++] = 0x54; // T
+  pos = writeDigits(Math.floor(rest / 3600), 2, out, pos);
+  out[pos++] = 0x3a;
+  pos = writeDigits(Math.floor(rest / 60) % 60, 2, out, pos);
+  out[pos++] = 0x3a;
+  pos = writeDigits(rest % 60, 2, out, pos);
+  out[pos++] = 0x2e;
+  pos = writeDigits(nsec, 9, out, pos);
+  out[pos++] = 0x5a; // Z
+  return pos;
+}
+
+/**
+ * Copies a stat (size, inode, mtime, mode) from a hash result into `st[at…at+4]`; for a
+ * copy that could not be read (a problem reported on its own), from an lstat of `path`.
+ */
+function statInto(r: HashResult, path: Buffer, st: Float64Array, at: number): void {
+  if (r.size !== undefined && r.ino !== undefined && r.mtimeSec !== undefined && r.mtimeNsec !== undefined && r.mode !== undefined) {
+    st[at] = r.size;
+    st[at + 1] = r.ino;
+    st[at + 2] = r.mtimeSec;
+    st[at + 3] = r.mtimeNsec;
+    st[at + 4] = r.mode;
+    return;
+  }
+  let s;
+  try {
+    s = lstatSync(path, { bigint: true });
+  } catch (e) {
+    throw new BackupFailure('manifest', `cannot list ${path.toString()} in the stored snapshot (${(e as NodeJS.ErrnoException).code ?? messageOf(e)})`, 'check the target disk (dmesg shows I/O errors) and run again; the previous snapshot is intact');
+  }
+  const NS = 1_000_000_000n;
+  const sec = s.mtimeNs / NS - (s.mtimeNs % NS < 0n ? 1n : 0n);
+  st[at] = Number(s.size);
+  st[at + 1] = Number(s.ino);
+  st[at + 2] = Number(sec);
+  st[at + 3] = Number(s.mtimeNs - sec * NS);
+  st[at + 4] = Number(s.mode & 0o7777n);
 }
 
 // The manifest line's fixed parts (see buildManifest).
@@ -179,11 +264,13 @@ export class EarlyHasher {
     if (batch.length === 0) return;
     const algorithm = this.log.algorithm;
     // A copy that could not be hashed whole here is left to buildManifest.
-    const done = this.pool.hash(batch.map((b) => ({ path: b.path, transfer: algorithm }))).then(
+    // With its times and mode: a first backup's manifest takes them from here instead of
+    // another stat of every file (buildManifest, `light`).
+    const done = this.pool.hash(batch.map((b) => ({ path: b.path, transfer: algorithm, times: true }))).then(
       (results) =>
         results.forEach((r, k) => {
           if (r.sha256 && r.transfer && r.ino !== undefined && r.size !== undefined && r.bytes === r.size)
-            this.log.setStored(batch[k]!.entry, { sha256: r.sha256, transfer: r.transfer, size: r.size, ino: r.ino });
+            this.log.setStored(batch[k]!.entry, { sha256: r.sha256, transfer: r.transfer, size: r.size, ino: r.ino, mtimeSec: r.mtimeSec, mtimeNsec: r.mtimeNsec, mode: r.mode });
         }),
       () => {},
     );
@@ -235,6 +322,9 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
     const storedJob = new Int32Array(n).fill(-1);
     const originJob = new Int32Array(n).fill(-1);
     const jobs: HashJob[] = [];
+    // A light walk's size, inode, mtime (seconds, nanoseconds) and mode, five per entry.
+    const st = w.light ? new Float64Array(n * 5) : undefined;
+    const statJob = w.light ? new Int32Array(n).fill(-1) : undefined;
     let bound = 0;
     for (let j = 0; j < n; j++) {
       const i = from + j;
@@ -242,6 +332,17 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
       const [ts, te] = w.span(i, 'target');
       // A line's other fields take at most 240 bytes; a name escaped for JSON at most 6 bytes a byte.
       bound += 256 + 6 * (pe - ps + te - ts);
+      if (st) {
+        if (w.isFile(i)) {
+          sent[j] = transferred.lookup(w.rel(i));
+          // Hashed while rsync copied it: with its stat, from the same open file.
+          if (sent[j]! >= 0 && transferred.storedStat(sent[j]!, st, j * 5)) early[j] = 1;
+          else storedJob[j] = jobs.push({ path: store.partialPath(id, w.rel(i)), times: true, ...(sent[j]! >= 0 ? { transfer: transferred.algorithm } : {}) }) - 1;
+          // The limit is set once the copy's size is known, below.
+          if (sent[j]! < 0 && input.origin) originJob[j] = -2;
+        } else statJob![j] = jobs.push({ path: store.partialPath(id, w.rel(i)), stat: true }) - 1;
+        continue;
+      }
       if (!w.isFile(i)) continue;
       const ino = w.ino[i]!;
       const size = w.size[i]!;
@@ -267,6 +368,24 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
     // Most batches need no reading at all (hard links, copies hashed while rsync ran): no await.
     const results = parts.length ? (await Promise.all(parts)).flat() : [];
     if (input.signal.aborted) throw input.signal.reason;
+    if (st) {
+      // The stat of each entry that was read or stat'ed now; the originals of copies without
+      // a transfer checksum, read up to the copy's size.
+      const originals: HashJob[] = [];
+      const originAt: number[] = [];
+      for (let j = 0; j < n; j++) {
+        const k = storedJob[j]! >= 0 ? storedJob[j]! : statJob![j]!;
+        if (k >= 0) statInto(results[k]!, store.partialPath(id, w.rel(from + j)), st, j * 5);
+        if (originJob[j] === -2) {
+          originAt.push(j);
+          originals.push({ path: input.origin!(w.rel(from + j)), recheck: true, limit: st[j * 5]! });
+        }
+      }
+      const read = originals.length ? await input.pool.hash(originals) : [];
+      originAt.forEach((j, k) => {
+        originJob[j] = results.push(read[k]!) - 1;
+      });
+    }
 
     // The lines, written as bytes: a string and an object per file cost more than the rest
     // of the manifest. {"path":…,"type":…,"size":…,"mtime":…,"mode":…,"ino":…[,"sha256":…][,"target":…]}
@@ -279,7 +398,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
       let sha = 0;
       let read: HashResult | undefined;
       if (type === 'f') {
-        const fileSize = w.size[i]!;
+        const fileSize = st ? st[j * 5]! : w.size[i]!;
         size.files++;
         size.bytes += fileSize;
         read = storedJob[j]! >= 0 ? results[storedJob[j]!]! : undefined;
@@ -324,13 +443,13 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
       pos = put(TYPE_KEY, text, pos);
       text[pos++] = type.charCodeAt(0);
       pos = put(SIZE_KEY, text, pos);
-      pos = w.writeNumber(i, 'size', text, pos);
+      pos = st ? writeInteger(st[j * 5]!, text, pos) : w.writeNumber(i, 'size', text, pos);
       pos = put(MTIME_KEY, text, pos);
-      pos = w.writeMtime(i, text, pos);
+      pos = st ? writeTime(st[j * 5 + 2]!, st[j * 5 + 3]!, text, pos) : w.writeMtime(i, text, pos);
       pos = put(MODE_KEY, text, pos);
-      pos = w.writeMode(i, text, pos);
+      pos = st ? writeMode(st[j * 5 + 4]!, text, pos) : w.writeMode(i, text, pos);
       pos = put(INO_KEY, text, pos);
-      pos = w.writeNumber(i, 'ino', text, pos);
+      pos = st ? writeInteger(st[j * 5 + 1]!, text, pos) : w.writeNumber(i, 'ino', text, pos);
       if (sha) {
         pos = put(SHA256_KEY, text, pos);
         if (sha === 1) pos = prev.writeSha256(reused[j]!, text, pos);
@@ -352,7 +471,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
   };
 
   try {
-    for await (const w of store.walk(id, input.signal)) {
+    for await (const w of store.walk(id, input.signal, input.light ?? !input.previous)) {
       let from = 0;
       let bytes = 0;
       for (let i = 0; i < w.length; i++) {

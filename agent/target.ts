@@ -25,6 +25,8 @@ const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
 
 /** find's -printf for the walk: each field is read in place by WalkBatch. */
 const WALK_FORMAT = '%y %i %s %T@ %TY-%Tm-%TdT%TH:%TM:%TS %m %P\\0%l\\0';
+/** The same with names and types only, which find reads from the folders without a stat of each entry. */
+const LIGHT_FORMAT = '%y %P\\0%l\\0';
 const ISO_LENGTH = 30; // find's %TS has ten decimals: 2026-11-22T03:15:07.1234567890
 // Per entry, offsets into the batch's buffer: type; ino, size, epoch time, ISO time, mode,
 // path and link target, each as start and end.
@@ -60,9 +62,12 @@ export class WalkBatch {
     readonly buf: Buffer,
     private readonly at: Int32Array,
     readonly length: number,
+    /** Names and types only (LIGHT_FORMAT): no inode, size, time or mode. */
+    readonly light: boolean,
   ) {
     this.ino = new Float64Array(length);
     this.size = new Float64Array(length);
+    if (light) return;
     for (let i = 0; i < length; i++) {
       const o = i * W_STRIDE;
       this.ino[i] = decimalAt(buf, at[o + W_INO]!, at[o + W_INO + 1]!);
@@ -71,8 +76,9 @@ export class WalkBatch {
   }
 
   /** Splits `buf` into complete entries; returns the batch and where the unfinished rest begins. */
-  static parse(buf: Buffer): { batch: WalkBatch; rest: number } {
-    const at = new Int32Array(Math.ceil(buf.length / 24) * W_STRIDE);
+  static parse(buf: Buffer, light = false): { batch: WalkBatch; rest: number } {
+    // An entry takes at least 5 bytes of find's output ("f x\0\0"), 40 with the stat fields.
+    const at = new Int32Array(Math.ceil(buf.length / (light ? 5 : 40)) * W_STRIDE);
     let n = 0;
     let start = 0;
     for (;;) {
@@ -82,9 +88,9 @@ export class WalkBatch {
       if (b < 0) break;
       const o = n * W_STRIDE;
       at[o + W_TYPE] = buf[start]!;
-      // "%y %i %s %T@ <ISO> %m " and then the path, which may itself contain spaces.
+      // "%y %i %s %T@ <ISO> %m " (or "%y ") and then the path, which may itself contain spaces.
       let from = start + 2;
-      for (let field = W_INO; field <= W_MODE; field += 2) {
+      for (let field = W_INO; !light && field <= W_MODE; field += 2) {
         const end = buf.indexOf(SPACE, from);
         at[o + field] = from;
         at[o + field + 1] = end;
@@ -97,7 +103,7 @@ export class WalkBatch {
       n++;
       start = b + 1;
     }
-    return { batch: new WalkBatch(buf, at, n), rest: start };
+    return { batch: new WalkBatch(buf, at, n, light), rest: start };
   }
 
   /** find's %y: f, d, l, p, s, c or b (a door, D, counts as a socket). */
@@ -395,16 +401,16 @@ export class RepositoryStore {
    * Every entry of a partial snapshot's data, streamed from GNU find (NUL-separated: any
    * file name is safe), in batches as find writes them: one await per batch, not per file.
    */
-  async *walk(id: string, signal?: AbortSignal): AsyncGenerator<WalkBatch> {
+  async *walk(id: string, signal?: AbortSignal, light = false): AsyncGenerator<WalkBatch> {
     const dir = join(this.partialDir(id), 'data');
     // Times in UTC, as the manifest keeps them.
-    const { child, done } = streamTool('find', [dir, '-mindepth', '1', '-printf', WALK_FORMAT], { env: { ...process.env, TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
+    const { child, done } = streamTool('find', [dir, '-mindepth', '1', '-printf', light ? LIGHT_FORMAT : WALK_FORMAT], { env: { ...process.env, TZ: 'UTC', LC_ALL: 'C' }, ...(signal ? { signal } : {}) });
     let pending: Buffer = Buffer.alloc(0);
     let consumed = false;
     try {
       for await (const chunk of child.stdout! as AsyncIterable<Buffer>) {
         pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-        const { batch, rest } = WalkBatch.parse(pending);
+        const { batch, rest } = WalkBatch.parse(pending, light);
         pending = pending.subarray(rest);
         if (batch.length) yield batch;
       }

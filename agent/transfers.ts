@@ -16,6 +16,7 @@ import type { TransferChecksum } from './hashing.js';
 import { FixedRecords, IntMap, writeHex } from './tables.js';
 
 // check 4 | flags 1 | length 1 | (2) | sender's checksum ≤ 20 | stored SHA-256 32 | stored size 8 | stored inode 8
+// | stored mtime: seconds 8, nanoseconds 4 | stored mode 2
 const CHECK = 0;
 const FLAGS = 4;
 const LENGTH = 5;
@@ -23,9 +24,13 @@ const SUM = 8;
 const SHA256 = 28;
 const SIZE = 60;
 const INO = 68;
-const ENTRY = 76;
+const MTIME_SEC = 76;
+const MTIME_NSEC = 84;
+const MODE = 88;
+const ENTRY = 90;
 const STORED = 1;
 const MATCHES = 2;
+const TIMES = 4;
 const AMBIGUOUS = -1;
 
 export interface StoredCopy {
@@ -81,14 +86,35 @@ export class TransferLog {
     this.onAdd?.(entry, path);
   }
 
-  /** Records what the stored copy of an entry holds. */
-  setStored(entry: number, copy: { sha256: string; transfer: string; size: number; ino: number }): void {
+  /** Records what the stored copy of an entry holds, and its modification time and mode when known. */
+  setStored(entry: number, copy: { sha256: string; transfer: string; size: number; ino: number; mtimeSec?: number | undefined; mtimeNsec?: number | undefined; mode?: number | undefined }): void {
     const { buf, off } = this.records.at(entry);
     const matches = buf.toString('hex', off + SUM, off + SUM + buf[off + LENGTH]!) === copy.transfer;
-    buf[off + FLAGS] = STORED | (matches ? MATCHES : 0);
+    const times = copy.mtimeSec !== undefined && copy.mtimeNsec !== undefined && copy.mode !== undefined;
+    buf[off + FLAGS] = STORED | (matches ? MATCHES : 0) | (times ? TIMES : 0);
     buf.write(copy.sha256, off + SHA256, 'hex');
     buf.writeDoubleLE(copy.size, off + SIZE);
     buf.writeDoubleLE(copy.ino, off + INO);
+    if (times) {
+      buf.writeDoubleLE(copy.mtimeSec!, off + MTIME_SEC);
+      buf.writeUInt32LE(copy.mtimeNsec!, off + MTIME_NSEC);
+      buf.writeUInt16LE(copy.mode!, off + MODE);
+    }
+  }
+
+  /**
+   * Copies the stored copy's size, inode, mtime (seconds, nanoseconds) and mode into
+   * `into[at…at+4]`; false when the copy was not hashed with its times.
+   */
+  storedStat(entry: number, into: Float64Array, at: number): boolean {
+    const { buf, off } = this.records.at(entry);
+    if ((buf[off + FLAGS]! & (STORED | TIMES)) !== (STORED | TIMES)) return false;
+    into[at] = buf.readDoubleLE(off + SIZE);
+    into[at + 1] = buf.readDoubleLE(off + INO);
+    into[at + 2] = buf.readDoubleLE(off + MTIME_SEC);
+    into[at + 3] = buf.readUInt32LE(off + MTIME_NSEC);
+    into[at + 4] = buf.readUInt16LE(off + MODE);
+    return true;
   }
 
   /** The entry of `path`, or -1 when none or unsure (two paths with one key). */

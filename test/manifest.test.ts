@@ -1,7 +1,7 @@
 /** The manifest builder's verification, on real files: what it reuses, what it re-reads, what it rejects. */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { xxhash128 } from 'hash-wasm';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -94,7 +94,7 @@ describe('manifest verification', () => {
     expect(result.warnings.find((w) => w.code === 'changed-during-backup')!.message).toContain('grown.txt');
   }, 10_000);
 
-  it('writes each entry as the filesystem has it: any name, link targets, modes, and times before 1970 and after 9999', async () => {
+  it('writes each entry as the filesystem has it, from find\'s stat or from the read of each file: any name, link targets, modes, and times before 1970 and after 9999', async () => {
     // tmpfs keeps any time; ext4 stops at 1901 and 2446.
     const shm = mkdtempSync('/dev/shm/respaldo-manifest-');
     onTestFinished(() => rmSync(shm, { recursive: true, force: true }));
@@ -115,13 +115,24 @@ describe('manifest verification', () => {
     // Set with touch: its reading of a date does not go through a float.
     execFileSync('touch', ['-d', '1900-01-01 00:00:00.5', join(data, 'old')], { env: { ...process.env, TZ: 'UTC' } });
     execFileSync('touch', ['-d', '@253402300800.25', join(data, 'far')]);
+    // Year 500: find prints %TY as 500, not four digits.
+    writeFileSync(join(data, 'ancient'), 'ancient');
+    execFileSync('touch', ['-d', '@-46388678399.75', join(data, 'ancient')]);
     execFileSync('touch', ['-d', '2026-11-22 03:15:07.123456789', join(data, names.space)], { env: { ...process.env, TZ: 'UTC' } });
-    const result = await buildManifest({ store, id, previous: undefined, transferred: new TransferLog(), origin: undefined, scope: 'changed', pool, signal: new AbortController().signal, progress: () => {} });
-    expect(result.checksum.mismatches).toBe(0);
-    const lines = readFileSync(join(store.partialDir(id), 'manifest.jsonl'), 'utf8').trimEnd().split('\n');
+    // Once from find's stat of each entry, once from the stat taken where each file is read.
+    const build = (light: boolean) => buildManifest({ store, id, previous: undefined, transferred: new TransferLog(), origin: undefined, scope: 'changed', light, pool, signal: new AbortController().signal, progress: () => {} });
+    const manifest = join(store.partialDir(id), 'manifest.jsonl');
+    const full = await build(false);
+    renameSync(manifest, `${manifest}.full`);
+    const light = await build(true);
+    expect(light).toEqual(full);
+    expect(full.checksum.mismatches).toBe(0);
+    const lines = readFileSync(manifest, 'utf8').trimEnd().split('\n');
+    expect([...lines].sort()).toEqual(readFileSync(`${manifest}.full`, 'utf8').trimEnd().split('\n').sort());
     const entries = new Map(lines.map((line) => JSON.parse(line) as ManifestEntry).map((e) => [entryPath(e).toString('latin1'), e]));
     const at = (name: string | Buffer) => entries.get(Buffer.from(name).toString('latin1'))!;
-    expect(entries.size).toBe(9);
+    expect(entries.size).toBe(10);
+    expect(at('ancient')).toMatchObject({ mtime: '0500-01-01T00:00:00.250000000Z' });
     expect(at('old')).toMatchObject({ type: 'f', size: 3, mode: '4750', mtime: '1900-01-01T00:00:00.500000000Z', sha256: createHash('sha256').update('old').digest('hex') });
     expect(at('far')).toMatchObject({ mtime: '+010000-01-01T00:00:00.250000000Z', mode: '0644' });
     expect(at(names.space)).toMatchObject({ path: names.space, size: 5, mtime: '2026-11-22T03:15:07.123456789Z' });
