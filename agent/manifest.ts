@@ -236,11 +236,21 @@ async function previousFiles(input: ManifestInput): Promise<PreviousFiles> {
  */
 export class EarlyHasher {
   // rsync's sender reports a file once it has sent it; the receiver writes and renames it
-  // a little later. Files wait here until this many newer ones were reported.
-  private static readonly LAG = 2048;
+  // a little later, once it has read what is still in the pipe between them. A file waits
+  // here until this many newer files, or this many bytes of newer files, were reported:
+  // by then the receiver has had to read past it. (Counting files alone kept a tree's last
+  // 2,048 files, 200 MB of the 2 GiB tree, to hash after rsync had finished.)
+  private static readonly LAG_FILES = 256;
+  private static readonly LAG_BYTES = 8 << 20;
   private static readonly BATCH = 512;
-  private readonly waiting: { entry: number; path: Buffer }[] = [];
+  private static readonly BATCH_BYTES = 32 << 20;
+  /** Each file with its size and the total size reported up to and including it. */
+  private readonly waiting: { entry: number; path: Buffer; size: number; mark: number }[] = [];
   private head = 0;
+  /** Files from `head` up to here may be hashed; `readyBytes` is their size. */
+  private ready = 0;
+  private readyBytes = 0;
+  private reported = 0;
   private readonly inflight = new Set<Promise<void>>();
 
   constructor(
@@ -248,17 +258,27 @@ export class EarlyHasher {
     private readonly log: TransferLog,
     storedPath: (rel: Buffer) => Buffer,
   ) {
-    log.onAdd = (entry, rel) => {
-      this.waiting.push({ entry, path: storedPath(rel) });
-      if (this.waiting.length - this.head >= EarlyHasher.LAG + EarlyHasher.BATCH) this.flush(EarlyHasher.BATCH);
+    log.onAdd = (entry, rel, size) => {
+      this.reported += size;
+      this.waiting.push({ entry, path: storedPath(rel), size, mark: this.reported });
+      while (this.ready < this.waiting.length) {
+        const w = this.waiting[this.ready]!;
+        if (this.waiting.length - this.ready <= EarlyHasher.LAG_FILES && this.reported - w.mark < EarlyHasher.LAG_BYTES) break;
+        this.readyBytes += w.size;
+        this.ready++;
+      }
+      if (this.ready - this.head >= EarlyHasher.BATCH || this.readyBytes >= EarlyHasher.BATCH_BYTES) this.flush(this.ready - this.head);
     };
   }
 
   private flush(n: number): void {
     const batch = this.waiting.slice(this.head, this.head + n);
     this.head += batch.length;
+    this.ready = Math.max(this.ready, this.head);
+    this.readyBytes = 0;
     if (this.head > 65536) {
       this.waiting.splice(0, this.head);
+      this.ready -= this.head;
       this.head = 0;
     }
     if (batch.length === 0) return;

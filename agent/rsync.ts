@@ -86,7 +86,7 @@ export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 
     ...(job.keepExisting ? ['--ignore-existing', '--delete'] : []),
     // The whole-file checksum both ends of rsync compute anyway, printed per file (%C).
     `--checksum-choice=${checksum}`,
-    '--out-format=%C %i %n',
+    '--out-format=%C %i %l %n',
     ...(job.progress ? ['--info=progress2'] : []),
     '--',
     ...job.sources,
@@ -100,8 +100,8 @@ export function unescapeName(text: string): Buffer {
 }
 
 /**
- * Reads rsync's stdout: `--out-format='%C %i %n'` lines of transferred files (the checksum of
- * what the sender read, the itemized change, the name) and, on a terminal,
+ * Reads rsync's stdout: `--out-format='%C %i %l %n'` lines of transferred files (the checksum
+ * of what the sender read, the itemized change, the size, the name) and, on a terminal,
  * `--info=progress2` updates ("  1,234,567  45%  10.00MB/s  0:00:05 …") between carriage returns.
  */
 function outputParser(job: RsyncJob): (chunk: Buffer) => void {
@@ -111,8 +111,8 @@ function outputParser(job: RsyncJob): (chunk: Buffer) => void {
     pending = parts.pop()!;
     let progress: RegExpExecArray | null = null;
     for (const part of parts) {
-      const sent = /^([0-9a-f]{32}|[0-9a-f]{40}) >f\S{9} (.*)$/.exec(part);
-      if (sent) job.transferred.add(unescapeName(sent[2]!.replace(/^\/+/, '')), sent[1]!);
+      const sent = /^([0-9a-f]{32}|[0-9a-f]{40}) >f\S{9} (\d+) (.*)$/.exec(part);
+      if (sent) job.transferred.add(unescapeName(sent[3]!.replace(/^\/+/, '')), sent[1]!, Number(sent[2]));
       else progress = /^\s*([\d,]+)\s+(\d+)%/.exec(part) ?? progress;
     }
     // A line at 0% says nothing of the total yet: the bar waits for one that does.

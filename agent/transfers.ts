@@ -46,8 +46,8 @@ export class TransferLog {
   algorithm: TransferChecksum = 'sha1';
   private readonly index = new IntMap();
   private readonly records = new FixedRecords(ENTRY);
-  /** Called for each transferred file as rsync reports it, with its entry's number. */
-  onAdd: ((entry: number, path: Buffer) => void) | undefined;
+  /** Called for each transferred file as rsync reports it, with its entry's number and size (0 when unknown). */
+  onAdd: ((entry: number, path: Buffer, size: number) => void) | undefined;
 
   get size(): number {
     return this.index.size;
@@ -72,7 +72,7 @@ export class TransferLog {
     return { key: mix(a) * 0x10000 + (mix(b ^ path.length) >>> 16), check: mix(c) };
   }
 
-  add(path: Buffer, sumHex: string): void {
+  add(path: Buffer, sumHex: string, size = 0): void {
     const { key, check } = TransferLog.key(path);
     if (this.index.get(key) !== undefined) {
       this.index.set(key, AMBIGUOUS);
@@ -83,7 +83,7 @@ export class TransferLog {
     buf.writeUInt32BE(check, off + CHECK);
     buf[off + LENGTH] = buf.write(sumHex, off + SUM, 20, 'hex');
     this.index.set(key, entry);
-    this.onAdd?.(entry, path);
+    this.onAdd?.(entry, path, size);
   }
 
   /** Records what the stored copy of an entry holds, and its modification time and mode when known. */

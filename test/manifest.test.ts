@@ -1,12 +1,12 @@
 /** The manifest builder's verification, on real files: what it reuses, what it re-reads, what it rejects. */
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { xxhash128 } from 'hash-wasm';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { HashPool } from '../dist/agent/hashing.js';
-import { buildManifest } from '../dist/agent/manifest.js';
+import { buildManifest, EarlyHasher } from '../dist/agent/manifest.js';
 import { RepositoryStore } from '../dist/agent/target.js';
 import { TransferLog } from '../dist/agent/transfers.js';
 import { entryPath, type ManifestEntry } from '../dist/schemas/manifest.js';
@@ -141,5 +141,31 @@ describe('manifest verification', () => {
     expect(at(names.newline)).toMatchObject({ path: names.newline, size: 7 });
     expect(at('link')).toMatchObject({ type: 'l', target_b64: Buffer.from([0x2f, 0xff]).toString('base64') });
     expect(at('año')).toMatchObject({ type: 'd' });
+  });
+
+  it('hashes a copy while rsync goes on once enough newer data was reported, and the rest when it is drained', async () => {
+    const dir = tempDir();
+    const files = ['a', 'b', 'c'].map((name) => join(dir, name));
+    // 40 MB each, sparse: as rsync reports them, with their sizes.
+    for (const f of files) {
+      writeFileSync(f, '');
+      truncateSync(f, 40 << 20);
+    }
+    const log = new TransferLog();
+    log.algorithm = 'xxh128';
+    const early = new EarlyHasher(pool, log, (rel) => Buffer.from(join(dir, rel.toString())));
+    const zeros = await xxhash128(new Uint8Array(40 << 20));
+    log.add(Buffer.from('a'), zeros, 40 << 20);
+    expect(log.get(Buffer.from('a'))!.stored).toBeUndefined();
+    // 40 MB reported after a: the receiver has read past it, and that is a batch's worth.
+    log.add(Buffer.from('b'), zeros, 40 << 20);
+    for (let i = 0; i < 100 && !log.get(Buffer.from('a'))!.stored; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(log.get(Buffer.from('a'))!.stored).toMatchObject({ matches: true, size: 40 << 20 });
+    expect(log.get(Buffer.from('b'))!.stored).toBeUndefined();
+    log.add(Buffer.from('c'), '00'.repeat(16), 40 << 20);
+    await early.drain(true);
+    expect(log.get(Buffer.from('b'))!.stored).toMatchObject({ matches: true });
+    // c's copy does not match what the sender read: recorded so, for buildManifest to report.
+    expect(log.get(Buffer.from('c'))!.stored).toMatchObject({ matches: false });
   });
 });
