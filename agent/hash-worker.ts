@@ -5,32 +5,16 @@
  */
 import { createHash, hash as hashOnce } from 'node:crypto';
 import { createXXHash128 } from 'hash-wasm';
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { unpackJobs, type HashJob, type HashResult, type PackedJobs } from './hashing.js';
+import { statOf, unpackJobs, type HashJob, type HashResult, type PackedJobs } from './hashing.js';
 
 const buffer = Buffer.allocUnsafe(1 << 20);
 // One xxh128 state, reset for each file (hash-wasm: WebAssembly, byte for byte rsync's %C).
 const xxh128 = await createXXHash128();
 
-const NS = 1_000_000_000n;
-
-/** The modification time as seconds and nanoseconds (as the kernel keeps it: 0 ≤ ns < 10^9) and the permission bits. */
-function timesOf(s: BigIntStats): Pick<HashResult, 'mtimeNs' | 'mtimeSec' | 'mtimeNsec' | 'mode'> {
-  let sec = s.mtimeNs / NS;
-  let nsec = s.mtimeNs % NS;
-  if (nsec < 0n) {
-    nsec += NS;
-    sec -= 1n;
-  }
-  return { mtimeNs: s.mtimeNs.toString(), mtimeSec: Number(sec), mtimeNsec: Number(nsec), mode: Number(s.mode & 0o7777n) };
-}
-
 function hashFile(job: HashJob): HashResult {
-  if (job.stat) {
-    const s = lstatSync(job.path, { bigint: true });
-    return { size: Number(s.size), ino: Number(s.ino), ...timesOf(s) };
-  }
+  if (job.stat) return statOf(lstatSync(job.path, { bigint: true }));
   const fd = openSync(job.path, job.recheck ? constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK : 'r');
   try {
     // Nanosecond times only where they are compared: BigInt stats cost more.
@@ -45,7 +29,7 @@ function hashFile(job: HashJob): HashResult {
       bytes,
       size: Number(before.size),
       ino: Number(before.ino),
-      ...('mtimeNs' in before ? timesOf(before) : {}),
+      ...('mtimeNs' in before ? statOf(before) : {}),
     });
     // Most stored copies fit in the buffer: one read and one-shot hashes, no hash objects
     // (200,000 small files cost 10% less this way).
@@ -83,8 +67,8 @@ parentPort!.on('message', ({ id, batch }: { id: number; batch: PackedJobs }) => 
       const result = hashFile(job);
       if (job.recheck) {
         // The file's state after reading, so the caller can tell "changed while we read it".
-        const after = lstatSync(job.path, { bigint: true });
-        result.changedWhileRead = Number(after.size) !== result.size || after.mtimeNs.toString() !== result.mtimeNs;
+        const after = statOf(lstatSync(job.path, { bigint: true }));
+        result.changedWhileRead = after.size !== result.size || after.mtimeSec !== result.mtimeSec || after.mtimeNsec !== result.mtimeNsec;
       }
       return result;
     } catch (e) {

@@ -1,4 +1,5 @@
 /** A small pool of hashing worker threads (see hash-worker.ts). */
+import type { BigIntStats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
@@ -33,14 +34,26 @@ export interface HashResult {
   bytes?: number;
   size?: number;
   ino?: number;
-  mtimeNs?: string;
-  /** With `times` or `stat`: the modification time as the kernel keeps it (seconds, then nanoseconds ≥ 0), and the permission bits. */
+  /** With `times`, `recheck` or `stat`: the modification time as the kernel keeps it (seconds, then nanoseconds ≥ 0), and the permission bits. */
   mtimeSec?: number;
   mtimeNsec?: number;
   mode?: number;
   changedWhileRead?: boolean;
   /** errno code (ENOENT, EACCES, EIO, …) when the file could not be read. */
   error?: string;
+}
+
+const NS = 1_000_000_000n;
+
+/** What a stat tells of an entry, as HashResult carries it: the time split where the kernel splits it. */
+export function statOf(s: BigIntStats): Required<Pick<HashResult, 'size' | 'ino' | 'mtimeSec' | 'mtimeNsec' | 'mode'>> {
+  let sec = s.mtimeNs / NS;
+  let nsec = s.mtimeNs % NS;
+  if (nsec < 0n) {
+    nsec += NS;
+    sec -= 1n;
+  }
+  return { size: Number(s.size), ino: Number(s.ino), mtimeSec: Number(sec), mtimeNsec: Number(nsec), mode: Number(s.mode & 0o7777n) };
 }
 
 /**

@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import { lstatSync } from 'node:fs';
 import { finished } from 'node:stream/promises';
 import { encodeName, entryPath, type ManifestEntry } from '../schemas/manifest.js';
-import type { HashJob, HashPool, HashResult } from './hashing.js';
+import { statOf, type HashJob, type HashPool, type HashResult } from './hashing.js';
 import { FixedRecords, IntMap, writeHex } from './tables.js';
 import type { TransferLog } from './transfers.js';
 import { BackupFailure, messageOf } from './errors.js';
@@ -91,8 +91,7 @@ function writeInteger(n: number, out: Buffer, pos: number): number {
   if (!Number.isSafeInteger(n) || n < 0) return pos + out.write(String(n), pos, 'latin1');
   let digits = 1;
   for (let m = n; m >= 10; m = Math.floor(m / 10)) digits++;
-  for (let k = digits - 1, m = n; k >= 0; k--, m = Math.floor(m / 10)) out[pos + k] = 0x30 + (m % 10);
-  return pos + digits;
+  return writeDigits(n, digits, out, pos);
 }
 
 /** Writes permission bits as four octal digits at `pos`; returns the position after them. */
@@ -140,27 +139,18 @@ function writeTime(sec: number, nsec: number, out: Buffer, pos: number): number 
  * copy that could not be read (a problem reported on its own), from an lstat of `path`.
  */
 function statInto(r: HashResult, path: Buffer, st: Float64Array, at: number): void {
-  if (r.size !== undefined && r.ino !== undefined && r.mtimeSec !== undefined && r.mtimeNsec !== undefined && r.mode !== undefined) {
-    st[at] = r.size;
-    st[at + 1] = r.ino;
-    st[at + 2] = r.mtimeSec;
-    st[at + 3] = r.mtimeNsec;
-    st[at + 4] = r.mode;
-    return;
-  }
-  let s;
-  try {
-    s = lstatSync(path, { bigint: true });
-  } catch (e) {
-    throw new BackupFailure('manifest', `cannot list ${path.toString()} in the stored snapshot (${(e as NodeJS.ErrnoException).code ?? messageOf(e)})`, 'check the target disk (dmesg shows I/O errors) and run again; the previous snapshot is intact');
-  }
-  const NS = 1_000_000_000n;
-  const sec = s.mtimeNs / NS - (s.mtimeNs % NS < 0n ? 1n : 0n);
-  st[at] = Number(s.size);
-  st[at + 1] = Number(s.ino);
-  st[at + 2] = Number(sec);
-  st[at + 3] = Number(s.mtimeNs - sec * NS);
-  st[at + 4] = Number(s.mode & 0o7777n);
+  let s = r;
+  if (s.mode === undefined)
+    try {
+      s = statOf(lstatSync(path, { bigint: true }));
+    } catch (e) {
+      throw new BackupFailure('manifest', `cannot list ${path.toString()} in the stored snapshot (${(e as NodeJS.ErrnoException).code ?? messageOf(e)})`, 'check the target disk (dmesg shows I/O errors) and run again; the previous snapshot is intact');
+    }
+  st[at] = s.size!;
+  st[at + 1] = s.ino!;
+  st[at + 2] = s.mtimeSec!;
+  st[at + 3] = s.mtimeNsec!;
+  st[at + 4] = s.mode!;
 }
 
 // The manifest line's fixed parts (see buildManifest).
@@ -448,7 +438,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
             } else if (original?.error === 'ENOENT') changedDuring.push(shown(w.rel(i)));
             else if (original?.error) unreadableOrigin.push(`${shown(w.rel(i))} (${original.error})`);
             else if (original && original.sha256 !== read!.sha256) {
-              const moved = original.changedWhileRead || original.size !== read!.size || original.mtimeNs !== read!.mtimeNs;
+              const moved = original.changedWhileRead || original.size !== read!.size || original.mtimeSec !== read!.mtimeSec || original.mtimeNsec !== read!.mtimeNsec;
               if (moved) changedDuring.push(shown(w.rel(i)));
               else problem(w.rel(i), 'the stored copy differs from the original, which did not change since it was copied');
             }

@@ -128,13 +128,6 @@ export class WalkBatch {
     return this.buf.subarray(this.at[o]!, this.at[o + 1]!);
   }
 
-  /** The link target of a symbolic link. */
-  target(i: number): Buffer | undefined {
-    if (this.at[i * W_STRIDE + W_TYPE] !== 0x6c) return undefined;
-    const o = i * W_STRIDE + W_TARGET;
-    return this.buf.subarray(this.at[o]!, this.at[o + 1]!);
-  }
-
   /** Where the modification time's ISO text starts, or -1 when find's date is not YYYY-… (see mtime). */
   private isoAt(i: number): number {
     const o = i * W_STRIDE + W_ISO;

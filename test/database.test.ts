@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { deployment, type Deployment, ids, lastRecord, onFullTarget, respaldo, ROOT, sleep, tempDir, verified } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, onFullTarget, respaldo, ROOT, sleep, ownedTempDir, tempDir, verified } from './helpers.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const psql = (db: string, sql: string, env: NodeJS.ProcessEnv = {}) =>
@@ -228,14 +228,11 @@ describe('postgresql', () => {
 
   it('a wrong password is a failure record, and no password appears in any record, output or argv', async () => {
     // A throwaway server that asks for a password (the machine's own trusts local users).
-    const dir = tempDir('respaldo-pgpw-');
-    const { uid, gid } = ids('postgres');
-    chownSync(dir, uid, gid);
-    chmodSync(dir, 0o700);
+    const { uid, gid, as } = ids('postgres');
+    const dir = ownedTempDir('respaldo-pgpw-', { uid, gid }, 0o700);
     const secret = 'S3cret:with\\odd chars';
     writeFileSync(join(dir, 'pw'), secret);
     chownSync(join(dir, 'pw'), uid, gid);
-    const as = ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--'];
     execFileSync(as[0]!, [...as.slice(1), join(PG_BIN, 'initdb'), '-D', join(dir, 'data'), '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${join(dir, 'pw')}`, '--no-sync', '--no-instructions'], { stdio: 'ignore' });
     const server = spawn(as[0]!, [...as.slice(1), join(PG_BIN, 'postgres'), '-D', join(dir, 'data'), '-k', dir, '-c', 'listen_addresses=', '-p', '5432'], { stdio: 'ignore' });
     try {

@@ -4,7 +4,7 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -205,8 +205,19 @@ export async function verified(d: Deployment): Promise<void> {
 }
 
 /** A system user's ids (postgres, mysql): the tests' servers run as them through setpriv. */
-export function ids(user: string): { uid: number; gid: number } {
-  return { uid: Number(execFileSync('id', ['-u', user], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', user], { encoding: 'utf8' })) };
+/** A system user's ids, and `as`: the command prefix that runs a program as that user (setpriv, no other groups). */
+export function ids(user: string): { uid: number; gid: number; as: string[] } {
+  const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }));
+  const gid = Number(execFileSync('id', ['-g', user], { encoding: 'utf8' }));
+  return { uid, gid, as: ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--'] };
+}
+
+/** A temporary folder that `owner` owns, with `mode`: a throwaway server's home. */
+export function ownedTempDir(prefix: string, owner: { uid: number; gid: number }, mode: number): string {
+  const dir = tempDir(prefix);
+  chownSync(dir, owner.uid, owner.gid);
+  chmodSync(dir, mode);
+  return dir;
 }
 
 /** "2026-11-24 02:15:07" in `zone`: how a person notes the time on the wall clock. */

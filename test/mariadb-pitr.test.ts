@@ -9,13 +9,13 @@ import { chmodSync, chownSync, existsSync, readdirSync, readFileSync, statSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployment, type Deployment, ids, lastRecord, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, sleep, ownedTempDir, tempDir, verified, wallClock } from './helpers.js';
 
 const ZONE = 'America/Mexico_City';
 const PASSWORD = 'pitr-S3cret';
 
 const my = ids('mysql');
-const AS_MYSQL = ['setpriv', `--reuid=${my.uid}`, `--regid=${my.gid}`, '--clear-groups', '--'];
+const AS_MYSQL = my.as;
 
 /** A mariadbd on a data folder of its own, reached through a socket in a short folder. */
 class Server {
@@ -27,9 +27,7 @@ class Server {
 
   /** A new server: mariadb-install-db into a folder the mysql user owns. */
   static init(): Server {
-    const dir = tempDir('respaldo-mypitr-');
-    chownSync(dir, my.uid, my.gid);
-    chmodSync(dir, 0o700);
+    const dir = ownedTempDir('respaldo-mypitr-', my, 0o700);
     execFileSync(AS_MYSQL[0]!, [...AS_MYSQL.slice(1), 'mariadb-install-db', '--no-defaults', `--datadir=${join(dir, 'data')}`, '--skip-test-db', '--skip-name-resolve'], { stdio: 'ignore' });
     return new Server(join(dir, 'data'), join(dir, 's'));
   }

@@ -4,14 +4,14 @@
  * server), dumps checked by the agent's test restore, failures as records.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { deployment, type Deployment, ids, lastRecord, onFullTarget, sleep, tempDir, verified } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, onFullTarget, sleep, ownedTempDir, tempDir, verified } from './helpers.js';
 
 const SECRET = `S3cret:with\\odd "chars' #x`;
 const sqlString = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
@@ -41,13 +41,11 @@ function freePort(): Promise<number> {
 
 beforeAll(async () => {
   // A short folder: the socket path must fit in 108 bytes.
-  dir = tempDir('respaldo-mysrc-');
+  const mysql = ids('mysql');
+  dir = ownedTempDir('respaldo-mysrc-', mysql, 0o700);
   sock = join(dir, 's');
   port = await freePort();
-  const { uid, gid } = ids('mysql');
-  chownSync(dir, uid, gid);
-  chmodSync(dir, 0o700);
-  const as = ['setpriv', `--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--'];
+  const { as } = mysql;
   execFileSync(as[0]!, [...as.slice(1), 'mariadb-install-db', '--no-defaults', `--datadir=${join(dir, 'data')}`, '--auth-root-authentication-method=normal', '--skip-test-db', '--skip-name-resolve'], { stdio: 'ignore' });
   server = spawn(
     as[0]!,

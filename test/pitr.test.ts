@@ -8,13 +8,13 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployment, type Deployment, ids, lastRecord, letOthersReach, MAIN, respaldo, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, letOthersReach, MAIN, respaldo, sleep, ownedTempDir, tempDir, verified, wallClock } from './helpers.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const ZONE = 'America/Mexico_City';
 
 const pg = ids('postgres');
-const AS_PG = ['setpriv', `--reuid=${pg.uid}`, `--regid=${pg.gid}`, '--clear-groups', '--'];
+const AS_PG = pg.as;
 
 /** A PostgreSQL server in a folder of its own, on a Unix socket there (no TCP port). */
 class Server {
@@ -26,9 +26,7 @@ class Server {
   ) {}
 
   static init(): Server {
-    const dir = tempDir('respaldo-pitr-');
-    chownSync(dir, pg.uid, pg.gid);
-    chmodSync(dir, 0o755);
+    const dir = ownedTempDir('respaldo-pitr-', pg, 0o755);
     execFileSync(AS_PG[0]!, [...AS_PG.slice(1), join(PG_BIN, 'initdb'), '-D', join(dir, 'data'), '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], { stdio: 'ignore' });
     return new Server(join(dir, 'data'), dir);
   }

@@ -7,7 +7,8 @@
  * snapshot that was counted, and every step after the first copies all remaining pages at
  * once. Pages are copied as they are (as `sqlite3 .backup` does; `VACUUM INTO` rebuilds
  * every table and index and took five times as long on 200 MB). The copy is checked
- * (`PRAGMA integrity_check`, row counts against the source's) before it counts. */
+ * (`PRAGMA integrity_check`, row counts against the source's) before it counts.
+ */
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
