@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { deployment, type Deployment, ids, lastRecord, onFullTarget, respaldo, ROOT, sleep, ownedTempDir, tempDir, verified } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, onFullTarget, respaldo, ROOT, ownedTempDir, sleep, tempDir, verified } from './helpers.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const psql = (db: string, sql: string, env: NodeJS.ProcessEnv = {}) =>

@@ -9,13 +9,12 @@ import { chmodSync, chownSync, existsSync, readdirSync, readFileSync, statSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployment, type Deployment, ids, lastRecord, sleep, ownedTempDir, tempDir, verified, wallClock } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, ownedTempDir, sleep, tempDir, verified, wallClock } from './helpers.js';
 
 const ZONE = 'America/Mexico_City';
 const PASSWORD = 'pitr-S3cret';
 
 const my = ids('mysql');
-const AS_MYSQL = my.as;
 
 /** A mariadbd on a data folder of its own, reached through a socket in a short folder. */
 class Server {
@@ -28,7 +27,7 @@ class Server {
   /** A new server: mariadb-install-db into a folder the mysql user owns. */
   static init(): Server {
     const dir = ownedTempDir('respaldo-mypitr-', my, 0o700);
-    execFileSync(AS_MYSQL[0]!, [...AS_MYSQL.slice(1), 'mariadb-install-db', '--no-defaults', `--datadir=${join(dir, 'data')}`, '--skip-test-db', '--skip-name-resolve'], { stdio: 'ignore' });
+    execFileSync(my.as[0]!, [...my.as.slice(1), 'mariadb-install-db', '--no-defaults', `--datadir=${join(dir, 'data')}`, '--skip-test-db', '--skip-name-resolve'], { stdio: 'ignore' });
     return new Server(join(dir, 'data'), join(dir, 's'));
   }
 
@@ -36,8 +35,8 @@ class Server {
   async start(binlog: boolean): Promise<void> {
     const log = join(this.sock, '..', 'error.log');
     this.child = spawn(
-      AS_MYSQL[0]!,
-      [...AS_MYSQL.slice(1), 'setpriv', '--pdeathsig', 'KILL', '--', '/usr/sbin/mariadbd', '--no-defaults', `--datadir=${this.data}`, `--socket=${this.sock}`, '--skip-networking', `--log-error=${log}`, `--pid-file=${this.sock}.pid`, '--innodb-flush-log-at-trx-commit=0', ...(binlog ? [`--log-bin=${join(this.data, 'binlog')}`, '--server-id=1', '--binlog-format=ROW'] : [])],
+      my.as[0]!,
+      [...my.as.slice(1), 'setpriv', '--pdeathsig', 'KILL', '--', '/usr/sbin/mariadbd', '--no-defaults', `--datadir=${this.data}`, `--socket=${this.sock}`, '--skip-networking', `--log-error=${log}`, `--pid-file=${this.sock}.pid`, '--innodb-flush-log-at-trx-commit=0', ...(binlog ? [`--log-bin=${join(this.data, 'binlog')}`, '--server-id=1', '--binlog-format=ROW'] : [])],
       { stdio: 'ignore' },
     );
     for (let i = 0; ; i++) {

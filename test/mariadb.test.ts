@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { deployment, type Deployment, ids, lastRecord, onFullTarget, sleep, ownedTempDir, tempDir, verified } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, onFullTarget, ownedTempDir, sleep, tempDir, verified } from './helpers.js';
 
 const SECRET = `S3cret:with\\odd "chars' #x`;
 const sqlString = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;

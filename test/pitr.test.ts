@@ -8,13 +8,12 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployment, type Deployment, ids, lastRecord, letOthersReach, MAIN, respaldo, sleep, ownedTempDir, tempDir, verified, wallClock } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, letOthersReach, MAIN, respaldo, ownedTempDir, sleep, tempDir, verified, wallClock } from './helpers.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const ZONE = 'America/Mexico_City';
 
 const pg = ids('postgres');
-const AS_PG = pg.as;
 
 /** A PostgreSQL server in a folder of its own, on a Unix socket there (no TCP port). */
 class Server {
@@ -27,12 +26,12 @@ class Server {
 
   static init(): Server {
     const dir = ownedTempDir('respaldo-pitr-', pg, 0o755);
-    execFileSync(AS_PG[0]!, [...AS_PG.slice(1), join(PG_BIN, 'initdb'), '-D', join(dir, 'data'), '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], { stdio: 'ignore' });
+    execFileSync(pg.as[0]!, [...pg.as.slice(1), join(PG_BIN, 'initdb'), '-D', join(dir, 'data'), '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], { stdio: 'ignore' });
     return new Server(join(dir, 'data'), dir);
   }
 
   async start(): Promise<void> {
-    this.child = spawn(AS_PG[0]!, [...AS_PG.slice(1), join(PG_BIN, 'postgres'), '-D', this.data, '-k', this.socket, '-c', 'listen_addresses=', '-p', '5432', '-c', 'fsync=off'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child = spawn(pg.as[0]!, [...pg.as.slice(1), join(PG_BIN, 'postgres'), '-D', this.data, '-k', this.socket, '-c', 'listen_addresses=', '-p', '5432', '-c', 'fsync=off'], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child.stderr!.on('data', (c) => (this.log += c));
     for (let i = 0; i < 200 && spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', this.socket]).status !== 0; i++) await sleep(100);
     expect(spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', this.socket]).status, this.log).toBe(0);
