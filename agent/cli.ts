@@ -59,18 +59,30 @@ function checkArgs(rawArgs: string[], args: ArgsDef, command: string): void {
   if (seenPositionals > positionals) throw usageError(`too many arguments for "respaldo ${command}"`, `see: respaldo ${command} --help`);
 }
 
-function command<const A extends ArgsDef>(name: string, description: string, args: A, run: (inv: Invocation, args: Record<string, unknown>) => Promise<number>): CommandDef<A> {
+function command<const A extends ArgsDef>(name: string, description: string, args: A, run: (inv: Invocation, args: Record<string, unknown>, rawArgs: string[]) => Promise<number>): CommandDef<A> {
   return defineCommand({
     meta: { name, description },
     args,
     run: ({ rawArgs, args: parsed, data }) => {
       checkArgs(rawArgs, args, name);
-      return run(data as Invocation, parsed as Record<string, unknown>);
+      return run(data as Invocation, parsed as Record<string, unknown>, rawArgs);
     },
   });
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/** Every value of an option that may be repeated (`--path a --path b`, `--path=a,b`). */
+function repeated(rawArgs: string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
+    if (arg === '--') break;
+    if (arg === `--${name}` && i + 1 < rawArgs.length) out.push(rawArgs[++i]!);
+    else if (arg.startsWith(`--${name}=`)) out.push(arg.slice(name.length + 3));
+  }
+  return out.flatMap((v) => v.split(',')).filter((v) => v !== '');
+}
 
 const init = command('init', "create the host's key and write its enrolment record", { ...common, force: { type: 'boolean', description: 'replace an existing key (JAA must trust the new public line)' } }, (inv, a) =>
   runInit(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG, force: a.force === true }),
@@ -114,27 +126,39 @@ const demo = command('demo', 'build a demo deployment in ./demo: back up, change
 
 const restore = command(
   'restore',
-  'bring a PostgreSQL or MariaDB repository back to a point in time, into a new data folder',
+  'bring back a snapshot, some of its paths, or a database at a point in time, checking every file against the manifest',
   {
     ...common,
     repository: { type: 'positional', required: true, description: 'the repository to restore' },
-    at: { type: 'string', description: 'the time to bring it back to, e.g. "2026-11-21 11:29" (in the host\'s time zone) or "2026-11-21T17:29:00Z"', valueHint: 'TIME' },
-    to: { type: 'string', description: 'a new or empty folder for the restored data folder', valueHint: 'DIR' },
+    snapshot: { type: 'string', description: 'the snapshot to restore (default: the newest); see the backup records', valueHint: 'ID' },
+    at: {
+      type: 'string',
+      description: 'a database with point-in-time recovery: the time to bring it back to; other repositories: the newest snapshot taken by then. "2026-11-21 11:29" (in the host\'s time zone) or "2026-11-21T17:29:00Z"',
+      valueHint: 'TIME',
+    },
+    path: { type: 'string', description: 'restore only this file or folder, by its original path (repeat, or separate with commas)', valueHint: 'PATH' },
+    to: { type: 'string', description: 'where to restore: a new or empty folder (files land at DIR/<original path>)', valueHint: 'DIR' },
+    force: { type: 'boolean', description: 'restore files into a folder that is not empty (files of the same name are replaced; nothing else is removed)' },
     'list-window': { type: 'boolean', description: 'show the times the repository can be restored to' },
     reason: { type: 'enum', options: [...RESTORE_REASONS], description: 'why (clause 4.3; default other)' },
     why: { type: 'string', description: 'the reason in words, for the record', valueHint: 'TEXT' },
+    request: { type: 'string', description: 'the FOR 7.5 DSE 05 request this restore answers', valueHint: 'REQ-YYYY-NNNN' },
     'into-production': { type: 'boolean', description: 'replace the data folder of a stopped server (the old one is kept aside); needs --confirm' },
     confirm: { type: 'string', description: 'the repository\'s name, to confirm --into-production', valueHint: 'NAME' },
   },
-  (inv, a) =>
+  (inv, a, rawArgs) =>
     runRestore(inv.ctx, {
       config: str(a.config) ?? DEFAULT_CONFIG,
       repo: str(a.repository),
+      snapshot: str(a.snapshot),
       at: str(a.at),
+      paths: repeated(rawArgs, 'path'),
       to: str(a.to),
+      force: a.force === true,
       listWindow: a['list-window'] === true,
       reason: (RESTORE_REASONS as readonly string[]).includes(String(a.reason)) ? (a.reason as (typeof RESTORE_REASONS)[number]) : 'other',
       why: str(a.why),
+      request: str(a.request),
       intoProduction: a['into-production'] === true,
       confirm: str(a.confirm),
     }),

@@ -6,14 +6,35 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isMap, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { ZodIssue } from 'zod';
-import { configExamples, hostConfig, type HostConfig } from '../schemas/config.js';
+import { configExamples, hostConfig, parseSshUrl, type HostConfig, type SecondarySpec } from '../schemas/config.js';
 import { Exit, RespaldoError } from './errors.js';
 
 export const DEFAULT_CONFIG = '/etc/respaldo/agent.yaml';
 const DEFAULT_STATE = '/var/lib/respaldo/state';
 
+/** Where CSC's copy goes: a local path, or a folder on a host reached over SSH. */
+export type SecondaryLocation =
+  | { kind: 'local'; path: string }
+  | { kind: 'ssh'; user: string | undefined; host: string; path: string; port: number | undefined; identity: string | undefined; hostKey: string | undefined; knownHosts: string | undefined };
+
 /** A validated host config with every path made absolute. */
-export type Config = HostConfig & { file: string; state: string };
+export type Config = Omit<HostConfig, 'targets'> & { file: string; state: string; targets: { primary: string; secondary: SecondaryLocation | undefined } };
+
+/** The secondary target as the agent uses it (the schema checked its form). */
+function secondaryLocation(spec: SecondarySpec, abs: (p: string) => string): SecondaryLocation {
+  const url = typeof spec === 'string' ? spec : spec.url;
+  const ssh = parseSshUrl(url);
+  if (!ssh) return { kind: 'local', path: abs(url) };
+  const opts = typeof spec === 'string' ? undefined : spec;
+  return {
+    kind: 'ssh',
+    ...ssh,
+    port: opts?.port,
+    identity: opts?.identity ? abs(opts.identity) : undefined,
+    hostKey: opts?.['host-key'],
+    knownHosts: opts?.['known-hosts'] ? abs(opts['known-hosts']) : undefined,
+  };
+}
 
 export async function loadConfig(file: string, cwd: string): Promise<Config> {
   const path = resolve(cwd, file);
@@ -51,7 +72,7 @@ export function parseConfig(text: string, file: string): Config {
       exitCode: Exit.usage,
     });
   }
-  const data = result.data as HostConfig;
+  const data = result.data as unknown as HostConfig;
   const base = dirname(file);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   const config: Config = {
@@ -60,7 +81,7 @@ export function parseConfig(text: string, file: string): Config {
     key: abs(data.key),
     records: abs(data.records),
     state: abs(data.state ?? DEFAULT_STATE),
-    targets: { primary: abs(data.targets.primary) },
+    targets: { primary: abs(data.targets.primary), secondary: data.targets.secondary === undefined ? undefined : secondaryLocation(data.targets.secondary, abs) },
     repositories: data.repositories.map((r) =>
       r.kind === 'database'
         ? {
@@ -74,16 +95,25 @@ export function parseConfig(text: string, file: string): Config {
   };
   // A target inside a source would back up the backups, growing each time without end.
   const inside = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith('/') ? parent : `${parent}/`);
+  const secondary = config.targets.secondary;
+  const locals: [string, string][] = [['primary', config.targets.primary], ...(secondary?.kind === 'local' ? [['secondary', secondary.path] as [string, string]] : [])];
   config.repositories.forEach((repo, i) =>
     repo.paths.forEach((path, j) => {
-      if (!inside(config.targets.primary, path)) return;
-      const line = lineOf(nodeAt(doc.contents, ['repositories', i, 'paths', j]), lineCounter);
-      throw new RespaldoError(
-        `the configuration has an error:\n  ${file}:${line}: repositories[${i}].paths[${j}]: ${path} contains the primary target ${config.targets.primary}, so each backup would copy the backups before it`,
-        { exitCode: Exit.usage, hint: 'keep the target outside the folders you back up, or list narrower folders in "paths"' },
-      );
+      for (const [role, target] of locals) {
+        if (!inside(target, path)) continue;
+        const line = lineOf(nodeAt(doc.contents, ['repositories', i, 'paths', j]), lineCounter);
+        throw new RespaldoError(
+          `the configuration has an error:\n  ${file}:${line}: repositories[${i}].paths[${j}]: ${path} contains the ${role} target ${target}, so each backup would copy the backups before it`,
+          { exitCode: Exit.usage, hint: 'keep the targets outside the folders you back up, or list narrower folders in "paths"' },
+        );
+      }
     }),
   );
+  if (secondary?.kind === 'local' && (inside(secondary.path, config.targets.primary) || inside(config.targets.primary, secondary.path)))
+    throw new RespaldoError(`the configuration has an error:\n  ${file}:${lineOf(nodeAt(doc.contents, ['targets', 'secondary']), lineCounter)}: targets.secondary: ${secondary.path} and the primary target ${config.targets.primary} overlap: the second copy must be on another disk`, {
+      exitCode: Exit.usage,
+      hint: "point targets.secondary at CSC's copy: another disk or share, or user@host:/path over SSH",
+    });
   return config;
 }
 

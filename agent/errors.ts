@@ -40,9 +40,11 @@ export function messageOf(e: unknown): string {
  * A backup of one repository that did not complete. It becomes a `failure` record; the
  * run goes on with the other repositories and ends with exit code 3.
  */
+export type FailureStage = 'source' | 'target' | 'transfer' | 'manifest' | 'verify' | 'record' | 'copy' | 'interrupted' | 'internal';
+
 export class BackupFailure extends Error {
   constructor(
-    readonly stage: 'source' | 'target' | 'transfer' | 'manifest' | 'verify' | 'record' | 'interrupted' | 'internal',
+    readonly stage: FailureStage,
     message: string,
     readonly hint: string,
     readonly extra: { detail?: string; exitCode?: number; signal?: string } = {},

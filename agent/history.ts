@@ -4,7 +4,7 @@ import type { RecordStore } from './records.js';
 export interface RepositoryHistory {
   /** `unchanged`: nothing had changed, so the backup is an earlier snapshot recorded again. */
   lastGood: { started: Date; snapshot: string; seq: number; bytes: number; unchanged: boolean } | undefined;
-  /** The newest failure, when it is newer than the last good backup. */
+  /** The newest failure of a backup, when it is newer than the last good backup (a failed copy to CSC is not one: status shows those as pending copies). */
   failing: { at: Date; seq: number; cause: string } | undefined;
 }
 
@@ -22,7 +22,7 @@ export async function readHistory(records: RecordStore, names: string[]): Promis
     if (record.type === 'backup') {
       h.lastGood = { started: new Date(record.started), snapshot: record.snapshot.id, seq: record.seq, bytes: record.size.bytes, unchanged: record.unchanged === true };
       open--;
-    } else if (!h.failing) h.failing = { at: new Date(record.at), seq: record.seq, cause: record.cause };
+    } else if (!h.failing && record.stage !== 'copy') h.failing = { at: new Date(record.at), seq: record.seq, cause: record.cause };
   }
   return out;
 }

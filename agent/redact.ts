@@ -12,6 +12,13 @@ export type Redact = (text: string) => string;
 export function pathRedactor(config: Config, repo: RepositoryConfig | undefined): Redact {
   const names: [string, string][] = [
     [config.targets.primary, '{target}'],
+    ...(config.targets.secondary?.kind === 'local' ? [[config.targets.secondary.path, '{secondary}'] as [string, string]] : []),
+    ...(config.targets.secondary?.kind === 'ssh'
+      ? ([
+          [config.targets.secondary.identity, '{secondary.identity}'],
+          [config.targets.secondary.knownHosts, '{secondary.known-hosts}'],
+        ].filter((r): r is [string, string] => r[0] !== undefined))
+      : []),
     [config.records, '{records}'],
     [config.state, '{state}'],
     [config.key, '{key}'],

@@ -23,6 +23,8 @@ export type ReportEvent =
     }
   | { type: 'repo-failed'; repository: string; cause: string; hint: string; seq: number | undefined }
   | { type: 'skipped'; repository: string; reason: string }
+  /** A snapshot delivered to the secondary target (CSC) and compared there; `repair`: it replaced a damaged copy. */
+  | { type: 'copied'; repository: string; snapshot: string; seq: number; repair: boolean }
   | { type: 'warning'; repository?: string; message: string }
   | { type: 'info'; message: string };
 
@@ -55,6 +57,8 @@ function describe(e: ReportEvent): string | undefined {
       return `${e.repository}: FAILED: ${e.cause}\n  what to do: ${e.hint}${e.seq ? `\n  recorded as failure record ${e.seq}` : ''}`;
     case 'skipped':
       return `${e.repository}: ${e.reason}`;
+    case 'copied':
+      return `${e.repository}: snapshot ${e.snapshot} ${e.repair ? 'copied again to the secondary target, replacing a damaged copy' : 'copied to the secondary target'}, verified there; record ${e.seq}`;
     case 'warning':
       return `warning: ${e.repository ? `${e.repository}: ` : ''}${e.message}`;
     case 'info':

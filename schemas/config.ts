@@ -45,18 +45,69 @@ export const verifySettings = z
 export type VerifySettings = z.infer<typeof verifySettings>;
 
 /**
- * A target: a local path, `user@host:/path` over SSH, or `rsync://host/module/path`.
- * Remote targets and the second copy are parsed here so that a config written for a
- * later version fails with a clear message instead of being half understood.
+ * The primary target (JAA's copy): a local path, a mounted disk or share. Snapshots are
+ * made, hashed and verified there, so it must be reachable as a path.
  */
 export const targetSpec = z.string().min(1).superRefine((spec, ctx) => {
   if (spec.startsWith('rsync://') || /^[^/]*:/.test(spec)) {
     ctx.addIssue({
       code: z.ZodIssueCode.custom,
-      message: `remote targets ("${spec}") are not supported by this version of respaldo yet; use a local path (a mounted disk or share)`,
+      message: `the primary target must be a local path (a mounted disk or share): snapshots are made and verified there; put the remote target ("${spec}") under targets.secondary`,
     });
   }
 });
+
+/** `user@host:/path` (or `host:/path`, `user@[::1]:/path`): an rsync destination over SSH. */
+const SSH_URL_RE = /^(?:([A-Za-z0-9._][A-Za-z0-9._-]*)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\/.*)$/;
+
+/** The pieces of an SSH target's url; undefined when it is not one. */
+export function parseSshUrl(url: string): { user: string | undefined; host: string; path: string } | undefined {
+  const m = SSH_URL_RE.exec(url);
+  if (!m) return undefined;
+  return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), path: m[3]! };
+}
+
+/**
+ * The secondary target (CSC's copy, clause 4.1.6): a local path, or `user@host:/path` over
+ * SSH with CSC's host key pinned, in BatchMode (never a prompt at 3 a.m.).
+ */
+export const secondarySpec = z.union([
+  z.string().min(1),
+  z
+    .object({
+      url: z.string().min(1),
+      port: z.number().int().min(1).max(65535).optional(),
+      /** The private key ssh logs in with (mode 0600); default: ssh's own (~/.ssh/id_ed25519…). */
+      identity: z.string().min(1).optional(),
+      /** CSC's host key as one public-key line ("ssh-ed25519 AAAA…"), checked out of band. */
+      'host-key': z
+        .string()
+        .regex(/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+=*( .*)?$/, 'a public-key line such as "ssh-ed25519 AAAAC3Nza… csc", as ssh-keyscan prints it after the host name')
+        .optional(),
+      /** Or a known_hosts file that holds CSC's host key. */
+      'known-hosts': z.string().min(1).optional(),
+    })
+    .strict(),
+]).superRefine((spec, ctx) => {
+  const url = typeof spec === 'string' ? spec : spec.url;
+  const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+  if (url.startsWith('rsync://')) {
+    at(`rsync daemon targets ("${url}") are not supported by this version of respaldo yet: a copy is published with a rename, which the rsync protocol cannot do; reach CSC over SSH instead ({ url: csc@host:/srv/respaldos, host-key: "ssh-ed25519 AAAA…" })`);
+    return;
+  }
+  const ssh = parseSshUrl(url);
+  if (!ssh) {
+    if (/^[^/]*:/.test(url)) at(`"${url}" is neither a local path nor user@host:/absolute/path`);
+    else if (typeof spec !== 'string') {
+      for (const field of ['port', 'identity', 'host-key', 'known-hosts'] as const) if (spec[field] !== undefined) at(`"${field}" is for SSH targets (user@host:/path); "${url}" is a local path`);
+    }
+    return;
+  }
+  if (typeof spec === 'string') at(`pin CSC's host key: write the target as { url: ${url}, host-key: "ssh-ed25519 AAAA…" } (the key from ssh-keyscan -t ed25519 ${ssh.host}, checked out of band) or with known-hosts: FILE`);
+  else if (!spec['host-key'] && !spec['known-hosts']) at(`pin CSC's host key: add host-key: "ssh-ed25519 AAAA…" (ssh-keyscan -t ed25519 ${ssh.host}, checked out of band) or known-hosts: FILE`);
+  else if (spec['host-key'] && spec['known-hosts']) at('give the host key either as host-key or in a known-hosts file, not both');
+});
+export type SecondarySpec = z.infer<typeof secondarySpec>;
 
 const fileRepository = z
   .object({
@@ -133,11 +184,7 @@ export const hostConfig = z
     targets: z
       .object({
         primary: targetSpec,
-        secondary: targetSpec
-          .refine(() => false, {
-            message: 'the second copy (CSC) is not supported by this version of respaldo yet; remove "secondary"',
-          })
-          .optional(),
+        secondary: secondarySpec.optional(),
       })
       .strict(),
     verify: verifySettings.optional(),
@@ -193,6 +240,11 @@ export const configExamples: Record<string, string> = {
   timezone: 'timezone: America/Mexico_City',
   targets: 'targets:\n  primary: /mnt/respaldos',
   primary: 'targets:\n  primary: /mnt/respaldos',
+  secondary: 'targets:\n  secondary: { url: csc@respaldos.csc.example:/srv/respaldos, identity: /etc/respaldo/csc.key, host-key: "ssh-ed25519 AAAA…" }',
+  url: '  secondary: { url: csc@respaldos.csc.example:/srv/respaldos }',
+  identity: '  secondary: { identity: /etc/respaldo/csc.key }',
+  'host-key': '  secondary: { host-key: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… csc" }',
+  'known-hosts': '  secondary: { known-hosts: /etc/respaldo/csc_known_hosts }',
   repositories:
     'repositories:\n  - name: nginx\n    kind: config\n    paths: [/etc/nginx, /etc/ssl/certs]',
   name: '  - name: portal',

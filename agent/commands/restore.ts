@@ -27,6 +27,7 @@ import { processExists } from '../lock.js';
 import { lockAndRecover, openHost, operatorName, publishRecords } from '../host.js';
 import type { RepositoryStore } from '../target.js';
 import { formatZoned, hostZone, parseZoned } from '../zoned.js';
+import { restoreFiles } from './restore-files.js';
 import { pitrRepository } from './wal-push.js';
 
 export const RESTORE_REASONS = ['deleted-by-mistake', 'physical-damage', 'logical-damage', 'other'] as const;
@@ -34,8 +35,16 @@ export const RESTORE_REASONS = ['deleted-by-mistake', 'physical-damage', 'logica
 export interface RestoreOptions {
   config: string;
   repo: string | undefined;
+  /** A snapshot by id (files, and databases without --at). */
+  snapshot: string | undefined;
   at: string | undefined;
+  /** Files: only these paths (original paths). */
+  paths: string[];
   to: string | undefined;
+  /** Files: write into a folder that is not empty. */
+  force: boolean;
+  /** The FOR 7.5 DSE 05 request this restore answers. */
+  request: string | undefined;
   listWindow: boolean;
   reason: (typeof RESTORE_REASONS)[number];
   why: string | undefined;
@@ -175,6 +184,16 @@ function describeWindow(plan: Plan, zone: string): string {
 export async function runRestore(ctx: Context, opts: RestoreOptions): Promise<ExitCode> {
   const host = await openHost(ctx, opts.config);
   const { config } = host;
+  if (opts.request !== undefined && !/^REQ-\d{4}-\d{4}$/.test(opts.request)) throw usageError(`--request "${opts.request}" is not a request number`, 'e.g. --request REQ-2026-0007 (records/requests/REQ-2026-0007.yaml)');
+  const named = config.repositories.find((r) => r.name === opts.repo);
+  // Point-in-time recovery is for databases that archive their logs; everything else (and
+  // a database's dumps, by snapshot) is restored as the files of a snapshot.
+  if (named && !(named.kind === 'database' && named.pitr && (opts.at !== undefined || opts.listWindow))) {
+    if (opts.listWindow) throw usageError(`repository "${named.name}" has no point-in-time recovery window: it restores by snapshot`, `respaldo restore ${named.name} --snapshot ID --to DIR (or --at TIME: the newest snapshot taken by then)`);
+    if (opts.intoProduction) throw usageError('--into-production is for a database restored to a point in time', `restore files into a folder: respaldo restore ${named.name} --to DIR`);
+    return restoreFiles(ctx, host, named, { snapshot: opts.snapshot, at: opts.at, paths: opts.paths, to: opts.to, force: opts.force, reason: opts.reason, why: opts.why, request: opts.request });
+  }
+  if (opts.snapshot || opts.paths.length || opts.force) throw usageError('--snapshot, --path and --force restore the files of a snapshot; a point-in-time restore (--at) picks its own starting snapshot', 'leave them out with --at');
   const { repo, store } = pitrRepository(config, opts.repo, 'restore', ['postgresql', 'mariadb']);
   const zone = hostZone(config.timezone);
   const plan = repo.engine === 'mariadb' ? await mariadbPlan(ctx, repo, store, zone) : await postgresqlPlan(ctx, repo, store, zone);
@@ -235,7 +254,7 @@ export async function runRestore(ctx: Context, opts: RestoreOptions): Promise<Ex
       destination: to,
       reason: opts.reason,
       ...(opts.why ? { reason_detail: opts.why } : {}),
-      request: null,
+      request: opts.request ?? null,
       source_copy: 'primary',
       verification: { scope: 'full', ...checked },
       result,

@@ -1,6 +1,7 @@
 /** `respaldo run`: back up what is due (or what is named), verify it, record it, commit the records. */
 import type { RepositoryConfig } from '../../schemas/config.js';
 import { backupRepository, recordSnapshot } from '../backup.js';
+import { copyRepository } from '../copy.js';
 import type { Context } from '../context.js';
 import { compareSnapshotIds } from '../../schemas/common.js';
 import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
@@ -9,6 +10,7 @@ import { readHistory, type RepositoryHistory } from '../history.js';
 import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
 import { pathRedactor } from '../redact.js';
 import { dueState, planFor } from '../schedule.js';
+import { SecondaryTarget } from '../secondary.js';
 import { LocalTarget } from '../target.js';
 
 export interface RunOptions {
@@ -83,6 +85,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
 
     let failed = 0;
     const done: string[] = [];
+    const backedUp = new Set<string>();
     for (const repo of selected) {
       if (ctx.signal.aborted) break;
       const outcome = await backupRepository({
@@ -98,10 +101,39 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
         progress: opts.progress,
         lastGood: history.get(repo.name)?.lastGood,
       });
-      if (outcome.ok) done.push(repo.name);
-      else {
+      if (outcome.ok) {
+        done.push(repo.name);
+        backedUp.add(repo.name);
+      } else {
         failed++;
         done.push(`${repo.name} (failed)`);
+      }
+    }
+
+    // The second copy: every repository's snapshots that have not reached CSC yet, whether
+    // or not it was due, so that copies queued while CSC was unreachable go out on the
+    // first run after it is back.
+    if (config.targets.secondary) {
+      const secondary = new SecondaryTarget(config.targets.secondary, config.state);
+      for (const repo of config.repositories) {
+        if (ctx.signal.aborted) break;
+        const outcome = await copyRepository({
+          ctx,
+          config,
+          repository: repo,
+          primary: target.repository(config.host, repo.name),
+          secondary,
+          records,
+          pool,
+          trigger,
+          operator,
+          verifyNewest: backedUp.has(repo.name),
+          redact: pathRedactor(config, repo),
+        });
+        if (!outcome.ok) {
+          failed++;
+          done.push(`${repo.name} (copy failed)`);
+        } else if (outcome.copied.length) done.push(`${repo.name} copied (${outcome.copied.length})`);
       }
     }
 

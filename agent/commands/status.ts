@@ -1,11 +1,13 @@
 /** `respaldo status`: each repository's last good backup, next due time and state. */
 import { loadConfig } from '../config.js';
+import { pendingCopies, readCopyState } from '../copy.js';
 import type { Context } from '../context.js';
 import { Exit, type ExitCode } from '../errors.js';
 import { RecordsGit } from '../git.js';
 import { readHistory } from '../history.js';
 import { RecordStore } from '../records.js';
 import { dueState, planFor } from '../schedule.js';
+import { LocalTarget } from '../target.js';
 
 export interface StatusOptions {
   config: string;
@@ -30,6 +32,20 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
   const now = ctx.now();
   const zone = config.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
 
+  // Copies that have not reached CSC yet, from the records and the primary's snapshots.
+  const primary = new LocalTarget('primary', config.targets.primary);
+  const pending = new Map<string, { count: number; since: Date } | null>();
+  if (config.targets.secondary)
+    for (const repo of config.repositories) {
+      const state = await readCopyState(records, repo.name);
+      const ids = pendingCopies(state, await primary.repository(config.host, repo.name).snapshots().catch(() => []));
+      pending.set(repo.name, ids.length ? { count: ids.length, since: state.recorded.get(ids[0]!)! } : null);
+    }
+  const age = (since: Date) => {
+    const hours = Math.max(0, (now.getTime() - since.getTime()) / 3_600_000);
+    return hours < 1 ? `${Math.round(hours * 60)} min` : hours < 48 ? `${Math.round(hours)} h` : `${Math.round(hours / 24)} days`;
+  };
+
   const rows = config.repositories.map((repo) => {
     const plan = planFor(repo.kind, repo.schedule, config.timezone);
     const h = history.get(repo.name)!;
@@ -42,17 +58,20 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
       lastGood: h.lastGood ? { started: h.lastGood.started.toISOString(), snapshot: h.lastGood.snapshot, unchanged: h.lastGood.unchanged, record: h.lastGood.seq } : null,
       failing: h.failing ? { at: h.failing.at.toISOString(), record: h.failing.seq, cause: h.failing.cause } : null,
       nextDue: due.nextDue && due.state === 'ok' ? due.nextDue.toISOString() : now.toISOString(),
+      ...(config.targets.secondary ? { pendingCopies: pending.get(repo.name) ? { count: pending.get(repo.name)!.count, since: pending.get(repo.name)!.since.toISOString() } : { count: 0, since: null } } : {}),
     };
   });
 
-  const table = [['REPOSITORY', 'KIND', 'SCHEDULE', 'LAST GOOD BACKUP', 'NEXT DUE', 'STATE']];
+  const table = [['REPOSITORY', 'KIND', 'SCHEDULE', 'LAST GOOD BACKUP', 'NEXT DUE', ...(config.targets.secondary ? ['COPY AT CSC'] : []), 'STATE']];
   for (const r of rows) {
+    const p = pending.get(r.name);
     table.push([
       r.name,
       r.kind,
       r.schedule,
       r.lastGood ? `${formatLocal(new Date(r.lastGood.started), zone)} (${r.lastGood.unchanged ? 'unchanged since ' : ''}${r.lastGood.snapshot})` : '-',
       r.state === 'ok' ? formatLocal(new Date(r.nextDue), zone) : 'now',
+      ...(config.targets.secondary ? [p ? `${p.count} pending, oldest ${age(p.since)} old` : r.lastGood ? 'up to date' : '-'] : []),
       STATE_TEXT[r.state] + (r.failing ? `; failing since ${formatLocal(new Date(r.failing.at), zone)} (record ${r.failing.record})` : ''),
     ]);
   }

@@ -15,6 +15,8 @@ export const copyRecord = z
     label: z.string().min(1),
     bytes: z.number().int().nonnegative(),
     files: z.number().int().nonnegative(),
+    /** True when this copy replaced one found damaged at the target (the `verify` record before it says so). */
+    repair: z.boolean().optional(),
     verified: z
       .object({
         method: z.enum(['rehash', 'rsync-checksum']),

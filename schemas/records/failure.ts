@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { isoTime, repositoryKind, repositoryName, snapshotId, trigger } from '../common.js';
 
-export const failureStage = z.enum(['source', 'target', 'transfer', 'manifest', 'verify', 'record', 'interrupted', 'internal']);
+export const failureStage = z.enum(['source', 'target', 'transfer', 'manifest', 'verify', 'record', 'copy', 'interrupted', 'internal']);
 
 export const failureRecord = z
   .object({

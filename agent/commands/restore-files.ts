@@ -1,0 +1,304 @@
+/**
+ * `respaldo restore <repository> [--snapshot ID | --at TIME] [--path P …] --to DIR`: a
+ * whole snapshot, or some of its paths, brought back into a folder (clause 4.3; FOR 7.5
+ * DSE 05). Each file lands at DIR/<its original path>, as restic restores, and every file
+ * restored is read back and matched against the snapshot's manifest, whose own digest must
+ * be the one the signed backup record carries.
+ *
+ * JAA's copy (the primary) is used when it is there and sound; when it is missing, or a
+ * file from it does not match, the restore borrows CSC's copy (clause 4.3.1), says why in a
+ * `media-loan` record (FOR 7.5 CSC 03), and fixes what came from the primary.
+ *
+ * Nothing is written outside DIR: paths from the command line (or a request) and from a
+ * manifest are refused when they hold `..`, and a symbolic link already in DIR on the way
+ * to a restored path is refused rather than followed. rsync writes from the stored tree
+ * itself and never follows a link on the receiving side in place of a folder.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { compareSnapshotIds } from '../../schemas/common.js';
+import type { RepositoryConfig } from '../../schemas/config.js';
+import { entryPath } from '../../schemas/manifest.js';
+import type { RecordBody } from '../../schemas/record.js';
+import type { Context } from '../context.js';
+import { copyLabel } from '../copy.js';
+import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
+import { lastLines, runTool } from '../exec.js';
+import { exists } from '../fsutil.js';
+import { HashPool } from '../hashing.js';
+import { lockAndRecover, operatorName, publishRecords, type Host } from '../host.js';
+import { SecondaryTarget } from '../secondary.js';
+import { LocalTarget, RepositoryStore } from '../target.js';
+import { formatZoned, hostZone, parseZoned } from '../zoned.js';
+
+export interface FileRestoreOptions {
+  snapshot: string | undefined;
+  at: string | undefined;
+  paths: string[];
+  to: string | undefined;
+  force: boolean;
+  reason: RecordBody<'restore'>['reason'];
+  why: string | undefined;
+  request: string | undefined;
+}
+
+/** A snapshot as its backup record describes it: the trust anchor for its manifest. */
+interface Recorded {
+  id: string;
+  manifest: string;
+  digest: string;
+}
+
+/**
+ * A path asked for, as bytes relative to data/: "/etc/nginx" and "etc/nginx" alike. `..`,
+ * an empty name or a NUL byte can never be part of one.
+ */
+export function requestedPath(path: string): Buffer {
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  if (path.includes('\0') || parts.includes('..') || parts.length === 0)
+    throw usageError(`--path "${path}" is not a path inside the snapshot`, 'give the original path of a file or folder that was backed up, e.g. --path /etc/nginx/nginx.conf; ".." is never allowed');
+  return Buffer.from(parts.join('/'));
+}
+
+/** A manifest's path, checked: a crafted manifest must not make the restore read or write outside the folder. */
+function safeEntry(rel: Buffer, file: string): Buffer {
+  const parts = rel.toString('latin1').split('/');
+  if (rel.length === 0 || rel[0] === 0x2f || parts.some((p) => p === '..' || p === '' || p === '.') || rel.includes(0))
+    throw new RespaldoError(`${file}: the manifest names "${rel.toString('utf8')}", which is not a path inside the snapshot`, {
+      exitCode: Exit.nothing,
+      hint: 'the manifest was altered (respaldo never writes such a path): nothing was restored from it; check who changed the backup disk',
+    });
+  return rel;
+}
+
+const under = (rel: Buffer, wanted: Buffer[]) => wanted.length === 0 || wanted.some((w) => rel.equals(w) || (rel.length > w.length && rel[w.length] === 0x2f && rel.subarray(0, w.length).equals(w)));
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/** The backup records of a repository, oldest snapshot first. */
+async function recordedSnapshots(host: Host, repository: string): Promise<Recorded[]> {
+  const byId = new Map<string, Recorded>();
+  for (const file of await host.records.list()) {
+    if (file.type !== 'backup') continue;
+    const record = await host.records.read(file);
+    if (record?.type === 'backup' && record.repository === repository) byId.set(record.snapshot.id, { id: record.snapshot.id, manifest: record.snapshot.manifest, digest: record.snapshot.digest });
+  }
+  return [...byId.values()].sort((a, b) => compareSnapshotIds(a.id, b.id));
+}
+
+/** Snapshot id → the time it was started (ids are UTC start times). */
+function startOf(id: string): Date {
+  const m = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z/.exec(id)!;
+  return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+}
+
+export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryConfig, opts: FileRestoreOptions): Promise<ExitCode> {
+  const { config } = host;
+  const zone = hostZone(config.timezone);
+  if (opts.snapshot && opts.at) throw usageError('give either --snapshot or --at, not both');
+  if (!opts.to) throw usageError('"respaldo restore" needs --to DIR: where to put the restored files', `e.g. respaldo restore ${repo.name} --to /var/tmp/${repo.name}-restored; each file lands at DIR/<its original path>`);
+  const wanted = opts.paths.map(requestedPath);
+
+  const recorded = await recordedSnapshots(host, repo.name);
+  if (!recorded.length) throw usageError(`repository "${repo.name}" has no recorded backup to restore from`, `respaldo run --repo ${repo.name} makes one`);
+  let chosen: Recorded | undefined;
+  if (opts.snapshot) {
+    chosen = recorded.find((r) => r.id === opts.snapshot);
+    if (!chosen) throw usageError(`no recorded snapshot ${opts.snapshot} of ${repo.name}`, `snapshots: ${recorded.map((r) => r.id).slice(-10).join(', ')}`);
+  } else if (opts.at) {
+    const at = parseZoned(opts.at, zone);
+    if (!at) throw usageError(`--at "${opts.at}" is not a time respaldo can read`, `write it as "2026-11-21 11:29" (in ${zone}) or with an offset: "2026-11-21T17:29:30Z"`);
+    chosen = [...recorded].reverse().find((r) => startOf(r.id) <= at);
+    if (!chosen) throw usageError(`no snapshot of ${repo.name} was taken by ${formatZoned(at, zone)}: the first is ${recorded[0]!.id}`, 'pick a later time, or --snapshot ID');
+  } else chosen = recorded.at(-1)!;
+
+  const to = resolve(ctx.cwd, opts.to);
+  if ((await exists(to)) && (await readdir(to)).length > 0 && !opts.force)
+    throw usageError(`${to} is not empty`, 'restore into a new or empty folder, or add --force to write into it (files of the same name are replaced; nothing else is removed)');
+  // A link already in the folder on the way to a restored path would lead the files elsewhere.
+  for (const w of wanted.length ? wanted : [Buffer.alloc(0)]) {
+    const parts = w.toString('latin1').split('/').filter(Boolean);
+    for (let i = 0; i <= parts.length; i++) {
+      const at = Buffer.concat([Buffer.from(to), ...parts.slice(0, i).map((p) => Buffer.from(`/${p}`, 'latin1'))]);
+      const info = await lstat(at).catch(() => undefined);
+      if (!info) break;
+      if (info.isSymbolicLink() && i < parts.length)
+        throw usageError(`${at.toString('utf8')} is a symbolic link: restoring through it would write outside ${to}`, 'remove the link, or restore into a new folder');
+    }
+  }
+
+  const started = ctx.now();
+  const { lock } = await lockAndRecover(ctx, host, `respaldo restore ${repo.name}`, started);
+  const pool = new HashPool();
+  const scratch = await mkdtemp(join(tmpdir(), 'respaldo-restore-'));
+  const checked = { files: 0, bytes: 0, mismatches: 0 };
+  let used: 'primary' | 'secondary' = 'primary';
+  try {
+    await mkdir(to, { recursive: true, mode: 0o700 });
+    const primary = new LocalTarget('primary', config.targets.primary).repository(config.host, repo.name);
+    let whyNotPrimary: string | undefined;
+    let problems: string[] = [];
+    if (!(await exists(join(primary.snapshotDir(chosen.id), 'manifest.jsonl')))) whyNotPrimary = `snapshot ${chosen.id} is not on the primary target (${primary.snapshotDir(chosen.id)} is missing: disk not mounted, or lost)`;
+    else if ((await sha256File(join(primary.snapshotDir(chosen.id), 'manifest.jsonl'))) !== chosen.manifest) whyNotPrimary = `the primary's manifest of snapshot ${chosen.id} is not the one its backup record names (damaged or altered)`;
+    else {
+      try {
+        await copyTree(primary.linkDest(chosen.id), to, wanted, scratch, [], false, ctx.signal);
+        problems = await check(primary, chosen.id, to, wanted, pool, checked, ctx.signal);
+        if (problems.length) whyNotPrimary = `${problems.length} restored file(s) from the primary's copy do not match the manifest (first: ${problems[0]})`;
+      } catch (e) {
+        // A disk that fails while it is read: CSC's copy may still be whole.
+        if (!(e instanceof RespaldoError) || e.exitCode === Exit.usage) throw e;
+        whyNotPrimary = `the primary's copy of snapshot ${chosen.id} could not be read: ${e.message}`;
+      }
+    }
+
+    if (whyNotPrimary) {
+      if (!config.targets.secondary) throw new RespaldoError(`cannot restore ${repo.name} from the primary target: ${whyNotPrimary}`, { exitCode: Exit.nothing, hint: 'there is no secondary target (CSC) in the host config to borrow a copy from; check the backup disk (dmesg, smartctl) or pick another snapshot (--snapshot)' });
+      ctx.reporter.event({ type: 'warning', repository: repo.name, message: `${whyNotPrimary}; borrowing CSC's copy (clause 4.3.1)` });
+      used = 'secondary';
+      const secondary = new SecondaryTarget(config.targets.secondary, config.state);
+      const remote = secondary.repository(config.host, repo.name);
+      // The manifest from CSC, checked against the backup record before it is believed.
+      const local = new RepositoryStore(join(scratch, 'csc'), remote.rel);
+      await mkdir(local.snapshotDir(chosen.id), { recursive: true });
+      await fetch(secondary, `${remote.base}/snapshots/${chosen.id}/manifest.jsonl`, join(local.snapshotDir(chosen.id), 'manifest.jsonl'), ctx.signal);
+      if ((await sha256File(join(local.snapshotDir(chosen.id), 'manifest.jsonl'))) !== chosen.manifest)
+        throw new RespaldoError(`CSC's copy of snapshot ${chosen.id} has a manifest that is not the one its backup record names`, { exitCode: Exit.nothing, hint: 'neither copy can be trusted for this snapshot: pick another (--snapshot), and check both disks' });
+      await host.records.append('media-loan', {
+        repository: repo.name,
+        kind: repo.kind,
+        trigger: 'manual',
+        operator: operatorName(ctx.env),
+        snapshot: chosen.id,
+        from: 'secondary',
+        label: copyLabel(config.host, repo.name, chosen.id),
+        reason: whyNotPrimary,
+        request: opts.request ?? null,
+      });
+      // --checksum: a file restored from the primary with the right size and time but the wrong bytes is replaced.
+      await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await secondary.rsyncShell(), true, ctx.signal, (p) => secondary.rsyncPath(p));
+      Object.assign(checked, { files: 0, bytes: 0, mismatches: 0 });
+      problems = await check(local, chosen.id, to, wanted, pool, checked, ctx.signal);
+      if (problems.length) throw new RespaldoError(`CSC's copy of snapshot ${chosen.id} does not match its manifest either: ${problems.slice(0, 3).join('; ')}`, { exitCode: Exit.partial, hint: 'both copies are damaged for these files: pick another snapshot (--snapshot) for them' });
+    }
+
+    const appended = await record(host, repo, chosen, started, to, wanted, opts, used, checked, 'ok', ctx);
+    ctx.reporter.result(
+      [
+        `restored ${wanted.length ? wanted.map((w) => `/${w.toString('utf8')}`).join(', ') : 'the whole snapshot'} of ${repo.name} from snapshot ${chosen.id} (${used === 'primary' ? "JAA's copy, the primary target" : "CSC's copy, borrowed: see the media-loan record"}) into ${to}`,
+        `  ${checked.files} file(s), ${checked.bytes} bytes, each read back and matched against the snapshot's manifest; recorded as restore record ${appended.seq}`,
+      ].join('\n'),
+      { repository: repo.name, snapshot: chosen.id, to, paths: wanted.map((w) => `/${w.toString('utf8')}`), source_copy: used, verification: checked, record: appended.seq },
+    );
+    return Exit.ok;
+  } catch (e) {
+    await record(host, repo, chosen, started, to, wanted, opts, used, checked, 'failed', ctx).catch(() => {});
+    throw e instanceof RespaldoError ? e : new RespaldoError(`the restore of ${repo.name} failed: ${messageOf(e)}`, { exitCode: Exit.nothing, hint: 'check the message; what was restored so far is in the destination folder, unverified' });
+  } finally {
+    await pool.close();
+    await rm(scratch, { recursive: true, force: true });
+    await lock.release();
+  }
+}
+
+/** Copies the snapshot's data (all of it, or the wanted paths) into `to` with rsync. */
+async function copyTree(data: string, to: string, wanted: Buffer[], scratch: string, shell: string[], checksum: boolean, signal: AbortSignal, remote?: (p: string) => string): Promise<void> {
+  const list = join(scratch, 'files-from');
+  if (wanted.length) await writeFile(list, Buffer.concat(wanted.flatMap((w) => [w, Buffer.from([0])])));
+  const args = [
+    '-a',
+    '--numeric-ids',
+    '--modify-window=-1',
+    ...(checksum ? ['--checksum'] : []),
+    // With --files-from, each path keeps its place under the folder (-R), folders recursively.
+    ...(wanted.length ? ['--recursive', `--files-from=${list}`, '--from0'] : []),
+    ...shell,
+    `${remote ? remote(data) : data}/`,
+    `${to}/`,
+  ];
+  const result = await runTool('rsync', args, { signal });
+  if (result.code === 23 && wanted.length && /link_stat .* failed: No such file/.test(result.stderr))
+    throw usageError(`a path asked for is not in the snapshot: ${lastLines(result.stderr, 1)}`, 'give the original path of a file or folder that was backed up (e.g. --path /etc/nginx/nginx.conf)');
+  if (result.code !== 0) throw new RespaldoError(`rsync could not restore into ${to}: exit code ${result.code}: ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: `check the space and permissions of ${to}` });
+}
+
+/** Copies one file from the secondary target into `dest`. */
+async function fetch(secondary: SecondaryTarget, path: string, dest: string, signal: AbortSignal): Promise<void> {
+  const result = await runTool('rsync', ['-a', ...(await secondary.rsyncShell()), secondary.rsyncPath(path), dest], { signal });
+  if (result.code !== 0) throw new RespaldoError(`cannot read CSC's copy (${secondary.display}): ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: "is CSC reachable, and does it still hold the snapshot? (the copy records say which it received)" });
+}
+
+/** Every restored file read back against the manifest; the problems, as "path: problem". */
+async function check(store: RepositoryStore, id: string, to: string, wanted: Buffer[], pool: HashPool, totals: { files: number; bytes: number; mismatches: number }, signal: AbortSignal): Promise<string[]> {
+  const problems: string[] = [];
+  const file = join(store.snapshotDir(id), 'manifest.jsonl');
+  let batch: { rel: Buffer; sha256: string }[] = [];
+  const root = Buffer.from(`${to}/`);
+  const flush = async () => {
+    const results = await pool.hash(batch.map((b) => ({ path: Buffer.concat([root, b.rel]) })));
+    if (signal.aborted) throw signal.reason;
+    results.forEach((r, i) => {
+      totals.files++;
+      totals.bytes += r.bytes ?? 0;
+      const problem = r.error ? `not restored (${r.error})` : r.sha256 !== batch[i]!.sha256 ? 'does not match the manifest' : undefined;
+      if (problem) {
+        totals.mismatches++;
+        problems.push(`/${batch[i]!.rel.toString('utf8')}: ${problem}`);
+      }
+    });
+    batch = [];
+  };
+  for await (const entry of store.manifestEntries(id)) {
+    const rel = safeEntry(entryPath(entry), file);
+    if (entry.type !== 'f' || !under(rel, wanted)) continue;
+    batch.push({ rel, sha256: entry.sha256! });
+    if (batch.length >= 512) await flush();
+  }
+  if (batch.length) await flush();
+  return problems;
+}
+
+async function record(
+  host: Host,
+  repo: RepositoryConfig,
+  chosen: Recorded,
+  started: Date,
+  to: string,
+  wanted: Buffer[],
+  opts: FileRestoreOptions,
+  used: 'primary' | 'secondary',
+  checked: { files: number; bytes: number; mismatches: number },
+  result: 'ok' | 'failed',
+  ctx: Context,
+) {
+  const { config } = host;
+  const body: RecordBody<'restore'> = {
+    repository: repo.name,
+    kind: repo.kind,
+    trigger: 'manual',
+    operator: operatorName(ctx.env),
+    started: started.toISOString(),
+    finished: ctx.now().toISOString(),
+    snapshot: { id: chosen.id, target: used, location: `${config.host}/${repo.name}/snapshots/${chosen.id}`, digest: chosen.digest, manifest: chosen.manifest },
+    point_in_time: null,
+    paths: wanted.map((w) => `/${w.toString('utf8')}`),
+    destination: to,
+    reason: opts.reason,
+    ...(opts.why ? { reason_detail: opts.why } : {}),
+    request: opts.request ?? null,
+    source_copy: used,
+    verification: { scope: 'full', ...checked },
+    result,
+  };
+  const appended = await host.records.append('restore', body);
+  await publishRecords(ctx, host, [`hosts/${config.host}`], `respaldo ${config.host}: record ${appended.seq}: restore of ${repo.name} from ${chosen.id} (${result})`);
+  return appended;
+}
+

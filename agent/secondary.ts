@@ -1,0 +1,231 @@
+/**
+ * The secondary target: CSC's copy of every snapshot (clause 4.1.6), on a local path (a
+ * second disk, a mounted share) or on a host reached over SSH. Same layout as the primary:
+ * `<root>/<host>/<repository>/snapshots/<id>/`, built in `incomplete/<id>/` and published
+ * with one rename once the copy has been compared with the primary's, byte for byte.
+ *
+ * Everything done at the target is a fixed `sh -c` script with the paths as its
+ * arguments, run locally or through ssh with each word quoted: a path with spaces, quotes
+ * or `$` reaches the far side as it is. ssh runs in BatchMode with CSC's host key pinned,
+ * so a cron run never waits at a prompt nor talks to an impostor.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { compareSnapshotIds } from '../schemas/common.js';
+import type { SecondaryLocation } from './config.js';
+import { BackupFailure } from './errors.js';
+import { lastLines, runTool, type ToolResult } from './exec.js';
+
+const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
+
+/** One word for a POSIX shell: single-quoted unless plainly safe. */
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** rsync's options for copies and for comparing them: the primary's snapshot exactly, times to the nanosecond. */
+const COPY_ARGS = ['-a', '--numeric-ids', '--modify-window=-1', '--delete'];
+
+export class SecondaryTarget {
+  readonly role = 'secondary' as const;
+  /** How messages name the target: `csc@host:/srv/respaldos` or the local path. */
+  readonly display: string;
+
+  constructor(
+    readonly location: SecondaryLocation,
+    /** The agent's state folder, where the pinned host key is written as a known_hosts file. */
+    private readonly state: string,
+  ) {
+    this.display = location.kind === 'local' ? location.path : `${location.user ? `${location.user}@` : ''}${location.host}:${location.path}`;
+  }
+
+  get root(): string {
+    return this.location.path;
+  }
+
+  private knownHostsFile(): string {
+    const l = this.location;
+    if (l.kind !== 'ssh') throw new Error('not an SSH target');
+    return l.knownHosts ?? join(this.state, 'secondary_known_hosts');
+  }
+
+  /** ssh's options: batch mode, the pinned host key and nothing else, the key file, the port. */
+  private async sshOptions(): Promise<string[]> {
+    const l = this.location;
+    if (l.kind !== 'ssh') return [];
+    if (l.hostKey) {
+      // known_hosts names a host on another port as [host]:port.
+      const name = l.port && l.port !== 22 ? `[${l.host}]:${l.port}` : l.host;
+      await mkdir(this.state, { recursive: true, mode: 0o700 });
+      await writeFile(this.knownHostsFile(), `${name} ${l.hostKey.split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o600 });
+    }
+    return [
+      '-o', 'BatchMode=yes',
+      '-o', 'StrictHostKeyChecking=yes',
+      '-o', `UserKnownHostsFile=${this.knownHostsFile()}`,
+      '-o', 'GlobalKnownHostsFile=/dev/null',
+      '-o', 'UpdateHostKeys=no',
+      '-o', 'ConnectTimeout=20',
+      '-o', 'ServerAliveInterval=15',
+      '-o', 'ServerAliveCountMax=4',
+      '-o', 'LogLevel=ERROR',
+      ...(l.identity ? ['-o', 'IdentitiesOnly=yes', '-i', l.identity] : []),
+      ...(l.port ? ['-p', String(l.port)] : []),
+    ]; // prettier-ignore
+  }
+
+  private sshDest(): string {
+    const l = this.location;
+    if (l.kind !== 'ssh') throw new Error('not an SSH target');
+    const host = l.host.includes(':') ? `[${l.host}]` : l.host;
+    return `${l.user ? `${l.user}@` : ''}${host}`;
+  }
+
+  /** rsync's way to reach the target: `-e 'ssh …'` for SSH, nothing for a local path. */
+  async rsyncShell(): Promise<string[]> {
+    if (this.location.kind !== 'ssh') return [];
+    return ['-e', ['ssh', ...(await this.sshOptions())].map(shellQuote).join(' ')];
+  }
+
+  /** A path at the target as rsync's source or destination. */
+  rsyncPath(path: string): string {
+    return this.location.kind === 'ssh' ? `${this.sshDest()}:${path}` : path;
+  }
+
+  /**
+   * Runs `script` with `sh -c` at the target, `args` as $1, $2…; stdout is returned. ssh
+   * itself exits 255 when it cannot connect or log in: that is "unreachable", not a failed
+   * command.
+   */
+  async sh(script: string, args: string[], signal?: AbortSignal): Promise<{ result: ToolResult; stdout: string; unreachable: boolean }> {
+    const chunks: Buffer[] = [];
+    const onStdout = (c: Buffer) => chunks.push(c);
+    const argv = ['sh', '-c', script, 'sh', ...args];
+    const result =
+      this.location.kind === 'ssh'
+        ? await runTool('ssh', [...(await this.sshOptions()), this.sshDest(), argv.map(shellQuote).join(' ')], { onStdout, ...(signal ? { signal } : {}) })
+        : await runTool(argv[0]!, argv.slice(1), { onStdout, ...(signal ? { signal } : {}) });
+    return { result, stdout: Buffer.concat(chunks).toString('utf8'), unreachable: this.location.kind === 'ssh' && result.code === 255 };
+  }
+
+  private checked: Promise<void> | undefined;
+
+  /**
+   * Fails when CSC cannot take a copy: unreachable, no such folder, or read-only. Asked once
+   * per run: when CSC is down, each repository records that its copies wait, but the
+   * connection is not tried again for each.
+   */
+  check(signal?: AbortSignal): Promise<void> {
+    this.checked ??= this.probe(signal);
+    return this.checked;
+  }
+
+  private async probe(signal?: AbortSignal): Promise<void> {
+    const { result, stdout, unreachable } = await this.sh('if [ ! -d "$1" ]; then echo missing; elif [ ! -w "$1" ]; then echo readonly; else echo ok; fi', [this.root], signal);
+    if (unreachable || result.code !== 0)
+      throw new BackupFailure('copy', `the secondary target ${this.display} cannot be reached: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'the copies wait and are retried on every run, nothing is dropped; check the network, CSC\'s ssh server, the key (targets.secondary.identity) and the pinned host key');
+    if (stdout.trim() === 'missing')
+      throw new BackupFailure('copy', `the secondary target's folder ${this.display} does not exist`, `create it at CSC (mkdir ${this.root}), or mount its disk; respaldo does not create a target's top folder, so that an unmounted disk is noticed`);
+    if (stdout.trim() === 'readonly') throw new BackupFailure('copy', `the secondary target ${this.display} is not writable`, `check the permissions of ${this.root} for the user that logs in`);
+  }
+
+  repository(host: string, name: string): SecondaryStore {
+    return new SecondaryStore(this, posix.join(this.root, host, name), `${host}/${name}`);
+  }
+}
+
+/** One repository's folder on the secondary target. */
+export class SecondaryStore {
+  constructor(
+    readonly target: SecondaryTarget,
+    readonly base: string,
+    readonly rel: string,
+  ) {}
+
+  snapshotLocation(id: string): string {
+    return `${this.rel}/snapshots/${id}`;
+  }
+
+  private dir(where: 'snapshots' | 'incomplete', id: string): string {
+    return posix.join(this.base, where, id);
+  }
+
+  private async must(script: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
+    const { result, stdout, unreachable } = await this.target.sh(script, args, signal);
+    if (unreachable) throw new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while ${what}: ${lastLines(result.stderr, 2)}`, 'the copy waits and is retried on the next run');
+    if (result.code !== 0) throw new BackupFailure('copy', `cannot ${what} on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'check the secondary target\'s disk (space, permissions); the copy is retried on the next run');
+    return stdout;
+  }
+
+  /** Complete snapshots at the target, oldest first. */
+  async snapshots(signal?: AbortSignal): Promise<string[]> {
+    const out = await this.must('[ -d "$1" ] || exit 0; cd "$1" && for f in *; do [ -d "$f" ] && printf "%s\\n" "$f"; done; exit 0', [posix.join(this.base, 'snapshots')], 'listing the snapshots', signal);
+    return out.split('\n').filter((n) => SNAPSHOT_ID_RE.test(n)).sort(compareSnapshotIds);
+  }
+
+  /**
+   * Copies a complete primary snapshot (its folder, `dir`) into `incomplete/<id>` at the
+   * target: files unchanged since `linkFrom` (an older snapshot there) become hard links to
+   * it. With `checksum`, a file is linked only when its bytes match too: a repair must not
+   * link the damaged file it replaces.
+   */
+  async deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal): Promise<void> {
+    const incomplete = this.dir('incomplete', id);
+    await this.must('umask 077; mkdir -p "$1" "$2" && rm -rf "$3" && mkdir "$3"', [posix.join(this.base, 'snapshots'), posix.join(this.base, 'incomplete'), incomplete], 'preparing the copy', signal);
+    const args = [
+      ...COPY_ARGS,
+      ...(checksum ? ['--checksum'] : []),
+      // Relative to the destination folder, so the same on both sides of the connection.
+      ...(linkFrom ? [`--link-dest=../../snapshots/${linkFrom}/`] : []),
+      ...(await this.target.rsyncShell()),
+      `${dir}/`,
+      `${this.target.rsyncPath(incomplete)}/`,
+    ];
+    const result = await runTool('rsync', args, signal ? { signal } : {});
+    if (result.code !== 0) {
+      const lost = result.code === 255 || /connection unexpectedly closed|Connection refused|timed out/i.test(result.stderr);
+      throw new BackupFailure('copy', `the copy of snapshot ${id} to ${this.target.display} failed: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, lost ? 'the connection to CSC was lost: the copy is retried on the next run' : 'check the secondary target\'s disk (space: df; permissions); the copy is retried on the next run', {
+        detail: result.stderr,
+        ...(result.code === null ? {} : { exitCode: result.code }),
+      });
+    }
+  }
+
+  /**
+   * What differs between the primary snapshot's folder and its copy at the target, by
+   * rsync's checksum of every file read at both ends (`--checksum --dry-run`): one line per
+   * difference, itemized; none when the copy is exact. The transfer is not trusted: the far
+   * side reads the stored files back from its disk.
+   */
+  async differences(dir: string, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<string[]> {
+    const chunks: Buffer[] = [];
+    const args = [...COPY_ARGS, '--checksum', '--dry-run', '--itemize-changes', '--out-format=%i %n', ...(await this.target.rsyncShell()), `${dir}/`, `${this.target.rsyncPath(this.dir(where, id))}/`];
+    const result = await runTool('rsync', args, { onStdout: (c) => chunks.push(c), ...(signal ? { signal } : {}) });
+    if (result.code !== 0)
+      throw new BackupFailure('copy', `cannot compare snapshot ${id} with its copy at ${this.target.display}: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, 'the comparison is retried on the next run', {
+        detail: result.stderr,
+        ...(result.code === null ? {} : { exitCode: result.code }),
+      });
+    return Buffer.concat(chunks)
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
+  }
+
+  /**
+   * Makes `incomplete/<id>` the complete snapshot with one rename, after flushing it to
+   * the target's disk. With `replace`, a damaged copy of the same snapshot is moved aside
+   * first and removed once the new one is in place.
+   */
+  async publish(id: string, replace: boolean, signal?: AbortSignal): Promise<void> {
+    const script = replace
+      ? 'sync -f "$1" && mkdir -p "$4" && rm -rf "$4/$5" && mv -T "$2" "$4/$5" && mv -T "$1" "$2" && sync -f "$3" && rm -rf "$4/$5"'
+      : '[ ! -e "$2" ] && sync -f "$1" && mv -T "$1" "$2" && sync -f "$3"';
+    await this.must(script, [this.dir('incomplete', id), this.dir('snapshots', id), posix.join(this.base, 'snapshots'), posix.join(this.base, 'replaced'), id], `publishing snapshot ${id}`, signal);
+  }
+
+  /** Removes what a failed copy left in `incomplete/`. */
+  async discard(id: string): Promise<void> {
+    await this.target.sh('rm -rf "$1"', [this.dir('incomplete', id)]).catch(() => {});
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * Restores of files (clause 4.3): a whole snapshot or one file, byte-identical; CSC's copy
+ * borrowed (over SSH) when JAA's is missing or damaged, with a media-loan record; never into
+ * a folder that is not empty without --force; never outside the destination.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { deployment, describeTree, tempDir, verified, writeTree, type Deployment } from './helpers.js';
+import { sshd, type Sshd } from './sshd.js';
+
+function recordsOf(d: Deployment, type: string): Record<string, any>[] {
+  return d
+    .recordFiles()
+    .map((f) => parse(readFileSync(join(d.records, f), 'utf8')))
+    .filter((r) => r.type === type);
+}
+
+describe('respaldo restore (files)', () => {
+  let server: Sshd;
+  let d: Deployment;
+  let source: string;
+  let csc: string;
+  let first: string;
+  let second: string;
+
+  beforeAll(async () => {
+    server = await sshd();
+    d = await deployment([{ name: 'www', paths: ['/placeholder'] }]);
+    source = join(d.root, 'www');
+    csc = join(d.root, 'csc');
+    mkdirSync(csc);
+    writeTree(source, { 'index.html': '<h1>hola</h1>\n', 'img/logo.png': Buffer.alloc(300_000, 3), 'img/sub/a b.txt': 'espacio\n', 'docs/manual.pdf': Buffer.from('%PDF-1.4 fake\n') });
+    symlinkSync('../index.html', join(source, 'img/home'));
+    const config = parse(readFileSync(d.config, 'utf8'));
+    config.repositories[0].paths = [source];
+    config.targets.secondary = { url: `root@127.0.0.1:${csc}`, port: server.port, identity: server.identity, 'host-key': server.hostKey };
+    writeFileSync(d.config, JSON.stringify(config));
+    expect((await d.run('run', '--all')).code).toBe(0);
+    writeFileSync(join(source, 'index.html'), '<h1>hola, mundo</h1>\n');
+    expect((await d.run('run', '--all')).code).toBe(0);
+    [first, second] = d.snapshots('www') as [string, string];
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const strip = (m: Map<string, any>) => new Map([...m].map(([k, v]) => [k, { ...v, ino: 0n }]));
+
+  it('restores a whole snapshot byte for byte, and records it', async () => {
+    const to = join(tempDir(), 'whole');
+    const r = await d.run('restore', 'www', '--snapshot', first, '--to', to, '--reason', 'deleted-by-mistake', '--why', 'se borró el sitio');
+    expect(r.code, r.stderr).toBe(0);
+    expect(strip(describeTree(to))).toEqual(strip(describeTree(join(d.target, 'web01/www/snapshots', first, 'data'))));
+    expect(readFileSync(join(to, source, 'index.html'), 'utf8')).toBe('<h1>hola</h1>\n');
+    const record = recordsOf(d, 'restore').at(-1)!;
+    expect(record).toMatchObject({ repository: 'www', snapshot: { id: first, target: 'primary' }, source_copy: 'primary', reason: 'deleted-by-mistake', reason_detail: 'se borró el sitio', paths: [], destination: to, result: 'ok', verification: { mismatches: 0, files: 4 } });
+  });
+
+  it('restores one file by its original path, and only that file', async () => {
+    const to = tempDir();
+    const r = await d.run('restore', 'www', '--path', join(source, 'index.html'), '--to', to);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(to, source, 'index.html'), 'utf8')).toBe('<h1>hola, mundo</h1>\n');
+    expect(readdirSync(join(to, source))).toEqual(['index.html']);
+    expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ snapshot: { id: second }, paths: [join(source, 'index.html')], verification: { files: 1, mismatches: 0 } });
+  });
+
+  it('refuses a folder that is not empty, unless --force', async () => {
+    const to = tempDir();
+    writeFileSync(join(to, 'keep.txt'), 'mine\n');
+    const r = await d.run('restore', 'www', '--to', to);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/is not empty.*--force/s);
+    expect(readdirSync(to)).toEqual(['keep.txt']);
+    const forced = await d.run('restore', 'www', '--to', to, '--force');
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(readFileSync(join(to, 'keep.txt'), 'utf8')).toBe('mine\n');
+    expect(readFileSync(join(to, source, 'img/sub/a b.txt'), 'utf8')).toBe('espacio\n');
+  });
+
+  it('never writes outside the destination: "..", links on the way, a crafted manifest', async () => {
+    const outside = tempDir();
+    const to = join(tempDir(), 'dest');
+    const up = await d.run('restore', 'www', '--path', `${source}/../../etc/passwd`, '--to', to);
+    expect(up.code).toBe(2);
+    expect(up.stderr).toMatch(/is not a path inside the snapshot/);
+    // A link in the folder where a restored path goes through it.
+    mkdirSync(to, { recursive: true });
+    symlinkSync(outside, join(to, source.split('/')[1]!));
+    const linked = await d.run('restore', 'www', '--path', join(source, 'index.html'), '--to', to, '--force');
+    expect(linked.code).toBe(2);
+    expect(linked.stderr).toMatch(/is a symbolic link: restoring through it would write outside/);
+    expect(readdirSync(outside)).toEqual([]);
+
+    // A manifest edited to name a file above the snapshot: refused, nothing restored from it.
+    const copy = tempDir();
+    const manifest = join(d.target, 'web01/www/snapshots', second, 'manifest.jsonl');
+    const original = readFileSync(manifest);
+    try {
+      writeFileSync(manifest, Buffer.concat([original, Buffer.from(`${JSON.stringify({ path: '../../../../escape.txt', type: 'f', size: 1, mtime: '2026-01-01T00:00:00.000000000Z', mode: '644', ino: 1, sha256: '0'.repeat(64) })}\n`)]));
+      // The record's manifest digest no longer matches: the primary is not believed, CSC's copy is used.
+      const r = await d.run('restore', 'www', '--to', copy);
+      expect(r.code, r.stderr).toBe(0);
+      expect(recordsOf(d, 'media-loan').at(-1)).toMatchObject({ snapshot: second, from: 'secondary' });
+      expect(recordsOf(d, 'media-loan').at(-1)!.reason).toMatch(/not the one its backup record names/);
+      expect(existsSync(join(copy, '..', 'escape.txt'))).toBe(false);
+    } finally {
+      writeFileSync(manifest, original);
+    }
+  });
+
+  it('borrows CSC\'s copy when a file of the primary is damaged, and fixes it in the destination', async () => {
+    const file = join(d.target, 'web01/www/snapshots', second, 'data', source, 'img/logo.png');
+    const { atime, mtime } = statSync(file);
+    const bytes = readFileSync(file);
+    bytes[1000] ^= 0xff;
+    writeFileSync(file, bytes);
+    utimesSync(file, atime, mtime);
+    const to = tempDir();
+    const r = await d.run('restore', 'www', '--to', to, '--reason', 'physical-damage');
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(to, source, 'img/logo.png')).equals(Buffer.alloc(300_000, 3))).toBe(true);
+    const loan = recordsOf(d, 'media-loan').at(-1)!;
+    expect(loan.reason).toMatch(/do not match the manifest \(first: .*img\/logo\.png/);
+    expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ source_copy: 'secondary', snapshot: { target: 'secondary' }, verification: { mismatches: 0 }, result: 'ok' });
+    bytes[1000] ^= 0xff;
+    writeFileSync(file, bytes);
+  });
+
+  it('restores from CSC when the primary target lost the snapshot', async () => {
+    rmSync(join(d.target, 'web01/www/snapshots', first), { recursive: true });
+    const to = tempDir();
+    const r = await d.run('restore', 'www', '--snapshot', first, '--to', to, '--request', 'REQ-2026-0001');
+    expect(r.code, r.stderr).toBe(0);
+    expect(strip(describeTree(to))).toEqual(strip(describeTree(join(csc, 'web01/www/snapshots', first, 'data'))));
+    expect(readFileSync(join(to, source, 'index.html'), 'utf8')).toBe('<h1>hola</h1>\n');
+    expect(recordsOf(d, 'media-loan').at(-1)).toMatchObject({ repository: 'www', snapshot: first, from: 'secondary', label: `web01/www/${first}`, request: 'REQ-2026-0001' });
+    expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ source_copy: 'secondary', request: 'REQ-2026-0001', result: 'ok' });
+    await verified(d);
+  });
+});

@@ -1,0 +1,164 @@
+/**
+ * The second copy (clause 4.1.6): each backup reaches CSC's target over SSH (a real sshd on
+ * loopback) or on a local path, compared there by checksum, recorded by `copy` records;
+ * damage at CSC is found and repaired; copies wait while CSC is down and all arrive after.
+ */
+import { mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { deployment, describeTree, inodeOf, respaldo, verified, writeTree, type Deployment } from './helpers.js';
+import { sshd, type Sshd } from './sshd.js';
+
+function recordsOf(d: Deployment, type?: string): Record<string, any>[] {
+  return d
+    .recordFiles()
+    .map((f) => parse(readFileSync(join(d.records, f), 'utf8')))
+    .filter((r) => !type || r.type === type);
+}
+
+/** The data trees of a snapshot on the primary and at CSC, compared as a user would: every entry's type, mode, time, bytes. */
+function sameTree(a: string, b: string): void {
+  const strip = (m: Map<string, any>) => new Map([...m].map(([k, v]) => [k, { ...v, ino: 0n }]));
+  expect(strip(describeTree(b))).toEqual(strip(describeTree(a)));
+}
+
+describe('the second copy over SSH', () => {
+  let server: Sshd;
+  let d: Deployment;
+  let csc: string;
+  let source: string;
+
+  beforeAll(async () => {
+    server = await sshd();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('reaches CSC, shares inodes with the previous copy, and a damaged copy at CSC is found and repaired', async () => {
+    d = await deployment([{ name: 'docs', paths: ['/placeholder'] }]);
+    source = join(d.root, 'docs');
+    csc = join(d.root, 'csc storage (CSC)');
+    mkdirSync(csc);
+    writeTree(source, { 'a.txt': 'alpha\n', 'sub/b.bin': Buffer.alloc(100_000, 7), "odd name $HOME 'q'.txt": 'odd\n' });
+    const config = parse(readFileSync(d.config, 'utf8'));
+    config.repositories[0].paths = [source];
+    config.targets.secondary = { url: `root@127.0.0.1:${csc}`, port: server.port, identity: server.identity, 'host-key': server.hostKey };
+    writeFileSync(d.config, JSON.stringify(config));
+
+    const first = await d.run('run', '--all');
+    expect(first.code, first.stderr).toBe(0);
+    const [id1] = d.snapshots('docs');
+    const copies = recordsOf(d, 'copy');
+    expect(copies).toHaveLength(1);
+    expect(copies[0]).toMatchObject({ repository: 'docs', snapshot: { id: id1, target: 'secondary', location: `web01/docs/snapshots/${id1}` }, from: 'primary', to: 'secondary', verified: { method: 'rsync-checksum', result: 'ok' } });
+    // The copy's digests are those of the backup record: the same snapshot.
+    const backup = recordsOf(d, 'backup')[0]!;
+    expect(copies[0]!.snapshot.digest).toBe(backup.snapshot.digest);
+    expect(copies[0]!.snapshot.manifest).toBe(backup.snapshot.manifest);
+    const at = (id: string) => join(csc, 'web01/docs/snapshots', id);
+    sameTree(join(d.target, 'web01/docs/snapshots', id1!), at(id1!));
+
+    // A second backup after a change: at CSC, the unchanged file is a hard link to the first copy.
+    writeFileSync(join(source, 'a.txt'), 'alpha, changed\n');
+    const second = await d.run('run', '--all');
+    expect(second.code, second.stderr).toBe(0);
+    const [, id2] = d.snapshots('docs');
+    const data = (id: string) => join(at(id), 'data', source);
+    expect(inodeOf(join(data(id2!), 'sub/b.bin'))).toBe(inodeOf(join(data(id1!), 'sub/b.bin')));
+    expect(inodeOf(join(data(id2!), 'a.txt'))).not.toBe(inodeOf(join(data(id1!), 'a.txt')));
+    expect(readFileSync(join(data(id2!), 'a.txt'), 'utf8')).toBe('alpha, changed\n');
+    sameTree(join(d.target, 'web01/docs/snapshots', id2!), at(id2!));
+
+    // One byte flipped at CSC, same size and time: only reading the bytes can tell.
+    const damaged = join(data(id2!), 'a.txt');
+    const { atime, mtime } = statSync(damaged);
+    const bytes = readFileSync(damaged);
+    bytes[0] ^= 0x01;
+    writeFileSync(damaged, bytes);
+    utimesSync(damaged, atime, mtime);
+    const third = await d.run('run', '--all');
+    expect(third.code, third.stderr).toBe(0);
+    const verify = recordsOf(d, 'verify').at(-1)!;
+    expect(verify).toMatchObject({ repository: 'docs', snapshot: { id: id2, target: 'secondary' }, result: 'failed' });
+    expect(verify.problems.map((p: { path: string }) => p.path)).toEqual([`data${source}/a.txt`]);
+    const repair = recordsOf(d, 'copy').at(-1)!;
+    expect(repair).toMatchObject({ snapshot: { id: id2 }, repair: true, verified: { result: 'ok' } });
+    expect(readFileSync(damaged, 'utf8')).toBe('alpha, changed\n');
+    sameTree(join(d.target, 'web01/docs/snapshots', id2!), at(id2!));
+    await verified(d);
+  });
+
+  it('queues the copies while CSC is unreachable and delivers them all, in order, once it is back', async () => {
+    await server.stop();
+    const before = d.snapshots('docs');
+    for (let i = 1; i <= 3; i++) {
+      writeFileSync(join(source, `new-${i}.txt`), `run ${i}\n`);
+      const r = await d.run('run', '--all');
+      // The backup itself is good; the copy failed: partly done.
+      expect(r.code, r.stderr).toBe(3);
+      expect(r.stderr).toMatch(/secondary target .* cannot be reached/);
+      const failure = recordsOf(d, 'failure').at(-1)!;
+      expect(failure).toMatchObject({ repository: 'docs', stage: 'copy' });
+      expect(failure.cause).toContain(`${i} snapshot(s) wait for the secondary target`);
+    }
+    const waiting = d.snapshots('docs').filter((id) => !before.includes(id));
+    expect(waiting).toHaveLength(3);
+    const status = await d.run('status');
+    expect(status.stdout).toMatch(/docs .*3 pending, oldest \d+ min old/);
+
+    await server.start();
+    const copiesBefore = recordsOf(d, 'copy').length;
+    const back = await respaldo(['run', '--config', d.config]);
+    expect(back.code, back.stderr).toBe(0);
+    const delivered = recordsOf(d, 'copy').slice(copiesBefore);
+    expect(delivered.map((c) => c.snapshot.id)).toEqual(waiting);
+    for (const id of waiting) sameTree(join(d.target, 'web01/docs/snapshots', id), join(csc, 'web01/docs/snapshots', id));
+    expect((await d.run('status')).stdout).toMatch(/docs .*up to date/);
+    await verified(d);
+  });
+});
+
+describe('the second copy on a local path', () => {
+  it('copies every snapshot to a second disk and records it', async () => {
+    const d = await deployment([{ name: 'etc', kind: 'config', paths: ['/placeholder'] }]);
+    const source = join(d.root, 'etc');
+    writeTree(source, { 'nginx.conf': 'worker_processes 2;\n' });
+    const second = join(d.root, 'second-disk');
+    mkdirSync(second);
+    const config = parse(readFileSync(d.config, 'utf8'));
+    config.repositories[0].paths = [source];
+    config.targets.secondary = second;
+    writeFileSync(d.config, JSON.stringify(config));
+    const r = await d.run('run', '--all');
+    expect(r.code, r.stderr).toBe(0);
+    const [id] = d.snapshots('etc');
+    sameTree(join(d.target, 'web01/etc/snapshots', id!), join(second, 'web01/etc/snapshots', id!));
+    expect(recordsOf(d, 'copy')).toHaveLength(1);
+    await verified(d);
+  });
+});
+
+describe('secondary target configuration', () => {
+  it('refuses an SSH target without a pinned host key, and a remote primary, naming the field', async () => {
+    const d = await deployment([{ name: 'etc', kind: 'config', paths: ['/etc/hostname'] }]);
+    const config = parse(readFileSync(d.config, 'utf8'));
+    config.targets.secondary = 'csc@respaldos.csc.example:/srv/respaldos';
+    writeFileSync(d.config, JSON.stringify(config));
+    const r = await d.run('run', '--all');
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/targets\.secondary.*pin CSC's host key/);
+    config.targets.secondary = d.target;
+    writeFileSync(d.config, JSON.stringify(config));
+    const same = await d.run('run', '--all');
+    expect(same.code).toBe(2);
+    expect(same.stderr).toMatch(/targets\.secondary: .* overlap/);
+    config.targets.primary = 'csc@host:/srv';
+    delete config.targets.secondary;
+    writeFileSync(d.config, JSON.stringify(config));
+    const remote = await d.run('run', '--all');
+    expect(remote.code).toBe(2);
+    expect(remote.stderr).toMatch(/targets\.primary.*must be a local path/);
+  });
+});
