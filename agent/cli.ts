@@ -9,6 +9,7 @@ import { runDemo } from './commands/demo.js';
 import { runInit } from './commands/init.js';
 import { runSetupPitr } from './commands/db.js';
 import { runRecordsVerify } from './commands/records-verify.js';
+import { runReceive } from './commands/receive.js';
 import { RESTORE_REASONS, runRestore } from './commands/restore.js';
 import { runRun } from './commands/run.js';
 import { runStatus } from './commands/status.js';
@@ -164,6 +165,13 @@ const restore = command(
     }),
 );
 
+const receive = command(
+  'receive',
+  "at CSC: check every copy that arrived against its sender's manifest and copy record, and sign a receipt (host config with receive: true)",
+  { ...common },
+  (inv, a) => runReceive(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG }),
+);
+
 const walPush = command(
   'wal-push',
   "PostgreSQL's archive_command: store one WAL file in the repository's archive (respaldo db setup-pitr prints the line)",
@@ -206,6 +214,7 @@ export const main = defineCommand({
     cron,
     records: defineCommand({ meta: { name: 'records', description: 'the records folder' }, subCommands: { verify: recordsVerify } }),
     restore,
+    receive,
     'wal-push': walPush,
     db: defineCommand({ meta: { name: 'db', description: 'database servers' }, subCommands: { 'setup-pitr': setupPitr, 'archive-binlogs': archiveBinlogs } }),
     demo,

@@ -104,6 +104,26 @@ export class RecordsGit {
     }
   }
 
+  /**
+   * Brings in the other hosts' new records (a receipt needs the copy record that CSC's
+   * copy answers). Our own folder is ours alone, so the rebase is clean; a failure (no
+   * network) is the caller's to report, and the local records still serve.
+   */
+  async pull(): Promise<{ status: 'pulled' | 'no-remote' } | { status: 'failed'; error: string }> {
+    const upstream = await this.git.revparse(['--abbrev-ref', '--symbolic-full-name', '@{u}']).then(
+      (u) => u.trim(),
+      () => undefined,
+    );
+    if (!upstream) return { status: 'no-remote' };
+    try {
+      await this.git.raw(['pull', '--quiet', '--rebase', '--autostash']);
+      return { status: 'pulled' };
+    } catch (e) {
+      await this.git.raw(['rebase', '--abort']).catch(() => {});
+      return { status: 'failed', error: lastLines((e as Error).message, 3) };
+    }
+  }
+
   async push(): Promise<PushOutcome> {
     const remotes = await this.git.getRemotes();
     if (remotes.length === 0) return { status: 'no-remote' };

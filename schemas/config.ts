@@ -188,10 +188,17 @@ export const hostConfig = z
       })
       .strict(),
     verify: verifySettings.optional(),
-    repositories: z.array(repository).min(1, 'list at least one repository to protect'),
+    /**
+     * This host is CSC's (clause 4.1.6): other hosts' copies arrive under its
+     * targets.primary, and `respaldo receive` checks each and signs a receipt. Such a host
+     * needs no repositories of its own.
+     */
+    receive: z.boolean().optional(),
+    repositories: z.array(repository),
   })
   .strict()
   .superRefine((config, ctx) => {
+    if (config.repositories.length === 0 && !config.receive) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['repositories'], message: 'list at least one repository to protect' });
     const seen = new Set<string>();
     config.repositories.forEach((repo, i) => {
       if (repo.kind === 'database') {
@@ -240,6 +247,7 @@ export const configExamples: Record<string, string> = {
   timezone: 'timezone: America/Mexico_City',
   targets: 'targets:\n  primary: /mnt/respaldos',
   primary: 'targets:\n  primary: /mnt/respaldos',
+  receive: 'receive: true        # CSC: copies from other hosts arrive under targets.primary',
   secondary: 'targets:\n  secondary: { url: csc@respaldos.csc.example:/srv/respaldos, identity: /etc/respaldo/csc.key, host-key: "ssh-ed25519 AAAA…" }',
   url: '  secondary: { url: csc@respaldos.csc.example:/srv/respaldos }',
   identity: '  secondary: { identity: /etc/respaldo/csc.key }',

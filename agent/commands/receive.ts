@@ -1,0 +1,152 @@
+/**
+ * `respaldo receive`, run at CSC (clause 4.1.6; FOR 7.5 CSC 02): every snapshot that other
+ * hosts delivered under this host's target is checked on CSC's own side, with CSC's own
+ * key, and answered by a signed `receipt` record. The sender's word is not taken: the
+ * manifest's digest must be the one the sender's `copy` record carries, and every file is
+ * read back from CSC's disk and matched against that manifest.
+ *
+ * A snapshot whose copy record has not arrived yet (the sender's records not pushed, or
+ * not pulled here yet) waits for the next run; a receipt that found a mismatch is followed
+ * by a new check each run, until the repaired copy gets a good receipt.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { compareSnapshotIds } from '../../schemas/common.js';
+import { digestOf, RECORD_PATH_RE } from '../../schemas/record.js';
+import type { Context } from '../context.js';
+import { Exit, messageOf, RespaldoError, type ExitCode } from '../errors.js';
+import { HashPool } from '../hashing.js';
+import { lockAndRecover, openHost, operatorName, publishRecords } from '../host.js';
+import { checkSnapshot } from '../manifest.js';
+import { RecordStore } from '../records.js';
+import { RepositoryStore } from '../target.js';
+
+export interface ReceiveOptions {
+  config: string;
+}
+
+const NAME_RE = /^[a-z0-9][a-z0-9._-]*$/;
+const SNAPSHOT_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
+
+async function folders(dir: string, re: RegExp): Promise<string[]> {
+  try {
+    return (await readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory() && re.test(e.name)).map((e) => e.name);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+}
+
+async function sha256File(path: string): Promise<string | undefined> {
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    return `sha256:${hash.digest('hex')}`;
+  } catch {
+    return undefined;
+  }
+}
+
+type CopyRef = { seq: number; digest: string; manifest: string; summary: string };
+
+/** The copy records of a sending host, by "repository/snapshot": the newest good one of each. */
+async function copyRecords(records: string, origin: string, now: () => Date): Promise<Map<string, CopyRef>> {
+  const store = new RecordStore(records, origin, undefined, now);
+  const out = new Map<string, CopyRef>();
+  for (const file of await store.list()) {
+    if (file.type !== 'copy' || !RECORD_PATH_RE.test(file.rel)) continue;
+    const record = await store.read(file);
+    if (record?.type !== 'copy' || record.verified.result !== 'ok') continue;
+    const key = `${record.repository}/${record.snapshot.id}`;
+    if (out.has(key)) continue; // newest first: a repair's record wins
+    out.set(key, { seq: record.seq, digest: digestOf(await readFile(file.path)), manifest: record.snapshot.manifest, summary: record.snapshot.digest });
+  }
+  return out;
+}
+
+export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<ExitCode> {
+  const host = await openHost(ctx, opts.config);
+  const { config, records } = host;
+  if (!config.receive) throw new RespaldoError(`${config.file} does not say that this host receives copies`, { exitCode: Exit.usage, hint: 'on CSC\'s host, add "receive: true" to its config; targets.primary is where the copies arrive' });
+  const started = ctx.now();
+  const { lock, firstSeq } = await lockAndRecover(ctx, host, 'respaldo receive', started);
+  const pool = new HashPool();
+  let mismatches = 0;
+  try {
+    const pulled = await host.git.pull();
+    if (pulled.status === 'failed') ctx.reporter.event({ type: 'warning', message: `cannot pull the records (${pulled.error}): checking against the copy records already here` });
+
+    // What this host has already answered: a good receipt is final, a mismatch is checked again.
+    const answered = new Set<string>();
+    for (const file of await records.list()) {
+      if (file.type !== 'receipt') continue;
+      const r = await records.read(file);
+      if (r?.type === 'receipt' && r.result === 'ok') answered.add(`${r.origin}/${r.repository}/${r.snapshot}/${r.copy.seq}`);
+    }
+
+    const root = config.targets.primary;
+    for (const origin of await folders(root, NAME_RE)) {
+      if (origin === config.host) continue;
+      const copies = await copyRecords(config.records, origin, ctx.now);
+      for (const repository of await folders(join(root, origin), NAME_RE)) {
+        const store = new RepositoryStore(join(root, origin, repository), `${origin}/${repository}`);
+        const ids = (await folders(join(store.base, 'snapshots'), SNAPSHOT_RE)).sort(compareSnapshotIds);
+        for (const id of ids) {
+          if (ctx.signal.aborted) break;
+          const copy = copies.get(`${repository}/${id}`);
+          if (!copy) {
+            ctx.reporter.event({ type: 'info', message: `${origin}/${repository}/${id}: no copy record from ${origin} yet; it is checked once the record arrives` });
+            continue;
+          }
+          if (answered.has(`${origin}/${repository}/${id}/${copy.seq}`)) continue;
+          const problems: { path: string; problem: string }[] = [];
+          const manifest = await sha256File(join(store.snapshotDir(id), 'manifest.jsonl'));
+          if (manifest !== copy.manifest) problems.push({ path: 'manifest.jsonl', problem: manifest ? `its digest ${manifest} is not the ${copy.manifest} that ${origin}'s copy record ${copy.seq} carries` : 'missing or unreadable' });
+          const summary = await sha256File(join(store.snapshotDir(id), 'snapshot.yaml'));
+          if (summary !== copy.summary) problems.push({ path: 'snapshot.yaml', problem: summary ? `its digest is not the one ${origin}'s copy record ${copy.seq} carries` : 'missing or unreadable' });
+          let files = 0;
+          let bytes = 0;
+          if (!problems.length) {
+            // Only a manifest that is the sender's is worth checking the files against.
+            const check = await checkSnapshot(store, id, pool, ctx.signal).catch((e: unknown) => {
+              problems.push({ path: 'manifest.jsonl', problem: messageOf(e) });
+              return undefined;
+            });
+            if (check) {
+              files = check.checksum.files;
+              bytes = check.checksum.bytes;
+              problems.push(...check.problems.map((p) => ({ path: `data${p.path}`, problem: p.problem })));
+            }
+          }
+          const result = problems.length ? 'mismatch' : 'ok';
+          if (result === 'mismatch') mismatches++;
+          const appended = await records.append('receipt', {
+            origin,
+            repository,
+            snapshot: id,
+            copy: { host: origin, seq: copy.seq, digest: copy.digest },
+            manifest: copy.manifest,
+            files,
+            bytes,
+            result,
+            problems: problems.slice(0, 20),
+            received_by: operatorName(ctx.env),
+          });
+          ctx.reporter.event(
+            result === 'ok'
+              ? { type: 'info', message: `${origin}/${repository}/${id}: received, ${files} file(s) checked; receipt record ${appended.seq}` }
+              : { type: 'warning', repository, message: `${origin}/${repository}/${id}: the copy does not match what ${origin} sent (${problems[0]!.path}: ${problems[0]!.problem}); receipt record ${appended.seq} says so` },
+          );
+        }
+      }
+    }
+    const last = (await records.head())!.seq;
+    if (last >= firstSeq) await publishRecords(ctx, host, [`hosts/${config.host}`], `respaldo ${config.host}: receipts ${firstSeq}–${last}`);
+    return mismatches ? Exit.partial : Exit.ok;
+  } finally {
+    await pool.close();
+    await lock.release();
+  }
+}
