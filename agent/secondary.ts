@@ -69,9 +69,22 @@ export class SecondaryTarget {
       '-o', 'ServerAliveInterval=15',
       '-o', 'ServerAliveCountMax=4',
       '-o', 'LogLevel=ERROR',
+      // One connection for the whole run: a copy takes some ten commands, and each new
+      // handshake costs a round trip and a key exchange (close() ends it).
+      ...(this.controlPath().length < 100 ? ['-o', 'ControlMaster=auto', '-o', `ControlPath=${this.controlPath()}`, '-o', 'ControlPersist=120'] : []),
       ...(l.identity ? ['-o', 'IdentitiesOnly=yes', '-i', l.identity] : []),
       ...(l.port ? ['-p', String(l.port)] : []),
     ]; // prettier-ignore
+  }
+
+  private controlPath(): string {
+    return join(this.state, 'ssh-%C');
+  }
+
+  /** Ends the shared connection, if one was opened. */
+  async close(): Promise<void> {
+    if (this.location.kind !== 'ssh' || this.controlPath().length >= 100) return;
+    await runTool('ssh', ['-o', `ControlPath=${this.controlPath()}`, '-O', 'exit', this.sshDest()]).catch(() => undefined);
   }
 
   private sshDest(): string {

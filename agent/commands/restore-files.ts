@@ -185,6 +185,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       // --checksum: a file restored from the primary with the right size and time but the wrong bytes is replaced.
       await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await secondary.rsyncShell(), true, ctx.signal, (p) => secondary.rsyncPath(p));
       Object.assign(checked, { files: 0, bytes: 0, mismatches: 0 });
+      await secondary.close();
       problems = await check(local, chosen.id, to, wanted, pool, checked, ctx.signal);
       if (problems.length) throw new RespaldoError(`CSC's copy of snapshot ${chosen.id} does not match its manifest either: ${problems.slice(0, 3).join('; ')}`, { exitCode: Exit.partial, hint: 'both copies are damaged for these files: pick another snapshot (--snapshot) for them' });
     }

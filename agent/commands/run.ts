@@ -115,25 +115,29 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     // first run after it is back.
     if (config.targets.secondary) {
       const secondary = new SecondaryTarget(config.targets.secondary, config.state);
-      for (const repo of config.repositories) {
-        if (ctx.signal.aborted) break;
-        const outcome = await copyRepository({
-          ctx,
-          config,
-          repository: repo,
-          primary: target.repository(config.host, repo.name),
-          secondary,
-          records,
-          pool,
-          trigger,
-          operator,
-          verifyNewest: backedUp.has(repo.name),
-          redact: pathRedactor(config, repo),
-        });
-        if (!outcome.ok) {
-          failed++;
-          done.push(`${repo.name} (copy failed)`);
-        } else if (outcome.copied.length) done.push(`${repo.name} copied (${outcome.copied.length})`);
+      try {
+        for (const repo of config.repositories) {
+          if (ctx.signal.aborted) break;
+          const outcome = await copyRepository({
+            ctx,
+            config,
+            repository: repo,
+            primary: target.repository(config.host, repo.name),
+            secondary,
+            records,
+            pool,
+            trigger,
+            operator,
+            verifyNewest: backedUp.has(repo.name),
+            redact: pathRedactor(config, repo),
+          });
+          if (!outcome.ok) {
+            failed++;
+            done.push(`${repo.name} (copy failed)`);
+          } else if (outcome.copied.length) done.push(`${repo.name} copied (${outcome.copied.length})`);
+        }
+      } finally {
+        await secondary.close();
       }
     }
 

@@ -1,0 +1,202 @@
+#!/usr/bin/env node
+/**
+ * respaldo copy and restore benchmark: on the mixed tree (~2 GiB, ~20,000 files), the
+ * second copy to CSC over SSH on loopback against plain `rsync -a --link-dest` over the
+ * same SSH, and a restore of a whole snapshot against plain rsync and restic's restore.
+ * See bench/README.md.
+ *
+ *   node bench/copy.mjs [--scale 1] [--repeat 3] [--work bench/work]
+ *
+ * Needs root (sshd on a loopback port, logging in as root with a key made here), rsync,
+ * openssh-server, restic and GNU time (apt-get install -y rsync openssh-server restic time),
+ * and a built respaldo (npx tsc -p .).
+ */
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { ensureTree, fail, has, log, measure, modifyTree, restoreTree, setup, sh, version, warmTree } from './lib.mjs';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const { values: opt } = parseArgs({
+  options: {
+    scale: { type: 'string', default: '1' },
+    repeat: { type: 'string', default: '3' },
+    work: { type: 'string', default: join(REPO, 'bench', 'work') },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+  strict: true,
+});
+if (opt.help) {
+  process.stdout.write('usage: node bench/copy.mjs [--scale N] [--repeat N] [--work DIR]\n');
+  process.exit(0);
+}
+const scale = Number(opt.scale);
+const repeat = Number(opt.repeat);
+const WORK = resolve(opt.work);
+const HERE = join(WORK, 'copy');
+const CLI = join(REPO, 'dist', 'agent', 'main.js');
+const GIT_ID = ['-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main'];
+setup({ work: WORK, scale });
+
+for (const p of ['rsync', 'restic', 'git', 'ssh-keygen', '/usr/sbin/sshd', '/usr/bin/time']) if (!(p.startsWith('/') ? existsSync(p) : has(p))) fail(`${p} is not installed: apt-get install -y rsync openssh-server restic time git`);
+if (!existsSync(CLI)) fail(`${CLI} is missing: build respaldo first (npx tsc -p .)`);
+
+/** A throwaway sshd on a loopback port: its own host key, one client key for root. */
+async function startSshd(dir) {
+  mkdirSync(dir, { recursive: true });
+  for (const k of ['host_key', 'client_key']) if (!existsSync(join(dir, k))) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, k)]);
+  writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')), { mode: 0o600 });
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  writeFileSync(
+    join(dir, 'sshd_config'),
+    [`Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${join(dir, 'host_key')}`, `PidFile ${join(dir, 'sshd.pid')}`, `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`, 'StrictModes no', 'PasswordAuthentication no', 'UsePAM no', 'PermitRootLogin prohibit-password', 'LogLevel ERROR', ''].join('\n'),
+  );
+  mkdirSync('/run/sshd', { recursive: true });
+  const child = spawn('/usr/sbin/sshd', ['-D', '-f', join(dir, 'sshd_config')], { stdio: 'ignore' });
+  for (let i = 0; i < 100 && spawnSync('ssh-keyscan', ['-p', String(port), '127.0.0.1'], { stdio: 'ignore' }).status !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+  const hostKey = readFileSync(join(dir, 'host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
+  writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${port} ${hostKey}\n`);
+  // What plain rsync gets: the same options respaldo gives ssh.
+  const ssh = `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${join(dir, 'known_hosts')} -o IdentitiesOnly=yes -i ${join(dir, 'client_key')} -p ${port}`;
+  return { port, hostKey, identity: join(dir, 'client_key'), ssh, stop: () => child.kill('SIGTERM') };
+}
+
+/** A respaldo deployment backing up the tree to a local primary; `secondary` (or not) in its config. */
+function deployRespaldo(dir, tree, server) {
+  mkdirSync(join(dir, 'records/policy'), { recursive: true });
+  mkdirSync(join(dir, 'target'), { recursive: true });
+  mkdirSync(join(dir, 'csc'), { recursive: true });
+  sh('git', [...GIT_ID, 'init', '--quiet', join(dir, 'records')]);
+  writeFileSync(join(dir, 'records/policy/allowed_signers'), '# bench\n');
+  writeFileSync(join(dir, 'records/.gitattributes'), '* -text\n');
+  sh('git', [...GIT_ID, 'add', '.'], { cwd: join(dir, 'records') });
+  sh('git', [...GIT_ID, 'commit', '--quiet', '-m', 'policy'], { cwd: join(dir, 'records') });
+  const config = join(dir, 'agent.yaml');
+  const write = (withSecondary) =>
+    writeFileSync(
+      config,
+      stringify({
+        host: 'bench',
+        key: join(dir, 'host.key'),
+        records: join(dir, 'records'),
+        state: join(dir, 'state'),
+        targets: { primary: join(dir, 'target'), ...(withSecondary ? { secondary: { url: `root@127.0.0.1:${join(dir, 'csc')}`, port: server.port, identity: server.identity, 'host-key': server.hostKey } } : {}) },
+        repositories: [{ name: 'mixed', kind: 'files', paths: [tree.root] }],
+      }),
+    );
+  write(false);
+  sh('node', [CLI, 'init', '--config', config]);
+  writeFileSync(join(dir, 'records/policy/allowed_signers'), readFileSync(join(dir, 'host.key.pub')), { flag: 'a' });
+  sh('git', [...GIT_ID, 'commit', '--quiet', '-am', 'trust'], { cwd: join(dir, 'records') });
+  return { config, write, snapshots: () => readdirSorted(join(dir, 'target/bench/mixed/snapshots')) };
+}
+
+function readdirSorted(dir) {
+  return existsSync(dir) ? sh('ls', ['-1', dir]).split('\n').filter(Boolean).sort() : [];
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+async function main() {
+  mkdirSync(WORK, { recursive: true });
+  rmSync(HERE, { recursive: true, force: true });
+  mkdirSync(join(HERE, 'logs'), { recursive: true });
+  const tree = ensureTree('mixed');
+  const server = await startSshd(join(HERE, 'sshd'));
+  const samples = { copyFirst: { respaldo: [], rsync: [] }, copyChanged: { respaldo: [], rsync: [] }, restore: { respaldo: [], rsync: [], restic: [], resticVerify: [] } };
+  const logFile = (name) => join(HERE, 'logs', `${name}.log`);
+  try {
+    for (let r = 1; r <= repeat; r++) {
+      const dir = join(HERE, `r${r}`);
+      log(`round ${r} of ${repeat}: respaldo's first backup (not measured)`);
+      const d = deployRespaldo(join(dir, 'respaldo'), tree, server);
+      sh('node', [CLI, 'run', '--config', d.config, '--all']);
+      const [s1] = d.snapshots();
+      const snap = (id) => join(dir, 'respaldo/target/bench/mixed/snapshots', id);
+      warmTree(tree);
+
+      // The second copy of the first snapshot: respaldo's copy step (with its comparison at
+      // CSC) against plain rsync of the same snapshot folder over the same SSH.
+      log(`round ${r}: second copy of the first snapshot`);
+      d.write(true);
+      const plainCsc = join(dir, 'plain-csc');
+      sh('ssh', [...server.ssh.split(' ').slice(1), 'root@127.0.0.1', `mkdir -p ${plainCsc}`]);
+      const pr = measure('rsync', ['-a', '--numeric-ids', '-e', server.ssh, `${snap(s1)}/`, `root@127.0.0.1:${plainCsc}/${s1}/`], { logFile: logFile(`r${r}-copy-first-rsync`) });
+      const rr = measure('node', [CLI, 'run', '--config', d.config, '--json'], { logFile: logFile(`r${r}-copy-first-respaldo`) });
+      samples.copyFirst.rsync.push(pr.wall);
+      samples.copyFirst.respaldo.push(rr.wall);
+
+      // After a 1% change: a backup (not measured), then its copy, linked to the first copy.
+      log(`round ${r}: second copy after a 1% change`);
+      modifyTree(tree);
+      d.write(false);
+      sh('node', [CLI, 'run', '--config', d.config, '--all']);
+      restoreTree('mixed', tree.files, tree.changes);
+      const [, s2] = d.snapshots();
+      d.write(true);
+      const rr2 = measure('node', [CLI, 'run', '--config', d.config, '--json'], { logFile: logFile(`r${r}-copy-changed-respaldo`) });
+      const pr2 = measure('rsync', ['-a', '--numeric-ids', `--link-dest=../${s1}/`, '-e', server.ssh, `${snap(s2)}/`, `root@127.0.0.1:${plainCsc}/${s2}/`], { logFile: logFile(`r${r}-copy-changed-rsync`) });
+      samples.copyChanged.respaldo.push(rr2.wall);
+      samples.copyChanged.rsync.push(pr2.wall);
+      const copies = readFileSync(logFile(`r${r}-copy-changed-respaldo`), 'utf8').split('\n').filter((l) => l.includes('"copied"')).length;
+      if (copies !== 1) throw new Error(`respaldo reported ${copies} copies after the change, expected 1 (log ${logFile(`r${r}-copy-changed-respaldo`)})`);
+
+      // Restores of the whole tree into a new folder: respaldo (every file checked against the
+      // manifest), plain rsync of the snapshot's data, restic (with and without --verify).
+      log(`round ${r}: restores`);
+      const restic = join(dir, 'restic');
+      const env = { ...process.env, RESTIC_PASSWORD: 'bench-password-not-secret', RESTIC_CACHE_DIR: join(dir, 'restic-cache') };
+      sh('restic', ['--repo', restic, 'init'], { env });
+      sh('restic', ['--repo', restic, 'backup', '--quiet', tree.root], { env });
+      const out = (name) => join(dir, `restored-${name}`);
+      const m1 = measure('node', [CLI, 'restore', 'mixed', '--config', d.config, '--to', out('respaldo')], { logFile: logFile(`r${r}-restore-respaldo`) });
+      rmSync(out('respaldo'), { recursive: true, force: true });
+      const m2 = measure('rsync', ['-a', `${snap(s2)}/data/`, `${out('rsync')}/`], { logFile: logFile(`r${r}-restore-rsync`) });
+      rmSync(out('rsync'), { recursive: true, force: true });
+      const m3 = measure('restic', ['--repo', restic, 'restore', 'latest', '--target', out('restic')], { env, logFile: logFile(`r${r}-restore-restic`) });
+      rmSync(out('restic'), { recursive: true, force: true });
+      const m4 = measure('restic', ['--repo', restic, 'restore', 'latest', '--verify', '--target', out('restic-verify')], { env, logFile: logFile(`r${r}-restore-restic-verify`) });
+      rmSync(out('restic-verify'), { recursive: true, force: true });
+      samples.restore.respaldo.push(m1.wall);
+      samples.restore.rsync.push(m2.wall);
+      samples.restore.restic.push(m3.wall);
+      samples.restore.resticVerify.push(m4.wall);
+      if (r < repeat) rmSync(dir, { recursive: true, force: true });
+    }
+  } finally {
+    server.stop();
+  }
+
+  const row = (label, tool, xs, base) => `${label.padEnd(22)} ${tool.padEnd(22)} ${median(xs).toFixed(2).padStart(7)}  ${`${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`.padStart(10)}  ${base ? `${(median(xs) / median(base)).toFixed(2)}×` : ''}`;
+  const s = samples;
+  const lines = [
+    `respaldo copy and restore benchmark, scale ${scale}: ${availableParallelism()} CPUs, ${Math.round(totalmem() / 2 ** 30)} GiB RAM; rsync ${version('rsync', ['--version'], /version (\S+)/)}, restic ${version('restic', ['version'], /restic (\S+)/)}, ${version('ssh', ['-V'])}; respaldo ${sh('git', ['-C', REPO, 'rev-parse', '--short=12', 'HEAD']).trim()}`,
+    `mixed tree: ${tree.info.files} files, ${(tree.info.bytes / 2 ** 30).toFixed(2)} GiB; medians of ${repeat} rounds (range: fastest–slowest); ÷ = against plain rsync`,
+    '',
+    'what                   tool                    wall s       range  ÷rsync',
+    row('second copy, first', 'respaldo (+ compare)', s.copyFirst.respaldo, s.copyFirst.rsync),
+    row('', 'rsync -a over ssh', s.copyFirst.rsync, s.copyFirst.rsync),
+    row('second copy, 1% chg', 'respaldo (+ compare)', s.copyChanged.respaldo, s.copyChanged.rsync),
+    row('', 'rsync --link-dest ssh', s.copyChanged.rsync, s.copyChanged.rsync),
+    row('restore, whole tree', 'respaldo (+ check)', s.restore.respaldo, s.restore.rsync),
+    row('', 'rsync -a', s.restore.rsync, s.restore.rsync),
+    row('', 'restic restore', s.restore.restic, s.restore.rsync),
+    row('', 'restic restore --verify', s.restore.resticVerify, s.restore.rsync),
+    '',
+    'Goals:',
+    `  ${median(s.copyFirst.respaldo) <= 1.2 * median(s.copyFirst.rsync) ? 'PASS' : 'FAIL'}  second copy (first) within 1.2× of plain rsync over SSH: ${(median(s.copyFirst.respaldo) / median(s.copyFirst.rsync)).toFixed(2)}×`,
+    `  ${median(s.copyChanged.respaldo) <= 1.2 * median(s.copyChanged.rsync) ? 'PASS' : 'FAIL'}  second copy (after a 1% change) within 1.2× of plain rsync --link-dest over SSH: ${(median(s.copyChanged.respaldo) / median(s.copyChanged.rsync)).toFixed(2)}×`,
+    `  ${median(s.restore.respaldo) <= median(s.restore.restic) ? 'PASS' : 'FAIL'}  restore at least as fast as restic: ${median(s.restore.respaldo).toFixed(2)} s against ${median(s.restore.restic).toFixed(2)} s`,
+  ];
+  writeFileSync(join(HERE, 'results.json'), `${JSON.stringify({ scale, repeat, samples }, null, 2)}\n`);
+  process.stdout.write(`${lines.join('\n')}\n\nraw results: ${join(HERE, 'results.json')}; logs: ${join(HERE, 'logs')}\n`);
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${e.stack ?? e}\n`);
+  process.exit(1);
+});
