@@ -84,7 +84,8 @@ export class SecondaryTarget {
   /** Ends the shared connection, if one was opened. */
   async close(): Promise<void> {
     if (this.location.kind !== 'ssh' || this.controlPath().length >= 100) return;
-    await runTool('ssh', ['-o', `ControlPath=${this.controlPath()}`, '-O', 'exit', this.sshDest()]).catch(() => undefined);
+    // The same options as the connection: %C in the socket's name hashes the host, port and user.
+    await runTool('ssh', [...(await this.sshOptions()), '-O', 'exit', this.sshDest()]).catch(() => undefined);
   }
 
   private sshDest(): string {
