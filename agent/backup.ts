@@ -22,6 +22,7 @@ import { pathRedactor, type Redact } from './redact.js';
 import { formatBytes } from './report.js';
 import { databaseSource } from './sources/database.js';
 import { filesSource } from './sources/files.js';
+import { gitRepositories, gitSource } from './sources/git.js';
 import type { Source } from './sources/source.js';
 import type { LocalTarget, RepositoryStore } from './target.js';
 import { TransferLog } from './transfers.js';
@@ -94,6 +95,7 @@ export async function recordSnapshot(records: RecordStore, store: RepositoryStor
     changed: summary.changed,
     verification: summary.verification,
     ...(summary.database ? { database: summary.database } : {}),
+    ...(summary.git ? { git: summary.git } : {}),
     warnings: summary.warnings.map((w) => ({ ...w, message: redact(w.message) })),
     ...(recovered ? { recovered: true } : {}),
   };
@@ -137,6 +139,7 @@ async function recordUnchanged(job: BackupJob, store: RepositoryStore, previous:
       size: compareSize(summary.size.bytes, summary.size.bytes, summary.verification.size?.shrink_warning ?? DEFAULT_SHRINK, summary.verification.size?.growth_warning ?? DEFAULT_GROWTH),
       checksum: checked?.checksum ?? { scope: 'changed', files: 0, bytes: 0, mismatches: 0 },
     },
+    ...(summary.git ? { git: summary.git } : {}),
     warnings: [],
     unchanged: true,
   });
@@ -149,7 +152,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
   const store = target.repository(config.host, repo.name);
   const started = ctx.now();
   const scope = job.scope ?? repo.verify?.level ?? config.verify?.level ?? 'changed';
-  const source = sources[repo.kind];
+  let source = sources[repo.kind];
   const redact = pathRedactor(config, repo);
   let id: string | undefined;
   let previous: string | undefined;
@@ -164,6 +167,8 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
         `the ${target.role} target ${target.root} has no folder for host ${config.host}, yet record ${job.lastGood.seq} keeps snapshot ${job.lastGood.snapshot} there: is the backup disk mounted?`,
         `mount the backup disk on ${target.root} and run again; if it is a new, empty disk on purpose, create the host's folder (mkdir ${target.hostDir(config.host)}) and run again`,
       );
+    // Source code in git repositories is stored as bundles; plain folders as files.
+    if (repo.kind === 'source' && (await gitRepositories(repo, ctx.env, ctx.signal))) source = gitSource;
     await store.prepare();
     const existing = await store.snapshots();
     previous = existing[existing.length - 1];
@@ -173,7 +178,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     // linked from the previous one but for what changed (linkPrevious).
     const comparison =
       previous && prevSummary && source.compare && sameSelection(prevSummary, repo)
-        ? await source.compare({ repository: repo, snapshotData: store.linkDest(previous), limit: Math.max(1000, Math.floor(prevSummary.size.files / 5)), signal: ctx.signal, env: ctx.env })
+        ? await source.compare({ repository: repo, snapshotData: store.linkDest(previous), summary: prevSummary, limit: Math.max(1000, Math.floor(prevSummary.size.files / 5)), signal: ctx.signal, env: ctx.env })
         : undefined;
     if (previous && prevSummary && comparison?.unchanged) return await recordUnchanged(job, store, previous, prevSummary, started, scope);
     id = newSnapshotId(started, existing);
@@ -278,8 +283,9 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       previous: previous && prevSummary ? { id: previous, bytes: prevSummary.size.bytes } : null,
       size: manifest.size,
       changed: manifest.changed,
-      verification: { level: restore ? 'restore' : 'checksum', size, checksum: manifest.checksum, ...(restore ? { restore } : {}) },
+      verification: { level: restore || captured.git ? 'restore' : 'checksum', size, checksum: manifest.checksum, ...(restore ? { restore } : {}) },
       ...(captured.dump ? { database: captured.dump.info } : {}),
+      ...(captured.git ? { git: captured.git } : {}),
       warnings,
       trigger: job.trigger,
       ...(job.operator ? { operator: job.operator } : {}),

@@ -24,6 +24,7 @@ export const snapshotSummary = z
     changed: backupRecord.shape.changed,
     verification: backupRecord.shape.verification,
     database: backupRecord.shape.database,
+    git: backupRecord.shape.git,
     warnings: backupRecord.shape.warnings,
     trigger: backupRecord.shape.trigger,
     operator: backupRecord.shape.operator,

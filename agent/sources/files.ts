@@ -3,9 +3,22 @@
  * with rsync, unchanged files hard-linked to the previous snapshot.
  */
 import { lstat, readdir } from 'node:fs/promises';
+import type { RepositoryConfig } from '../../schemas/config.js';
 import { BackupFailure } from '../errors.js';
 import { rsyncCompare, rsyncSnapshot } from '../rsync.js';
 import type { Source } from './source.js';
+
+/** A configured path that cannot be opened: missing, or out of the agent's reach. */
+export function unreadableSource(repo: RepositoryConfig, i: number, path: string, e: unknown): BackupFailure {
+  const code = (e as NodeJS.ErrnoException).code;
+  return new BackupFailure(
+    'source',
+    code === 'ENOENT' ? `the source ${path} does not exist` : `the source ${path} cannot be read (${code})`,
+    code === 'ENOENT'
+      ? `restore or recreate ${path}, or correct repositories[${repo.name}].paths[${i}] in the host config; the previous snapshot is intact`
+      : `check the permissions of ${path}; the previous snapshot is intact`,
+  );
+}
 
 export const filesSource = {
   async snapshot(job) {
@@ -15,14 +28,7 @@ export const filesSource = {
       try {
         info = await lstat(path);
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        throw new BackupFailure(
-          'source',
-          code === 'ENOENT' ? `the source ${path} does not exist` : `the source ${path} cannot be read (${code})`,
-          code === 'ENOENT'
-            ? `restore or recreate ${path}, or correct repositories[${job.repository.name}].paths[${i}] in the host config; the previous snapshot is intact`
-            : `check the permissions of ${path}; the previous snapshot is intact`,
-        );
+        throw unreadableSource(job.repository, i, path, e);
       }
       if (info.isSymbolicLink())
         warnings.push({ code: 'source-is-symlink', message: `${path} is a symbolic link: the link is backed up, not what it points to; list the real folder in "paths" to back up its files` });

@@ -5,6 +5,8 @@
  */
 import type { RepositoryConfig } from '../../schemas/config.js';
 import type { RestoreCheck } from '../../schemas/database.js';
+import type { GitInfo } from '../../schemas/git.js';
+import type { SnapshotSummary } from '../../schemas/snapshot.js';
 import type { DumpResult } from '../databases/engine.js';
 import type { Comparison } from '../rsync.js';
 import type { RepositoryStore } from '../target.js';
@@ -41,6 +43,8 @@ export interface SnapshotResult {
   origin: ((rel: Buffer) => Buffer) | undefined;
   /** A database source's dumps: engine, server, sizes and the rows counted at dump time. */
   dump?: DumpResult;
+  /** A git source's bundles, with their refs and the checks already made on them (verification level `restore`). */
+  git?: GitInfo;
 }
 
 export interface Source {
@@ -49,7 +53,8 @@ export interface Source {
   testRestore?(job: { repository: RepositoryConfig; dataDir: string; dump: DumpResult; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<RestoreCheck>;
   /**
    * What changed at the source since a complete snapshot, at the cost of a comparison;
-   * sources that cannot tell cheaply leave it out. `limit` caps the list of stale entries.
+   * sources that cannot tell cheaply leave it out. `summary` is that snapshot's snapshot.yaml;
+   * `limit` caps the list of stale entries.
    */
-  compare?(job: { repository: RepositoryConfig; snapshotData: string; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison>;
+  compare?(job: { repository: RepositoryConfig; snapshotData: string; summary: SnapshotSummary; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison>;
 }

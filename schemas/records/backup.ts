@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { snapshotId } from '../common.js';
 import { databaseInfo } from '../database.js';
+import { gitInfo } from '../git.js';
 import { about, runBy, snapshotRef, timeSpan, verification, warning } from './shared.js';
 
 export const backupRecord = z
@@ -25,13 +26,16 @@ export const backupRecord = z
     verification,
     /** A database repository's engine, server and dumps. */
     database: databaseInfo.optional(),
+    /** A `source` repository of git repositories: each one's bundle, refs and checks. */
+    git: gitInfo.optional(),
     warnings: z.array(warning),
     /** True when the agent stopped after making the snapshot visible and a later run recorded it. */
     recovered: z.boolean().optional(),
     /**
      * True when the sources matched the previous snapshot exactly (rsync's comparison of every
-     * file: type, size, mtime, permissions, owner; none added or deleted), so this backup is
-     * that snapshot and no new one was made.
+     * file: type, size, mtime, permissions, owner; none added or deleted; for git repositories:
+     * the same refs at the same objects, the same HEAD, clean working trees), so this backup is that
+     * snapshot and no new one was made.
      */
     unchanged: z.boolean().optional(),
   })
