@@ -7,6 +7,7 @@ import { runArchiveBinlogs } from './commands/archive-binlogs.js';
 import { runCron } from './commands/cron.js';
 import { runDemo } from './commands/demo.js';
 import { runInit } from './commands/init.js';
+import { runLabel } from './commands/label.js';
 import { runSetupPitr } from './commands/db.js';
 import { runRecordsVerify } from './commands/records-verify.js';
 import { runReceive } from './commands/receive.js';
@@ -172,6 +173,20 @@ const receive = command(
   (inv, a) => runReceive(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG }),
 );
 
+const label = command(
+  'label',
+  "print a snapshot's label (clause 4.2.2) and write it as a 100 x 60 mm sticker for the disk; --devices lists the device inventory",
+  {
+    ...common,
+    repository: { type: 'positional', required: false, description: 'the repository' },
+    snapshot: { type: 'positional', required: false, description: 'a snapshot id, or latest (the default)' },
+    svg: { type: 'string', description: 'write the sticker as SVG to this file', valueHint: 'FILE' },
+    pdf: { type: 'string', description: 'write the sticker as PDF to this file', valueHint: 'FILE' },
+    devices: { type: 'boolean', description: 'list the storage devices of the host config instead' },
+  },
+  (inv, a) => runLabel(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG, repo: str(a.repository), snapshot: str(a.snapshot), svg: str(a.svg), pdf: str(a.pdf), devices: a.devices === true }),
+);
+
 const walPush = command(
   'wal-push',
   "PostgreSQL's archive_command: store one WAL file in the repository's archive (respaldo db setup-pitr prints the line)",
@@ -215,6 +230,7 @@ export const main = defineCommand({
     records: defineCommand({ meta: { name: 'records', description: 'the records folder' }, subCommands: { verify: recordsVerify } }),
     restore,
     receive,
+    label,
     'wal-push': walPush,
     db: defineCommand({ meta: { name: 'db', description: 'database servers' }, subCommands: { 'setup-pitr': setupPitr, 'archive-binlogs': archiveBinlogs } }),
     demo,

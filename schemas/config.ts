@@ -171,6 +171,29 @@ export type FileRepositoryConfig = z.infer<typeof fileRepository>;
 export type DatabaseRepositoryConfig = Omit<z.infer<typeof databaseRepository>, 'paths'> & { paths: string[]; exclude?: undefined };
 export type RepositoryConfig = FileRepositoryConfig | DatabaseRepositoryConfig;
 
+/** Printable Latin-1: what the PDF sticker's standard fonts (WinAnsiEncoding) can show, Spanish included. */
+const stickerText = (what: string, max: number, example: string) =>
+  z
+    .string()
+    .min(1, `${what} is empty; e.g. "${example}"`)
+    .max(max, `${what} is at most ${max} characters, to fit on the sticker`)
+    .regex(/^[\x20-\x7e\u00a0-\u00ff]+$/, `${what} is letters, digits, spaces and punctuation of Spanish or English (Latin-1, no line breaks), which the PDF sticker's standard fonts can print; e.g. "${example}"`);
+
+/**
+ * A storage device of the inventory (clause 4.2.2: the devices are labelled; 4.4: they are
+ * in JAA's office). `target` says which target lives on it, so a snapshot's sticker can
+ * name the disk and where it is kept.
+ */
+export const device = z
+  .object({
+    label: stickerText('a device label', 40, 'DSE-HDD-01'),
+    location: stickerText('a location', 80, 'oficina de JAA'),
+    capacity: z.string().regex(/^\d+(\.\d+)?\s?(MB|GB|TB|PB|MiB|GiB|TiB|PiB)$/, 'a capacity is a number and a unit, e.g. "2 TB" or "500 GB"'),
+    target: z.enum(['primary', 'secondary']).optional(),
+  })
+  .strict();
+export type DeviceConfig = z.infer<typeof device>;
+
 export const hostConfig = z
   .object({
     host: hostName,
@@ -195,10 +218,24 @@ export const hostConfig = z
      */
     receive: z.boolean().optional(),
     repositories: z.array(repository),
+    /** The storage devices: an inventory for the stickers, not used to find the targets. */
+    devices: z.array(device).optional(),
   })
   .strict()
   .superRefine((config, ctx) => {
     if (config.repositories.length === 0 && !config.receive) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['repositories'], message: 'list at least one repository to protect' });
+    const labels = new Map<string, number>();
+    const onTarget = new Map<string, string>();
+    config.devices?.forEach((d, i) => {
+      const at = (field: string, message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['devices', i, field], message });
+      const key = d.label.trim().toLowerCase();
+      if (labels.has(key)) at('label', `device label "${d.label}" is used twice (also devices[${labels.get(key)}]); each disk needs its own label`);
+      labels.set(key, i);
+      if (!d.target) return;
+      if (!config.targets[d.target]) at('target', `there is no ${d.target} target in "targets"; name one of: ${Object.entries(config.targets).flatMap(([name, spec]) => (spec ? [name] : [])).join(', ')}`);
+      else if (onTarget.has(d.target)) at('target', `the ${d.target} target is already on device "${onTarget.get(d.target)}"; a target lives on one device`);
+      else onTarget.set(d.target, d.label);
+    });
     const seen = new Set<string>();
     config.repositories.forEach((repo, i) => {
       if (repo.kind === 'database') {
@@ -275,4 +312,9 @@ export const configExamples: Record<string, string> = {
   level: 'verify: { level: full }    # changed | full',
   'shrink-warning': 'verify: { shrink-warning: 20% }',
   'growth-warning': 'verify: { growth-warning: 100% }',
+  devices: 'devices:\n  - label: DSE-HDD-01\n    location: oficina de JAA\n    capacity: 2 TB\n    target: primary',
+  label: '  - label: DSE-HDD-01',
+  location: '    location: oficina de JAA',
+  capacity: '    capacity: 2 TB',
+  target: '    target: primary       # primary | secondary: the target kept on this device',
 };
