@@ -77,7 +77,8 @@ async function recordOf(records: RecordStore, summary: SnapshotSummary): Promise
 
 function listDevices(ctx: Context, config: Config): ExitCode {
   const devices = config.devices ?? [];
-  const targets: Record<string, string | undefined> = config.targets;
+  const secondary = config.targets.secondary;
+  const targets: Record<string, string | undefined> = { primary: config.targets.primary, secondary: secondary && (secondary.kind === 'local' ? secondary.path : `${secondary.user ? `${secondary.user}@` : ''}${secondary.host}:${secondary.path}`) };
   const rows = devices.map((d) => ({ ...d, target: d.target ?? null, path: d.target ? (targets[d.target] ?? null) : null }));
   if (rows.length === 0) {
     ctx.reporter.result(`no devices listed in ${config.file}; list them under "devices:" (label, location, capacity, target), see "Labels" in the README`, { host: config.host, devices: [] });
