@@ -5,7 +5,7 @@
  * files, backs up again; verifies every record; builds the site; and says where to look.
  */
 import { createHash } from 'node:crypto';
-import { appendFile, mkdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
@@ -16,6 +16,7 @@ import { exists } from '../fsutil.js';
 import { narratingReporter } from '../report.js';
 import { runInit } from './init.js';
 import { runRecordsVerify } from './records-verify.js';
+import { runRestore } from './restore.js';
 import { runRun } from './run.js';
 
 export interface DemoOptions {
@@ -97,6 +98,7 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
       'state: state',
       'targets:',
       '  primary: target        # JAA\'s copy: in a real deployment, a mounted disk',
+      '  secondary: csc         # CSC\'s copy: in a real deployment, { url: user@host:/path, host-key: … } over SSH',
       'repositories:',
       '  - name: server-config',
       '    kind: config',
@@ -116,6 +118,7 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
     ].join('\n'),
   );
   await mkdir(join(root, 'target'));
+  await mkdir(join(root, 'csc'));
   const cfg = rel(config);
 
   say(`\n3. enrol the host\n$ respaldo init --config ${cfg}`);
@@ -130,8 +133,9 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
     const code = await runRun(ctx, { config, repos: [], all: true, manual, verify: undefined, progress: false });
     if (code !== Exit.ok) throw new RespaldoError(`the demo backup exited with code ${code}`, { exitCode: Exit.internal });
   };
-  say(`\n4. the first backup of every repository\n$ respaldo run --config ${cfg} --all`);
+  say(`\n4. the first backup of every repository, and its second copy at CSC (clause 4.1.6)\n$ respaldo run --config ${cfg} --all`);
   await backup(false);
+  const [firstUploads] = (await readdir(join(root, 'target', HOST, 'uploads/snapshots'))).sort();
 
   say('\n5. a day of work: a setting changes, a page is added, a document is deleted, an order is deleted and another added');
   await writeFile(join(src, 'etc/portal/portal.conf'), 'listen = 8080\ndatabase = portal\nlog_level = debug\n');
@@ -144,11 +148,17 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   say(`\n6. a manual backup (logged as manual, clause 4.3.1): only the changed files are stored again; the database is copied whole and test-restored\n$ respaldo run --config ${cfg} --all --manual`);
   await backup(true);
 
-  say(`\n7. check every record's signature and chain\n$ respaldo records verify ${rel(records)}`);
+  const lost = join(src, 'uploads/documentos/oficio-5.pdf');
+  const restored = join(root, 'restored');
+  say(`\n7. the deleted document is asked back (clause 4.3): restored from the first snapshot, checked against its manifest\n$ respaldo restore uploads --config ${cfg} --snapshot ${firstUploads} --path ${lost} --to ${rel(restored)} --reason deleted-by-mistake`);
+  const back = await runRestore(ctx, { config, repo: 'uploads', snapshot: firstUploads, at: undefined, paths: [lost], to: restored, force: false, request: undefined, listWindow: false, reason: 'deleted-by-mistake', why: 'oficio borrado por error', intoProduction: false, confirm: undefined });
+  if (back !== Exit.ok) throw new RespaldoError(`the demo restore exited with code ${back}`, { exitCode: Exit.internal });
+
+  say(`\n8. check every record's signature and chain\n$ respaldo records verify ${rel(records)}`);
   const verified = await runRecordsVerify(ctx, { dir: records, config: undefined });
   if (verified !== Exit.ok) throw new RespaldoError('the demo records did not verify', { exitCode: Exit.internal });
 
-  say(`\n8. build the site from the records\n$ RESPALDO_RECORDS=${rel(records)} RESPALDO_SITE_OUT=${rel(join(root, 'site'))} npm run site:build`);
+  say(`\n9. build the site from the records\n$ RESPALDO_RECORDS=${rel(records)} RESPALDO_SITE_OUT=${rel(join(root, 'site'))} npm run site:build`);
   const pkg = fileURLToPath(new URL('../../../', import.meta.url));
   const built = await runTool(join(pkg, 'node_modules/.bin/astro'), ['build', '--silent'], {
     cwd: pkg,
@@ -163,6 +173,8 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
       'Where to look:',
       `  ${rel(join(root, 'site/index.html'))}             the site: every record, genuine or not`,
       `  ${rel(join(root, 'target', HOST))}               the snapshots (unchanged files are hard links: ls -li)`,
+      `  ${rel(join(root, 'csc', HOST))}                  CSC's copies, compared there before each copy record`,
+      `  ${rel(restored)}                        the restored document, at its original path`,
       `  ${rel(join(records, 'hosts', HOST))}          the signed records (git log in ${rel(records)})`,
       `  respaldo status --config ${cfg}`,
       '',
