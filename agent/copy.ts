@@ -199,11 +199,13 @@ function problemOf(line: string): { path: string; problem: string } {
  */
 async function deliverExact(store: SecondaryStore, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false): Promise<void> {
   try {
+    // The disk at CSC writes the copy back while the comparison reads it from its cache.
+    const compare = async () => (await Promise.all([store.differences(dir, id, 'incomplete', signal), store.flush(id, signal)]))[0];
     await store.deliver(dir, id, linkFrom, checksum, signal);
-    let differences = await store.differences(dir, id, 'incomplete', signal);
+    let differences = await compare();
     if (differences.length && linkFrom && !checksum) {
       await store.deliver(dir, id, linkFrom, true, signal);
-      differences = await store.differences(dir, id, 'incomplete', signal);
+      differences = await compare();
     }
     if (differences.length)
       throw new BackupFailure('copy', `the copy of snapshot ${id} at the secondary target does not match the primary's after the transfer: ${differences.length} difference(s); first: ${differences[0]}`, "check the secondary target's disk (dmesg, smartctl); the copy is retried on the next run", {

@@ -226,15 +226,20 @@ export class SecondaryStore {
       .filter((l) => l.trim() !== '');
   }
 
+  /** Writes `incomplete/<id>` to the target's disk (syncfs): rsync does not fsync what it writes. */
+  async flush(id: string, signal?: AbortSignal): Promise<void> {
+    await this.must('sync -f "$1"', [this.dir('incomplete', id)], `flushing the copy of snapshot ${id} to disk`, signal);
+  }
+
   /**
-   * Makes `incomplete/<id>` the complete snapshot with one rename, after flushing it to
-   * the target's disk. With `replace`, a damaged copy of the same snapshot is moved aside
-   * first and removed once the new one is in place.
+   * Makes `incomplete/<id>` (flushed) the complete snapshot with one rename. With
+   * `replace`, a damaged copy of the same snapshot is moved aside first and removed once
+   * the new one is in place.
    */
   async publish(id: string, replace: boolean, signal?: AbortSignal): Promise<void> {
     const script = replace
-      ? 'sync -f "$1" && mkdir -p "$4" && rm -rf "$4/$5" && mv -T "$2" "$4/$5" && mv -T "$1" "$2" && sync -f "$3" && rm -rf "$4/$5"'
-      : '[ ! -e "$2" ] && sync -f "$1" && mv -T "$1" "$2" && sync -f "$3"';
+      ? 'mkdir -p "$4" && rm -rf "$4/$5" && mv -T "$2" "$4/$5" && mv -T "$1" "$2" && sync -f "$3" && rm -rf "$4/$5"'
+      : '[ ! -e "$2" ] && mv -T "$1" "$2" && sync -f "$3"';
     await this.must(script, [this.dir('incomplete', id), this.dir('snapshots', id), posix.join(this.base, 'snapshots'), posix.join(this.base, 'replaced'), id], `publishing snapshot ${id}`, signal);
   }
 
