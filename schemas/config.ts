@@ -58,6 +58,41 @@ export const targetSpec = z.string().min(1).superRefine((spec, ctx) => {
   }
 });
 
+/** A number of snapshots to keep under one rule. */
+const keepCount = z
+  .number({ invalid_type_error: 'a whole number of snapshots, e.g. 7' })
+  .int('a whole number of snapshots, e.g. 7')
+  .nonnegative('a number of snapshots, 0 or more');
+
+const KEEP_COUNTS = ['keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly'] as const;
+
+/**
+ * Which snapshots `respaldo prune` keeps, with the keep options restic and Borg users know.
+ * Per repository, or for every repository at the top of the file (a repository's own rules
+ * replace the host's, they are not merged). Left out: every snapshot is kept.
+ */
+export const retention = z
+  .object({
+    /** The newest N snapshots. */
+    'keep-last': keepCount.optional(),
+    /** The newest snapshot of each of the last N hours (days, ISO weeks, months, years) that have one, in the host's time zone. */
+    'keep-hourly': keepCount.optional(),
+    'keep-daily': keepCount.optional(),
+    'keep-weekly': keepCount.optional(),
+    'keep-monthly': keepCount.optional(),
+    'keep-yearly': keepCount.optional(),
+    /** Every snapshot taken within this long before the newest one, e.g. "30d". */
+    'keep-within': duration.optional(),
+  })
+  .strict()
+  .superRefine((rules, ctx) => {
+    if (Object.keys(rules).length === 0)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'list at least one rule, e.g. { keep-daily: 7, keep-weekly: 4, keep-monthly: 12 }; leave "retention" out to keep every snapshot' });
+    else if (!rules['keep-within'] && KEEP_COUNTS.every((rule) => !rules[rule]))
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'every rule is 0, which would keep the newest snapshot alone; give a rule a count above 0, or leave "retention" out to keep every snapshot' });
+  });
+export type Retention = z.infer<typeof retention>;
+
 const fileRepository = z
   .object({
     name: repositoryName,
@@ -66,6 +101,7 @@ const fileRepository = z
     exclude: z.array(z.string().min(1)).optional(),
     schedule: schedule.optional(),
     verify: verifySettings.optional(),
+    retention: retention.optional(),
   })
   .strict();
 
@@ -111,6 +147,7 @@ const databaseRepository = z
     bindir: z.string().min(1).optional(),
     schedule: schedule.optional(),
     verify: databaseVerify.optional(),
+    retention: retention.optional(),
   })
   .strict();
 
@@ -141,6 +178,8 @@ export const hostConfig = z
       })
       .strict(),
     verify: verifySettings.optional(),
+    /** The retention rules of every repository that has none of its own. */
+    retention: retention.optional(),
     repositories: z.array(repository).min(1, 'list at least one repository to protect'),
   })
   .strict()
@@ -215,4 +254,12 @@ export const configExamples: Record<string, string> = {
   level: 'verify: { level: full }    # changed | full',
   'shrink-warning': 'verify: { shrink-warning: 20% }',
   'growth-warning': 'verify: { growth-warning: 100% }',
+  retention: 'retention: { keep-daily: 7, keep-weekly: 4, keep-monthly: 12 }   # also keep-last, keep-hourly, keep-yearly, keep-within: 30d',
+  'keep-last': 'retention: { keep-last: 10 }',
+  'keep-hourly': 'retention: { keep-hourly: 24 }',
+  'keep-daily': 'retention: { keep-daily: 7 }',
+  'keep-weekly': 'retention: { keep-weekly: 4 }',
+  'keep-monthly': 'retention: { keep-monthly: 12 }',
+  'keep-yearly': 'retention: { keep-yearly: 3 }',
+  'keep-within': 'retention: { keep-within: 30d }     # m, h, d or w',
 };
