@@ -8,6 +8,7 @@ import { runCron } from './commands/cron.js';
 import { runDemo } from './commands/demo.js';
 import { runInit } from './commands/init.js';
 import { runLabel } from './commands/label.js';
+import { runPrune } from './commands/prune.js';
 import { runSetupPitr } from './commands/db.js';
 import { runRecordsVerify } from './commands/records-verify.js';
 import { runReceive } from './commands/receive.js';
@@ -220,6 +221,24 @@ const setupPitr = command(
   (inv, a) => runSetupPitr(inv.ctx, { config: str(a.config) ?? DEFAULT_CONFIG, repo: str(a.repo), apply: a.apply === true }),
 );
 
+const prune = command(
+  'prune',
+  "apply each repository's retention rules on every target: a dry run unless --apply (never the newest verified snapshot, nothing after a failed backup, never records)",
+  {
+    ...common,
+    repo: { type: 'string', description: 'prune these repositories only (comma-separated)', valueHint: 'NAME' },
+    apply: { type: 'boolean', description: 'delete, and write a prune record per repository and target (default: only show what would be deleted)' },
+    manual: { type: 'boolean', description: 'a person started this prune (the record names them)' },
+  },
+  (inv, a) =>
+    runPrune(inv.ctx, {
+      config: str(a.config) ?? DEFAULT_CONFIG,
+      repos: (str(a.repo) ?? '').split(',').filter(Boolean),
+      apply: a.apply === true,
+      manual: a.manual === true,
+    }),
+);
+
 export const main = defineCommand({
   meta: { name: 'respaldo', version: VERSION, description: 'backups, and proof of backups' },
   subCommands: {
@@ -231,6 +250,7 @@ export const main = defineCommand({
     restore,
     receive,
     label,
+    prune,
     'wal-push': walPush,
     db: defineCommand({ meta: { name: 'db', description: 'database servers' }, subCommands: { 'setup-pitr': setupPitr, 'archive-binlogs': archiveBinlogs } }),
     demo,

@@ -461,6 +461,50 @@ export class RepositoryStore {
     }
   }
 
+  /** A file of a complete snapshot's data folder; undefined when there is none. */
+  async readSnapshotFile(id: string, rel: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(join(this.linkDest(id), rel));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Deletes a complete snapshot (respaldo prune). One rename takes it out of `snapshots/`
+   * into `pruning/`, made durable before anything is removed: a crash leaves the whole
+   * snapshot or a leftover that `removeLeftovers` clears, never a snapshot that claims to be
+   * whole and is not. Removing names writes to no file, so the kept snapshots that share
+   * the files' inodes (hard links) keep their bytes.
+   */
+  async removeSnapshot(id: string): Promise<void> {
+    const pruning = join(this.base, 'pruning');
+    await mkdir(pruning, { recursive: true, mode: 0o700 });
+    await rename(this.snapshotDir(id), join(pruning, id));
+    await fsyncDir(join(this.base, 'snapshots'));
+    await fsyncDir(pruning);
+    await rm(join(pruning, id), { recursive: true, force: true, maxRetries: 5 });
+  }
+
+  /** Removes what an interrupted prune left in `pruning/`; returns the snapshot ids removed. */
+  async removeLeftovers(): Promise<string[]> {
+    const pruning = join(this.base, 'pruning');
+    const names = await readdir(pruning).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? [] : Promise.reject(e)));
+    for (const name of names) await rm(join(pruning, name), { recursive: true, force: true, maxRetries: 5 });
+    return names;
+  }
+
+  /** The names in the point-in-time-recovery archive's folder (`archive/wal`, `archive/binlog`). */
+  async archiveFiles(folder: 'wal' | 'binlog'): Promise<string[]> {
+    return readdir(join(this.base, 'archive', folder)).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? [] : Promise.reject(e)));
+  }
+
+  /** Removes one archive file (respaldo prune, only files no kept snapshot needs). */
+  async removeArchiveFile(folder: 'wal' | 'binlog', name: string): Promise<void> {
+    await rm(join(this.base, 'archive', folder, name), { force: true });
+  }
+
   /** syncfs(2) on the target's filesystem: rsync does not fsync what it writes. */
   async flush(id: string): Promise<void> {
     try {

@@ -108,6 +108,40 @@ export const secondarySpec = z.union([
   else if (spec['host-key'] && spec['known-hosts']) at('give the host key either as host-key or in a known-hosts file, not both');
 });
 export type SecondarySpec = z.infer<typeof secondarySpec>;
+/** A number of snapshots to keep under one rule. */
+const keepCount = z
+  .number({ invalid_type_error: 'a whole number of snapshots, e.g. 7' })
+  .int('a whole number of snapshots, e.g. 7')
+  .nonnegative('a number of snapshots, 0 or more');
+
+const KEEP_COUNTS = ['keep-last', 'keep-hourly', 'keep-daily', 'keep-weekly', 'keep-monthly', 'keep-yearly'] as const;
+
+/**
+ * Which snapshots `respaldo prune` keeps, with the keep options restic and Borg users know.
+ * Per repository, or for every repository at the top of the file (a repository's own rules
+ * replace the host's, they are not merged). Left out: every snapshot is kept.
+ */
+export const retention = z
+  .object({
+    /** The newest N snapshots. */
+    'keep-last': keepCount.optional(),
+    /** The newest snapshot of each of the last N hours (days, ISO weeks, months, years) that have one, in the host's time zone. */
+    'keep-hourly': keepCount.optional(),
+    'keep-daily': keepCount.optional(),
+    'keep-weekly': keepCount.optional(),
+    'keep-monthly': keepCount.optional(),
+    'keep-yearly': keepCount.optional(),
+    /** Every snapshot taken within this long before the newest one, e.g. "30d". */
+    'keep-within': duration.optional(),
+  })
+  .strict()
+  .superRefine((rules, ctx) => {
+    if (Object.keys(rules).length === 0)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'list at least one rule, e.g. { keep-daily: 7, keep-weekly: 4, keep-monthly: 12 }; leave "retention" out to keep every snapshot' });
+    else if (!rules['keep-within'] && KEEP_COUNTS.every((rule) => !rules[rule]))
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'every rule is 0, which would keep the newest snapshot alone; give a rule a count above 0, or leave "retention" out to keep every snapshot' });
+  });
+export type Retention = z.infer<typeof retention>;
 
 const fileRepository = z
   .object({
@@ -117,6 +151,7 @@ const fileRepository = z
     exclude: z.array(z.string().min(1)).optional(),
     schedule: schedule.optional(),
     verify: verifySettings.optional(),
+    retention: retention.optional(),
   })
   .strict();
 
@@ -162,6 +197,7 @@ const databaseRepository = z
     bindir: z.string().min(1).optional(),
     schedule: schedule.optional(),
     verify: databaseVerify.optional(),
+    retention: retention.optional(),
   })
   .strict();
 
@@ -211,6 +247,8 @@ export const hostConfig = z
       })
       .strict(),
     verify: verifySettings.optional(),
+    /** The retention rules of every repository that has none of its own. */
+    retention: retention.optional(),
     /**
      * This host is CSC's (clause 4.1.6): other hosts' copies arrive under its
      * targets.primary, and `respaldo receive` checks each and signs a receipt. Such a host
@@ -317,4 +355,12 @@ export const configExamples: Record<string, string> = {
   location: '    location: oficina de JAA',
   capacity: '    capacity: 2 TB',
   target: '    target: primary       # primary | secondary: the target kept on this device',
+  retention: 'retention: { keep-daily: 7, keep-weekly: 4, keep-monthly: 12 }   # also keep-last, keep-hourly, keep-yearly, keep-within: 30d',
+  'keep-last': 'retention: { keep-last: 10 }',
+  'keep-hourly': 'retention: { keep-hourly: 24 }',
+  'keep-daily': 'retention: { keep-daily: 7 }',
+  'keep-weekly': 'retention: { keep-weekly: 4 }',
+  'keep-monthly': 'retention: { keep-monthly: 12 }',
+  'keep-yearly': 'retention: { keep-yearly: 3 }',
+  'keep-within': 'retention: { keep-within: 30d }     # m, h, d or w',
 };

@@ -1,6 +1,7 @@
 /**
- * `respaldo cron`: the /etc/cron.d file that runs the agent every hour, and, for each
- * MariaDB repository with point-in-time recovery, archives its binary logs every 5 minutes.
+ * `respaldo cron`: the /etc/cron.d file that runs the agent every hour, prunes once a day
+ * when there are retention rules, and, for each MariaDB repository with point-in-time
+ * recovery, archives its binary logs every 5 minutes.
  */
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
@@ -26,6 +27,8 @@ export async function runCron(ctx: Context, opts: CronOptions): Promise<ExitCode
   const command = `${agent} run --config ${file}`;
   // Repository names are plain words (schemas/common.ts), safe in a cron line.
   const binlogs = config.repositories.filter((r) => r.kind === 'database' && r.engine === 'mariadb' && r.pitr).map((r) => `${agent} db archive-binlogs --config ${file} --repo ${r.name}`);
+  // Retention applied once a day, half an hour away from the hourly run so that they seldom meet (a prune that finds the lock taken exits 11 and tries again the next day).
+  const prune = config.retention || config.repositories.some((r) => r.retention) ? `${(minute + 30) % 60} 5 * * * root ${agent} prune --apply --config ${file}` : undefined;
   const text = [
     `# /etc/cron.d/respaldo: the respaldo agent of host ${config.host}`,
     '# Every hour; each run backs up what is due and catches up what was missed while the server was off.',
@@ -34,8 +37,9 @@ export async function runCron(ctx: Context, opts: CronOptions): Promise<ExitCode
     'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     'MAILTO=root',
     `${minute} * * * * root ${command}`,
+    ...(prune ? ['# Every day at 5: delete the snapshots that the retention rules no longer keep (never the newest good one, nothing after a failed backup).', prune] : []),
     ...(binlogs.length ? ['# Every 5 minutes: the closed binary logs of MariaDB point-in-time recovery, so that a restore can reach a few minutes ago.', ...binlogs.map((c) => `*/5 * * * * root ${c}`)] : []),
   ].join('\n');
-  ctx.reporter.result(text, { minute, command, binlogs, file: '/etc/cron.d/respaldo' });
+  ctx.reporter.result(text, { minute, command, binlogs, prune: prune ?? null, file: '/etc/cron.d/respaldo' });
   return Exit.ok;
 }

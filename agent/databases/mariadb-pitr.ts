@@ -39,7 +39,7 @@ import { archiveFile } from './archive.js';
 import { accountOf, errorNumber, ident, load, MariadbInstance, MariadbSession, notInstalled, programs, serverLabel, type Connection, type InstanceErrors } from './mariadb.js';
 
 /** A binary log's name: the log_bin base name and a sequence number of six digits or more. */
-const BINLOG_NAME_RE = /^([A-Za-z0-9_][A-Za-z0-9_.-]*)\.(\d{6,})$/;
+export const BINLOG_NAME_RE = /^([A-Za-z0-9_][A-Za-z0-9_.-]*)\.(\d{6,})$/;
 
 /** The archive's binary-log folder of a repository. */
 function binlogDir(store: RepositoryStore): string {
@@ -130,12 +130,20 @@ export async function archiveBinlogs(repo: DatabaseRepositoryConfig, store: Repo
   // The log being written always has a higher number than every closed one: an archived log
   // numbered as high means the server's numbering started again.
   const active = parseName(logs.at(-1)?.[0] ?? '');
-  const ahead = (await readdir(dir)).map(parseName).find((l) => l && active && l.base === active.base && l.no >= active.no);
+  const stored = (await readdir(dir)).map(parseName);
+  const ahead = stored.find((l) => l && active && l.base === active.base && l.no >= active.no);
   if (ahead) throw new BackupFailure('source', `the archive holds binary log ${ahead.name}, but the server at ${server} is writing ${active!.name}, an earlier one`, reset);
+  // Closed logs numbered before the oldest archived one were deleted by respaldo prune (no
+  // kept snapshot needs them) while the server still keeps them: fetching them again would
+  // undo the prune.
+  const oldest = new Map<string, number>();
+  for (const l of stored) if (l && l.no < (oldest.get(l.base) ?? Infinity)) oldest.set(l.base, l.no);
   const missing: string[] = [];
   let present = 0;
   for (const log of closed) {
     const archived = await stat(join(dir, log.name)).catch(() => undefined);
+    const name = parseName(log.name)!;
+    if (!archived && name.no < (oldest.get(name.base) ?? -1)) continue;
     if (!archived) missing.push(log.name);
     else if (archived.size !== log.size) throw new BackupFailure('source', `binary log ${log.name} on the server at ${server} (${log.size} bytes) is not the one archived under that name (${archived.size} bytes)`, reset);
     else present++;
