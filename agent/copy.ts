@@ -13,12 +13,14 @@
  * once by a fresh copy (linked to the damaged one only where the bytes still match),
  * recorded as a repair.
  */
+import { join } from 'node:path';
 import { compareSnapshotIds } from '../schemas/common.js';
 import type { RepositoryConfig } from '../schemas/config.js';
 import { digestOf, type RecordBody } from '../schemas/record.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
 import { BackupFailure, messageOf, RespaldoError } from './errors.js';
+import { exists } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import { checkSnapshot } from './manifest.js';
 import type { RecordStore } from './records.js';
@@ -88,7 +90,9 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   const newest = onPrimary.filter((id) => state.copied.has(id)).at(-1);
   const recheck = job.verifyNewest && newest !== undefined && !pending.includes(newest) ? newest : undefined;
   const copied: string[] = [];
-  if (!pending.length && !recheck) return { ok: true, copied };
+  // The point-in-time-recovery archive grows between backups: it goes to CSC on every run.
+  const archive = repo.kind === 'database' && repo.pitr && (await exists(join(primary.base, 'archive'))) ? join(primary.base, 'archive') : undefined;
+  if (!pending.length && !recheck && !archive) return { ok: true, copied };
 
   const store = secondary.repository(config.host, repo.name);
   const who = { trigger: job.trigger, ...(job.operator ? { operator: job.operator } : {}) };
@@ -138,6 +142,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       there.sort(compareSnapshotIds);
       await record(id, started, 'rsync-checksum', false);
     }
+    if (archive && !ctx.signal.aborted) await store.deliverArchive(archive, ctx.signal);
     if (recheck && !ctx.signal.aborted) {
       const started = ctx.now();
       const differences = await store.differences(primary.snapshotDir(recheck), recheck, 'snapshots', ctx.signal);

@@ -57,6 +57,8 @@ export interface PruneFacts {
   failing: RepositoryHistory['failing'];
   /** Snapshots on this target whose latest `verify` record failed, with that record's seq. */
   damaged: Map<string, number>;
+  /** Snapshots kept whatever the rules say, with why: on the primary, those not yet copied to CSC. */
+  pinned?: Map<string, string>;
 }
 
 export interface PrunePlan {
@@ -102,6 +104,7 @@ export async function planPrune(repo: RepositoryConfig, rules: Retention, store:
     held = `the latest backup failed (failure record ${facts.failing.seq}, ${formatZoned(facts.failing.at, zone)}: ${facts.failing.cause}); nothing is deleted until a backup succeeds, so that a run of failures cannot rotate the last good copies away`;
   else if (ids.length && !newestVerified) held = 'no snapshot on this target is known to be good (see above); nothing is deleted until a backup succeeds or the damaged snapshots are moved aside';
   if (newestVerified) add(newestVerified, 'newest verified snapshot');
+  for (const [id, why] of facts.pinned ?? []) if (ids.includes(id)) add(id, why);
   if (held) for (const id of policy.remove) add(id, facts.failing ? 'held: the latest backup failed' : 'held: no snapshot is known to be good');
 
   const keep = ids.filter((id) => reasons.has(id)).map((id) => ({ id, reasons: reasons.get(id)! }));

@@ -13,7 +13,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { compareSnapshotIds } from '../schemas/common.js';
 import type { SecondaryLocation } from './config.js';
-import { BackupFailure } from './errors.js';
+import { parse as parseYaml } from 'yaml';
+import { ZodError } from 'zod';
+import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
+import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
 
 const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
@@ -112,6 +115,12 @@ export class SecondaryTarget {
    * command.
    */
   async sh(script: string, args: string[], signal?: AbortSignal): Promise<{ result: ToolResult; stdout: string; unreachable: boolean }> {
+    const { result, bytes, unreachable } = await this.shBytes(script, args, signal);
+    return { result, stdout: bytes.toString('utf8'), unreachable };
+  }
+
+  /** `sh` with stdout as bytes. */
+  async shBytes(script: string, args: string[], signal?: AbortSignal): Promise<{ result: ToolResult; bytes: Buffer; unreachable: boolean }> {
     const chunks: Buffer[] = [];
     const onStdout = (c: Buffer) => chunks.push(c);
     const argv = ['sh', '-c', script, 'sh', ...args];
@@ -119,7 +128,7 @@ export class SecondaryTarget {
       this.location.kind === 'ssh'
         ? await runTool('ssh', [...(await this.sshOptions()), this.sshDest(), argv.map(shellQuote).join(' ')], { onStdout, ...(signal ? { signal } : {}) })
         : await runTool(argv[0]!, argv.slice(1), { onStdout, ...(signal ? { signal } : {}) });
-    return { result, stdout: Buffer.concat(chunks).toString('utf8'), unreachable: this.location.kind === 'ssh' && result.code === 255 };
+    return { result, bytes: Buffer.concat(chunks), unreachable: this.location.kind === 'ssh' && result.code === 255 };
   }
 
   private checked: Promise<void> | undefined;
@@ -241,6 +250,54 @@ export class SecondaryStore {
       ? 'mkdir -p "$4" && rm -rf "$4/$5" && mv -T "$2" "$4/$5" && mv -T "$1" "$2" && sync -f "$3" && rm -rf "$4/$5"'
       : '[ ! -e "$2" ] && mv -T "$1" "$2" && sync -f "$3"';
     await this.must(script, [this.dir('incomplete', id), this.dir('snapshots', id), posix.join(this.base, 'snapshots'), posix.join(this.base, 'replaced'), id], `publishing snapshot ${id}`, signal);
+  }
+
+  // What `respaldo prune` needs (PruneStore in prune.ts): the same steps as on the primary.
+
+  async readSummary(id: string): Promise<{ summary: SnapshotSummary }> {
+    const file = posix.join(this.dir('snapshots', id), 'snapshot.yaml');
+    const text = await this.must('cat -- "$1"', [file], `reading ${file}`);
+    try {
+      return { summary: snapshotSummary.parse(parseYaml(text)) };
+    } catch (e) {
+      throw new Error(`the summary ${this.target.display.replace(this.target.root, '')}${file} of snapshot ${id} cannot be read: ${e instanceof ZodError ? `field ${e.issues[0]!.path.join('.')}: ${e.issues[0]!.message}` : messageOf(e)}`);
+    }
+  }
+
+  async readSnapshotFile(id: string, rel: string): Promise<Buffer | undefined> {
+    const { result, bytes, unreachable } = await this.target.shBytes('[ -f "$1" ] || exit 3; cat -- "$1"', [posix.join(this.dir('snapshots', id), 'data', rel)]);
+    if (result.code === 3) return undefined;
+    if (unreachable || result.code !== 0) throw new Error(`cannot read ${rel} of snapshot ${id} at ${this.target.display}: ${lastLines(result.stderr, 2)}`);
+    return bytes;
+  }
+
+  /** Out of `snapshots/` with one rename (flushed), then removed: a crash leaves it whole or in `pruning/`. */
+  async removeSnapshot(id: string): Promise<void> {
+    await this.must('mkdir -p "$3" && mv -T "$1" "$3/$4" && sync -f "$2" && rm -rf "$3/$4"', [this.dir('snapshots', id), posix.join(this.base, 'snapshots'), posix.join(this.base, 'pruning'), id], `deleting snapshot ${id}`);
+  }
+
+  async removeLeftovers(): Promise<string[]> {
+    const out = await this.must('[ -d "$1" ] || exit 0; cd "$1" && for f in *; do [ -e "$f" ] && printf "%s\\n" "$f" && rm -rf -- "$f"; done; exit 0', [posix.join(this.base, 'pruning')], 'clearing an interrupted prune');
+    return out.split('\n').filter(Boolean);
+  }
+
+  async archiveFiles(folder: 'wal' | 'binlog'): Promise<string[]> {
+    const out = await this.must('[ -d "$1" ] || exit 0; cd "$1" && for f in *; do [ -f "$f" ] && printf "%s\\n" "$f"; done; exit 0', [posix.join(this.base, 'archive', folder)], 'listing the archive');
+    return out.split('\n').filter(Boolean);
+  }
+
+  async removeArchiveFile(folder: 'wal' | 'binlog', name: string): Promise<void> {
+    await this.must('rm -f -- "$1"', [posix.join(this.base, 'archive', folder, name)], `deleting archive file ${name}`);
+  }
+
+  /**
+   * Adds the point-in-time-recovery archive's new files (WAL segments, binary logs) to
+   * CSC's copy. They never change once archived: files already there are left as they are.
+   */
+  async deliverArchive(archive: string, signal?: AbortSignal): Promise<void> {
+    await this.must('umask 077; mkdir -p "$1"', [posix.join(this.base, 'archive')], 'preparing the archive', signal);
+    const result = await runTool('rsync', ['-a', '--numeric-ids', '--ignore-existing', ...(await this.target.rsyncShell()), `${archive}/`, `${this.target.rsyncPath(posix.join(this.base, 'archive'))}/`], signal ? { signal } : {});
+    if (result.code !== 0) throw new BackupFailure('copy', `the copy of the archive to ${this.target.display} failed: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, 'the archive is copied again on the next run');
   }
 
   /** Removes what a failed copy left in `incomplete/`. */

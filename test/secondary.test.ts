@@ -3,11 +3,11 @@
  * loopback) or on a local path, compared there by checksum, recorded by `copy` records;
  * damage at CSC is found and repaired; copies wait while CSC is down and all arrive after.
  */
-import { mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { deployment, describeTree, inodeOf, respaldo, verified, writeTree, type Deployment } from './helpers.js';
+import { deployment, describeTree, inodeOf, respaldo, tempDir, verified, writeTree, type Deployment } from './helpers.js';
 import { sshd, type Sshd } from './sshd.js';
 
 function recordsOf(d: Deployment, type?: string): Record<string, any>[] {
@@ -160,5 +160,63 @@ describe('secondary target configuration', () => {
     const remote = await d.run('run', '--all');
     expect(remote.code).toBe(2);
     expect(remote.stderr).toMatch(/targets\.primary.*must be a local path/);
+  });
+});
+
+describe('pruning both copies', () => {
+  it('applies the rules at CSC too, and never deletes JAA\'s copy of a snapshot that has not reached CSC', async () => {
+    const { runPrune } = await import('../dist/agent/commands/prune.js');
+    const { runRun } = await import('../dist/agent/commands/run.js');
+    const { memoryReporter } = await import('../dist/agent/report.js');
+    const src = join(tempDir(), 'src');
+    writeTree(src, { 'day.txt': 'day 0\n' });
+    const d = await deployment([{ name: 'docs', paths: [src], schedule: { every: '1d' }, retention: { 'keep-last': 2 } }], { extra: { timezone: 'UTC' } });
+    const csc = join(d.root, 'csc');
+    mkdirSync(csc);
+    const config = parse(readFileSync(d.config, 'utf8'));
+    config.targets.secondary = csc;
+    writeFileSync(d.config, JSON.stringify(config));
+    let now = new Date('2026-11-02T03:00:00Z').getTime();
+    const ctx = { cwd: d.root, env: process.env, now: () => new Date(now), reporter: memoryReporter(), signal: new AbortController().signal };
+    const run = () => runRun(ctx, { config: d.config, repos: [], all: false, manual: false, verify: undefined, progress: false });
+    const prune = () => runPrune(ctx, { config: d.config, repos: [], apply: true, manual: false });
+    const atCsc = () => readdirSync(join(csc, 'web01/docs/snapshots')).sort();
+    for (let n = 1; n <= 4; n++) {
+      writeFileSync(join(src, 'day.txt'), `day ${n}\n`);
+      expect(await run()).toBe(0);
+      now += 24 * 3_600_000;
+    }
+    const all = d.snapshots('docs');
+    expect(atCsc()).toEqual(all);
+    expect(await prune()).toBe(0);
+    expect(d.snapshots('docs')).toEqual(all.slice(2));
+    expect(atCsc()).toEqual(all.slice(2));
+    const pruned = recordsOf(d, 'prune');
+    expect(pruned.map((r) => [r.target, r.deleted])).toEqual([
+      ['primary', all.slice(0, 2)],
+      ['secondary', all.slice(0, 2)],
+    ]);
+
+    // CSC's disk is gone for two days: those two snapshots exist only at JAA's.
+    renameSync(csc, `${csc}-away`);
+    for (let n = 5; n <= 6; n++) {
+      writeFileSync(join(src, 'day.txt'), `day ${n}\n`);
+      expect(await run()).toBe(3);
+      now += 24 * 3_600_000;
+    }
+    renameSync(`${csc}-away`, csc);
+    const waiting = d.snapshots('docs').slice(-2);
+    const config2 = parse(readFileSync(d.config, 'utf8'));
+    config2.repositories[0].retention = { 'keep-last': 1 };
+    writeFileSync(d.config, JSON.stringify(config2));
+    expect(await prune()).toBe(0);
+    // keep-last 1 keeps the newest; the other waiting one stays too, for CSC.
+    expect(d.snapshots('docs')).toEqual(waiting);
+    const primary = recordsOf(d, 'prune').filter((r) => r.target === 'primary').at(-1)!;
+    expect(primary.kept.find((k: { id: string }) => k.id === waiting[0]).reasons).toContain('not copied to CSC yet');
+    // At CSC, keep-last 1 left the newest copy it had; the next run delivers the two that waited.
+    expect(await run()).toBe(0);
+    expect(atCsc()).toEqual([all[3], ...waiting]);
+    await verified(d);
   });
 });

@@ -11,11 +11,13 @@ import type { Config } from '../config.js';
 import { loadConfig } from '../config.js';
 import type { Context } from '../context.js';
 import { BackupFailure, Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
+import { pendingCopies, readCopyState } from '../copy.js';
 import { readHistory } from '../history.js';
 import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
 import { applyPrune, planPrune, pruneRecordBody, readVerifications, verificationKey, type PruneOutcome, type PrunePlan, type PruneStore, type PruneTarget } from '../prune.js';
 import { RecordStore } from '../records.js';
 import { describeRules, snapshotTime } from '../retention.js';
+import { SecondaryTarget } from '../secondary.js';
 import { LocalTarget } from '../target.js';
 import { hostZone } from '../zoned.js';
 import { formatLocal } from './status.js';
@@ -35,12 +37,19 @@ interface TargetHandle {
   role: PruneTarget['role'];
   check(): Promise<void>;
   store(repository: string): PruneStore;
+  /** Ends a shared SSH connection. */
+  close?(): Promise<void>;
 }
 
-/** The host's targets. The second copy (CSC) is pruned by the same rules once the config has one. */
+/** The host's targets: JAA's copy, and CSC's when the config has one, pruned by the same rules. */
 function targetsOf(config: Config): TargetHandle[] {
   const primary = new LocalTarget('primary', config.targets.primary);
-  return [{ role: 'primary', check: () => primary.check(), store: (name) => primary.repository(config.host, name) }];
+  const handles: TargetHandle[] = [{ role: 'primary', check: () => primary.check(), store: (name) => primary.repository(config.host, name) }];
+  if (config.targets.secondary) {
+    const secondary = new SecondaryTarget(config.targets.secondary, config.state);
+    handles.push({ role: 'secondary', check: () => secondary.check(), store: (name) => secondary.repository(config.host, name), close: () => secondary.close() });
+  }
+  return handles;
 }
 
 /** What one repository on one target came to, for the output. */
@@ -72,10 +81,10 @@ export async function runPrune(ctx: Context, opts: PruneOptions): Promise<ExitCo
   const started = ctx.now();
   const locked = host ? await lockAndRecover(ctx, host, `respaldo prune --apply${opts.manual ? ' --manual' : ''}`, started) : undefined;
   const outcomes: Outcome[] = [];
+  const targets = targetsOf(config);
   try {
     const history = await readHistory(records, selected.map((r) => r.name));
     const verifications = await readVerifications(records);
-    const targets = targetsOf(config);
     const unreachable = new Map<string, string>();
     for (const t of targets)
       await t.check().catch((e: unknown) => unreachable.set(t.role, e instanceof BackupFailure ? `${e.message}; ${e.hint}` : messageOf(e)));
@@ -101,7 +110,11 @@ export async function runPrune(ctx: Context, opts: PruneOptions): Promise<ExitCo
             const leftovers = await store.removeLeftovers();
             if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed what an interrupted prune left of snapshot(s) ${leftovers.join(', ')} on the ${t.role} target` });
           }
-          const facts = { failing: history.get(repo.name)?.failing, damaged: verifications.get(verificationKey(repo.name, t.role)) ?? new Map<string, number>() };
+          // A snapshot that has not reached CSC yet is JAA's only copy of it: it stays until it has.
+          const pinned = new Map<string, string>();
+          if (t.role === 'primary' && config.targets.secondary)
+            for (const id of pendingCopies(await readCopyState(records, repo.name), await store.snapshots())) pinned.set(id, 'not copied to CSC yet');
+          const facts = { failing: history.get(repo.name)?.failing, damaged: verifications.get(verificationKey(repo.name, t.role)) ?? new Map<string, number>(), pinned };
           const plan = await planPrune(repo, rules, store, facts, zone, ctx.now());
           outcome.plan = plan;
           if (!plan.keep.length) {
@@ -129,6 +142,7 @@ export async function runPrune(ctx: Context, opts: PruneOptions): Promise<ExitCo
       }
     }
   } finally {
+    for (const t of targets) await t.close?.();
     await locked?.lock.release();
   }
 
