@@ -250,6 +250,19 @@ interface Sessions {
 
 type Binlog = NonNullable<DatabaseDump['binlog']>;
 
+/**
+ * The binary log moved on between the counting session's snapshot and mariadb-dump's,
+ * although commits were paused: just after a FLUSH BINARY LOGS (respaldo db
+ * archive-binlogs every 5 minutes), the server writes a checkpoint event into the new log
+ * once the old log's transactions are durable, and no commit lock holds that back. A
+ * second try starts after it.
+ */
+class BinlogMoved extends BackupFailure {
+  constructor(message: string) {
+    super('source', message, 'run again; if it happens again, report it with this message; the previous snapshot is intact');
+  }
+}
+
 /** Dumps one database, gzip-compressed as written, with its rows counted in the dump's snapshot. */
 async function dumpOne(s: Sessions, database: string, rel: string, dataDir: string, written: (rel: string, sha1: string) => void): Promise<{ bytes: number; counts: Map<string, number>; binlog: Binlog | undefined }> {
   const { repo, count } = s;
@@ -338,6 +351,8 @@ async function dumpOne(s: Sessions, database: string, rel: string, dataDir: stri
   if (result.code !== 0) throw failure(repo, database, 'mariadb-dump', errors() || result.stderr, result.code);
   if (binlog) {
     const m = /^-- CHANGE MASTER TO MASTER_LOG_FILE='([^']*)', MASTER_LOG_POS=(\d+);/m.exec(head.toString('latin1'));
+    if (m && m[1] === binlog.file && Number(m[2]) > binlog.position)
+      throw new BinlogMoved(`the dump of "${database}" starts at ${m[1]}:${m[2]}, after the binary-log position where its rows were counted (${binlog.file}:${binlog.position})`);
     if (!m || m[1] !== binlog.file || Number(m[2]) !== binlog.position)
       throw new BackupFailure('source', `the dump of "${database}" does not start at the binary-log position where its rows were counted (${binlog.file}:${binlog.position}, dump: ${m ? `${m[1]}:${m[2]}` : 'none'})`, 'run again; if it happens again, report it with this message; the previous snapshot is intact');
   }
@@ -382,7 +397,16 @@ export const mariadbEngine: Engine = {
       const counts: TableCounts = new Map();
       for (const [i, database] of repo.databases!.entries()) {
         const rel = dumpName('mariadb', '.sql.gz', database, i);
-        const out = await dumpOne(s, database, rel, job.dataDir, job.written);
+        let out: Awaited<ReturnType<typeof dumpOne>>;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            out = await dumpOne(s, database, rel, job.dataDir, job.written);
+            break;
+          } catch (e) {
+            if (!(e instanceof BinlogMoved) || attempt === 3) throw e;
+            await rm(join(job.dataDir, rel), { force: true });
+          }
+        }
         counts.set(rel, out.counts);
         databases.push({ name: database, file: rel, format: 'mariadb-dump | gzip', bytes: out.bytes, tables: out.counts.size, rows: sum(out.counts), ...(out.binlog ? { binlog: out.binlog } : {}) });
       }
