@@ -88,7 +88,9 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   const onPrimary = await primary.snapshots();
   const pending = pendingCopies(state, onPrimary);
   const newest = onPrimary.filter((id) => state.copied.has(id)).at(-1);
-  const recheck = job.verifyNewest && newest !== undefined && !pending.includes(newest) ? newest : undefined;
+  // A copy delivered in this run was just compared, every file of it, the ones linked from
+  // older copies too: the newest copy is compared again only on runs that deliver none.
+  const recheck = job.verifyNewest && newest !== undefined && !pending.length ? newest : undefined;
   const copied: string[] = [];
   // The point-in-time-recovery archive grows between backups: it goes to CSC on every run.
   const archive = repo.kind === 'database' && repo.pitr && (await exists(join(primary.base, 'archive'))) ? join(primary.base, 'archive') : undefined;

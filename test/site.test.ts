@@ -28,18 +28,27 @@ describe('demo and site', () => {
   it('npm start\'s demo backs up, changes, backs up again, verifies and builds the site', async () => {
     const r = await respaldo(['demo', '--dir', dir]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain('9 record(s): 9 genuine, 0 broken');
+    expect(r.stdout).toContain('18 record(s): 18 genuine, 0 broken');
     expect(r.stdout).toContain('Where to look:');
     // The second snapshot of the uploads shares every file with the first: nothing changed there.
     const snaps = readdirSync(join(dir, 'target/demo-web01/uploads/snapshots')).sort();
     expect(snaps).toHaveLength(2);
     const photo = (id: string) => join(dir, 'target/demo-web01/uploads/snapshots', id, 'data', dir, 'sources/uploads/images/foto-01.jpg');
     expect(inodeOf(photo(snaps[1]!))).toBe(inodeOf(photo(snaps[0]!)));
-    // The manual run is logged as manual.
+    // Each run: four backups (seq 2–5, then 10–13), then their copies at CSC (6–9, 14–17); then the restore (18).
     const year = readdirSync(join(dir, 'records/hosts/demo-web01'))[0]!;
-    expect(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000006-backup.yaml'), 'utf8')).toContain('trigger: manual');
+    const names = readdirSync(join(dir, 'records/hosts/demo-web01', year)).filter((n) => n.endsWith('.yaml'));
+    const four = (type: string) => Array(4).fill(type);
+    expect(names.sort().map((n) => n.slice(9, -5))).toEqual(['enrolment', ...four('backup'), ...four('copy'), ...four('backup'), ...four('copy'), 'restore']);
+    // The manual run is logged as manual.
+    expect(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000010-backup.yaml'), 'utf8')).toContain('trigger: manual');
+    // Every snapshot is at CSC, the same files.
+    expect(readdirSync(join(dir, 'csc/demo-web01/uploads/snapshots')).sort()).toEqual(snaps);
+    // The document deleted by mistake is back, at its original path, and the restore is recorded.
+    expect(readFileSync(join(dir, 'restored', dir, 'sources/uploads/documentos/oficio-5.pdf')).equals(readFileSync(join(dir, 'target/demo-web01/uploads/snapshots', snaps[0]!, 'data', dir, 'sources/uploads/documentos/oficio-5.pdf')))).toBe(true);
+    expect(parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000018-restore.yaml'), 'utf8'))).toMatchObject({ repository: 'uploads', reason: 'deleted-by-mistake', source_copy: 'primary', result: 'ok' });
     // The SQLite database is backed up and test-restored (500 rows).
-    const db = parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000009-backup.yaml'), 'utf8'));
+    const db = parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000013-backup.yaml'), 'utf8'));
     expect(db).toMatchObject({ repository: 'portal-db', kind: 'database', verification: { level: 'restore', restore: { result: 'ok' } }, database: { engine: 'sqlite', databases: [{ name: 'portal.db', rows: 500 }] } });
     // The record the demo points at verifies with OpenSSH alone.
     const record = join(dir, 'records/hosts/demo-web01', year, '00000002-backup.yaml');
@@ -47,9 +56,9 @@ describe('demo and site', () => {
 
     const html = readFileSync(join(dir, 'site/index.html'), 'utf8');
     expect(html).toContain('data-integrity="intact"');
-    expect(html).toContain('9 registros, todos con firma válida y cadena íntegra.');
+    expect(html).toContain('18 registros, todos con firma válida y cadena íntegra.');
     const list = rows(html);
-    expect(list.map((row) => row.seq)).toEqual([9, 8, 7, 6, 5, 4, 3, 2, 1]);
+    expect(list.map((row) => row.seq)).toEqual(Array.from({ length: 18 }, (_, i) => 18 - i));
     expect(list.every((row) => row.genuine)).toBe(true);
     expect(list.find((row) => row.seq === 4)!.text).toMatch(/uploads \(files\): 17 archivos/);
   });
@@ -66,7 +75,7 @@ describe('demo and site', () => {
     const html = readFileSync(join(out, 'index.html'), 'utf8');
     expect(html).toContain('data-integrity="broken"');
     const list = rows(html);
-    expect(list).toHaveLength(9);
+    expect(list).toHaveLength(18);
     expect(list.find((row) => row.seq === 3)).toMatchObject({ genuine: false });
     expect(list.find((row) => row.seq === 3)!.text).toContain('edited');
     expect(list.find((row) => row.seq === 4)!.text).toContain('broken-link');
