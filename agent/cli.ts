@@ -75,7 +75,7 @@ function command<const A extends ArgsDef>(name: string, description: string, arg
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
-/** Every value of an option that may be repeated (`--path a --path b`, `--path=a,b`). */
+/** Every value of an option that may be repeated (`--path a --path b`). */
 function repeated(rawArgs: string[], name: string): string[] {
   const out: string[] = [];
   for (let i = 0; i < rawArgs.length; i++) {
@@ -84,7 +84,8 @@ function repeated(rawArgs: string[], name: string): string[] {
     if (arg === `--${name}` && i + 1 < rawArgs.length) out.push(rawArgs[++i]!);
     else if (arg.startsWith(`--${name}=`)) out.push(arg.slice(name.length + 3));
   }
-  return out.flatMap((v) => v.split(',')).filter((v) => v !== '');
+  // Not split at commas: "Informe, enero.pdf" is one name.
+  return out.filter((v) => v !== '');
 }
 
 const init = command('init', "create the host's key and write its enrolment record", { ...common, force: { type: 'boolean', description: 'replace an existing key (JAA must trust the new public line)' } }, (inv, a) =>
@@ -139,7 +140,7 @@ const restore = command(
       description: 'a database with point-in-time recovery: the time to bring it back to; other repositories: the newest snapshot taken by then. "2026-11-21 11:29" (in the host\'s time zone) or "2026-11-21T17:29:00Z"',
       valueHint: 'TIME',
     },
-    path: { type: 'string', description: 'restore only this file or folder, by its original path (repeat, or separate with commas)', valueHint: 'PATH' },
+    path: { type: 'string', description: 'restore only this file or folder, by its original path (repeat for more)', valueHint: 'PATH' },
     to: { type: 'string', description: 'where to restore: a new or empty folder (files land at DIR/<original path>)', valueHint: 'DIR' },
     force: { type: 'boolean', description: 'restore files into a folder that is not empty (files of the same name are replaced; nothing else is removed)' },
     'list-window': { type: 'boolean', description: 'show the times the repository can be restored to' },

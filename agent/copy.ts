@@ -13,6 +13,7 @@
  * once by a fresh copy (linked to the damaged one only where the bytes still match),
  * recorded as a repair.
  */
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareSnapshotIds } from '../schemas/common.js';
 import type { RepositoryConfig } from '../schemas/config.js';
@@ -23,33 +24,64 @@ import { BackupFailure, messageOf, RespaldoError } from './errors.js';
 import { exists } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import { checkSnapshot } from './manifest.js';
-import type { RecordStore } from './records.js';
+import { RecordStore } from './records.js';
 import type { Redact } from './redact.js';
 import type { SecondaryStore, SecondaryTarget } from './secondary.js';
 import type { RepositoryStore } from './target.js';
 
-/** What the host's records say about one repository's copies. */
+/** What the records say about one repository's copies. */
 export interface CopyState {
   /** Snapshot id → when its first backup record was written: how long a pending copy has waited. */
   recorded: Map<string, Date>;
-  /** Snapshots that a copy record says reached the secondary target and matched there. */
-  copied: Set<string>;
+  /** Snapshots that a copy record says reached the secondary target and matched there, with the newest such record's seq. */
+  copied: Map<string, number>;
+  /** Snapshots whose newest copy CSC's receipt found not to match (the receipt answers that copy record). */
+  mismatched: Set<string>;
 }
 
-/** Reads every backup and copy record of the host for `repository`. */
-export async function readCopyState(records: RecordStore, repository: string): Promise<CopyState> {
-  const state: CopyState = { recorded: new Map(), copied: new Set() };
+const emptyState = (): CopyState => ({ recorded: new Map(), copied: new Map(), mismatched: new Set() });
+
+/**
+ * Reads, once per run, the host's backup and copy records and the receipts other hosts
+ * (CSC) signed for its copies; by repository.
+ */
+export async function readCopyStates(records: RecordStore): Promise<Map<string, CopyState>> {
+  const states = new Map<string, CopyState>();
+  const of = (repository: string) => states.get(repository) ?? states.set(repository, emptyState()).get(repository)!;
+  // Newest first: the first copy record of a snapshot is its newest.
   for (const file of await records.list()) {
     if (file.type !== 'backup' && file.type !== 'copy') continue;
     const record = await records.read(file);
-    if (!record || (record.type !== 'backup' && record.type !== 'copy') || record.repository !== repository) continue;
+    if (!record || (record.type !== 'backup' && record.type !== 'copy')) continue;
+    const state = of(record.repository);
     if (record.type === 'backup') {
       const at = new Date(record.at);
       const known = state.recorded.get(record.snapshot.id);
       if (!known || known > at) state.recorded.set(record.snapshot.id, at);
-    } else if (record.verified.result === 'ok') state.copied.add(record.snapshot.id);
+    } else if (record.verified.result === 'ok' && !state.copied.has(record.snapshot.id)) state.copied.set(record.snapshot.id, record.seq);
   }
-  return state;
+  const receipts = new Map<string, { seq: number; result: string }>();
+  for (const other of await readdir(join(records.dir, 'hosts')).catch(() => [] as string[])) {
+    if (other === records.host) continue;
+    const store = new RecordStore(records.dir, other, undefined, () => new Date());
+    for (const file of await store.list()) {
+      if (file.type !== 'receipt') continue;
+      const r = await store.read(file);
+      const key = r?.type === 'receipt' && r.origin === records.host ? `${r.repository}/${r.snapshot}` : undefined;
+      if (key && r?.type === 'receipt' && !receipts.has(key)) receipts.set(key, { seq: r.copy.seq, result: r.result });
+    }
+  }
+  for (const [key, receipt] of receipts) {
+    const [repository = '', id = ''] = key.split('/');
+    const state = of(repository);
+    if (receipt.result === 'mismatch' && state.copied.get(id) === receipt.seq) state.mismatched.add(id);
+  }
+  return states;
+}
+
+/** One repository's state from `readCopyStates` (empty when it has no records yet). */
+export function copyStateOf(states: Map<string, CopyState>, repository: string): CopyState {
+  return states.get(repository) ?? emptyState();
 }
 
 /** Snapshots on the primary that a backup record names and no copy record does yet, oldest first. */
@@ -70,7 +102,12 @@ export interface CopyJob {
   /** Compare the newest copy at CSC with the primary's again (the repository was backed up in this run). */
   verifyNewest: boolean;
   redact: Redact;
+  /** From readCopyStates, read once for the run. */
+  state: CopyState;
 }
+
+/** A snapshot that waited longer than this for CSC is re-read against its manifest before it is sent. */
+const STALE_MS = 3_600_000;
 
 export interface CopyOutcome {
   ok: boolean;
@@ -84,17 +121,19 @@ export function copyLabel(host: string, repository: string, id: string): string 
 
 export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   const { ctx, config, repository: repo, primary, secondary, records } = job;
-  const state = await readCopyState(records, repo.name);
+  const { state } = job;
   const onPrimary = await primary.snapshots();
   const pending = pendingCopies(state, onPrimary);
   const newest = onPrimary.filter((id) => state.copied.has(id)).at(-1);
   // A copy delivered in this run was just compared, every file of it, the ones linked from
   // older copies too: the newest copy is compared again only on runs that deliver none.
   const recheck = job.verifyNewest && newest !== undefined && !pending.length ? newest : undefined;
+  // Copies CSC's receipts found damaged: replaced, each after the primary's is re-read.
+  const mismatched = onPrimary.filter((id) => state.mismatched.has(id));
   const copied: string[] = [];
   // The point-in-time-recovery archive grows between backups: it goes to CSC on every run.
   const archive = repo.kind === 'database' && repo.pitr && (await exists(join(primary.base, 'archive'))) ? join(primary.base, 'archive') : undefined;
-  if (!pending.length && !recheck && !archive) return { ok: true, copied };
+  if (!pending.length && !recheck && !archive && !mismatched.length) return { ok: true, copied };
 
   const store = secondary.repository(config.host, repo.name);
   const who = { trigger: job.trigger, ...(job.operator ? { operator: job.operator } : {}) };
@@ -137,6 +176,10 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
         await record(id, started, 'rsync-checksum', differences.length > 0);
         continue;
       }
+      // A snapshot that waited for CSC (it was down) may have decayed on JAA's disk since its
+      // backup checked it: a copy must not carry damage to CSC under an "ok" record.
+      const waited = ctx.now().getTime() - (state.recorded.get(id)?.getTime() ?? 0);
+      if (waited > STALE_MS) await checkPrimary(job, id);
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
       await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal);
       await store.publish(id, false, ctx.signal);
@@ -144,8 +187,15 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       there.sort(compareSnapshotIds);
       await record(id, started, 'rsync-checksum', false);
     }
+    for (const id of mismatched) {
+      if (ctx.signal.aborted || !there.includes(id) || copied.includes(id)) continue;
+      const started = ctx.now();
+      ctx.reporter.event({ type: 'warning', repository: repo.name, message: `CSC's receipt says its copy of snapshot ${id} does not match: copying it again` });
+      await replace(job, store, id, ['(the receipt)']);
+      await record(id, started, 'rsync-checksum', true);
+    }
     if (archive && !ctx.signal.aborted) await store.deliverArchive(archive, ctx.signal);
-    if (recheck && !ctx.signal.aborted) {
+    if (recheck && !copied.includes(recheck) && !ctx.signal.aborted) {
       const started = ctx.now();
       const differences = await store.differences(primary.snapshotDir(recheck), recheck, 'snapshots', ctx.signal);
       const { summary, ref } = await snapshotRef(recheck);
@@ -164,6 +214,16 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
         ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the copy of snapshot ${recheck} at the secondary target differs from the primary's in ${differences.length} place(s) (record ${appended.seq}); copying it again` });
         await replace(job, store, recheck, differences);
         await record(recheck, started, 'rsync-checksum', true);
+        // A damaged file at CSC is one inode, hard-linked into the older copies that share
+        // it: those are compared too, and replaced where they differ.
+        for (const id of onPrimary.filter((x) => x !== recheck && state.copied.has(x) && there.includes(x))) {
+          if (ctx.signal.aborted) break;
+          const older = await store.differences(primary.snapshotDir(id), id, 'snapshots', ctx.signal);
+          if (!older.length) continue;
+          const at = ctx.now();
+          await replace(job, store, id, older);
+          await record(id, at, 'rsync-checksum', true);
+        }
       }
     }
     return { ok: true, copied };
@@ -224,19 +284,24 @@ async function deliverExact(store: SecondaryStore, dir: string, id: string, link
   }
 }
 
+/** Re-reads the primary's copy of a snapshot against its manifest; fails, changing nothing, when it does not match. */
+async function checkPrimary(job: CopyJob, id: string, context = '', differences: string[] = []): Promise<void> {
+  const check = await checkSnapshot(job.primary, id, job.pool, job.ctx.signal);
+  if (check.checksum.mismatches > 0)
+    throw new BackupFailure(
+      'copy',
+      `${context}the primary's copy of snapshot ${id} no longer matches its manifest (${check.checksum.mismatches} file(s); first: ${check.problems[0]!.path}): nothing was sent to the secondary target`,
+      'check the primary disk (dmesg, smartctl); restore from whichever copy matches its manifest (respaldo restore checks every file, and borrows CSC\'s copy when JAA\'s is damaged) and take a fresh backup',
+      { detail: [...differences.slice(0, 10), ...check.problems.slice(0, 10).map((p) => `${p.path}: ${p.problem}`)].join('\n') },
+    );
+}
+
 /**
  * Replaces a damaged copy at CSC. The primary's copy is re-read against its manifest
  * first: a repair from a primary that is damaged itself would spread the damage.
  */
 async function replace(job: CopyJob, store: SecondaryStore, id: string, differences: string[]): Promise<void> {
-  const check = await checkSnapshot(job.primary, id, job.pool, job.ctx.signal);
-  if (check.checksum.mismatches > 0)
-    throw new BackupFailure(
-      'copy',
-      `the copy of snapshot ${id} at the secondary target differs from the primary's (${differences.length} place(s)), and the primary's copy no longer matches its manifest either (${check.checksum.mismatches} file(s); first: ${check.problems[0]!.path}): neither copy was changed`,
-      'check both disks (dmesg, smartctl); restore from whichever copy matches its manifest (respaldo restore checks every file) and take a fresh backup',
-      { detail: [...differences.slice(0, 10), ...check.problems.slice(0, 10).map((p) => `${p.path}: ${p.problem}`)].join('\n') },
-    );
+  await checkPrimary(job, id, `the copy of snapshot ${id} at the secondary target differs from the primary's (${differences.length} place(s)), and `, differences);
   // Linked to the damaged copy only where the bytes match (--checksum from the start).
   await deliverExact(store, job.primary.snapshotDir(id), id, id, job.ctx.signal, true);
   await store.publish(id, true, job.ctx.signal);

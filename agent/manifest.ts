@@ -547,6 +547,11 @@ export async function checkSnapshot(store: RepositoryStore, id: string, pool: Ha
   const prefix = copy ? Buffer.from(copy.prefix) : undefined;
   for await (const entry of store.manifestEntries(id)) {
     if (entry.type !== 'f' || (prefix && !entryPath(entry).subarray(0, prefix.length).equals(prefix))) continue;
+    // A manifest that names a path above the snapshot was not written by respaldo: reading
+    // it would read some other file (as root).
+    const rel = entryPath(entry);
+    if (rel.length === 0 || rel[0] === 0x2f || rel.includes(0) || rel.toString('latin1').split('/').some((p) => p === '..' || p === '.' || p === ''))
+      throw new BackupFailure('manifest', `the manifest of snapshot ${id} names "${rel.toString('utf8')}", which is not a path inside the snapshot`, 'the manifest was altered (respaldo never writes such a path): check who changed the backup disk; nothing was read from it');
     batch.push(entry);
     if (batch.length >= BATCH_FILES) await flush();
   }

@@ -9,7 +9,7 @@
  * or `$` reaches the far side as it is. ssh runs in BatchMode with CSC's host key pinned,
  * so a cron run never waits at a prompt nor talks to an impostor.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { compareSnapshotIds } from '../schemas/common.js';
 import type { SecondaryLocation } from './config.js';
@@ -18,12 +18,24 @@ import { ZodError } from 'zod';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
+import { writeFileAtomic } from './fsutil.js';
 
 const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
 
 /** One word for a POSIX shell: single-quoted unless plainly safe. */
 export function shellQuote(word: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * One word of rsync's `-e` command: rsync splits it on spaces and honours single and double
+ * quotes, but no backslash, so a word holding both kinds of quote cannot be given.
+ */
+function rsyncWord(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  if (!word.includes("'")) return `'${word}'`;
+  if (!word.includes('"')) return `"${word}"`;
+  throw new BackupFailure('copy', `${word} holds both kinds of quote, which rsync's -e cannot pass to ssh`, 'rename the key file, known_hosts file or state folder');
 }
 
 /** rsync's options for copies and for comparing them: the primary's snapshot exactly, times to the nanosecond. */
@@ -46,6 +58,16 @@ export class SecondaryTarget {
     return this.location.path;
   }
 
+  private pinned: Promise<void> | undefined;
+
+  /** The pinned host key as a known_hosts file, written once per run (atomically: two ssh may start together). */
+  private async pinHostKey(host: string, port: number | undefined, key: string): Promise<void> {
+    // known_hosts names a host on another port as [host]:port.
+    const name = port && port !== 22 ? `[${host}]:${port}` : host;
+    await mkdir(this.state, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(this.knownHostsFile(), `${name} ${key.split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o600 });
+  }
+
   private knownHostsFile(): string {
     const l = this.location;
     if (l.kind !== 'ssh') throw new Error('not an SSH target');
@@ -56,12 +78,7 @@ export class SecondaryTarget {
   private async sshOptions(): Promise<string[]> {
     const l = this.location;
     if (l.kind !== 'ssh') return [];
-    if (l.hostKey) {
-      // known_hosts names a host on another port as [host]:port.
-      const name = l.port && l.port !== 22 ? `[${l.host}]:${l.port}` : l.host;
-      await mkdir(this.state, { recursive: true, mode: 0o700 });
-      await writeFile(this.knownHostsFile(), `${name} ${l.hostKey.split(' ').slice(0, 2).join(' ')}\n`, { mode: 0o600 });
-    }
+    if (l.hostKey) await (this.pinned ??= this.pinHostKey(l.host, l.port, l.hostKey));
     return [
       '-o', 'BatchMode=yes',
       '-o', 'StrictHostKeyChecking=yes',
@@ -74,7 +91,7 @@ export class SecondaryTarget {
       '-o', 'LogLevel=ERROR',
       // One connection for the whole run: a copy takes some ten commands, and each new
       // handshake costs a round trip and a key exchange (close() ends it).
-      ...(this.controlPath().length < 100 ? ['-o', 'ControlMaster=auto', '-o', `ControlPath=${this.controlPath()}`, '-o', 'ControlPersist=120'] : []),
+      ...(this.multiplexed() ? ['-o', 'ControlMaster=auto', '-o', `ControlPath=${this.controlPath()}`, '-o', 'ControlPersist=120'] : []),
       ...(l.identity ? ['-o', 'IdentitiesOnly=yes', '-i', l.identity] : []),
       ...(l.port ? ['-p', String(l.port)] : []),
     ]; // prettier-ignore
@@ -84,9 +101,17 @@ export class SecondaryTarget {
     return join(this.state, 'ssh-%C');
   }
 
+  /**
+   * A Unix socket's path has at most 107 bytes: %C becomes 40 characters, and ssh binds a
+   * temporary name 17 characters longer first. A longer state folder goes without.
+   */
+  private multiplexed(): boolean {
+    return this.state.length + '/ssh-'.length + 40 + 17 < 108;
+  }
+
   /** Ends the shared connection, if one was opened. */
   async close(): Promise<void> {
-    if (this.location.kind !== 'ssh' || this.controlPath().length >= 100) return;
+    if (this.location.kind !== 'ssh' || !this.multiplexed()) return;
     // The same options as the connection: %C in the socket's name hashes the host, port and user.
     await runTool('ssh', [...(await this.sshOptions()), '-O', 'exit', this.sshDest()]).catch(() => undefined);
   }
@@ -98,10 +123,12 @@ export class SecondaryTarget {
     return `${l.user ? `${l.user}@` : ''}${host}`;
   }
 
-  /** rsync's way to reach the target: `-e 'ssh …'` for SSH, nothing for a local path. */
+  /** rsync's way to reach the target: `--secluded-args -e 'ssh …'` for SSH, nothing for a local path. */
   async rsyncShell(): Promise<string[]> {
     if (this.location.kind !== 'ssh') return [];
-    return ['-e', ['ssh', ...(await this.sshOptions())].map(shellQuote).join(' ')];
+    // --secluded-args: the paths travel inside rsync's protocol, not through the remote
+    // shell, so an rsync older than 3.2.4 does not split a path at its spaces.
+    return ['--secluded-args', '-e', ['ssh', ...(await this.sshOptions())].map(rsyncWord).join(' ')];
   }
 
   /** A path at the target as rsync's source or destination. */
@@ -176,7 +203,7 @@ export class SecondaryStore {
   private async must(script: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
     const { result, stdout, unreachable } = await this.target.sh(script, args, signal);
     if (unreachable) throw new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while ${what}: ${lastLines(result.stderr, 2)}`, 'the copy waits and is retried on the next run');
-    if (result.code !== 0) throw new BackupFailure('copy', `cannot ${what} on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'check the secondary target\'s disk (space, permissions); the copy is retried on the next run');
+    if (result.code !== 0) throw new BackupFailure('copy', `${what} failed on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'check the secondary target\'s disk (space, permissions, what is in the repository\'s folder there); the copy is retried on the next run');
     return stdout;
   }
 
@@ -247,7 +274,7 @@ export class SecondaryStore {
    */
   async publish(id: string, replace: boolean, signal?: AbortSignal): Promise<void> {
     const script = replace
-      ? 'mkdir -p "$4" && rm -rf "$4/$5" && mv -T "$2" "$4/$5" && mv -T "$1" "$2" && sync -f "$3" && rm -rf "$4/$5"'
+      ? 'mkdir -p "$4" && rm -rf "$4/$5" && { [ ! -e "$2" ] || mv -T "$2" "$4/$5"; } && mv -T "$1" "$2" && sync -f "$3" && rm -rf "$4/$5"'
       : '[ ! -e "$2" ] && mv -T "$1" "$2" && sync -f "$3"';
     await this.must(script, [this.dir('incomplete', id), this.dir('snapshots', id), posix.join(this.base, 'snapshots'), posix.join(this.base, 'replaced'), id], `publishing snapshot ${id}`, signal);
   }
@@ -296,8 +323,14 @@ export class SecondaryStore {
    */
   async deliverArchive(archive: string, signal?: AbortSignal): Promise<void> {
     await this.must('umask 077; mkdir -p "$1"', [posix.join(this.base, 'archive')], 'preparing the archive', signal);
-    const result = await runTool('rsync', ['-a', '--numeric-ids', '--ignore-existing', ...(await this.target.rsyncShell()), `${archive}/`, `${this.target.rsyncPath(posix.join(this.base, 'archive'))}/`], signal ? { signal } : {});
-    if (result.code !== 0) throw new BackupFailure('copy', `the copy of the archive to ${this.target.display} failed: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, 'the archive is copied again on the next run');
+    // Files being written (".name.tmp") are left for the next run; one already there is
+    // replaced only if its bytes differ (a copy cut short), never deleted.
+    const base = ['-a', '--numeric-ids', '--exclude=.*', ...(await this.target.rsyncShell()), `${archive}/`, `${this.target.rsyncPath(posix.join(this.base, 'archive'))}/`];
+    const sent = await runTool('rsync', ['--ignore-existing', ...base], signal ? { signal } : {});
+    if (sent.code !== 0) throw new BackupFailure('copy', `the copy of the archive to ${this.target.display} failed: rsync exit code ${sent.code}: ${lastLines(sent.stderr, 2)}`, 'the archive is copied again on the next run');
+    const checked = await runTool('rsync', ['--checksum', ...base], signal ? { signal } : {});
+    if (checked.code !== 0) throw new BackupFailure('copy', `the comparison of the archive at ${this.target.display} failed: rsync exit code ${checked.code}: ${lastLines(checked.stderr, 2)}`, 'the archive is compared again on the next run');
+    await this.must('sync -f "$1"', [posix.join(this.base, 'archive')], 'flushing the archive to disk', signal);
   }
 
   /** Removes what a failed copy left in `incomplete/`. */

@@ -66,12 +66,28 @@ describe('respaldo receive', () => {
     expect(r2.stderr).toMatch(/does not match what web01 sent/);
     expect(receipts().at(-1)).toMatchObject({ snapshot: id2, result: 'mismatch', problems: [{ path: `data${source}/a.txt` }] });
 
-    // web01's next backup finds the damage, copies again; CSC's next check signs a good receipt.
+    // web01's next run reads CSC's receipt and copies that snapshot again (beside a new one,
+    // so its own re-check of the newest copy does not come into it); CSC signs a good receipt.
+    writeFileSync(join(source, 'b/c.txt'), 'tres\n');
     expect((await d.run('run', '--all')).code).toBe(0);
-    expect(copies().at(-1)!.r).toMatchObject({ snapshot: { id: id2 }, repair: true });
+    const [, , id3] = d.snapshots('docs');
+    expect(copies().slice(-2).map((c) => [c.r.snapshot.id, c.r.repair ?? false])).toEqual([
+      [id3, false],
+      [id2, true],
+    ]);
+    expect(readFileSync(damaged, 'utf8')).toBe('uno, cambiado\n');
     const r3 = await receive();
     expect(r3.code, r3.stderr).toBe(0);
-    expect(receipts().at(-1)).toMatchObject({ snapshot: id2, result: 'ok', copy: { seq: copies().at(-1)!.r.seq } });
+    expect(receipts().slice(-2).map((r) => [r.snapshot, r.result, r.copy.seq])).toEqual(
+      expect.arrayContaining([
+        [id2, 'ok', copies().find((c) => c.r.snapshot.id === id2 && c.r.repair)!.r.seq],
+        [id3, 'ok', copies().find((c) => c.r.snapshot.id === id3)!.r.seq],
+      ]),
+    );
+    // A mismatch is not checked again and again: nothing new, no new receipt.
+    const count = receipts().length;
+    expect((await receive()).code).toBe(0);
+    expect(receipts()).toHaveLength(count);
     await verified(d);
   });
 });

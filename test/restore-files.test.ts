@@ -80,7 +80,24 @@ describe('respaldo restore (files)', () => {
     expect(readFileSync(join(to, source, 'img/sub/a b.txt'), 'utf8')).toBe('espacio\n');
   });
 
-  it('never writes outside the destination: "..", links on the way, a crafted manifest', async () => {
+  it('picks the newest snapshot taken by --at, and refuses a --path through a link in the snapshot', async () => {
+    const to = tempDir();
+    // Just before the second snapshot was taken: the first one.
+    const m = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z/.exec(second)!;
+    const before = new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) - 1000).toISOString();
+    const r = await d.run('restore', 'www', '--at', before, '--path', join(source, 'index.html'), '--to', to);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(to, source, 'index.html'), 'utf8')).toBe('<h1>hola</h1>\n');
+    // img/home is a link to ../index.html in the snapshot: a path through it would read the live system.
+    const through = await d.run('restore', 'www', '--path', join(source, 'img/home/x'), '--to', tempDir());
+    expect(through.code).toBe(2);
+    expect(through.stderr).toMatch(/goes through .*img\/home, which is a symbolic link in snapshot/);
+    const missing = await d.run('restore', 'www', '--path', join(source, 'nope.txt'), '--to', tempDir());
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/nope\.txt is not in snapshot/);
+  });
+
+  it('never writes outside the destination: "..", links on the way, a manifest altered on the disk', async () => {
     const outside = tempDir();
     const to = join(tempDir(), 'dest');
     const up = await d.run('restore', 'www', '--path', `${source}/../../etc/passwd`, '--to', to);
@@ -139,5 +156,25 @@ describe('respaldo restore (files)', () => {
     expect(recordsOf(d, 'media-loan').at(-1)).toMatchObject({ repository: 'www', snapshot: first, from: 'secondary', label: `web01/www/${first}`, request: 'REQ-2026-0001' });
     expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ source_copy: 'secondary', request: 'REQ-2026-0001', result: 'ok' });
     await verified(d);
+  });
+});
+
+describe('a manifest that names paths outside the snapshot', () => {
+  it('is refused before any file is read', async () => {
+    const { RepositoryStore } = await import('../dist/agent/target.js');
+    const { checkSnapshot } = await import('../dist/agent/manifest.js');
+    const { HashPool } = await import('../dist/agent/hashing.js');
+    const base = tempDir();
+    const dir = join(base, 'snapshots/20261101T030000Z');
+    mkdirSync(join(dir, 'data'), { recursive: true });
+    const secret = join(base, 'secret.txt');
+    writeFileSync(secret, 'not for the restore\n');
+    writeFileSync(join(dir, 'manifest.jsonl'), `${JSON.stringify({ path: '../../secret.txt', type: 'f', size: 20, mtime: '2026-11-01T00:00:00.000000000Z', mode: '644', ino: 1, sha256: '0'.repeat(64) })}\n`);
+    const pool = new HashPool();
+    try {
+      await expect(checkSnapshot(new RepositoryStore(base, 'web01/www'), '20261101T030000Z', pool, new AbortController().signal)).rejects.toThrow(/names "\.\.\/\.\.\/secret\.txt", which is not a path inside the snapshot/);
+    } finally {
+      await pool.close();
+    }
   });
 });

@@ -3,6 +3,7 @@
  * loopback) or on a local path, compared there by checksum, recorded by `copy` records;
  * damage at CSC is found and repaired; copies wait while CSC is down and all arrive after.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -88,6 +89,30 @@ describe('the second copy over SSH', () => {
     expect(readFileSync(damaged, 'utf8')).toBe('alpha, changed\n');
     sameTree(join(d.target, 'web01/docs/snapshots', id2!), at(id2!));
     await verified(d);
+  });
+
+  it('refuses a CSC whose host key is not the pinned one, and records why', async () => {
+    const config = parse(readFileSync(d.config, 'utf8'));
+    const pinned = config.targets.secondary['host-key'];
+    // Another key: what an impostor on CSC's address would present.
+    const other = join(d.root, 'other_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
+    config.targets.secondary['host-key'] = readFileSync(`${other}.pub`, 'utf8').trim();
+    writeFileSync(d.config, JSON.stringify(config));
+    writeFileSync(join(source, 'impostor.txt'), 'x\n');
+    const before = d.snapshots('docs');
+    const r = await d.run('run', '--all');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/cannot be reached: .*Host key verification failed/);
+    expect(recordsOf(d, 'failure').at(-1)).toMatchObject({ stage: 'copy' });
+    // Nothing reached the impostor: CSC holds only what it held.
+    const fresh = d.snapshots('docs').filter((id) => !before.includes(id));
+    expect(readdirSync(join(csc, 'web01/docs/snapshots'))).not.toContain(fresh[0]);
+    config.targets.secondary['host-key'] = pinned;
+    writeFileSync(d.config, JSON.stringify(config));
+    const back = await respaldo(['run', '--config', d.config]);
+    expect(back.code, back.stderr).toBe(0);
+    expect(readdirSync(join(csc, 'web01/docs/snapshots'))).toContain(fresh[0]);
   });
 
   it('queues the copies while CSC is unreachable and delivers them all, in order, once it is back', async () => {

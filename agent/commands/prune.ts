@@ -11,7 +11,7 @@ import type { Config } from '../config.js';
 import { loadConfig } from '../config.js';
 import type { Context } from '../context.js';
 import { BackupFailure, Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
-import { pendingCopies, readCopyState } from '../copy.js';
+import { copyStateOf, pendingCopies, readCopyStates } from '../copy.js';
 import { readHistory } from '../history.js';
 import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
 import { applyPrune, planPrune, pruneRecordBody, readVerifications, verificationKey, type PruneOutcome, type PrunePlan, type PruneStore, type PruneTarget } from '../prune.js';
@@ -82,6 +82,7 @@ export async function runPrune(ctx: Context, opts: PruneOptions): Promise<ExitCo
   const locked = host ? await lockAndRecover(ctx, host, `respaldo prune --apply${opts.manual ? ' --manual' : ''}`, started) : undefined;
   const outcomes: Outcome[] = [];
   const targets = targetsOf(config);
+  let copyStates: Awaited<ReturnType<typeof readCopyStates>> | undefined;
   try {
     const history = await readHistory(records, selected.map((r) => r.name));
     const verifications = await readVerifications(records);
@@ -113,7 +114,7 @@ export async function runPrune(ctx: Context, opts: PruneOptions): Promise<ExitCo
           // A snapshot that has not reached CSC yet is JAA's only copy of it: it stays until it has.
           const pinned = new Map<string, string>();
           if (t.role === 'primary' && config.targets.secondary)
-            for (const id of pendingCopies(await readCopyState(records, repo.name), await store.snapshots())) pinned.set(id, 'not copied to CSC yet');
+            for (const id of pendingCopies(copyStateOf((copyStates ??= await readCopyStates(records)), repo.name), await store.snapshots())) pinned.set(id, 'not copied to CSC yet');
           const facts = { failing: history.get(repo.name)?.failing, damaged: verifications.get(verificationKey(repo.name, t.role)) ?? new Map<string, number>(), pinned };
           const plan = await planPrune(repo, rules, store, facts, zone, ctx.now());
           outcome.plan = plan;

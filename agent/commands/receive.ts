@@ -5,22 +5,24 @@
  * manifest's digest must be the one the sender's `copy` record carries, and every file is
  * read back from CSC's disk and matched against that manifest.
  *
- * A snapshot whose copy record has not arrived yet (the sender's records not pushed, or
- * not pulled here yet) waits for the next run; a receipt that found a mismatch is followed
- * by a new check each run, until the repaired copy gets a good receipt.
+ * Only genuine copy records count (signed by the sender's key in allowed_signers, in an
+ * unbroken chain). A snapshot whose copy record has not arrived yet (the sender's records
+ * not pushed, or not pulled here yet) waits for the next run. A copy record is answered
+ * once: after a "mismatch" receipt, the sender copies again (it reads the receipts) and its
+ * new copy record gets its own check.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import * as fs from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareSnapshotIds } from '../../schemas/common.js';
-import { digestOf, RECORD_PATH_RE } from '../../schemas/record.js';
+import { verifyRecordsFolder } from '../../schemas/chain.js';
 import type { Context } from '../context.js';
 import { Exit, messageOf, RespaldoError, type ExitCode } from '../errors.js';
 import { HashPool } from '../hashing.js';
 import { lockAndRecover, openHost, operatorName, publishRecords } from '../host.js';
 import { checkSnapshot } from '../manifest.js';
-import { RecordStore } from '../records.js';
 import { RepositoryStore } from '../target.js';
 
 export interface ReceiveOptions {
@@ -51,18 +53,21 @@ async function sha256File(path: string): Promise<string | undefined> {
 
 type CopyRef = { seq: number; digest: string; manifest: string; summary: string };
 
-/** The copy records of a sending host, by "repository/snapshot": the newest good one of each. */
-async function copyRecords(records: string, origin: string, now: () => Date): Promise<Map<string, CopyRef>> {
-  const store = new RecordStore(records, origin, undefined, now);
+/**
+ * The genuine copy records of every sending host, by "host/repository/snapshot": the newest
+ * good one of each. Genuine: signed by the host's key in policy/allowed_signers, in an
+ * unbroken chain. A receipt vouches for a copy record, so a forged one must not count.
+ */
+function copyRecords(records: string): Map<string, CopyRef> {
+  const { reports } = verifyRecordsFolder(records, fs);
   const out = new Map<string, CopyRef>();
-  for (const file of await store.list()) {
-    if (file.type !== 'copy' || !RECORD_PATH_RE.test(file.rel)) continue;
-    const record = await store.read(file);
-    if (record?.type !== 'copy' || record.verified.result !== 'ok') continue;
-    const key = `${record.repository}/${record.snapshot.id}`;
-    if (out.has(key)) continue; // newest first: a repair's record wins
-    out.set(key, { seq: record.seq, digest: digestOf(await readFile(file.path)), manifest: record.snapshot.manifest, summary: record.snapshot.digest });
-  }
+  for (const report of reports)
+    for (const status of [...report.records].reverse()) {
+      const r = status.record;
+      if (!status.genuine || r?.type !== 'copy' || r.verified.result !== 'ok') continue;
+      const key = `${report.host}/${r.repository}/${r.snapshot.id}`;
+      if (!out.has(key)) out.set(key, { seq: r.seq, digest: status.digest, manifest: r.snapshot.manifest, summary: r.snapshot.digest });
+    }
   return out;
 }
 
@@ -78,24 +83,26 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Ex
     const pulled = await host.git.pull();
     if (pulled.status === 'failed') ctx.reporter.event({ type: 'warning', message: `cannot pull the records (${pulled.error}): checking against the copy records already here` });
 
-    // What this host has already answered: a good receipt is final, a mismatch is checked again.
+    // What this host has answered already, by copy record. A mismatch is not checked again
+    // each run: the sender reads the receipt, copies again, and its new copy record is new.
     const answered = new Set<string>();
     for (const file of await records.list()) {
       if (file.type !== 'receipt') continue;
       const r = await records.read(file);
-      if (r?.type === 'receipt' && r.result === 'ok') answered.add(`${r.origin}/${r.repository}/${r.snapshot}/${r.copy.seq}`);
+      if (r?.type === 'receipt') answered.add(`${r.origin}/${r.repository}/${r.snapshot}/${r.copy.seq}`);
     }
 
     const root = config.targets.primary;
+    const allCopies = copyRecords(config.records);
     for (const origin of await folders(root, NAME_RE)) {
       if (origin === config.host) continue;
-      const copies = await copyRecords(config.records, origin, ctx.now);
+      const copies = allCopies;
       for (const repository of await folders(join(root, origin), NAME_RE)) {
         const store = new RepositoryStore(join(root, origin, repository), `${origin}/${repository}`);
         const ids = (await folders(join(store.base, 'snapshots'), SNAPSHOT_RE)).sort(compareSnapshotIds);
         for (const id of ids) {
           if (ctx.signal.aborted) break;
-          const copy = copies.get(`${repository}/${id}`);
+          const copy = copies.get(`${origin}/${repository}/${id}`);
           if (!copy) {
             ctx.reporter.event({ type: 'info', message: `${origin}/${repository}/${id}: no copy record from ${origin} yet; it is checked once the record arrives` });
             continue;
@@ -111,6 +118,8 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Ex
           if (!problems.length) {
             // Only a manifest that is the sender's is worth checking the files against.
             const check = await checkSnapshot(store, id, pool, ctx.signal).catch((e: unknown) => {
+              // Interrupted: no receipt at all, rather than a false "mismatch".
+              if (ctx.signal.aborted) throw e;
               problems.push({ path: 'manifest.jsonl', problem: messageOf(e) });
               return undefined;
             });

@@ -82,15 +82,44 @@ async function sha256File(path: string): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
-/** The backup records of a repository, oldest snapshot first. */
+/**
+ * The backup records of a repository, oldest snapshot first, but for the snapshots that
+ * prune records say were deleted from every target the host has.
+ */
 async function recordedSnapshots(host: Host, repository: string): Promise<Recorded[]> {
   const byId = new Map<string, Recorded>();
+  const pruned = { primary: new Set<string>(), secondary: new Set<string>() };
   for (const file of await host.records.list()) {
-    if (file.type !== 'backup') continue;
+    if (file.type !== 'backup' && file.type !== 'prune') continue;
     const record = await host.records.read(file);
     if (record?.type === 'backup' && record.repository === repository) byId.set(record.snapshot.id, { id: record.snapshot.id, manifest: record.snapshot.manifest, digest: record.snapshot.digest });
+    if (record?.type === 'prune' && record.repository === repository) for (const id of record.deleted) pruned[record.target].add(id);
   }
-  return [...byId.values()].sort((a, b) => compareSnapshotIds(a.id, b.id));
+  const gone = (id: string) => pruned.primary.has(id) && (!host.config.targets.secondary || pruned.secondary.has(id));
+  return [...byId.values()].filter((r) => !gone(r.id)).sort((a, b) => compareSnapshotIds(a.id, b.id));
+}
+
+/**
+ * Each path asked for, against the manifest: it must be an entry of the snapshot, and every
+ * folder above it a folder there. A link on the way (a deploy's "current" link) would make
+ * rsync read the live files it points at on this host, not the snapshot's.
+ */
+async function resolveWanted(store: RepositoryStore, id: string, wanted: Buffer[]): Promise<void> {
+  if (!wanted.length) return;
+  const above = new Map<string, Buffer>();
+  for (const w of wanted) for (let i = w.indexOf(0x2f); i > 0; i = w.indexOf(0x2f, i + 1)) above.set(w.subarray(0, i).toString('latin1'), w);
+  const found = new Set<string>();
+  const file = join(store.snapshotDir(id), 'manifest.jsonl');
+  for await (const entry of store.manifestEntries(id)) {
+    const rel = safeEntry(entryPath(entry), file);
+    const key = rel.toString('latin1');
+    if (wanted.some((w) => w.equals(rel))) found.add(key);
+    const through = above.get(key);
+    if (through && entry.type !== 'd')
+      throw usageError(`/${through.toString('utf8')} goes through /${rel.toString('utf8')}, which is ${entry.type === 'l' ? 'a symbolic link' : 'not a folder'} in snapshot ${id}`, `restore /${rel.toString('utf8')} itself (the link), or the path it points to`);
+  }
+  const missing = wanted.filter((w) => !found.has(w.toString('latin1')));
+  if (missing.length) throw usageError(`${missing.map((w) => `/${w.toString('utf8')}`).join(', ')} is not in snapshot ${id}`, 'give the original path of a file or folder that was backed up (e.g. --path /etc/nginx/nginx.conf)');
 }
 
 /** Snapshot id → the time it was started (ids are UTC start times). */
@@ -120,7 +149,10 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
   } else chosen = recorded.at(-1)!;
 
   const to = resolve(ctx.cwd, opts.to);
-  if ((await exists(to)) && (await readdir(to)).length > 0 && !opts.force)
+  const toInfo = await lstat(to).catch(() => undefined);
+  if (toInfo && !toInfo.isDirectory()) throw usageError(`${to} is not a folder`, 'give --to a new or empty folder');
+  const occupied = toInfo !== undefined && (await readdir(to)).length > 0;
+  if (occupied && !opts.force)
     throw usageError(`${to} is not empty`, 'restore into a new or empty folder, or add --force to write into it (files of the same name are replaced; nothing else is removed)');
   // A link already in the folder on the way to a restored path would lead the files elsewhere.
   for (const w of wanted.length ? wanted : [Buffer.alloc(0)]) {
@@ -140,6 +172,8 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
   const scratch = await mkdtemp(join(tmpdir(), 'respaldo-restore-'));
   const checked = { files: 0, bytes: 0, mismatches: 0 };
   let used: 'primary' | 'secondary' = 'primary';
+  let secondary: SecondaryTarget | undefined;
+  let resultRecorded = false;
   try {
     await mkdir(to, { recursive: true, mode: 0o700 });
     const primary = new LocalTarget('primary', config.targets.primary).repository(config.host, repo.name);
@@ -148,13 +182,17 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
     if (!(await exists(join(primary.snapshotDir(chosen.id), 'manifest.jsonl')))) whyNotPrimary = `snapshot ${chosen.id} is not on the primary target (${primary.snapshotDir(chosen.id)} is missing: disk not mounted, or lost)`;
     else if ((await sha256File(join(primary.snapshotDir(chosen.id), 'manifest.jsonl'))) !== chosen.manifest) whyNotPrimary = `the primary's manifest of snapshot ${chosen.id} is not the one its backup record names (damaged or altered)`;
     else {
+      await resolveWanted(primary, chosen.id, wanted);
       try {
-        await copyTree(primary.linkDest(chosen.id), to, wanted, scratch, [], false, ctx.signal);
+        // Into a folder that was not empty, every file is written again: one already there
+        // with the same size and time is not the snapshot's for that.
+        await copyTree(primary.linkDest(chosen.id), to, wanted, scratch, [], occupied ? 'rewrite' : 'quick', ctx.signal);
         problems = await check(primary, chosen.id, to, wanted, pool, checked, ctx.signal);
         if (problems.length) whyNotPrimary = `${problems.length} restored file(s) from the primary's copy do not match the manifest (first: ${problems[0]})`;
       } catch (e) {
-        // A disk that fails while it is read: CSC's copy may still be whole.
-        if (!(e instanceof RespaldoError) || e.exitCode === Exit.usage) throw e;
+        // A disk that fails while it is read: CSC's copy may still be whole. The destination's
+        // own errors (full, read-only) are not the primary's to answer for.
+        if (!(e instanceof RespaldoError) || e.exitCode === Exit.usage || e.message.includes(to)) throw e;
         whyNotPrimary = `the primary's copy of snapshot ${chosen.id} could not be read: ${e.message}`;
       }
     }
@@ -163,8 +201,9 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       if (!config.targets.secondary) throw new RespaldoError(`cannot restore ${repo.name} from the primary target: ${whyNotPrimary}`, { exitCode: Exit.nothing, hint: 'there is no secondary target (CSC) in the host config to borrow a copy from; check the backup disk (dmesg, smartctl) or pick another snapshot (--snapshot)' });
       ctx.reporter.event({ type: 'warning', repository: repo.name, message: `${whyNotPrimary}; borrowing CSC's copy (clause 4.3.1)` });
       used = 'secondary';
-      const secondary = new SecondaryTarget(config.targets.secondary, config.state);
-      const remote = secondary.repository(config.host, repo.name);
+      const borrowed = new SecondaryTarget(config.targets.secondary, config.state);
+      secondary = borrowed;
+      const remote = borrowed.repository(config.host, repo.name);
       // The manifest from CSC, checked against the backup record before it is believed.
       const local = new RepositoryStore(join(scratch, 'csc'), remote.rel);
       await mkdir(local.snapshotDir(chosen.id), { recursive: true });
@@ -183,13 +222,14 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
         request: opts.request ?? null,
       });
       // --checksum: a file restored from the primary with the right size and time but the wrong bytes is replaced.
-      await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await secondary.rsyncShell(), true, ctx.signal, (p) => secondary.rsyncPath(p));
+      await resolveWanted(local, chosen.id, wanted);
+      await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await borrowed.rsyncShell(), 'checksum', ctx.signal, (p) => borrowed.rsyncPath(p));
       Object.assign(checked, { files: 0, bytes: 0, mismatches: 0 });
-      await secondary.close();
       problems = await check(local, chosen.id, to, wanted, pool, checked, ctx.signal);
       if (problems.length) throw new RespaldoError(`CSC's copy of snapshot ${chosen.id} does not match its manifest either: ${problems.slice(0, 3).join('; ')}`, { exitCode: Exit.partial, hint: 'both copies are damaged for these files: pick another snapshot (--snapshot) for them' });
     }
 
+    resultRecorded = true;
     const appended = await record(host, repo, chosen, started, to, wanted, opts, used, checked, 'ok', ctx);
     ctx.reporter.result(
       [
@@ -200,9 +240,11 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
     );
     return Exit.ok;
   } catch (e) {
-    await record(host, repo, chosen, started, to, wanted, opts, used, checked, 'failed', ctx).catch(() => {});
+    // One restore, one record: when the "ok" record is written but its commit failed, it stands.
+    if (!resultRecorded) await record(host, repo, chosen, started, to, wanted, opts, used, checked, 'failed', ctx).catch(() => {});
     throw e instanceof RespaldoError ? e : new RespaldoError(`the restore of ${repo.name} failed: ${messageOf(e)}`, { exitCode: Exit.nothing, hint: 'check the message; what was restored so far is in the destination folder, unverified' });
   } finally {
+    await secondary?.close();
     await pool.close();
     await rm(scratch, { recursive: true, force: true });
     await lock.release();
@@ -210,14 +252,14 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
 }
 
 /** Copies the snapshot's data (all of it, or the wanted paths) into `to` with rsync. */
-async function copyTree(data: string, to: string, wanted: Buffer[], scratch: string, shell: string[], checksum: boolean, signal: AbortSignal, remote?: (p: string) => string): Promise<void> {
+async function copyTree(data: string, to: string, wanted: Buffer[], scratch: string, shell: string[], mode: 'quick' | 'rewrite' | 'checksum', signal: AbortSignal, remote?: (p: string) => string): Promise<void> {
   const list = join(scratch, 'files-from');
   if (wanted.length) await writeFile(list, Buffer.concat(wanted.flatMap((w) => [w, Buffer.from([0])])));
   const args = [
     '-a',
     '--numeric-ids',
     '--modify-window=-1',
-    ...(checksum ? ['--checksum'] : []),
+    ...(mode === 'checksum' ? ['--checksum'] : mode === 'rewrite' ? ['--ignore-times'] : []),
     // With --files-from, each path keeps its place under the folder (-R), folders recursively.
     ...(wanted.length ? ['--recursive', `--files-from=${list}`, '--from0'] : []),
     ...shell,

@@ -1,7 +1,7 @@
 /** `respaldo run`: back up what is due (or what is named), verify it, record it, commit the records. */
 import type { RepositoryConfig } from '../../schemas/config.js';
 import { backupRepository, recordSnapshot } from '../backup.js';
-import { copyRepository } from '../copy.js';
+import { copyRepository, copyStateOf, readCopyStates } from '../copy.js';
 import type { Context } from '../context.js';
 import { compareSnapshotIds } from '../../schemas/common.js';
 import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
@@ -115,6 +115,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     // first run after it is back.
     if (config.targets.secondary) {
       const secondary = new SecondaryTarget(config.targets.secondary, config.state);
+      const states = await readCopyStates(records);
       try {
         for (const repo of config.repositories) {
           if (ctx.signal.aborted) break;
@@ -130,6 +131,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
             operator,
             verifyNewest: backedUp.has(repo.name),
             redact: pathRedactor(config, repo),
+            state: copyStateOf(states, repo.name),
           });
           if (!outcome.ok) {
             failed++;

@@ -1,6 +1,6 @@
 /** `respaldo status`: each repository's last good backup, next due time and state. */
 import { loadConfig } from '../config.js';
-import { pendingCopies, readCopyState } from '../copy.js';
+import { copyStateOf, pendingCopies, readCopyStates } from '../copy.js';
 import type { Context } from '../context.js';
 import { Exit, type ExitCode } from '../errors.js';
 import { RecordsGit } from '../git.js';
@@ -34,17 +34,30 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
 
   // Copies that have not reached CSC yet, from the records and the primary's snapshots.
   const primary = new LocalTarget('primary', config.targets.primary);
-  const pending = new Map<string, { count: number; since: Date } | null>();
-  if (config.targets.secondary)
+  const pending = new Map<string, { count: number; since: Date | undefined; lost: number; unreadable: boolean }>();
+  if (config.targets.secondary) {
+    const states = await readCopyStates(records);
     for (const repo of config.repositories) {
-      const state = await readCopyState(records, repo.name);
-      const ids = pendingCopies(state, await primary.repository(config.host, repo.name).snapshots().catch(() => []));
-      pending.set(repo.name, ids.length ? { count: ids.length, since: state.recorded.get(ids[0]!)! } : null);
+      const state = copyStateOf(states, repo.name);
+      const onPrimary = await primary.repository(config.host, repo.name).snapshots().then(
+        (ids) => ids,
+        () => undefined,
+      );
+      const ids = pendingCopies(state, onPrimary ?? []);
+      // Recorded, never copied, and gone from the primary: CSC will never get it.
+      const lost = onPrimary ? [...state.recorded.keys()].filter((id) => !state.copied.has(id) && !onPrimary.includes(id)).length : 0;
+      pending.set(repo.name, { count: ids.length, since: ids[0] ? state.recorded.get(ids[0]) : undefined, lost, unreadable: !onPrimary });
     }
+  }
   const age = (since: Date) => {
     const hours = Math.max(0, (now.getTime() - since.getTime()) / 3_600_000);
     return hours < 1 ? `${Math.round(hours * 60)} min` : hours < 48 ? `${Math.round(hours)} h` : `${Math.round(hours / 24)} days`;
   };
+
+  const copyCell = (p: { count: number; since: Date | undefined; lost: number; unreadable: boolean }, backedUp: boolean) =>
+    p.unreadable
+      ? 'primary not readable'
+      : [p.count ? `${p.count} pending, oldest ${age(p.since!)} old` : backedUp ? 'up to date' : '-', ...(p.lost ? [`${p.lost} lost before the copy`] : [])].join('; ');
 
   const rows = config.repositories.map((repo) => {
     const plan = planFor(repo.kind, repo.schedule, config.timezone);
@@ -58,7 +71,7 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
       lastGood: h.lastGood ? { started: h.lastGood.started.toISOString(), snapshot: h.lastGood.snapshot, unchanged: h.lastGood.unchanged, record: h.lastGood.seq } : null,
       failing: h.failing ? { at: h.failing.at.toISOString(), record: h.failing.seq, cause: h.failing.cause } : null,
       nextDue: due.nextDue && due.state === 'ok' ? due.nextDue.toISOString() : now.toISOString(),
-      ...(config.targets.secondary ? { pendingCopies: pending.get(repo.name) ? { count: pending.get(repo.name)!.count, since: pending.get(repo.name)!.since.toISOString() } : { count: 0, since: null } } : {}),
+      ...(config.targets.secondary ? { copies: (({ count, since, lost, unreadable }) => ({ pending: count, since: since?.toISOString() ?? null, lost, primaryUnreadable: unreadable }))(pending.get(repo.name)!) } : {}),
     };
   });
 
@@ -71,7 +84,7 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
       r.schedule,
       r.lastGood ? `${formatLocal(new Date(r.lastGood.started), zone)} (${r.lastGood.unchanged ? 'unchanged since ' : ''}${r.lastGood.snapshot})` : '-',
       r.state === 'ok' ? formatLocal(new Date(r.nextDue), zone) : 'now',
-      ...(config.targets.secondary ? [p ? `${p.count} pending, oldest ${age(p.since)} old` : r.lastGood ? 'up to date' : '-'] : []),
+      ...(config.targets.secondary ? [copyCell(p!, r.lastGood !== null)] : []),
       STATE_TEXT[r.state] + (r.failing ? `; failing since ${formatLocal(new Date(r.failing.at), zone)} (record ${r.failing.record})` : ''),
     ]);
   }
