@@ -13,10 +13,12 @@
  * once by a fresh copy (linked to the damaged one only where the bytes still match),
  * recorded as a repair.
  */
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compareSnapshotIds } from '../schemas/common.js';
 import type { RepositoryConfig } from '../schemas/config.js';
+import { entryPath } from '../schemas/manifest.js';
 import { digestOf, type RecordBody } from '../schemas/record.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
@@ -141,6 +143,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     const { summary, bytes } = await primary.readSummary(id);
     return { summary, ref: { id, target: 'secondary' as const, location: store.snapshotLocation(id), digest: digestOf(bytes), manifest: summary.manifest } };
   };
+  const scope = new Map<string, 'changed' | 'full'>();
   const record = async (id: string, started: Date, method: 'rsync-checksum', repair: boolean) => {
     const { summary, ref } = await snapshotRef(id);
     const body: RecordBody<'copy'> = {
@@ -156,13 +159,14 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       bytes: summary.size.bytes,
       files: summary.size.files,
       ...(repair ? { repair: true } : {}),
-      verified: { method, result: 'ok', manifest: summary.manifest },
+      verified: { method, scope: scope.get(id) ?? 'full', result: 'ok', manifest: summary.manifest },
     };
     const appended = await records.append('copy', body);
     copied.push(id);
     ctx.reporter.event({ type: 'copied', repository: repo.name, snapshot: id, seq: appended.seq, repair });
   };
 
+  const scratch = await mkdtemp(join(tmpdir(), 'respaldo-copy-'));
   try {
     await secondary.check(ctx.signal);
     const there = await store.snapshots(ctx.signal);
@@ -181,7 +185,9 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const waited = ctx.now().getTime() - (state.recorded.get(id)?.getTime() ?? 0);
       if (waited > STALE_MS) await checkPrimary(job, id);
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
-      await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal);
+      const only = linkFrom ? await storedAnew(primary, id, linkFrom, scratch) : undefined;
+      await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal, false, only);
+      scope.set(id, only ? 'changed' : 'full');
       await store.publish(id, false, ctx.signal);
       there.push(id);
       there.sort(compareSnapshotIds);
@@ -246,7 +252,29 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     });
     ctx.reporter.event({ type: 'repo-failed', repository: repo.name, cause: `copy to the secondary target: ${failure.message}`, hint: failure.hint, seq: appended.seq });
     return { ok: false, copied };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * The files of snapshot `id` stored anew since `linkFrom` on the primary (by inode: the
+ * others are hard links to it there, so rsync links them to its copy at CSC too), as a
+ * NUL-separated --files-from list under the snapshot's folder, with the manifest and the
+ * summary. Undefined when `linkFrom` is no longer on the primary: then every file is compared.
+ */
+async function storedAnew(primary: RepositoryStore, id: string, linkFrom: string, scratch: string): Promise<{ list: string; count: number } | undefined> {
+  const before = new Set<number>();
+  try {
+    for await (const e of primary.manifestEntries(linkFrom)) if (e.type === 'f') before.add(e.ino);
+  } catch {
+    return undefined;
+  }
+  const names: Buffer[] = [Buffer.from('manifest.jsonl'), Buffer.from('snapshot.yaml')];
+  for await (const e of primary.manifestEntries(id)) if (e.type === 'f' && !before.has(e.ino)) names.push(Buffer.concat([Buffer.from('data/'), entryPath(e)]));
+  const list = join(scratch, `${id}.files`);
+  await writeFile(list, Buffer.concat(names.flatMap((n) => [n, Buffer.from([0])])));
+  return { list, count: names.length };
 }
 
 /** "path: what differs" from one of rsync's itemized lines ("`>fc.t...... data/etc/x`"). */
@@ -260,14 +288,17 @@ function problemOf(line: string): { path: string; problem: string } {
 }
 
 /**
- * Copies a snapshot into `incomplete/` at the target and compares it there. A file linked
- * from an older copy that has been damaged since would make the new copy differ too: then
- * it is copied once more with `--checksum`, which links a file only when its bytes match.
+ * Copies a snapshot into `incomplete/` at the target and compares it there: with `only`,
+ * the files stored anew by checksum and the whole tree by metadata (the hard links to the
+ * older copy were compared when it was made; the newest copy's full comparison on later
+ * runs and CSC's receipts re-read them); otherwise every file by checksum. A file linked
+ * from an older copy that was damaged since makes a full comparison differ: the snapshot is
+ * then copied once more with `--checksum`, which links a file only when its bytes match.
  */
-async function deliverExact(store: SecondaryStore, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false): Promise<void> {
+async function deliverExact(store: SecondaryStore, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false, only?: { list: string; count: number }): Promise<void> {
   try {
     // The disk at CSC writes the copy back while the comparison reads it from its cache.
-    const compare = async () => (await Promise.all([store.differences(dir, id, 'incomplete', signal), store.flush(id, signal)]))[0];
+    const compare = async () => (await Promise.all([store.differences(dir, id, 'incomplete', signal, checksum ? undefined : only), store.flush(id, signal)]))[0];
     await store.deliver(dir, id, linkFrom, checksum, signal);
     let differences = await compare();
     if (differences.length && linkFrom && !checksum) {

@@ -246,10 +246,25 @@ export class SecondaryStore {
    * rsync's checksum of every file read at both ends (`--checksum --dry-run`): one line per
    * difference, itemized; none when the copy is exact. The transfer is not trusted: the far
    * side reads the stored files back from its disk.
+   *
+   * With `only` (paths under the snapshot's folder), just those files are compared by
+   * checksum, and the whole tree by name, type, size, time, mode and owner: the files left
+   * out are hard links to an older copy that was compared when it was made.
    */
-  async differences(dir: string, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<string[]> {
+  async differences(dir: string, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal, only?: { list: string; count: number }): Promise<string[]> {
+    const dest = `${this.target.rsyncPath(this.dir(where, id))}/`;
+    const shell = await this.target.rsyncShell();
+    const dry = [...COPY_ARGS, '--dry-run', '--itemize-changes', '--out-format=%i %n', ...shell];
+    if (!only) return this.itemized([...dry, '--checksum', `${dir}/`, dest], id, signal);
+    const [tree, files] = await Promise.all([
+      this.itemized([...dry, `${dir}/`, dest], id, signal),
+      only.count ? this.itemized([...dry.filter((a) => a !== '--delete'), '--checksum', `--files-from=${only.list}`, '--from0', `${dir}/`, dest], id, signal) : Promise.resolve([]),
+    ]);
+    return [...new Set([...tree, ...files])];
+  }
+
+  private async itemized(args: string[], id: string, signal?: AbortSignal): Promise<string[]> {
     const chunks: Buffer[] = [];
-    const args = [...COPY_ARGS, '--checksum', '--dry-run', '--itemize-changes', '--out-format=%i %n', ...(await this.target.rsyncShell()), `${dir}/`, `${this.target.rsyncPath(this.dir(where, id))}/`];
     const result = await runTool('rsync', args, { onStdout: (c) => chunks.push(c), ...(signal ? { signal } : {}) });
     if (result.code !== 0)
       throw new BackupFailure('copy', `cannot compare snapshot ${id} with its copy at ${this.target.display}: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, 'the comparison is retried on the next run', {

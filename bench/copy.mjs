@@ -174,7 +174,7 @@ async function main() {
   const row = (label, tool, xs, base) => `${label.padEnd(22)} ${tool.padEnd(22)} ${median(xs).toFixed(2).padStart(7)}  ${`${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`.padStart(10)}  ${base ? `${(median(xs) / median(base)).toFixed(2)}×` : ''}`;
   const s = samples;
   const lines = [
-    `respaldo copy and restore benchmark, scale ${scale}: ${availableParallelism()} CPUs, ${Math.round(totalmem() / 2 ** 30)} GiB RAM; rsync ${version('rsync', ['--version'], /version (\S+)/)}, restic ${version('restic', ['version'], /restic (\S+)/)}, ${version('ssh', ['-V'])}; respaldo ${sh('git', ['-C', REPO, 'rev-parse', '--short=12', 'HEAD']).trim()}`,
+    `respaldo copy and restore benchmark, scale ${scale}: ${availableParallelism()} CPUs, ${Math.round(totalmem() / 2 ** 30)} GiB RAM; rsync ${version('rsync', ['--version'], /version (\S+)/)}, restic ${version('restic', ['version'], /restic (\S+)/)}, ${spawnSync('ssh', ['-V'], { encoding: 'utf8' }).stderr.trim().split(',')[0]}; respaldo ${sh('git', ['-C', REPO, 'rev-parse', '--short=12', 'HEAD']).trim()}`,
     `mixed tree: ${tree.info.files} files, ${(tree.info.bytes / 2 ** 30).toFixed(2)} GiB; medians of ${repeat} rounds (range: fastest–slowest); ÷ = against plain rsync`,
     '',
     'what                   tool                    wall s       range  ÷rsync',

@@ -70,6 +70,9 @@ describe('the second copy over SSH', () => {
     expect(inodeOf(join(data(id2!), 'sub/b.bin'))).toBe(inodeOf(join(data(id1!), 'sub/b.bin')));
     expect(inodeOf(join(data(id2!), 'a.txt'))).not.toBe(inodeOf(join(data(id1!), 'a.txt')));
     expect(readFileSync(join(data(id2!), 'a.txt'), 'utf8')).toBe('alpha, changed\n');
+    // The first copy was compared file by file; the second, its new files by checksum and the
+    // rest (hard links to the first copy) by size, time and mode.
+    expect(recordsOf(d, 'copy').map((c) => c.verified.scope)).toEqual(['full', 'changed']);
     sameTree(join(d.target, 'web01/docs/snapshots', id2!), at(id2!));
 
     // One byte flipped at CSC, same size and time: only reading the bytes can tell.

@@ -20,6 +20,12 @@ export const copyRecord = z
     verified: z
       .object({
         method: z.enum(['rehash', 'rsync-checksum']),
+        /**
+         * `full`: every file compared by checksum at both ends. `changed`: the files stored
+         * anew in this copy by checksum, the others (hard links to a copy compared when it was
+         * made) by name, type, size, time and mode.
+         */
+        scope: z.enum(['changed', 'full']).optional(),
         result: z.enum(['ok', 'failed']),
         manifest: sha256Digest,
       })
