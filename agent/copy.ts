@@ -144,7 +144,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     return { summary, ref: { id, target: 'secondary' as const, location: store.snapshotLocation(id), digest: digestOf(bytes), manifest: summary.manifest } };
   };
   const scope = new Map<string, 'changed' | 'full'>();
-  const record = async (id: string, started: Date, method: 'rsync-checksum', repair: boolean) => {
+  const record = async (id: string, started: Date, method: 'rsync-checksum', repair: boolean, seconds?: Record<string, number>) => {
     const { summary, ref } = await snapshotRef(id);
     const body: RecordBody<'copy'> = {
       repository: repo.name,
@@ -163,7 +163,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     };
     const appended = await records.append('copy', body);
     copied.push(id);
-    ctx.reporter.event({ type: 'copied', repository: repo.name, snapshot: id, seq: appended.seq, repair });
+    ctx.reporter.event({ type: 'copied', repository: repo.name, snapshot: id, seq: appended.seq, repair, ...(seconds ? { seconds } : {}) });
   };
 
   const scratch = await mkdtemp(join(tmpdir(), 'respaldo-copy-'));
@@ -185,13 +185,17 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const waited = ctx.now().getTime() - (state.recorded.get(id)?.getTime() ?? 0);
       if (waited > STALE_MS) await checkPrimary(job, id);
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
+      const t0 = performance.now();
       const only = linkFrom ? await storedAnew(primary, id, linkFrom, scratch) : undefined;
-      await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal, false, only);
+      const phases = await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal, false, only);
       scope.set(id, only ? 'changed' : 'full');
+      const t1 = performance.now();
       await store.publish(id, false, ctx.signal);
       there.push(id);
       there.sort(compareSnapshotIds);
-      await record(id, started, 'rsync-checksum', false);
+      const t2 = performance.now();
+      const secs = (ms: number) => Math.round(ms) / 1000;
+      await record(id, started, 'rsync-checksum', false, { list: secs(t1 - t0 - (phases.transfer + phases.compare) * 1000), ...phases, publish: secs(t2 - t1) });
     }
     for (const id of mismatched) {
       if (ctx.signal.aborted || !there.includes(id) || copied.includes(id)) continue;
@@ -295,11 +299,14 @@ function problemOf(line: string): { path: string; problem: string } {
  * from an older copy that was damaged since makes a full comparison differ: the snapshot is
  * then copied once more with `--checksum`, which links a file only when its bytes match.
  */
-async function deliverExact(store: SecondaryStore, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false, only?: { list: string; count: number }): Promise<void> {
+async function deliverExact(store: SecondaryStore, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false, only?: { list: string; count: number }): Promise<{ transfer: number; compare: number }> {
+  const t0 = performance.now();
+  let t1 = t0;
   try {
     // The disk at CSC writes the copy back while the comparison reads it from its cache.
     const compare = async () => (await Promise.all([store.differences(dir, id, 'incomplete', signal, checksum ? undefined : only), store.flush(id, signal)]))[0];
     await store.deliver(dir, id, linkFrom, checksum, signal);
+    t1 = performance.now();
     let differences = await compare();
     if (differences.length && linkFrom && !checksum) {
       await store.deliver(dir, id, linkFrom, true, signal);
@@ -309,6 +316,7 @@ async function deliverExact(store: SecondaryStore, dir: string, id: string, link
       throw new BackupFailure('copy', `the copy of snapshot ${id} at the secondary target does not match the primary's after the transfer: ${differences.length} difference(s); first: ${differences[0]}`, "check the secondary target's disk (dmesg, smartctl); the copy is retried on the next run", {
         detail: differences.slice(0, 20).join('\n'),
       });
+    return { transfer: Math.round(t1 - t0) / 1000, compare: Math.round(performance.now() - t1) / 1000 };
   } catch (e) {
     await store.discard(id);
     throw e;

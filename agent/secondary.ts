@@ -75,7 +75,7 @@ export class SecondaryTarget {
   }
 
   /** ssh's options: batch mode, the pinned host key and nothing else, the key file, the port. */
-  private async sshOptions(): Promise<string[]> {
+  private async sshOptions(shared = true): Promise<string[]> {
     const l = this.location;
     if (l.kind !== 'ssh') return [];
     if (l.hostKey) await (this.pinned ??= this.pinHostKey(l.host, l.port, l.hostKey));
@@ -91,7 +91,7 @@ export class SecondaryTarget {
       '-o', 'LogLevel=ERROR',
       // One connection for the whole run: a copy takes some ten commands, and each new
       // handshake costs a round trip and a key exchange (close() ends it).
-      ...(this.multiplexed() ? ['-o', 'ControlMaster=auto', '-o', `ControlPath=${this.controlPath()}`, '-o', 'ControlPersist=120'] : []),
+      ...(shared && this.multiplexed() ? ['-o', 'ControlMaster=auto', '-o', `ControlPath=${this.controlPath()}`, '-o', 'ControlPersist=120'] : []),
       ...(l.identity ? ['-o', 'IdentitiesOnly=yes', '-i', l.identity] : []),
       ...(l.port ? ['-p', String(l.port)] : []),
     ]; // prettier-ignore
@@ -124,8 +124,11 @@ export class SecondaryTarget {
   }
 
   /** rsync's way to reach the target: `--secluded-args -e 'ssh …'` for SSH, nothing for a local path. */
-  async rsyncShell(): Promise<string[]> {
+  async rsyncShell(bulk = false): Promise<string[]> {
     if (this.location.kind !== 'ssh') return [];
+    // A bulk transfer gets its own connection: through the shared one, every byte would pass
+    // through the master ssh process too (a quarter more time on loopback).
+    if (bulk) return ['--secluded-args', '-e', ['ssh', ...(await this.sshOptions(false)), '-o', 'ControlMaster=no', '-o', 'ControlPath=none'].map(rsyncWord).join(' ')];
     // --secluded-args: the paths travel inside rsync's protocol, not through the remote
     // shell, so an rsync older than 3.2.4 does not split a path at its spaces.
     return ['--secluded-args', '-e', ['ssh', ...(await this.sshOptions())].map(rsyncWord).join(' ')];
@@ -227,7 +230,7 @@ export class SecondaryStore {
       ...(checksum ? ['--checksum'] : []),
       // Relative to the destination folder, so the same on both sides of the connection.
       ...(linkFrom ? [`--link-dest=../../snapshots/${linkFrom}/`] : []),
-      ...(await this.target.rsyncShell()),
+      ...(await this.target.rsyncShell(true)),
       `${dir}/`,
       `${this.target.rsyncPath(incomplete)}/`,
     ];

@@ -115,6 +115,8 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     // first run after it is back.
     if (config.targets.secondary) {
       const secondary = new SecondaryTarget(config.targets.secondary, config.state);
+      // The connection to CSC is opened while the records are read (its failure is each repository's to record).
+      secondary.check(ctx.signal).catch(() => {});
       const states = await readCopyStates(records);
       try {
         for (const repo of config.repositories) {
