@@ -144,14 +144,12 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     return { summary, ref: { id, target: 'secondary' as const, location: store.snapshotLocation(id), digest: digestOf(bytes), manifest: summary.manifest } };
   };
   const scope = new Map<string, 'changed' | 'full'>();
+  /** What copy and verify records begin with: the repository, who ran it, when. */
+  const about = (started: Date) => ({ repository: repo.name, kind: repo.kind, ...who, started: started.toISOString(), finished: ctx.now().toISOString() });
   const record = async (id: string, started: Date, method: 'rsync-checksum', repair: boolean, seconds?: Record<string, number>) => {
     const { summary, ref } = await snapshotRef(id);
     const body: RecordBody<'copy'> = {
-      repository: repo.name,
-      kind: repo.kind,
-      ...who,
-      started: started.toISOString(),
-      finished: ctx.now().toISOString(),
+      ...about(started),
       snapshot: ref,
       from: 'primary',
       to: 'secondary',
@@ -210,11 +208,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const differences = await store.differences(primary.snapshotDir(recheck), recheck, 'snapshots', ctx.signal);
       const { summary, ref } = await snapshotRef(recheck);
       const appended = await records.append('verify', {
-        repository: repo.name,
-        kind: repo.kind,
-        ...who,
-        started: started.toISOString(),
-        finished: ctx.now().toISOString(),
+        ...about(started),
         snapshot: ref,
         checksum: { scope: 'full', files: summary.size.files, bytes: summary.size.bytes, mismatches: differences.length },
         result: differences.length ? 'failed' : 'ok',

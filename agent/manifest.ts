@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { lstatSync } from 'node:fs';
 import { finished } from 'node:stream/promises';
-import { encodeName, entryPath, type ManifestEntry } from '../schemas/manifest.js';
+import { encodeName, entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
 import { statOf, type HashJob, type HashPool, type HashResult } from './hashing.js';
 import { FixedRecords, IntMap, writeHex } from './tables.js';
 import type { TransferLog } from './transfers.js';
@@ -550,7 +550,7 @@ export async function checkSnapshot(store: RepositoryStore, id: string, pool: Ha
     // A manifest that names a path above the snapshot was not written by respaldo: reading
     // it would read some other file (as root).
     const rel = entryPath(entry);
-    if (rel.length === 0 || rel[0] === 0x2f || rel.includes(0) || rel.toString('latin1').split('/').some((p) => p === '..' || p === '.' || p === ''))
+    if (!insideSnapshot(rel))
       throw new BackupFailure('manifest', `the manifest of snapshot ${id} names "${rel.toString('utf8')}", which is not a path inside the snapshot`, 'the manifest was altered (respaldo never writes such a path): check who changed the backup disk; nothing was read from it');
     batch.push(entry);
     if (batch.length >= BATCH_FILES) await flush();

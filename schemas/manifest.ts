@@ -41,3 +41,12 @@ export function encodeName(bytes: Buffer, field: 'path' | 'target'): Record<stri
 export function entryPath(entry: Pick<ManifestEntry, 'path' | 'path_b64'>): Buffer {
   return entry.path !== undefined ? Buffer.from(entry.path) : Buffer.from(entry.path_b64!, 'base64');
 }
+
+/**
+ * Whether a manifest's path stays inside the snapshot's data folder: relative, no empty,
+ * "." or ".." name, no NUL. respaldo never writes another; a manifest that holds one was
+ * altered, and following it would read or write some other file.
+ */
+export function insideSnapshot(rel: Buffer): boolean {
+  return rel.length > 0 && rel[0] !== 0x2f && !rel.includes(0) && !rel.toString('latin1').split('/').some((p) => p === '..' || p === '.' || p === '');
+}

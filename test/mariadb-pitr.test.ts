@@ -4,60 +4,18 @@
  * archived by every backup and by `respaldo db archive-binlogs`, and `respaldo restore --at`
  * bringing a deleted row back in a new instance.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployment, type Deployment, ids, lastRecord, ownedTempDir, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { MariadbServer } from './servers.js';
 
 const ZONE = 'America/Mexico_City';
 const PASSWORD = 'pitr-S3cret';
 
 const my = ids('mysql');
 
-/** A mariadbd on a data folder of its own, reached through a socket in a short folder. */
-class Server {
-  private child: ChildProcess | undefined;
-  constructor(
-    readonly data: string,
-    readonly sock: string,
-  ) {}
-
-  /** A new server: mariadb-install-db into a folder the mysql user owns. */
-  static init(): Server {
-    const dir = ownedTempDir('respaldo-mypitr-', my, 0o700);
-    execFileSync(my.as[0]!, [...my.as.slice(1), 'mariadb-install-db', '--no-defaults', `--datadir=${join(dir, 'data')}`, '--skip-test-db', '--skip-name-resolve'], { stdio: 'ignore' });
-    return new Server(join(dir, 'data'), join(dir, 's'));
-  }
-
-  /** With binary logs (row format) or without. */
-  async start(binlog: boolean): Promise<void> {
-    const log = join(this.sock, '..', 'error.log');
-    this.child = spawn(
-      my.as[0]!,
-      [...my.as.slice(1), 'setpriv', '--pdeathsig', 'KILL', '--', '/usr/sbin/mariadbd', '--no-defaults', `--datadir=${this.data}`, `--socket=${this.sock}`, '--skip-networking', `--log-error=${log}`, `--pid-file=${this.sock}.pid`, '--innodb-flush-log-at-trx-commit=0', ...(binlog ? [`--log-bin=${join(this.data, 'binlog')}`, '--server-id=1', '--binlog-format=ROW'] : [])],
-      { stdio: 'ignore' },
-    );
-    for (let i = 0; ; i++) {
-      if (spawnSync('mariadb-admin', ['--no-defaults', `--socket=${this.sock}`, '--user=root', 'ping'], { stdio: 'ignore' }).status === 0) return;
-      if (this.child.exitCode !== null || i > 300) throw new Error(`the test's mariadbd did not start: ${existsSync(log) ? readFileSync(log, 'utf8').slice(-2000) : ''}`);
-      await sleep(100);
-    }
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
-
-  /** Runs SQL as root over the socket; the rows, tab-separated. */
-  sql(statements: string, db?: string): string {
-    return execFileSync('mariadb', ['--no-defaults', `--socket=${this.sock}`, '--user=root', '--batch', '--skip-column-names', ...(db ? [`--database=${db}`] : []), '-e', statements], { encoding: 'utf8' }).trim();
-  }
-}
 
 
 /** The binary log's times are whole seconds: a window opens at the second after the dump began. */
@@ -66,13 +24,13 @@ const leftovers = () => [...readdirSync('/tmp'), ...readdirSync(tmpdir())].filte
 const binlogs = (dir: string) => readdirSync(dir).filter((n) => /^binlog\.\d+$/.test(n)).sort();
 
 describe('MariaDB point-in-time recovery', () => {
-  const servers: Server[] = [];
-  let server: Server;
+  const servers: MariadbServer[] = [];
+  let server: MariadbServer;
   let passwords: string;
   const repo = (name: string, user = 'respaldo') => ({ name, kind: 'database', engine: 'mariadb', connection: { host: server.sock, user, 'password-file': join(passwords, 'pass') }, databases: ['shop', 'crm'], pitr: true });
 
   beforeAll(async () => {
-    server = Server.init();
+    server = MariadbServer.init();
     servers.push(server);
     await server.start(false);
     server.sql(`CREATE USER respaldo@localhost IDENTIFIED BY '${PASSWORD}';
@@ -174,7 +132,7 @@ describe('MariaDB point-in-time recovery', () => {
     // The restored folder, started as a new instance: order 42 is back, the later rows are not.
     const run = tempDir('respaldo-mypitr-');
     chownSync(run, my.uid, my.gid);
-    const clone = new Server(into, join(run, 's'));
+    const clone = new MariadbServer(into, join(run, 's'));
     servers.push(clone);
     await clone.start(false);
     expect(clone.sql('SELECT item FROM orders WHERE id = 42', 'shop')).toBe('order 42');

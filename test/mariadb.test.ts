@@ -5,13 +5,12 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { deployment, type Deployment, ids, lastRecord, onFullTarget, ownedTempDir, sleep, tempDir, verified } from './helpers.js';
+import { deployment, type Deployment, freePort, ids, lastRecord, onFullTarget, ownedTempDir, sleep, tempDir, verified } from './helpers.js';
 
 const SECRET = `S3cret:with\\odd "chars' #x`;
 const sqlString = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
@@ -27,16 +26,6 @@ function sql(statements: string, db?: string, input?: Buffer): string {
   return execFileSync('mariadb', ['--no-defaults', '--protocol=SOCKET', `--socket=${sock}`, '--user=root', '--default-character-set=utf8mb4', '--batch', '--skip-column-names', ...(db ? [`--database=${db}`] : []), ...(input ? [] : ['-e', statements])], { encoding: 'utf8', ...(input ? { input } : {}) }).trim();
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 
 beforeAll(async () => {

@@ -3,71 +3,26 @@
  * up by `respaldo db setup-pitr --apply`, archiving through `respaldo wal-push`, nightly
  * base backups, and `respaldo restore --at` bringing a deleted row back in a new instance.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployment, type Deployment, ids, lastRecord, letOthersReach, MAIN, respaldo, ownedTempDir, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, letOthersReach, MAIN, respaldo, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { PgServer, switchAndArchive } from './servers.js';
 
-const PG_BIN = '/usr/lib/postgresql/15/bin';
 const ZONE = 'America/Mexico_City';
 
 const pg = ids('postgres');
 
-/** A PostgreSQL server in a folder of its own, on a Unix socket there (no TCP port). */
-class Server {
-  private child: ChildProcess | undefined;
-  log = '';
-  constructor(
-    readonly data: string,
-    readonly socket: string,
-  ) {}
-
-  static init(): Server {
-    const dir = ownedTempDir('respaldo-pitr-', pg, 0o755);
-    execFileSync(pg.as[0]!, [...pg.as.slice(1), join(PG_BIN, 'initdb'), '-D', join(dir, 'data'), '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], { stdio: 'ignore' });
-    return new Server(join(dir, 'data'), dir);
-  }
-
-  async start(): Promise<void> {
-    this.child = spawn(pg.as[0]!, [...pg.as.slice(1), join(PG_BIN, 'postgres'), '-D', this.data, '-k', this.socket, '-c', 'listen_addresses=', '-p', '5432', '-c', 'fsync=off'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.child.stderr!.on('data', (c) => (this.log += c));
-    for (let i = 0; i < 200 && spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', this.socket]).status !== 0; i++) await sleep(100);
-    expect(spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', this.socket]).status, this.log).toBe(0);
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    child.kill('SIGINT');
-    await new Promise((r) => child.once('exit', r));
-  }
-
-  sql(sql: string, db = 'postgres'): string {
-    return execFileSync('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', this.socket, '-U', 'postgres', '-d', db, '-c', sql], { encoding: 'utf8' }).trim();
-  }
-}
-
-
-
-/** Switches to a new WAL segment and waits until the archive has the one just closed. */
-async function switchAndArchive(server: Server): Promise<string> {
-  const closed = server.sql('SELECT pg_walfile_name(pg_switch_wal())');
-  for (let i = 0; i < 200; i++) {
-    if (server.sql('SELECT coalesce(last_archived_wal, \'\') FROM pg_stat_archiver') >= closed) return closed;
-    await sleep(100);
-  }
-  throw new Error(`segment ${closed} was not archived: ${server.sql('SELECT last_failed_wal FROM pg_stat_archiver')}\n${server.log.slice(-2000)}`);
-}
 
 describe('PostgreSQL point-in-time recovery', () => {
-  const servers: Server[] = [];
-  let server: Server;
+  const servers: PgServer[] = [];
+  let server: PgServer;
   let d: Deployment;
   beforeAll(async () => {
     letOthersReach(MAIN);
-    server = Server.init();
+    server = PgServer.init();
     servers.push(server);
     await server.start();
     server.sql('CREATE DATABASE shop');
@@ -160,7 +115,7 @@ describe('PostgreSQL point-in-time recovery', () => {
 
     // The restored copy, started as a new instance: order 42 is back, the later rows are not.
     chownSync(parent, pg.uid, pg.gid);
-    const clone = new Server(into, parent);
+    const clone = new PgServer(into, parent);
     servers.push(clone);
     await clone.start();
     expect(clone.sql('SELECT item FROM orders WHERE id = 42', 'shop')).toBe('order 42');

@@ -5,69 +5,23 @@
  * snapshot does not need, the window of the kept snapshot has no gap, and a restore from
  * it still reaches a time inside it.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { deployment, ids, lastRecord, letOthersReach, MAIN, ownedTempDir, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { deployment, ids, lastRecord, letOthersReach, MAIN, sleep, tempDir, verified, wallClock } from './helpers.js';
+import { MariadbServer, PgServer, switchAndArchive } from './servers.js';
 
-const PG_BIN = '/usr/lib/postgresql/15/bin';
 const pg = ids('postgres');
-const my = ids('mysql');
-
-/** A PostgreSQL server in a folder of its own, on a Unix socket there (no TCP port), as in pitr.test.ts. */
-class Server {
-  private child: ChildProcess | undefined;
-  log = '';
-  constructor(
-    readonly data: string,
-    readonly socket: string,
-  ) {}
-
-  static init(): Server {
-    const dir = ownedTempDir('respaldo-prune-pg-', pg, 0o755);
-    execFileSync(pg.as[0]!, [...pg.as.slice(1), join(PG_BIN, 'initdb'), '-D', join(dir, 'data'), '-U', 'postgres', '--auth=trust', '--no-sync', '--no-instructions'], { stdio: 'ignore' });
-    return new Server(join(dir, 'data'), dir);
-  }
-
-  async start(): Promise<void> {
-    this.child = spawn(pg.as[0]!, [...pg.as.slice(1), join(PG_BIN, 'postgres'), '-D', this.data, '-k', this.socket, '-c', 'listen_addresses=', '-p', '5432', '-c', 'fsync=off'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.child.stderr!.on('data', (c) => (this.log += c));
-    for (let i = 0; i < 200 && spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', this.socket]).status !== 0; i++) await sleep(100);
-    expect(spawnSync(join(PG_BIN, 'pg_isready'), ['-q', '-h', this.socket]).status, this.log).toBe(0);
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    child.kill('SIGINT');
-    await new Promise((r) => child.once('exit', r));
-  }
-
-  sql(sql: string, db = 'postgres'): string {
-    return execFileSync('psql', ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', this.socket, '-U', 'postgres', '-d', db, '-c', sql], { encoding: 'utf8' }).trim();
-  }
-
-  /** Closes the current WAL segment and waits until the archive has it. */
-  async switchAndArchive(): Promise<void> {
-    const closed = this.sql('SELECT pg_walfile_name(pg_switch_wal())');
-    for (let i = 0; i < 200; i++) {
-      if (this.sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= closed) return;
-      await sleep(100);
-    }
-    throw new Error(`segment ${closed} was not archived\n${this.log.slice(-2000)}`);
-  }
-}
 
 describe('prune with PostgreSQL point-in-time recovery', () => {
-  const servers: Server[] = [];
+  const servers: PgServer[] = [];
   afterAll(async () => {
     for (const s of servers) await s.stop();
   });
 
   it('deletes only the WAL older than the oldest kept base backup, and a restore from it still reaches a time in its window', async () => {
     letOthersReach(MAIN);
-    const server = Server.init();
+    const server = PgServer.init('respaldo-prune-pg-');
     servers.push(server);
     await server.start();
     server.sql('CREATE DATABASE shop');
@@ -87,7 +41,7 @@ describe('prune with PostgreSQL point-in-time recovery', () => {
     // Three nightly backups, each with its base backup, and writes (and closed segments) between them.
     for (let n = 0; n < 3; n++) {
       server.sql(`INSERT INTO orders SELECT g, 'night ${n}' FROM generate_series(${1000 + n * 100}, ${1099 + n * 100}) g`, 'shop');
-      await server.switchAndArchive();
+      await switchAndArchive(server);
       const run = await d.run('run', '--all');
       expect(run.code, run.stderr).toBe(0);
     }
@@ -114,7 +68,7 @@ describe('prune with PostgreSQL point-in-time recovery', () => {
     const noted = wallClock(new Date(), 'UTC');
     await sleep(1500);
     server.sql("INSERT INTO orders VALUES (5001, 'too late')", 'shop');
-    await server.switchAndArchive();
+    await switchAndArchive(server);
     const window = await d.run('restore', 'shop-db', '--list-window', '--json');
     expect(window.code, window.stderr).toBe(0);
     const shown = JSON.parse(window.stdout.trim().split('\n').at(-1)!).data;
@@ -128,7 +82,7 @@ describe('prune with PostgreSQL point-in-time recovery', () => {
     const restored = await d.run('restore', 'shop-db', '--at', noted, '--to', into);
     expect(restored.code, restored.stderr + restored.stdout).toBe(0);
     chownSync(parent, pg.uid, pg.gid);
-    const clone = new Server(into, parent);
+    const clone = new PgServer(into, parent);
     servers.push(clone);
     await clone.start();
     expect(clone.sql("SELECT count(*) FROM orders WHERE item LIKE 'night %'", 'shop')).toBe('300');
@@ -138,55 +92,16 @@ describe('prune with PostgreSQL point-in-time recovery', () => {
   }, 240_000);
 });
 
-/** A mariadbd with binary logs on a data folder of its own, reached through a socket (no TCP port), as in mariadb-pitr.test.ts. */
-class Mariadb {
-  private child: ChildProcess | undefined;
-  constructor(
-    readonly data: string,
-    readonly sock: string,
-  ) {}
-
-  static init(): Mariadb {
-    const dir = ownedTempDir('respaldo-prune-my-', my, 0o700);
-    execFileSync(my.as[0]!, [...my.as.slice(1), 'mariadb-install-db', '--no-defaults', `--datadir=${join(dir, 'data')}`, '--skip-test-db', '--skip-name-resolve'], { stdio: 'ignore' });
-    return new Mariadb(join(dir, 'data'), join(dir, 's'));
-  }
-
-  async start(): Promise<void> {
-    const log = join(this.sock, '..', 'error.log');
-    this.child = spawn(
-      my.as[0]!,
-      [...my.as.slice(1), 'setpriv', '--pdeathsig', 'KILL', '--', '/usr/sbin/mariadbd', '--no-defaults', `--datadir=${this.data}`, `--socket=${this.sock}`, '--skip-networking', `--log-error=${log}`, `--pid-file=${this.sock}.pid`, '--innodb-flush-log-at-trx-commit=0', `--log-bin=${join(this.data, 'binlog')}`, '--server-id=1', '--binlog-format=ROW'],
-      { stdio: 'ignore' },
-    );
-    for (let i = 0; ; i++) {
-      if (spawnSync('mariadb-admin', ['--no-defaults', `--socket=${this.sock}`, '--user=root', 'ping'], { stdio: 'ignore' }).status === 0) return;
-      if (this.child.exitCode !== null || i > 300) throw new Error(`the test's mariadbd did not start: ${existsSync(log) ? readFileSync(log, 'utf8').slice(-2000) : ''}`);
-      await sleep(100);
-    }
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
-
-  sql(statements: string): string {
-    return execFileSync('mariadb', ['--no-defaults', `--socket=${this.sock}`, '--user=root', '--batch', '--skip-column-names', '-e', statements], { encoding: 'utf8' }).trim();
-  }
-}
 
 describe('prune with MariaDB point-in-time recovery', () => {
-  let server: Mariadb | undefined;
+  let server: MariadbServer | undefined;
   afterAll(async () => {
     await server?.stop();
   });
 
   it('deletes only the binary logs older than the oldest kept dumps, and archiving does not fetch them again', async () => {
-    server = Mariadb.init();
-    await server.start();
+    server = MariadbServer.init('respaldo-prune-my-');
+    await server.start(true);
     server.sql("CREATE DATABASE shop; USE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, item VARCHAR(40) NOT NULL) ENGINE=InnoDB; INSERT INTO shop.orders SELECT seq, CONCAT('order ', seq) FROM seq_1_to_100;");
     const d = await deployment([{ name: 'shop-db', kind: 'database', engine: 'mariadb', connection: { host: server.sock, user: 'root' }, databases: ['shop'], pitr: true, verify: { restore: false }, retention: { 'keep-last': 1 } }], { host: 'db01', extra: { timezone: 'UTC' } });
     for (let n = 0; n < 3; n++) {

@@ -18,17 +18,7 @@ import { parseConfig } from '../dist/agent/config.js';
 import { loadKey } from '../dist/agent/keys.js';
 import { RecordStore } from '../dist/agent/records.js';
 import { memoryReporter } from '../dist/agent/report.js';
-import { deployment, describeTree, git, lastRecord, ROOT, tempDir, verified, writeTree, type Deployment } from './helpers.js';
-
-function clock(start: string) {
-  let now = new Date(start).getTime();
-  return {
-    now: () => new Date(now),
-    advance: (hours: number) => {
-      now += hours * 3_600_000;
-    },
-  };
-}
+import { clock, deployment, describeTree, type Deployment, git, lastRecord, ROOT, tempDir, verified, writeTree } from './helpers.js';
 
 /** The command functions with their own clock and reporter, as cron would run them hour after hour. */
 function agent(d: Deployment, start: string) {

@@ -12,17 +12,7 @@ import { runRun } from '../dist/agent/commands/run.js';
 import { runStatus } from '../dist/agent/commands/status.js';
 import { memoryReporter } from '../dist/agent/report.js';
 import { V8_FLAGS } from '../dist/agent/runtime.js';
-import { deployment, ROOT, tempDir, writeTree } from './helpers.js';
-
-function clock(start: string) {
-  let now = new Date(start).getTime();
-  return {
-    now: () => new Date(now),
-    advance: (hours: number) => {
-      now += hours * 3_600_000;
-    },
-  };
-}
+import { clock, deployment, ROOT, tempDir, writeTree } from './helpers.js';
 
 describe('schedules through runs', () => {
   it('does what is due, skips the rest, catches up after downtime', async () => {

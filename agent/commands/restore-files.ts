@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { compareSnapshotIds } from '../../schemas/common.js';
 import type { RepositoryConfig } from '../../schemas/config.js';
-import { entryPath } from '../../schemas/manifest.js';
+import { entryPath, insideSnapshot } from '../../schemas/manifest.js';
 import type { RecordBody } from '../../schemas/record.js';
 import type { Context } from '../context.js';
 import { copyLabel } from '../copy.js';
@@ -65,8 +65,7 @@ export function requestedPath(path: string): Buffer {
 
 /** A manifest's path, checked: a crafted manifest must not make the restore read or write outside the folder. */
 function safeEntry(rel: Buffer, file: string): Buffer {
-  const parts = rel.toString('latin1').split('/');
-  if (rel.length === 0 || rel[0] === 0x2f || parts.some((p) => p === '..' || p === '' || p === '.') || rel.includes(0))
+  if (!insideSnapshot(rel))
     throw new RespaldoError(`${file}: the manifest names "${rel.toString('utf8')}", which is not a path inside the snapshot`, {
       exitCode: Exit.nothing,
       hint: 'the manifest was altered (respaldo never writes such a path): nothing was restored from it; check who changed the backup disk',
