@@ -1,6 +1,8 @@
 /** A small pool of hashing worker threads (see hash-worker.ts). */
+import { createHash } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { Transform, type TransformCallback } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 
 /**
@@ -153,5 +155,25 @@ export class HashPool {
 
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/**
+ * A pass-through stream that hashes (SHA-1) and counts the bytes on their way to a file:
+ * a dump or a bundle is hashed as it is written, and the stored copy re-read against it.
+ */
+export class HashingStream extends Transform {
+  private readonly hash = createHash('sha1');
+  bytes = 0;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    cb(null, chunk);
+  }
+
+  /** The hex SHA-1 of everything that passed, once the stream has ended. */
+  sha1(): string {
+    return this.hash.digest('hex');
   }
 }

@@ -28,7 +28,6 @@
  * a password file HOME points at the temporary folder, where there is no ~/.my.cnf to
  * override it. Without one, the tools' usual ~/.my.cnf or unix_socket login applies.
  */
-import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
@@ -36,6 +35,7 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
+import { HashingStream } from '../hashing.js';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseDump, PitrInfo, RestoreCheck } from '../../schemas/database.js';
 import { BackupFailure, messageOf } from '../errors.js';
@@ -279,8 +279,7 @@ async function dumpOne(s: Sessions, database: string, rel: string, dataDir: stri
   let dump: ReturnType<typeof streamTool> | undefined;
   let writing: Promise<void> | undefined;
   let head = Buffer.alloc(0);
-  let bytes = 0;
-  const hash = createHash('sha1');
+  const hashing = new HashingStream();
   let binlog: Binlog | undefined;
   let counts: Map<string, number>;
   let errors: () => string = () => '';
@@ -307,13 +306,6 @@ async function dumpOne(s: Sessions, database: string, rel: string, dataDir: stri
     const inspect = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         if (head.length < 65536) head = Buffer.concat([head, chunk]).subarray(0, 65536);
-        cb(null, chunk);
-      },
-    });
-    const hashing = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        bytes += chunk.length;
         cb(null, chunk);
       },
     });
@@ -356,8 +348,8 @@ async function dumpOne(s: Sessions, database: string, rel: string, dataDir: stri
     if (!m || m[1] !== binlog.file || Number(m[2]) !== binlog.position)
       throw new BackupFailure('source', `the dump of "${database}" does not start at the binary-log position where its rows were counted (${binlog.file}:${binlog.position}, dump: ${m ? `${m[1]}:${m[2]}` : 'none'})`, 'run again; if it happens again, report it with this message; the previous snapshot is intact');
   }
-  written(rel, hash.digest('hex'));
-  return { bytes, counts, binlog };
+  written(rel, hashing.sha1());
+  return { bytes: hashing.bytes, counts, binlog };
 }
 
 export const mariadbEngine: Engine = {

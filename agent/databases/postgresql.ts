@@ -9,13 +9,12 @@
  * PGUSER, PGDATABASE) and a password through a temporary PGPASSFILE: never in argv, where
  * `ps` would show it, and never in a record.
  */
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { HashingStream } from '../hashing.js';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseDump, PitrInfo } from '../../schemas/database.js';
 import { BackupFailure, messageOf } from '../errors.js';
@@ -120,21 +119,13 @@ async function dumpOne(repo: DatabaseRepositoryConfig, database: string, rel: st
     });
     counting.catch(() => {});
     const path = join(dataDir, rel);
-    const hash = createHash('sha1');
     const { child, done } = streamTool(bin('pg_dump'), ['--format=custom', '--no-password', `--snapshot=${snapshot}`], { env: dbEnv, signal });
-    let bytes = 0;
-    const hashing = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        hash.update(chunk);
-        bytes += chunk.length;
-        cb(null, chunk);
-      },
-    });
+    const hashing = new HashingStream();
     const writing = pipeline(child.stdout!, hashing, createWriteStream(path, { flags: 'wx' }));
     const [result] = await Promise.all([done, writing.catch((e: unknown) => { child.kill('SIGTERM'); throw e; })]);
     if (result.code !== 0) throw failure(repo, database, 'pg_dump', result.stderr, result.code);
-    written(rel, hash.digest('hex'));
-    return { bytes, counts: await counting, version: version.split(' ')[0] ?? version };
+    written(rel, hashing.sha1());
+    return { bytes: hashing.bytes, counts: await counting, version: version.split(' ')[0] ?? version };
   } finally {
     await session.query('COMMIT;').catch(() => {});
     await session.close();

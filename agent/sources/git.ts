@@ -20,8 +20,8 @@ import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { lstat, mkdir, realpath, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { HashingStream } from '../hashing.js';
 import type { RepositoryConfig } from '../../schemas/config.js';
 import type { GitBundle, GitInfo, GitRef } from '../../schemas/git.js';
 import { BackupFailure } from '../errors.js';
@@ -257,15 +257,7 @@ async function uncommitted(r: GitRepository, env: NodeJS.ProcessEnv, signal: Abo
  */
 async function writeBundle(r: GitRepository, file: string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<{ sha1: string; bytes: number }> {
   const { child, done } = streamTool('git', ['-C', r.real, 'bundle', 'create', '--quiet', '-', '--all'], { env: gitEnv(env, r.config), signal });
-  const hash = createHash('sha1');
-  let bytes = 0;
-  const hashing = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      cb(null, chunk);
-    },
-  });
+  const hashing = new HashingStream();
   const writing = pipeline(child.stdout!, hashing, createWriteStream(file, { flags: 'wx' }));
   const [result] = await Promise.all([
     done,
@@ -280,7 +272,7 @@ async function writeBundle(r: GitRepository, file: string, env: NodeJS.ProcessEn
       ...(result.code === null ? {} : { exitCode: result.code }),
       ...(result.signal ? { signal: result.signal } : {}),
     });
-  return { sha1: hash.digest('hex'), bytes };
+  return { sha1: hashing.sha1(), bytes: hashing.bytes };
 }
 
 export interface BundleCheck {
