@@ -25,7 +25,7 @@ import type { HashPool } from './hashing.js';
 import { checkSnapshot } from './manifest.js';
 import type { RecordStore } from './records.js';
 import type { Redact } from './redact.js';
-import type { SecondaryStore, SecondaryTarget } from './secondary.js';
+import type { Secondary, SecondaryRepository } from './secondary.js';
 import type { RepositoryStore } from './target.js';
 
 /** What the host's records say about one repository's copies. */
@@ -62,7 +62,7 @@ export interface CopyJob {
   config: Config;
   repository: RepositoryConfig;
   primary: RepositoryStore;
-  secondary: SecondaryTarget;
+  secondary: Secondary;
   records: RecordStore;
   pool: HashPool;
   trigger: 'scheduled' | 'manual';
@@ -137,7 +137,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       }
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
       await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal);
-      await store.publish(id, false, ctx.signal);
+      await store.publish(primary.snapshotDir(id), id, false, ctx.signal);
       there.push(id);
       there.sort(compareSnapshotIds);
       await record(id, started, 'rsync-checksum', false);
@@ -187,13 +187,17 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   }
 }
 
-/** "path: what differs" from one of rsync's itemized lines ("`>fc.t...... data/etc/x`"). */
+/**
+ * "path: what differs" from one of rsync's itemized lines ("`<fc.t...... data/etc/x`"): a
+ * file to send is `<f` when the target is remote (SSH, a daemon), `>f` when it is a path.
+ */
 function problemOf(line: string): { path: string; problem: string } {
   const [flags = '', ...rest] = line.split(' ');
   const path = rest.join(' ');
+  const file = /^[<>]f/.test(flags);
   if (flags === '*deleting') return { path, problem: 'at the secondary target but not in the primary snapshot' };
-  if (flags.startsWith('>f') && flags[2] === '+') return { path, problem: 'missing at the secondary target' };
-  if (flags.startsWith('>f') && flags[2] === 'c') return { path, problem: 'its bytes differ from the primary\'s copy (checksum)' };
+  if (file && flags[2] === '+') return { path, problem: 'missing at the secondary target' };
+  if (file && flags[2] === 'c') return { path, problem: 'its bytes differ from the primary\'s copy (checksum)' };
   return { path, problem: `differs from the primary's copy (rsync: ${flags})` };
 }
 
@@ -202,7 +206,7 @@ function problemOf(line: string): { path: string; problem: string } {
  * from an older copy that has been damaged since would make the new copy differ too: then
  * it is copied once more with `--checksum`, which links a file only when its bytes match.
  */
-async function deliverExact(store: SecondaryStore, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false): Promise<void> {
+async function deliverExact(store: SecondaryRepository, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false): Promise<void> {
   try {
     // The disk at CSC writes the copy back while the comparison reads it from its cache.
     const compare = async () => (await Promise.all([store.differences(dir, id, 'incomplete', signal), store.flush(id, signal)]))[0];
@@ -226,7 +230,7 @@ async function deliverExact(store: SecondaryStore, dir: string, id: string, link
  * Replaces a damaged copy at CSC. The primary's copy is re-read against its manifest
  * first: a repair from a primary that is damaged itself would spread the damage.
  */
-async function replace(job: CopyJob, store: SecondaryStore, id: string, differences: string[]): Promise<void> {
+async function replace(job: CopyJob, store: SecondaryRepository, id: string, differences: string[]): Promise<void> {
   const check = await checkSnapshot(job.primary, id, job.pool, job.ctx.signal);
   if (check.checksum.mismatches > 0)
     throw new BackupFailure(
@@ -237,5 +241,5 @@ async function replace(job: CopyJob, store: SecondaryStore, id: string, differen
     );
   // Linked to the damaged copy only where the bytes match (--checksum from the start).
   await deliverExact(store, job.primary.snapshotDir(id), id, id, job.ctx.signal, true);
-  await store.publish(id, true, job.ctx.signal);
+  await store.publish(job.primary.snapshotDir(id), id, true, job.ctx.signal);
 }
