@@ -6,16 +6,20 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isMap, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { ZodIssue } from 'zod';
-import { configExamples, hostConfig, parseSshUrl, type HostConfig, type SecondarySpec } from '../schemas/config.js';
+import { configExamples, hostConfig, parseRsyncUrl, parseSshUrl, type HostConfig, type SecondarySpec } from '../schemas/config.js';
 import { Exit, RespaldoError } from './errors.js';
 
 export const DEFAULT_CONFIG = '/etc/respaldo/agent.yaml';
 const DEFAULT_STATE = '/var/lib/respaldo/state';
 
-/** Where CSC's copy goes: a local path, or a folder on a host reached over SSH. */
+/**
+ * Where CSC's copy goes: a local path, a folder on a host reached over SSH, or a folder in
+ * a module of an rsync daemon (`path` is then `/<module>/<folder>`, as the daemon's urls name it).
+ */
 export type SecondaryLocation =
   | { kind: 'local'; path: string }
-  | { kind: 'ssh'; user: string | undefined; host: string; path: string; port: number | undefined; identity: string | undefined; hostKey: string | undefined; knownHosts: string | undefined };
+  | { kind: 'ssh'; user: string | undefined; host: string; path: string; port: number | undefined; identity: string | undefined; hostKey: string | undefined; knownHosts: string | undefined }
+  | { kind: 'rsync'; user: string | undefined; host: string; port: number | undefined; module: string; path: string; passwordFile: string | undefined };
 
 /** A validated host config with every path made absolute. */
 export type Config = Omit<HostConfig, 'targets'> & { file: string; state: string; targets: { primary: string; secondary: SecondaryLocation | undefined } };
@@ -23,6 +27,11 @@ export type Config = Omit<HostConfig, 'targets'> & { file: string; state: string
 /** The secondary target as the agent uses it (the schema checked its form). */
 function secondaryLocation(spec: SecondarySpec, abs: (p: string) => string): SecondaryLocation {
   const url = typeof spec === 'string' ? spec : spec.url;
+  const daemon = parseRsyncUrl(url);
+  if (daemon) {
+    const file = typeof spec === 'string' ? undefined : spec['password-file'];
+    return { kind: 'rsync', user: daemon.user, host: daemon.host, port: daemon.port, module: daemon.module, path: `/${daemon.module}${daemon.path}`, passwordFile: file ? abs(file) : undefined };
+  }
   const ssh = parseSshUrl(url);
   if (!ssh) return { kind: 'local', path: abs(url) };
   const opts = typeof spec === 'string' ? undefined : spec;

@@ -28,7 +28,7 @@ import type { HashPool } from './hashing.js';
 import { checkSnapshot } from './manifest.js';
 import { RecordStore } from './records.js';
 import type { Redact } from './redact.js';
-import type { SecondaryStore, SecondaryTarget } from './secondary.js';
+import type { Secondary, SecondaryRepository } from './secondary.js';
 import type { RepositoryStore } from './target.js';
 
 /** What the records say about one repository's copies. */
@@ -96,7 +96,7 @@ export interface CopyJob {
   config: Config;
   repository: RepositoryConfig;
   primary: RepositoryStore;
-  secondary: SecondaryTarget;
+  secondary: Secondary;
   records: RecordStore;
   pool: HashPool;
   trigger: 'scheduled' | 'manual';
@@ -188,7 +188,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const phases = await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal, false, only);
       scope.set(id, only ? 'changed' : 'full');
       const t1 = performance.now();
-      await store.publish(id, false, ctx.signal);
+      await store.publish(primary.snapshotDir(id), id, false, ctx.signal);
       there.push(id);
       there.sort(compareSnapshotIds);
       const t2 = performance.now();
@@ -275,13 +275,17 @@ async function storedAnew(primary: RepositoryStore, id: string, linkFrom: string
   return { list, count: names.length };
 }
 
-/** "path: what differs" from one of rsync's itemized lines ("`>fc.t...... data/etc/x`"). */
+/**
+ * "path: what differs" from one of rsync's itemized lines ("`<fc.t...... data/etc/x`"): a
+ * file to send is `<f` when the target is remote (SSH, a daemon), `>f` when it is a path.
+ */
 function problemOf(line: string): { path: string; problem: string } {
   const [flags = '', ...rest] = line.split(' ');
   const path = rest.join(' ');
+  const file = /^[<>]f/.test(flags);
   if (flags === '*deleting') return { path, problem: 'at the secondary target but not in the primary snapshot' };
-  if (flags.startsWith('>f') && flags[2] === '+') return { path, problem: 'missing at the secondary target' };
-  if (flags.startsWith('>f') && flags[2] === 'c') return { path, problem: 'its bytes differ from the primary\'s copy (checksum)' };
+  if (file && flags[2] === '+') return { path, problem: 'missing at the secondary target' };
+  if (file && flags[2] === 'c') return { path, problem: 'its bytes differ from the primary\'s copy (checksum)' };
   return { path, problem: `differs from the primary's copy (rsync: ${flags})` };
 }
 
@@ -293,7 +297,7 @@ function problemOf(line: string): { path: string; problem: string } {
  * from an older copy that was damaged since makes a full comparison differ: the snapshot is
  * then copied once more with `--checksum`, which links a file only when its bytes match.
  */
-async function deliverExact(store: SecondaryStore, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false, only?: { list: string; count: number }): Promise<{ transfer: number; compare: number }> {
+async function deliverExact(store: SecondaryRepository, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false, only?: { list: string; count: number }): Promise<{ transfer: number; compare: number }> {
   const t0 = performance.now();
   let t1 = t0;
   try {
@@ -333,9 +337,9 @@ async function checkPrimary(job: CopyJob, id: string, context = '', differences:
  * Replaces a damaged copy at CSC. The primary's copy is re-read against its manifest
  * first: a repair from a primary that is damaged itself would spread the damage.
  */
-async function replace(job: CopyJob, store: SecondaryStore, id: string, differences: string[]): Promise<void> {
+async function replace(job: CopyJob, store: SecondaryRepository, id: string, differences: string[]): Promise<void> {
   await checkPrimary(job, id, `the copy of snapshot ${id} at the secondary target differs from the primary's (${differences.length} place(s)), and `, differences);
   // Linked to the damaged copy only where the bytes match (--checksum from the start).
   await deliverExact(store, job.primary.snapshotDir(id), id, id, job.ctx.signal, true);
-  await store.publish(id, true, job.ctx.signal);
+  await store.publish(job.primary.snapshotDir(id), id, true, job.ctx.signal);
 }

@@ -19,6 +19,7 @@ export function pathRedactor(config: Config, repo: RepositoryConfig | undefined)
           [config.targets.secondary.knownHosts, '{secondary.known-hosts}'],
         ].filter((r): r is [string, string] => r[0] !== undefined))
       : []),
+    ...(config.targets.secondary?.kind === 'rsync' && config.targets.secondary.passwordFile ? [[config.targets.secondary.passwordFile, '{secondary.password-file}'] as [string, string]] : []),
     [config.records, '{records}'],
     [config.state, '{state}'],
     [config.key, '{key}'],

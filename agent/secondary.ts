@@ -8,6 +8,9 @@
  * arguments, run locally or through ssh with each word quoted: a path with spaces, quotes
  * or `$` reaches the far side as it is. ssh runs in BatchMode with CSC's host key pinned,
  * so a cron run never waits at a prompt nor talks to an impostor.
+ *
+ * A module of an rsync daemon (`rsync://…`) runs no script: `RsyncDaemonTarget`
+ * (secondary-rsyncd.ts) reaches it, with the same interface (`Secondary` below).
  */
 import { mkdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -19,6 +22,7 @@ import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
 import { writeFileAtomic } from './fsutil.js';
+import type { PruneStore } from './prune.js';
 
 const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
 
@@ -39,15 +43,53 @@ function rsyncWord(word: string): string {
 }
 
 /** rsync's options for copies and for comparing them: the primary's snapshot exactly, times to the nanosecond. */
-const COPY_ARGS = ['-a', '--numeric-ids', '--modify-window=-1', '--delete'];
+export const COPY_ARGS = ['-a', '--numeric-ids', '--modify-window=-1', '--delete'];
 
-export class SecondaryTarget {
+/**
+ * CSC's target as the copy, the restore and the prune use it, however it is reached:
+ * `SecondaryTarget` (a local path, SSH) and `RsyncDaemonTarget` (an rsync daemon).
+ * `openSecondary` (secondary-rsyncd.ts) picks the one the config names.
+ */
+export interface Secondary {
+  readonly role: 'secondary';
+  /** How messages name the target. */
+  readonly display: string;
+  /** Fails (a BackupFailure) when CSC cannot take a copy; asked once per run. */
+  check(signal?: AbortSignal): Promise<void>;
+  repository(host: string, name: string): SecondaryRepository;
+  /** Ends what the run opened (a shared SSH connection). */
+  close(): Promise<void>;
+  /** rsync's options to reach the target: `-e 'ssh …'`, a daemon's time limits, nothing for a path; `bulk`: for a large transfer. */
+  rsyncShell(bulk?: boolean): Promise<string[]>;
+  /** The environment rsync needs (a daemon's password); undefined: the agent's own. */
+  rsyncEnv(): Promise<NodeJS.ProcessEnv | undefined>;
+  /** A path at the target as rsync's source or destination. */
+  rsyncPath(path: string): string;
+}
+
+/** One repository's folder on CSC's target: what copy.ts delivers to and prune.ts prunes. */
+export interface SecondaryRepository extends PruneStore {
+  /** `<root>/<host>/<repository>`, as `rsyncPath` takes it. */
+  readonly base: string;
+  snapshotLocation(id: string): string;
+  snapshots(signal?: AbortSignal): Promise<string[]>;
+  deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal): Promise<void>;
+  /** With `only`: those files by checksum, the tree by metadata (see SecondaryStore); a target may compare everything instead. */
+  differences(dir: string, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal, only?: { list: string; count: number }): Promise<string[]>;
+  flush(id: string, signal?: AbortSignal): Promise<void>;
+  /** Makes a delivered and compared copy of the primary's snapshot `dir` the complete snapshot. */
+  publish(dir: string, id: string, replace: boolean, signal?: AbortSignal): Promise<void>;
+  deliverArchive(archive: string, signal?: AbortSignal): Promise<void>;
+  discard(id: string): Promise<void>;
+}
+
+export class SecondaryTarget implements Secondary {
   readonly role = 'secondary' as const;
   /** How messages name the target: `csc@host:/srv/respaldos` or the local path. */
   readonly display: string;
 
   constructor(
-    readonly location: SecondaryLocation,
+    readonly location: Exclude<SecondaryLocation, { kind: 'rsync' }>,
     /** The agent's state folder, where the pinned host key is written as a known_hosts file. */
     private readonly state: string,
   ) {
@@ -134,6 +176,11 @@ export class SecondaryTarget {
     return ['--secluded-args', '-e', ['ssh', ...(await this.sshOptions())].map(rsyncWord).join(' ')];
   }
 
+  /** ssh reads its key from the identity file: rsync needs nothing more. */
+  async rsyncEnv(): Promise<undefined> {
+    return undefined;
+  }
+
   /** A path at the target as rsync's source or destination. */
   rsyncPath(path: string): string {
     return this.location.kind === 'ssh' ? `${this.sshDest()}:${path}` : path;
@@ -188,7 +235,7 @@ export class SecondaryTarget {
 }
 
 /** One repository's folder on the secondary target. */
-export class SecondaryStore {
+export class SecondaryStore implements SecondaryRepository {
   constructor(
     readonly target: SecondaryTarget,
     readonly base: string,
@@ -290,7 +337,7 @@ export class SecondaryStore {
    * `replace`, a damaged copy of the same snapshot is moved aside first and removed once
    * the new one is in place.
    */
-  async publish(id: string, replace: boolean, signal?: AbortSignal): Promise<void> {
+  async publish(_dir: string, id: string, replace: boolean, signal?: AbortSignal): Promise<void> {
     const script = replace
       ? 'mkdir -p "$4" && rm -rf "$4/$5" && { [ ! -e "$2" ] || mv -T "$2" "$4/$5"; } && mv -T "$1" "$2" && sync -f "$3" && rm -rf "$4/$5"'
       : '[ ! -e "$2" ] && mv -T "$1" "$2" && sync -f "$3"';

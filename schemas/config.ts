@@ -67,9 +67,28 @@ export function parseSshUrl(url: string): { user: string | undefined; host: stri
   return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), path: m[3]! };
 }
 
+/** `rsync://[user@]host[:port]/module[/path]`: a module of an rsync daemon. */
+const RSYNC_URL_RE = /^rsync:\/\/(?:([A-Za-z0-9._][A-Za-z0-9._-]*)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*)(?::(\d{1,5}))?\/([A-Za-z0-9._][A-Za-z0-9._-]*)((?:\/[^/]+)*)\/?$/;
+
 /**
- * The secondary target (CSC's copy, clause 4.1.6): a local path, or `user@host:/path` over
- * SSH with CSC's host key pinned, in BatchMode (never a prompt at 3 a.m.).
+ * The pieces of an rsync daemon target's url; undefined when it is not one. `path` is the
+ * folder inside the module ("" for the module's top). Its names must not hold rsync's
+ * wildcards (`*?[\`), which the daemon would expand, nor be `.` or `..`.
+ */
+export function parseRsyncUrl(url: string): { user: string | undefined; host: string; port: number | undefined; module: string; path: string } | undefined {
+  const m = RSYNC_URL_RE.exec(url);
+  if (!m) return undefined;
+  const path = m[5] ?? '';
+  if (/[*?[\\\0-\x1f]/.test(path) || path.split('/').some((p) => p === '.' || p === '..')) return undefined;
+  const port = m[3] === undefined ? undefined : Number(m[3]);
+  if (port !== undefined && (port < 1 || port > 65535)) return undefined;
+  return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), port, module: m[4]!, path };
+}
+
+/**
+ * The secondary target (CSC's copy, clause 4.1.6): a local path, `user@host:/path` over
+ * SSH with CSC's host key pinned, in BatchMode (never a prompt at 3 a.m.), or a module of
+ * an rsync daemon, `rsync://user@host/module/path`, with its password in a file.
  */
 export const secondarySpec = z.union([
   z.string().min(1),
@@ -86,15 +105,19 @@ export const secondarySpec = z.union([
         .optional(),
       /** Or a known_hosts file that holds CSC's host key. */
       'known-hosts': z.string().min(1).optional(),
+      /** rsync daemon targets: a file holding the module's password alone (mode 0600). */
+      'password-file': z.string().min(1).optional(),
     })
     .strict(),
 ]).superRefine((spec, ctx) => {
   const url = typeof spec === 'string' ? spec : spec.url;
   const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
   if (url.startsWith('rsync://')) {
-    at(`rsync daemon targets ("${url}") are not supported by this version of respaldo yet: a copy is published with a rename, which the rsync protocol cannot do; reach CSC over SSH instead ({ url: csc@host:/srv/respaldos, host-key: "ssh-ed25519 AAAA…" })`);
+    if (!parseRsyncUrl(url)) at(`"${url}" is not an rsync daemon target: write it as rsync://user@host/module/path (rsync://user@host:8873/module when the daemon listens on another port than 873); the path's names may not be "." or ".." nor hold * ? [ or \\`);
+    if (typeof spec !== 'string') for (const field of ['port', 'identity', 'host-key', 'known-hosts'] as const) if (spec[field] !== undefined) at(`"${field}" is for SSH targets (user@host:/path)${field === 'port' ? `; an rsync daemon's port goes in the url: rsync://host:8873/module` : ''}`);
     return;
   }
+  if (typeof spec !== 'string' && spec['password-file'] !== undefined) at(`"password-file" is for rsync daemon targets (rsync://user@host/module/path); "${url}" is not one`);
   const ssh = parseSshUrl(url);
   if (!ssh) {
     if (/^[^/]*:/.test(url)) at(`"${url}" is neither a local path nor user@host:/absolute/path`);

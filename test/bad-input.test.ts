@@ -56,8 +56,8 @@ describe('configuration errors', () => {
     expect(twice).toMatch(/twice\.yaml:10: repositories\[1\]\.name: repository name "b" is used twice/);
     const remote = await check('remote.yaml', `host: web01\nkey: /k\nrecords: /r\ntargets:\n  primary: csc@respaldos.example:/srv\nrepositories:\n  - name: a\n    kind: files\n    paths: [/a]\n`);
     expect(remote).toMatch(/remote\.yaml:5: targets\.primary: the primary target must be a local path .*put the remote target .* under targets\.secondary/);
-    const daemon = await check('daemon.yaml', `host: web01\nkey: /k\nrecords: /r\ntargets:\n  primary: /mnt/b\n  secondary: rsync://csc/respaldos\nrepositories:\n  - name: a\n    kind: files\n    paths: [/a]\n`);
-    expect(daemon).toMatch(/daemon\.yaml:6: targets\.secondary: rsync daemon targets .* are not supported by this version of respaldo yet/);
+    const daemon = await check('daemon.yaml', `host: web01\nkey: /k\nrecords: /r\ntargets:\n  primary: /mnt/b\n  secondary: rsync://csc\nrepositories:\n  - name: a\n    kind: files\n    paths: [/a]\n`);
+    expect(daemon).toMatch(/daemon\.yaml:6: targets\.secondary: "rsync:\/\/csc" is not an rsync daemon target: write it as rsync:\/\/user@host\/module\/path/);
     // MariaDB: a port written into the host, a socket without its path.
     const maria = await check('maria.yaml', `${base}repositories:\n  - name: d\n    kind: database\n    engine: mariadb\n    connection: { host: "db01.example:3307" }\n    databases: [shop]\n  - name: e\n    kind: database\n    engine: mariadb\n    connection: { host: mysqld.sock }\n    databases: [shop]\n`);
     expect(maria).toMatch(/maria\.yaml:10: repositories\[0\]\.connection: give the port in connection\.port, not in connection\.host: \{ host: db01\.example, port: 3307 \}/);

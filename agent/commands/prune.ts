@@ -17,7 +17,7 @@ import { lockAndRecover, openHost, operatorName, publishRecords, type Host } fro
 import { applyPrune, planPrune, pruneRecordBody, readVerifications, verificationKey, type PruneOutcome, type PrunePlan, type PruneStore, type PruneTarget } from '../prune.js';
 import { RecordStore } from '../records.js';
 import { describeRules, snapshotTime } from '../retention.js';
-import { SecondaryTarget } from '../secondary.js';
+import { openSecondary } from '../secondary-rsyncd.js';
 import { LocalTarget } from '../target.js';
 import { hostZone } from '../zoned.js';
 import { formatLocal } from './status.js';
@@ -46,7 +46,7 @@ function targetsOf(config: Config): TargetHandle[] {
   const primary = new LocalTarget('primary', config.targets.primary);
   const handles: TargetHandle[] = [{ role: 'primary', check: () => primary.check(), store: (name) => primary.repository(config.host, name) }];
   if (config.targets.secondary) {
-    const secondary = new SecondaryTarget(config.targets.secondary, config.state);
+    const secondary = openSecondary(config.targets.secondary, config.state);
     handles.push({ role: 'secondary', check: () => secondary.check(), store: (name) => secondary.repository(config.host, name), close: () => secondary.close() });
   }
   return handles;
@@ -109,7 +109,7 @@ export async function runPrune(ctx: Context, opts: PruneOptions): Promise<ExitCo
         try {
           if (opts.apply) {
             const leftovers = await store.removeLeftovers();
-            if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed what an interrupted prune left of snapshot(s) ${leftovers.join(', ')} on the ${t.role} target` });
+            if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed what an interrupted prune or copy left of snapshot(s) ${leftovers.join(', ')} on the ${t.role} target` });
           }
           // A snapshot that has not reached CSC yet is JAA's only copy of it: it stays until it has.
           const pinned = new Map<string, string>();

@@ -30,7 +30,8 @@ import { lastLines, runTool } from '../exec.js';
 import { exists } from '../fsutil.js';
 import { HashPool } from '../hashing.js';
 import { lockAndRecover, operatorName, publishRecords, type Host } from '../host.js';
-import { SecondaryTarget } from '../secondary.js';
+import type { Secondary } from '../secondary.js';
+import { openSecondary } from '../secondary-rsyncd.js';
 import { LocalTarget, RepositoryStore } from '../target.js';
 import { formatZoned, hostZone, parseZoned } from '../zoned.js';
 
@@ -171,7 +172,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
   const scratch = await mkdtemp(join(tmpdir(), 'respaldo-restore-'));
   const checked = { files: 0, bytes: 0, mismatches: 0 };
   let used: 'primary' | 'secondary' = 'primary';
-  let secondary: SecondaryTarget | undefined;
+  let secondary: Secondary | undefined;
   let resultRecorded = false;
   try {
     await mkdir(to, { recursive: true, mode: 0o700 });
@@ -200,7 +201,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       if (!config.targets.secondary) throw new RespaldoError(`cannot restore ${repo.name} from the primary target: ${whyNotPrimary}`, { exitCode: Exit.nothing, hint: 'there is no secondary target (CSC) in the host config to borrow a copy from; check the backup disk (dmesg, smartctl) or pick another snapshot (--snapshot)' });
       ctx.reporter.event({ type: 'warning', repository: repo.name, message: `${whyNotPrimary}; borrowing CSC's copy (clause 4.3.1)` });
       used = 'secondary';
-      const borrowed = new SecondaryTarget(config.targets.secondary, config.state);
+      const borrowed = openSecondary(config.targets.secondary, config.state);
       secondary = borrowed;
       const remote = borrowed.repository(config.host, repo.name);
       // The manifest from CSC, checked against the backup record before it is believed.
@@ -222,7 +223,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       });
       // --checksum: a file restored from the primary with the right size and time but the wrong bytes is replaced.
       await resolveWanted(local, chosen.id, wanted);
-      await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await borrowed.rsyncShell(), 'checksum', ctx.signal, (p) => borrowed.rsyncPath(p));
+      await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await borrowed.rsyncShell(), 'checksum', ctx.signal, (p) => borrowed.rsyncPath(p), await borrowed.rsyncEnv());
       Object.assign(checked, { files: 0, bytes: 0, mismatches: 0 });
       problems = await check(local, chosen.id, to, wanted, pool, checked, ctx.signal);
       if (problems.length) throw new RespaldoError(`CSC's copy of snapshot ${chosen.id} does not match its manifest either: ${problems.slice(0, 3).join('; ')}`, { exitCode: Exit.partial, hint: 'both copies are damaged for these files: pick another snapshot (--snapshot) for them' });
@@ -251,7 +252,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
 }
 
 /** Copies the snapshot's data (all of it, or the wanted paths) into `to` with rsync. */
-async function copyTree(data: string, to: string, wanted: Buffer[], scratch: string, shell: string[], mode: 'quick' | 'rewrite' | 'checksum', signal: AbortSignal, remote?: (p: string) => string): Promise<void> {
+async function copyTree(data: string, to: string, wanted: Buffer[], scratch: string, shell: string[], mode: 'quick' | 'rewrite' | 'checksum', signal: AbortSignal, remote?: (p: string) => string, env?: NodeJS.ProcessEnv): Promise<void> {
   const list = join(scratch, 'files-from');
   if (wanted.length) await writeFile(list, Buffer.concat(wanted.flatMap((w) => [w, Buffer.from([0])])));
   const args = [
@@ -265,15 +266,16 @@ async function copyTree(data: string, to: string, wanted: Buffer[], scratch: str
     `${remote ? remote(data) : data}/`,
     `${to}/`,
   ];
-  const result = await runTool('rsync', args, { signal });
+  const result = await runTool('rsync', args, { signal, ...(env ? { env } : {}) });
   if (result.code === 23 && wanted.length && /link_stat .* failed: No such file/.test(result.stderr))
     throw usageError(`a path asked for is not in the snapshot: ${lastLines(result.stderr, 1)}`, 'give the original path of a file or folder that was backed up (e.g. --path /etc/nginx/nginx.conf)');
   if (result.code !== 0) throw new RespaldoError(`rsync could not restore into ${to}: exit code ${result.code}: ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: `check the space and permissions of ${to}` });
 }
 
 /** Copies one file from the secondary target into `dest`. */
-async function fetch(secondary: SecondaryTarget, path: string, dest: string, signal: AbortSignal): Promise<void> {
-  const result = await runTool('rsync', ['-a', ...(await secondary.rsyncShell()), secondary.rsyncPath(path), dest], { signal });
+async function fetch(secondary: Secondary, path: string, dest: string, signal: AbortSignal): Promise<void> {
+  const env = await secondary.rsyncEnv();
+  const result = await runTool('rsync', ['-a', ...(await secondary.rsyncShell()), secondary.rsyncPath(path), dest], { signal, ...(env ? { env } : {}) });
   if (result.code !== 0) throw new RespaldoError(`cannot read CSC's copy (${secondary.display}): ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: "is CSC reachable, and does it still hold the snapshot? (the copy records say which it received)" });
 }
 

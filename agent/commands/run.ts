@@ -10,7 +10,7 @@ import { readHistory, type RepositoryHistory } from '../history.js';
 import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
 import { pathRedactor } from '../redact.js';
 import { dueState, planFor } from '../schedule.js';
-import { SecondaryTarget } from '../secondary.js';
+import { openSecondary } from '../secondary-rsyncd.js';
 import { LocalTarget } from '../target.js';
 
 export interface RunOptions {
@@ -114,7 +114,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     // or not it was due, so that copies queued while CSC was unreachable go out on the
     // first run after it is back.
     if (config.targets.secondary) {
-      const secondary = new SecondaryTarget(config.targets.secondary, config.state);
+      const secondary = openSecondary(config.targets.secondary, config.state);
       // The connection to CSC is opened while the records are read (its failure is each repository's to record).
       secondary.check(ctx.signal).catch(() => {});
       const states = await readCopyStates(records);

@@ -1,0 +1,479 @@
+/**
+ * CSC's copy in a module of an rsync daemon: `rsync://[user@]host[:port]/module/path`.
+ *
+ * A daemon runs no command for its clients: no rename, no `rm`, no `sync`; only rsync's
+ * transfers, listings and the deletions that `--delete` makes. So a copy becomes complete
+ * by its last file instead of by a rename:
+ *
+ * - a snapshot is delivered straight into `snapshots/<id>/` without its `snapshot.yaml`,
+ *   with `--fsync` (the daemon fsyncs every file it writes, since nothing can run `sync`
+ *   there), compared with the primary's copy by checksum (`--checksum --dry-run`: the
+ *   daemon reads back what it stored), and only then given its `snapshot.yaml`;
+ * - a folder in `snapshots/` with a `snapshot.yaml` is a complete copy. One without is an
+ *   incomplete copy: never listed, reused by the next delivery of that snapshot (with
+ *   `--checksum`, so nothing it holds is believed unread), cleared by `respaldo prune`;
+ * - a complete copy is rewritten (a repair) or deleted (prune) only once its
+ *   `snapshot.yaml` is gone: a crash leaves an incomplete folder, never a copy that looks
+ *   whole and is not;
+ * - a deletion is an rsync of an empty folder with `--delete` and filter rules that
+ *   include the one entry to delete and exclude, which for `--delete` means protect,
+ *   everything else.
+ *
+ * The module's password (its `auth users`) is read from `password-file` by the agent and
+ * reaches rsync in its environment (RSYNC_PASSWORD), never on a command line or in a record.
+ */
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, posix } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { ZodError } from 'zod';
+import { compareSnapshotIds } from '../schemas/common.js';
+import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
+import type { SecondaryLocation } from './config.js';
+import { BackupFailure, messageOf } from './errors.js';
+import { lastLines, runTool, type ToolResult } from './exec.js';
+import { COPY_ARGS, SecondaryTarget, type Secondary, type SecondaryRepository } from './secondary.js';
+
+type DaemonLocation = Extract<SecondaryLocation, { kind: 'rsync' }>;
+
+const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
+
+/** The marker of a complete copy, and the filter rules that send (or compare) it alone. */
+const MARKER = 'snapshot.yaml';
+const MARKER_ONLY = [`--filter=+ /${MARKER}`, '--filter=- *'];
+
+/** CSC's target as the config names it: a module of an rsync daemon, or a path reached locally or over SSH. */
+export function openSecondary(location: SecondaryLocation, state: string): Secondary {
+  return location.kind === 'rsync' ? new RsyncDaemonTarget(location) : new SecondaryTarget(location, state);
+}
+
+/** One entry of `rsync --list-only`: its type (`d`, `-`, `l`…) and its path under the listed folder. */
+interface Listed {
+  type: string;
+  path: string;
+}
+
+/**
+ * A line of `rsync --list-only --no-h`: permissions, size, date, time, name
+ * ("drwx------          4096 2026/11/02 03:00:00 web01/docs"). The name is the rest of
+ * the line, spaces and all.
+ */
+const LISTING_RE = /^([-dlpscb])[-rwxsStT]{9}\S*\s+\d+\s+\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d (.+)$/;
+
+/** A temporary local folder for the length of `body`: an empty source for deletions, a place for fetched files. */
+async function withScratch<T>(body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), 'respaldo-rsyncd-'));
+  try {
+    return await body(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * What went wrong, from rsync's stderr: its own error lines, without the summary
+ * ("rsync error: … (code 23)") and the hang-up that follows any error of the daemon.
+ */
+function cause(stderr: string): string {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '' && !/^rsync error: |read error: Connection reset by peer/.test(l));
+  return (lines.length ? lines.slice(-2).join(' | ') : lastLines(stderr, 2)).slice(0, 500);
+}
+
+/** Filter rules that let rsync walk down to `rel` (a folder under the listed one) and no further by themselves. */
+function down(rel: string): string[] {
+  const parts = rel.split('/');
+  return parts.map((_, i) => `--filter=+ /${parts.slice(0, i + 1).join('/')}/`);
+}
+
+class RsyncDaemonTarget implements Secondary {
+  readonly role = 'secondary' as const;
+  /** `rsync://user@host:port/module/path`: no password is ever part of it. */
+  readonly display: string;
+  private readonly url: string;
+
+  constructor(readonly location: DaemonLocation) {
+    const host = location.host.includes(':') ? `[${location.host}]` : location.host;
+    this.url = `rsync://${location.user ? `${location.user}@` : ''}${host}${location.port ? `:${location.port}` : ''}`;
+    this.display = `${this.url}${location.path}`;
+  }
+
+  /** `/<module>/<folder>`: the top of the target, as `rsyncPath` takes it. */
+  get root(): string {
+    return this.location.path;
+  }
+
+  /**
+   * No message of the day in listings, and a dead daemon noticed: a connection gets 20
+   * seconds, a transfer that goes silent 5 minutes (both ends send keep-alive messages
+   * while they read files for checksums, since protocol 31).
+   */
+  async rsyncShell(): Promise<string[]> {
+    return ['--no-motd', '--contimeout=20', '--timeout=300'];
+  }
+
+  rsyncPath(path: string): string {
+    return `${this.url}${path}`;
+  }
+
+  private env: Promise<NodeJS.ProcessEnv> | undefined;
+
+  rsyncEnv(): Promise<NodeJS.ProcessEnv> {
+    this.env ??= this.readPassword();
+    return this.env;
+  }
+
+  /**
+   * The module's password, for rsync's environment. Without a password file RSYNC_PASSWORD
+   * is set empty all the same: rsync would otherwise ask for one at the terminal, and a
+   * module that wants one then says so ("auth failed") instead of waiting at a prompt.
+   */
+  private async readPassword(): Promise<NodeJS.ProcessEnv> {
+    const file = this.location.passwordFile;
+    if (!file) return { ...process.env, RSYNC_PASSWORD: '' };
+    const fix = `write the password of the module "${this.location.module}" alone in ${file}, owned by the user that runs respaldo, mode 0600 (chmod 600 ${file})`;
+    let text: string;
+    try {
+      const info = await stat(file);
+      if (!info.isFile()) throw new BackupFailure('copy', `targets.secondary.password-file ${file} is not a file`, fix);
+      if (info.mode & 0o077)
+        throw new BackupFailure('copy', `targets.secondary.password-file ${file} can be read by other users (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')}): it holds CSC's password, so respaldo does not use it`, `chmod 600 ${file}; the copies wait and are retried on every run`);
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      if (e instanceof BackupFailure) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new BackupFailure('copy', `cannot read targets.secondary.password-file ${file}: ${code === 'ENOENT' ? 'no such file' : messageOf(e)}`, fix);
+    }
+    // The first line, as rsync's own --password-file reads it.
+    const password = text.split(/\r?\n/)[0] ?? '';
+    if (!password) throw new BackupFailure('copy', `targets.secondary.password-file ${file} is empty`, fix);
+    return { ...process.env, RSYNC_PASSWORD: password };
+  }
+
+  /** Runs rsync against the daemon: its connection options first, the password in the environment. */
+  async rsync(args: string[], opts: { signal?: AbortSignal | undefined; onStdout?: (chunk: Buffer) => void } = {}): Promise<ToolResult> {
+    return runTool('rsync', [...(await this.rsyncShell()), ...args], {
+      env: await this.rsyncEnv(),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onStdout ? { onStdout: opts.onStdout } : {}),
+    });
+  }
+
+  /**
+   * What a failed rsync run says about the daemon, in words a sysadmin can act on; undefined
+   * when it is not about the daemon (a full disk, a missing file). `unreachable`: the
+   * connection could not be made or was lost, so what failed waits for the next run.
+   */
+  explain(result: ToolResult): { message: string; hint: string; unreachable: boolean } | undefined {
+    const err = result.stderr;
+    const { module, user, passwordFile } = this.location;
+    const waits = 'the copies wait and are retried on every run, nothing is dropped';
+    if (/@ERROR: auth failed on module/.test(err))
+      return passwordFile
+        ? { message: `CSC's rsync daemon refused the password${user ? ` of user ${user}` : ''} for module "${module}" (${this.display})`, hint: `check that targets.secondary.password-file holds the password that the module's "secrets file" at CSC gives ${user ?? 'the user'}, and that the user is in its "auth users"; ${waits}`, unreachable: false }
+        : { message: `the module "${module}" of CSC's rsync daemon (${this.display}) asks for a password`, hint: `put the password alone in a file (mode 0600) and name it under targets.secondary: { url: ${this.display}, password-file: /etc/respaldo/csc-rsync.pass }; ${waits}`, unreachable: false };
+    if (/@ERROR: Unknown module/.test(err))
+      return { message: `CSC's rsync daemon has no module "${module}" (${this.display})`, hint: `check the module's name in targets.secondary (rsync --list-only ${this.url}/ shows the modules the daemon lists); ${waits}`, unreachable: false };
+    if (/@ERROR: access denied/.test(err))
+      return { message: `CSC's rsync daemon does not let this host into the module "${module}": ${cause(err)}`, hint: `CSC must allow this host in the module's "hosts allow" (and not in "hosts deny"); ${waits}`, unreachable: false };
+    if (/module is read only/.test(err))
+      return { message: `the module "${module}" of CSC's rsync daemon is read only (${this.display})`, hint: `CSC must set "read only = no" for the module in rsyncd.conf: the copies are written there; ${waits}`, unreachable: false };
+    if (/module is write only/.test(err))
+      return { message: `the module "${module}" of CSC's rsync daemon is write only (${this.display})`, hint: `CSC must set "write only = no" for the module: respaldo reads the copies back to compare them, to prune them and to restore from them; ${waits}`, unreachable: false };
+    const refused = /configured to refuse (-{1,2}[\w-]+)|(-{1,2}[\w-]+): unknown option/.exec(err);
+    if (refused)
+      return {
+        message: `CSC's rsync daemon refuses the option ${refused[1] ?? refused[2]} (${cause(err)})`,
+        hint: `respaldo needs --delete, --max-delete, --checksum, --dry-run, --link-dest, --mkpath and --fsync (rsync 3.2.4 or later at CSC): CSC must take them out of the module's "refuse options", or upgrade rsync; ${waits}`,
+        unreachable: false,
+      };
+    if (/@ERROR: max connections/.test(err)) return { message: `CSC's rsync daemon is busy: ${cause(err)}`, hint: waits, unreachable: true };
+    if (/@ERROR: (chdir|chroot) failed/.test(err))
+      return { message: `CSC's rsync daemon cannot enter the folder of the module "${module}": ${cause(err)}`, hint: `CSC must check the module's "path" (a disk not mounted?); ${waits}`, unreachable: false };
+    // The daemon hangs up after any error, so "Connection reset by peer" alone says nothing:
+    // lost means it could not be reached, or rsync's exit code says the connection failed
+    // (10 socket, 12 protocol stream, 30 timeout, 35 daemon connection timeout).
+    if (/failed to connect|Connection refused|No route to host|Network is unreachable|getaddrinfo|Name or service not known|did not see server greeting/i.test(err) || [10, 12, 30, 35].includes(result.code ?? -1))
+      return { message: `the secondary target ${this.display} cannot be reached: ${cause(err) || `rsync exit code ${result.code}`}`, hint: `${waits}; check the network and that CSC's rsync daemon is running`, unreachable: true };
+    return undefined;
+  }
+
+  /** A BackupFailure for an rsync run that failed while doing `what`. */
+  failure(what: string, result: ToolResult, hint = "check the disk of the secondary target at CSC (space, permissions) and its rsync daemon's log; the copy is retried on the next run"): BackupFailure {
+    const known = this.explain(result);
+    const extra = { detail: result.stderr, ...(result.code === null ? {} : { exitCode: result.code }) };
+    if (known) return new BackupFailure('copy', `${known.message} (while ${what})`, known.hint, extra);
+    return new BackupFailure('copy', `cannot ${what} at the secondary target ${this.display}: rsync exit code ${result.code}: ${cause(result.stderr)}`, hint, extra);
+  }
+
+  private checked: Promise<void> | undefined;
+
+  /** Fails when CSC cannot take a copy: unreachable, refused, no such folder, or read only. Asked once per run. */
+  check(signal?: AbortSignal): Promise<void> {
+    this.checked ??= this.probe(signal);
+    return this.checked;
+  }
+
+  private async probe(signal?: AbortSignal): Promise<void> {
+    const top = `${this.rsyncPath(this.root)}/`;
+    const listed = await this.rsync(['--list-only', '--dirs', '--filter=- *', top], { signal });
+    if (listed.code !== 0) {
+      if (/change_dir .* failed: No such file or directory/.test(listed.stderr)) {
+        const folder = this.root.slice(this.location.module.length + 1);
+        throw new BackupFailure('copy', `the secondary target's folder ${this.display} does not exist`, `create it at CSC (the folder ${folder} in the module's path), or mount its disk; respaldo does not create a target's top folder, so that an unmounted disk is noticed`);
+      }
+      throw this.failure('looking at its top folder', listed);
+    }
+    // A dry run of an empty folder writes nothing, but a read-only module refuses it all the same.
+    const written = await withScratch((empty) => this.rsync(['--dry-run', '--dirs', `${empty}/`, top], { signal }));
+    if (written.code !== 0) throw this.failure('checking that the module can be written', written);
+  }
+
+  /**
+   * Lists, recursively, what the filter rules let through under the target's top folder.
+   * Any error fails the listing: a listing cut short would make complete copies look
+   * incomplete, and incomplete copies are what prune clears.
+   */
+  async list(rules: string[], what: string, signal?: AbortSignal): Promise<Listed[]> {
+    const chunks: Buffer[] = [];
+    const result = await this.rsync(['--list-only', '--recursive', '--no-h', ...rules, `${this.rsyncPath(this.root)}/`], { signal, onStdout: (c) => chunks.push(c) });
+    if (result.code !== 0) throw this.failure(what, result);
+    const out: Listed[] = [];
+    for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
+      if (line === '') continue;
+      const m = LISTING_RE.exec(line);
+      if (!m) throw new BackupFailure('copy', `cannot read rsync's listing of ${this.display} while ${what}: "${line.slice(0, 200)}"`, 'report it with this message: the rsync at either end prints its listing in a form respaldo does not know');
+      if (m[2] !== '.') out.push({ type: m[1]!, path: m[2]! });
+    }
+    return out;
+  }
+
+  /**
+   * Deletes the entries of the folder `rel` (under the top folder) that `pattern` (a filter
+   * pattern anchored at that folder) names, and nothing else: an empty folder is sent with
+   * `--delete`, the pattern included, everything else excluded, which `--delete` leaves
+   * alone. `max`: at most this many deletions, as a second fence (rsync stops beyond it).
+   */
+  async remove(rel: string, pattern: string, what: string, max?: number): Promise<void> {
+    const result = await withScratch((empty) =>
+      this.rsync(['--recursive', '--delete', ...(max ? [`--max-delete=${max}`] : []), `--filter=+ ${pattern}`, '--filter=- *', `${empty}/`, `${this.rsyncPath(posix.join(this.root, rel))}/`]),
+    );
+    if (result.code !== 0) throw this.failure(what, result, "check the secondary target at CSC (permissions, the module's \"refuse options\"); respaldo tries again on its next run");
+  }
+
+  repository(host: string, name: string): RsyncDaemonStore {
+    return new RsyncDaemonStore(this, posix.join(this.root, host, name), `${host}/${name}`);
+  }
+
+  /** Nothing stays open between rsync runs. */
+  async close(): Promise<void> {}
+}
+
+/** One repository's folder in the daemon's module. */
+class RsyncDaemonStore implements SecondaryRepository {
+  constructor(
+    readonly target: RsyncDaemonTarget,
+    readonly base: string,
+    /** `<host>/<repository>`, under the target's top folder. */
+    readonly rel: string,
+  ) {}
+
+  snapshotLocation(id: string): string {
+    return `${this.rel}/snapshots/${id}`;
+  }
+
+  /** A snapshot's folder as rsync's destination. */
+  private url(id: string): string {
+    return `${this.target.rsyncPath(posix.join(this.base, 'snapshots', checkedId(id)))}/`;
+  }
+
+  /**
+   * The folders in `snapshots/`, each with whether it is complete (it holds a
+   * `snapshot.yaml` file); `exists`: `snapshots/` itself is there.
+   */
+  private async folders(signal?: AbortSignal): Promise<{ exists: boolean; ids: Map<string, boolean> }> {
+    const snapshots = `${this.rel}/snapshots`;
+    const listed = await this.target.list([...down(snapshots), `--filter=+ /${snapshots}/*/`, `--filter=+ /${snapshots}/*/${MARKER}`, '--filter=- *'], 'listing the snapshots', signal);
+    const ids = new Map<string, boolean>();
+    for (const e of listed) {
+      const [id, file, ...more] = e.path.startsWith(`${snapshots}/`) ? e.path.slice(snapshots.length + 1).split('/') : [];
+      if (!id || !SNAPSHOT_ID_RE.test(id) || more.length) continue;
+      if (file === undefined && e.type === 'd') ids.set(id, ids.get(id) ?? false);
+      else if (file === MARKER && e.type === '-') ids.set(id, true);
+    }
+    return { exists: listed.some((e) => e.path === snapshots && e.type === 'd'), ids };
+  }
+
+  /** Complete snapshots at the target, oldest first. */
+  async snapshots(signal?: AbortSignal): Promise<string[]> {
+    const { ids } = await this.folders(signal);
+    return [...ids].filter(([, complete]) => complete).map(([id]) => id).sort(compareSnapshotIds);
+  }
+
+  /**
+   * Creates `<host>/<repository>/snapshots/` as `mkdir -p` with umask 077 would: an rsync
+   * of empty local folders of mode 0700, without --perms, so that new folders get 0700 and
+   * folders already there keep theirs. A world-writable folder inside a copy must not let
+   * other users at CSC plant links in it.
+   */
+  private async prepare(signal?: AbortSignal): Promise<void> {
+    const [host] = this.rel.split('/') as [string];
+    const result = await withScratch(async (dir) => {
+      await mkdir(join(dir, this.rel, 'snapshots'), { recursive: true, mode: 0o700 });
+      return this.target.rsync(['--recursive', join(dir, host), `${this.target.rsyncPath(this.target.root)}/`], { signal });
+    });
+    if (result.code !== 0) throw this.target.failure('creating the repository\'s folder', result);
+  }
+
+  /**
+   * Copies a complete primary snapshot (its folder, `dir`) into `snapshots/<id>/` at the
+   * target, without its `snapshot.yaml`: files unchanged since `linkFrom` (an older
+   * complete copy there) become hard links to it. A folder already there (a delivery cut
+   * short, or a damaged copy being repaired, whose `snapshot.yaml` goes first) is reused,
+   * with `--checksum`: a file in it is kept only when its bytes match.
+   */
+  async deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal): Promise<void> {
+    const { exists, ids } = await this.folders(signal);
+    if (!exists) await this.prepare(signal);
+    const there = ids.get(id);
+    if (there) await this.unmark(id, signal);
+    const args = [
+      ...COPY_ARGS,
+      '--fsync',
+      ...(checksum || there !== undefined ? ['--checksum'] : []),
+      // Relative to the destination folder: the daemon resolves it inside the module.
+      ...(linkFrom && linkFrom !== id ? [`--link-dest=../${checkedId(linkFrom)}/`] : []),
+      `--filter=- /${MARKER}`,
+      `${dir}/`,
+      this.url(id),
+    ];
+    const result = await this.target.rsync(args, { signal });
+    if (result.code !== 0) {
+      const known = this.target.explain(result);
+      throw this.target.failure(`copying snapshot ${id}`, result, known?.unreachable ? 'the connection to CSC was lost: the copy is retried on the next run' : undefined);
+    }
+  }
+
+  /**
+   * What differs between the primary snapshot's folder and its copy at the target, by
+   * rsync's checksum of every file read at both ends: one itemized line per difference.
+   * `incomplete`: a copy not yet published, compared without its `snapshot.yaml`, which it
+   * does not have yet.
+   */
+  async differences(dir: string, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<string[]> {
+    const chunks: Buffer[] = [];
+    const args = [...COPY_ARGS, '--checksum', '--dry-run', '--itemize-changes', '--out-format=%i %n', ...(where === 'incomplete' ? [`--filter=- /${MARKER}`] : []), `${dir}/`, this.url(id)];
+    const result = await this.target.rsync(args, { signal, onStdout: (c) => chunks.push(c) });
+    if (result.code !== 0) throw this.target.failure(`comparing snapshot ${id} with its copy`, result, 'the comparison is retried on the next run');
+    return Buffer.concat(chunks)
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
+  }
+
+  /** Nothing to do: the delivery ran with --fsync, so the daemon wrote each file to its disk before it counted as received. */
+  async flush(): Promise<void> {}
+
+  /**
+   * Sends the snapshot's `snapshot.yaml` last, once the rest was compared: from then on the
+   * copy is complete. A repair needs nothing more, `deliver` having taken the old one away.
+   */
+  async publish(dir: string, id: string, _replace: boolean, signal?: AbortSignal): Promise<void> {
+    const result = await this.target.rsync(['-a', '--numeric-ids', '--modify-window=-1', '--fsync', '--checksum', ...MARKER_ONLY, `${dir}/`, this.url(id)], { signal });
+    if (result.code !== 0) throw this.target.failure(`publishing snapshot ${id}`, result);
+  }
+
+  /** Removes a copy's `snapshot.yaml`: from then on the folder is an incomplete copy. */
+  private async unmark(id: string, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) throw signal.reason;
+    await this.target.remove(`${this.rel}/snapshots/${checkedId(id)}`, `/${MARKER}`, `taking snapshot ${id} out of the complete copies`, 1);
+  }
+
+  // What `respaldo prune` needs (PruneStore in prune.ts).
+
+  /** Copies one file of the target into a temporary folder and reads it; undefined when there is no such file. */
+  private async fetch(path: string): Promise<Buffer | undefined> {
+    if (/[*?[\\]/.test(path)) throw new Error(`cannot read ${path} at ${this.target.display}: the daemon would take * ? [ or \\ in its name as a pattern`);
+    return withScratch(async (dir) => {
+      // Without -a: a regular file only; a link or a folder is skipped, and so is not read.
+      const result = await this.target.rsync([this.target.rsyncPath(path), `${dir}/`]);
+      if (result.code === 23 && /No such file or directory \(2\)/.test(result.stderr)) return undefined;
+      if (result.code !== 0) throw this.target.failure(`reading ${path}`, result);
+      return readFile(join(dir, posix.basename(path))).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+    });
+  }
+
+  async readSummary(id: string): Promise<{ summary: SnapshotSummary }> {
+    const where = `${this.snapshotLocation(id)}/${MARKER}`;
+    const bytes = await this.fetch(posix.join(this.base, 'snapshots', checkedId(id), MARKER));
+    if (!bytes) throw new Error(`the summary ${where} of snapshot ${id} at ${this.target.display} cannot be read: no such file`);
+    try {
+      return { summary: snapshotSummary.parse(parseYaml(bytes.toString('utf8'))) };
+    } catch (e) {
+      throw new Error(`the summary ${where} of snapshot ${id} at ${this.target.display} cannot be read: ${e instanceof ZodError ? `field ${e.issues[0]!.path.join('.')}: ${e.issues[0]!.message}` : messageOf(e)}`);
+    }
+  }
+
+  async readSnapshotFile(id: string, rel: string): Promise<Buffer | undefined> {
+    return this.fetch(posix.join(this.base, 'snapshots', checkedId(id), 'data', rel));
+  }
+
+  /**
+   * Takes `snapshot.yaml` away first, then the rest of the folder: a crash in between
+   * leaves an incomplete copy, which the next prune clears. Checked by a listing after:
+   * rsync says little about what `--delete` did not do.
+   */
+  async removeSnapshot(id: string): Promise<void> {
+    await this.unmark(id);
+    await this.removeFolder(id);
+    if ((await this.folders()).ids.has(id)) throw new Error(`snapshot ${id} is still at ${this.target.display} after its deletion`);
+  }
+
+  /** Removes `snapshots/<id>/` whole: the one entry of that name under `snapshots/`, with everything in it. */
+  private async removeFolder(id: string): Promise<void> {
+    await this.target.remove(`${this.rel}/snapshots`, `/${checkedId(id)}/***`, `deleting snapshot ${id}`);
+  }
+
+  /** Clears the incomplete copies (an interrupted prune, a copy cut short); returns their snapshot ids. */
+  async removeLeftovers(): Promise<string[]> {
+    const incomplete = [...(await this.folders()).ids].filter(([, complete]) => !complete).map(([id]) => id);
+    if (!incomplete.length) return [];
+    for (const id of incomplete) await this.removeFolder(id);
+    const left = (await this.folders()).ids;
+    const stuck = incomplete.filter((id) => left.has(id));
+    if (stuck.length) throw new Error(`the incomplete copies of snapshot(s) ${stuck.join(', ')} are still at ${this.target.display} after their deletion`);
+    return incomplete.sort(compareSnapshotIds);
+  }
+
+  async archiveFiles(folder: 'wal' | 'binlog'): Promise<string[]> {
+    const rel = `${this.rel}/archive/${folder}`;
+    const listed = await this.target.list([...down(rel), `--filter=+ /${rel}/*`, '--filter=- *'], 'listing the archive');
+    return listed.filter((e) => e.type === '-' && e.path.startsWith(`${rel}/`) && !e.path.slice(rel.length + 1).includes('/')).map((e) => e.path.slice(rel.length + 1));
+  }
+
+  async removeArchiveFile(folder: 'wal' | 'binlog', name: string): Promise<void> {
+    // WAL segments and binary logs are named with letters, digits, dots, dashes and underscores; anything else is not put in a filter rule.
+    if (!/^[A-Za-z0-9_.-]+$/.test(name) || name === '.' || name === '..') throw new Error(`archive file "${name}" at ${this.target.display} is not deleted: its name is not one respaldo puts in rsync's filter rules`);
+    await this.target.remove(`${this.rel}/archive/${folder}`, `/${name}`, `deleting archive file ${name}`, 1);
+  }
+
+  /**
+   * Adds the point-in-time-recovery archive's new files (WAL segments, binary logs) to
+   * CSC's copy. They never change once archived: files already there are left as they are.
+   */
+  async deliverArchive(archive: string, signal?: AbortSignal): Promise<void> {
+    const result = await this.target.rsync(['-a', '--numeric-ids', '--ignore-existing', '--fsync', '--mkpath', `${archive}/`, `${this.target.rsyncPath(posix.join(this.base, 'archive'))}/`], { signal });
+    if (result.code !== 0) throw this.target.failure('copying the archive', result, 'the archive is copied again on the next run');
+  }
+
+  /**
+   * Keeps what a failed delivery left: the next delivery of the snapshot reuses it (and
+   * reads every file in it with --checksum), and `respaldo prune` clears it if none comes.
+   */
+  async discard(): Promise<void> {}
+}
+
+/** A snapshot id, checked before it goes into a path or a filter rule. */
+function checkedId(id: string): string {
+  if (!SNAPSHOT_ID_RE.test(id)) throw new Error(`"${id}" is not a snapshot id`);
+  return id;
+}
