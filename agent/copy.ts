@@ -127,9 +127,10 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   const onPrimary = await primary.snapshots();
   const pending = pendingCopies(state, onPrimary);
   const newest = onPrimary.filter((id) => state.copied.has(id)).at(-1);
-  // A copy delivered in this run was just compared, every file of it, the ones linked from
-  // older copies too: the newest copy is compared again only on runs that deliver none.
-  const recheck = job.verifyNewest && newest !== undefined && !pending.length ? newest : undefined;
+  // Each run that backs up the repository re-reads its newest copy at CSC in full, before a
+  // new copy is linked to it: a file damaged there since is found and replaced first, and
+  // never carried into the new copy as a hard link.
+  const recheck = job.verifyNewest && newest !== undefined ? newest : undefined;
   // Copies CSC's receipts found damaged: replaced, each after the primary's is re-read.
   const mismatched = onPrimary.filter((id) => state.mismatched.has(id));
   const copied: string[] = [];
@@ -168,6 +169,40 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   try {
     await secondary.check(ctx.signal);
     const there = await store.snapshots(ctx.signal);
+    if (recheck && !ctx.signal.aborted) {
+      const started = ctx.now();
+      const differences = await store.differences(primary.snapshotDir(recheck), recheck, 'snapshots', ctx.signal);
+      const { summary, ref } = await snapshotRef(recheck);
+      const appended = await records.append('verify', {
+        ...about(started),
+        snapshot: ref,
+        checksum: { scope: 'full', files: summary.size.files, bytes: summary.size.bytes, mismatches: differences.length },
+        result: differences.length ? 'failed' : 'ok',
+        problems: differences.slice(0, 20).map(problemOf),
+      });
+      if (differences.length) {
+        ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the copy of snapshot ${recheck} at the secondary target differs from the primary's in ${differences.length} place(s) (record ${appended.seq}); copying it again` });
+        await replace(job, store, recheck, differences);
+        await record(recheck, started, 'rsync-checksum', true);
+        // A damaged file at CSC is one inode, hard-linked into the older copies that share
+        // it: those are compared too, and replaced where they differ.
+        for (const id of onPrimary.filter((x) => x !== recheck && state.copied.has(x) && there.includes(x))) {
+          if (ctx.signal.aborted) break;
+          const older = await store.differences(primary.snapshotDir(id), id, 'snapshots', ctx.signal);
+          if (!older.length) continue;
+          const at = ctx.now();
+          await replace(job, store, id, older);
+          await record(id, at, 'rsync-checksum', true);
+        }
+      }
+    }
+    for (const id of mismatched) {
+      if (ctx.signal.aborted || !there.includes(id) || copied.includes(id)) continue;
+      const started = ctx.now();
+      ctx.reporter.event({ type: 'warning', repository: repo.name, message: `CSC's receipt says its copy of snapshot ${id} does not match: copying it again` });
+      await replace(job, store, id, ['(the receipt)']);
+      await record(id, started, 'rsync-checksum', true);
+    }
     for (const id of pending) {
       if (ctx.signal.aborted) break;
       const started = ctx.now();
@@ -195,41 +230,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const secs = (ms: number) => Math.round(ms) / 1000;
       await record(id, started, 'rsync-checksum', false, { list: secs(t1 - t0 - (phases.transfer + phases.compare) * 1000), ...phases, publish: secs(t2 - t1) });
     }
-    for (const id of mismatched) {
-      if (ctx.signal.aborted || !there.includes(id) || copied.includes(id)) continue;
-      const started = ctx.now();
-      ctx.reporter.event({ type: 'warning', repository: repo.name, message: `CSC's receipt says its copy of snapshot ${id} does not match: copying it again` });
-      await replace(job, store, id, ['(the receipt)']);
-      await record(id, started, 'rsync-checksum', true);
-    }
     if (archive && !ctx.signal.aborted) await store.deliverArchive(archive, ctx.signal);
-    if (recheck && !copied.includes(recheck) && !ctx.signal.aborted) {
-      const started = ctx.now();
-      const differences = await store.differences(primary.snapshotDir(recheck), recheck, 'snapshots', ctx.signal);
-      const { summary, ref } = await snapshotRef(recheck);
-      const appended = await records.append('verify', {
-        ...about(started),
-        snapshot: ref,
-        checksum: { scope: 'full', files: summary.size.files, bytes: summary.size.bytes, mismatches: differences.length },
-        result: differences.length ? 'failed' : 'ok',
-        problems: differences.slice(0, 20).map(problemOf),
-      });
-      if (differences.length) {
-        ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the copy of snapshot ${recheck} at the secondary target differs from the primary's in ${differences.length} place(s) (record ${appended.seq}); copying it again` });
-        await replace(job, store, recheck, differences);
-        await record(recheck, started, 'rsync-checksum', true);
-        // A damaged file at CSC is one inode, hard-linked into the older copies that share
-        // it: those are compared too, and replaced where they differ.
-        for (const id of onPrimary.filter((x) => x !== recheck && state.copied.has(x) && there.includes(x))) {
-          if (ctx.signal.aborted) break;
-          const older = await store.differences(primary.snapshotDir(id), id, 'snapshots', ctx.signal);
-          if (!older.length) continue;
-          const at = ctx.now();
-          await replace(job, store, id, older);
-          await record(id, at, 'rsync-checksum', true);
-        }
-      }
-    }
     return { ok: true, copied };
   } catch (e) {
     if (e instanceof RespaldoError) throw e;

@@ -66,14 +66,15 @@ describe('respaldo receive', () => {
     expect(r2.stderr).toMatch(/does not match what web01 sent/);
     expect(receipts().at(-1)).toMatchObject({ snapshot: id2, result: 'mismatch', problems: [{ path: `data${source}/a.txt` }] });
 
-    // web01's next run reads CSC's receipt and copies that snapshot again (beside a new one,
-    // so its own re-check of the newest copy does not come into it); CSC signs a good receipt.
+    // web01's next run (a new snapshot) finds the damage, by CSC's receipt and by its own
+    // re-check of its newest copy, and copies that snapshot again; CSC signs a good receipt.
     writeFileSync(join(source, 'b/c.txt'), 'tres\n');
     expect((await d.run('run', '--all')).code).toBe(0);
     const [, , id3] = d.snapshots('docs');
+    // The damaged copy is replaced first, then the new one is linked to it.
     expect(copies().slice(-2).map((c) => [c.r.snapshot.id, c.r.repair ?? false])).toEqual([
-      [id3, false],
       [id2, true],
+      [id3, false],
     ]);
     expect(readFileSync(damaged, 'utf8')).toBe('uno, cambiado\n');
     const r3 = await receive();

@@ -8,8 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { sleep, tempDir } from './helpers.js';
-import { freePort } from './sshd.js';
+import { freePort, sleep, tempDir } from './helpers.js';
 
 export interface Rsyncd {
   port: number;

@@ -28,25 +28,26 @@ describe('demo and site', () => {
   it('npm start\'s demo backs up, changes, backs up again, verifies and builds the site', async () => {
     const r = await respaldo(['demo', '--dir', dir]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain('18 record(s): 18 genuine, 0 broken');
+    expect(r.stdout).toContain('22 record(s): 22 genuine, 0 broken');
     expect(r.stdout).toContain('Where to look:');
     // The second snapshot of the uploads shares every file with the first: nothing changed there.
     const snaps = readdirSync(join(dir, 'target/demo-web01/uploads/snapshots')).sort();
     expect(snaps).toHaveLength(2);
     const photo = (id: string) => join(dir, 'target/demo-web01/uploads/snapshots', id, 'data', dir, 'sources/uploads/images/foto-01.jpg');
     expect(inodeOf(photo(snaps[1]!))).toBe(inodeOf(photo(snaps[0]!)));
-    // Each run: four backups (seq 2–5, then 10–13), then their copies at CSC (6–9, 14–17); then the restore (18).
+    // Each run: four backups (seq 2–5, then 10–13), then their copies at CSC (6–9; on the second
+    // run each copy follows the re-check of the newest copy already there, 14–21); then the restore (22).
     const year = readdirSync(join(dir, 'records/hosts/demo-web01'))[0]!;
     const names = readdirSync(join(dir, 'records/hosts/demo-web01', year)).filter((n) => n.endsWith('.yaml'));
     const four = (type: string) => Array(4).fill(type);
-    expect(names.sort().map((n) => n.slice(9, -5))).toEqual(['enrolment', ...four('backup'), ...four('copy'), ...four('backup'), ...four('copy'), 'restore']);
+    expect(names.sort().map((n) => n.slice(9, -5))).toEqual(['enrolment', ...four('backup'), ...four('copy'), ...four('backup'), ...four('verify,copy').flatMap((t) => t.split(',')), 'restore']);
     // The manual run is logged as manual.
     expect(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000010-backup.yaml'), 'utf8')).toContain('trigger: manual');
     // Every snapshot is at CSC, the same files.
     expect(readdirSync(join(dir, 'csc/demo-web01/uploads/snapshots')).sort()).toEqual(snaps);
     // The document deleted by mistake is back, at its original path, and the restore is recorded.
     expect(readFileSync(join(dir, 'restored', dir, 'sources/uploads/documentos/oficio-5.pdf')).equals(readFileSync(join(dir, 'target/demo-web01/uploads/snapshots', snaps[0]!, 'data', dir, 'sources/uploads/documentos/oficio-5.pdf')))).toBe(true);
-    expect(parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000018-restore.yaml'), 'utf8'))).toMatchObject({ repository: 'uploads', reason: 'deleted-by-mistake', source_copy: 'primary', result: 'ok' });
+    expect(parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000022-restore.yaml'), 'utf8'))).toMatchObject({ repository: 'uploads', reason: 'deleted-by-mistake', source_copy: 'primary', result: 'ok' });
     // The SQLite database is backed up and test-restored (500 rows).
     const db = parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000013-backup.yaml'), 'utf8'));
     expect(db).toMatchObject({ repository: 'portal-db', kind: 'database', verification: { level: 'restore', restore: { result: 'ok' } }, database: { engine: 'sqlite', databases: [{ name: 'portal.db', rows: 500 }] } });
@@ -56,9 +57,9 @@ describe('demo and site', () => {
 
     const html = readFileSync(join(dir, 'site/index.html'), 'utf8');
     expect(html).toContain('data-integrity="intact"');
-    expect(html).toContain('18 registros, todos con firma válida y cadena íntegra.');
+    expect(html).toContain('22 registros, todos con firma válida y cadena íntegra.');
     const list = rows(html);
-    expect(list.map((row) => row.seq)).toEqual(Array.from({ length: 18 }, (_, i) => 18 - i));
+    expect(list.map((row) => row.seq)).toEqual(Array.from({ length: 22 }, (_, i) => 22 - i));
     expect(list.every((row) => row.genuine)).toBe(true);
     expect(list.find((row) => row.seq === 4)!.text).toMatch(/uploads \(files\): 17 archivos/);
   });
@@ -75,7 +76,7 @@ describe('demo and site', () => {
     const html = readFileSync(join(out, 'index.html'), 'utf8');
     expect(html).toContain('data-integrity="broken"');
     const list = rows(html);
-    expect(list).toHaveLength(18);
+    expect(list).toHaveLength(22);
     expect(list.find((row) => row.seq === 3)).toMatchObject({ genuine: false });
     expect(list.find((row) => row.seq === 3)!.text).toContain('edited');
     expect(list.find((row) => row.seq === 4)!.text).toContain('broken-link');

@@ -109,7 +109,7 @@ export async function runPrune(ctx: Context, opts: PruneOptions): Promise<ExitCo
         try {
           if (opts.apply) {
             const leftovers = await store.removeLeftovers();
-            if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed what an interrupted prune or copy left of snapshot(s) ${leftovers.join(', ')} on the ${t.role} target` });
+            if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed what an interrupted ${t.role === 'primary' ? 'prune' : 'prune or copy'} left of snapshot(s) ${leftovers.join(', ')} on the ${t.role} target` });
           }
           // A snapshot that has not reached CSC yet is JAA's only copy of it: it stays until it has.
           const pinned = new Map<string, string>();
