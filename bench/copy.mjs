@@ -107,7 +107,7 @@ async function main() {
   mkdirSync(join(HERE, 'logs'), { recursive: true });
   const tree = ensureTree('mixed');
   const server = await startSshd(join(HERE, 'sshd'));
-  const samples = { copyFirst: { respaldo: [], rsync: [] }, copyChanged: { respaldo: [], rsync: [] }, restore: { respaldo: [], rsync: [], restic: [], resticVerify: [] } };
+  const samples = { copyFirst: { respaldo: [], rsync: [] }, copyChanged: { respaldo: [], rsync: [] }, recheck: { respaldo: [], rsync: [] }, restore: { respaldo: [], rsync: [], restic: [], resticVerify: [] } };
   const logFile = (name) => join(HERE, 'logs', `${name}.log`);
   try {
     for (let r = 1; r <= repeat; r++) {
@@ -144,6 +144,19 @@ async function main() {
       samples.copyChanged.rsync.push(pr2.wall);
       const copies = readFileSync(logFile(`r${r}-copy-changed-respaldo`), 'utf8').split('\n').filter((l) => l.includes('"copied"')).length;
       if (copies !== 1) throw new Error(`respaldo reported ${copies} copies after the change, expected 1 (log ${logFile(`r${r}-copy-changed-respaldo`)})`);
+
+      // The re-read of the newest copy at CSC that each backup run makes before it copies: a
+      // run with nothing changed, timed by its verify record, against rsync --checksum --dry-run.
+      log(`round ${r}: re-read of the newest copy`);
+      sh('sync', []);
+      sh('node', [CLI, 'run', '--config', d.config, '--all']);
+      const verify = sh('sh', ['-c', 'cat "$(ls -1 "$1"/hosts/bench/*/*-verify.yaml | tail -1)"', 'sh', join(dir, 'respaldo/records')]);
+      const [, vs] = /\nstarted: (\S+)/.exec(verify);
+      const [, vf] = /\nfinished: (\S+)/.exec(verify);
+      if (!/\nresult: ok/.test(verify)) throw new Error(`the re-read of the copy did not match:\n${verify}`);
+      samples.recheck.respaldo.push((Date.parse(vf) - Date.parse(vs)) / 1000);
+      const pc = measure('rsync', ['-a', '--numeric-ids', '--checksum', '--dry-run', '--itemize-changes', '-e', server.ssh, `${snap(s2)}/`, `root@127.0.0.1:${plainCsc}/${s2}/`], { logFile: logFile(`r${r}-recheck-rsync`) });
+      samples.recheck.rsync.push(pc.wall);
 
       // Restores of the whole tree into a new folder: respaldo (every file checked against the
       // manifest), plain rsync of the snapshot's data, restic (with and without --verify).
@@ -182,6 +195,8 @@ async function main() {
     row('', 'rsync -a over ssh', s.copyFirst.rsync, s.copyFirst.rsync),
     row('second copy, 1% chg', 'respaldo (+ compare)', s.copyChanged.respaldo, s.copyChanged.rsync),
     row('', 'rsync --link-dest ssh', s.copyChanged.rsync, s.copyChanged.rsync),
+    row('re-read of a copy', 'respaldo (verify rec.)', s.recheck.respaldo, s.recheck.rsync),
+    row('', 'rsync -c --dry-run ssh', s.recheck.rsync, s.recheck.rsync),
     row('restore, whole tree', 'respaldo (+ check)', s.restore.respaldo, s.restore.rsync),
     row('', 'rsync -a', s.restore.rsync, s.restore.rsync),
     row('', 'restic restore', s.restore.restic, s.restore.rsync),
