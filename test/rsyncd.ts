@@ -6,9 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import { freePort, sleep, tempDir } from './helpers.js';
+import { accepts, freePort, sleep, tempDir } from './helpers.js';
 
 export interface Rsyncd {
   port: number;
@@ -26,17 +25,6 @@ export interface Rsyncd {
   url(path: string): string;
   start(): Promise<void>;
   stop(): Promise<void>;
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 export async function rsyncd(): Promise<Rsyncd> {

@@ -4,9 +4,8 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
-import { freePort, sleep, tempDir } from './helpers.js';
+import { accepts, freePort, sleep, tempDir } from './helpers.js';
 
 export interface Sshd {
   port: number;
@@ -19,17 +18,6 @@ export interface Sshd {
   stop(): Promise<void>;
 }
 
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 export async function sshd(): Promise<Sshd> {
   const dir = tempDir('respaldo-sshd-');
