@@ -219,7 +219,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       if (waited > STALE_MS) await checkPrimary(job, id);
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
       const t0 = performance.now();
-      const only = linkFrom ? await storedAnew(primary, id, linkFrom, scratch) : undefined;
+      const only = linkFrom && store.comparesOnly ? await storedAnew(primary, id, linkFrom, scratch) : undefined;
       const phases = await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal, false, only);
       scope.set(id, only ? 'changed' : 'full');
       const t1 = performance.now();

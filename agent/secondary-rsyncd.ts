@@ -270,6 +270,8 @@ class RsyncDaemonTarget implements Secondary {
 
 /** One repository's folder in the daemon's module. */
 class RsyncDaemonStore implements SecondaryRepository {
+  /** Every comparison here reads every file by checksum (the list of files stored anew is not used with a daemon yet). */
+  readonly comparesOnly = false;
   constructor(
     readonly target: RsyncDaemonTarget,
     readonly base: string,

@@ -74,7 +74,9 @@ export interface SecondaryRepository extends PruneStore {
   snapshotLocation(id: string): string;
   snapshots(signal?: AbortSignal): Promise<string[]>;
   deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal): Promise<void>;
-  /** With `only`: those files by checksum, the tree by metadata (see SecondaryStore); a target may compare everything instead. */
+  /** Whether `differences` honours `only`; a target that does not compares every file by checksum. */
+  readonly comparesOnly: boolean;
+  /** With `only`: those files by checksum, the tree by metadata (see SecondaryStore). */
   differences(dir: string, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal, only?: { list: string; count: number }): Promise<string[]>;
   flush(id: string, signal?: AbortSignal): Promise<void>;
   /** Makes a delivered and compared copy of the primary's snapshot `dir` the complete snapshot. */
@@ -236,6 +238,7 @@ export class SecondaryTarget implements Secondary {
 
 /** One repository's folder on the secondary target. */
 export class SecondaryStore implements SecondaryRepository {
+  readonly comparesOnly = true;
   constructor(
     readonly target: SecondaryTarget,
     readonly base: string,

@@ -115,6 +115,8 @@ describe('the second copy to an rsync daemon', () => {
     expect(inodeOf(join(data(id2), 'a.txt'))).not.toBe(inodeOf(join(data(id1), 'a.txt')));
     expect(readFileSync(join(data(id2), 'a.txt'), 'utf8')).toBe('alpha, changed\n');
     sameTree(primaryDir(id2), at(id2));
+    // A daemon's copies are compared file by file, and their records say so.
+    expect(recordsOf(d, 'copy').map((c) => c.verified.scope)).toEqual(['full', 'full']);
 
     // One bit flipped at CSC: the next backup's recheck of the newest copy finds it, and the copy is repaired.
     damage(join(data(id2), 'a.txt'));
