@@ -79,6 +79,23 @@ function asFailure(e: unknown, signal: AbortSignal): BackupFailure {
   return new BackupFailure('internal', `internal error: ${messageOf(e)}`, 'run again; if it fails again, report it with this message');
 }
 
+/** The `failure` record of a repository's backup or copy: what failed, the tool's words, what to do; no local path. */
+export function failureBody(repo: RepositoryConfig, who: { trigger: 'scheduled' | 'manual'; operator?: string | undefined }, failure: BackupFailure, redact: Redact, previous: string | null, causeSuffix = ''): RecordBody<'failure'> {
+  return {
+    repository: repo.name,
+    kind: repo.kind,
+    trigger: who.trigger,
+    ...(who.operator ? { operator: who.operator } : {}),
+    stage: failure.stage,
+    cause: redact(`${failure.message}${causeSuffix}`),
+    ...(failure.extra.detail ? { detail: redact(failure.extra.detail) } : {}),
+    ...(failure.extra.exitCode !== undefined ? { exit_code: failure.extra.exitCode } : {}),
+    ...(failure.extra.signal ? { signal: failure.extra.signal } : {}),
+    hint: redact(failure.hint),
+    previous_snapshot: previous,
+  };
+}
+
 /** The backup record of a published snapshot, from its snapshot.yaml. */
 export async function recordSnapshot(records: RecordStore, store: RepositoryStore, id: string, recovered: boolean, redact: Redact): Promise<Appended> {
   const { summary, bytes } = await store.readSummary(id);
@@ -307,19 +324,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
   } catch (e) {
     if (id) await store.discard(id).catch(() => {});
     const failure = asFailure(e, ctx.signal);
-    const appended = await records.append('failure', {
-      repository: repo.name,
-      kind: repo.kind,
-      trigger: job.trigger,
-      ...(job.operator ? { operator: job.operator } : {}),
-      stage: failure.stage,
-      cause: redact(failure.message),
-      ...(failure.extra.detail ? { detail: redact(failure.extra.detail) } : {}),
-      ...(failure.extra.exitCode !== undefined ? { exit_code: failure.extra.exitCode } : {}),
-      ...(failure.extra.signal ? { signal: failure.extra.signal } : {}),
-      hint: redact(failure.hint),
-      previous_snapshot: previous ?? null,
-    });
+    const appended = await records.append('failure', failureBody(repo, job, failure, redact, previous ?? null));
     ctx.reporter.event({ type: 'repo-failed', repository: repo.name, cause: failure.message, hint: failure.hint, seq: appended.seq });
     return { ok: false, appended, failure };
   }

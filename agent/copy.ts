@@ -20,6 +20,7 @@ import { compareSnapshotIds } from '../schemas/common.js';
 import type { RepositoryConfig } from '../schemas/config.js';
 import { entryPath } from '../schemas/manifest.js';
 import { digestOf, type RecordBody } from '../schemas/record.js';
+import { failureBody } from './backup.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
 import { BackupFailure, messageOf, RespaldoError } from './errors.js';
@@ -62,21 +63,19 @@ export async function readCopyStates(records: RecordStore): Promise<Map<string, 
       if (!known || known > at) state.recorded.set(record.snapshot.id, at);
     } else if (record.verified.result === 'ok' && !state.copied.has(record.snapshot.id)) state.copied.set(record.snapshot.id, record.seq);
   }
-  const receipts = new Map<string, { seq: number; result: string }>();
+  // The newest receipt of each snapshot counts, when it answers the newest copy record.
+  const answered = new Set<string>();
   for (const other of await readdir(join(records.dir, 'hosts')).catch(() => [] as string[])) {
     if (other === records.host) continue;
     const store = new RecordStore(records.dir, other, undefined, () => new Date());
     for (const file of await store.list()) {
       if (file.type !== 'receipt') continue;
       const r = await store.read(file);
-      const key = r?.type === 'receipt' && r.origin === records.host ? `${r.repository}/${r.snapshot}` : undefined;
-      if (key && r?.type === 'receipt' && !receipts.has(key)) receipts.set(key, { seq: r.copy.seq, result: r.result });
+      if (r?.type !== 'receipt' || r.origin !== records.host || answered.has(`${r.repository}/${r.snapshot}`)) continue;
+      answered.add(`${r.repository}/${r.snapshot}`);
+      const state = of(r.repository);
+      if (r.result === 'mismatch' && state.copied.get(r.snapshot) === r.copy.seq) state.mismatched.add(r.snapshot);
     }
-  }
-  for (const [key, receipt] of receipts) {
-    const [repository = '', id = ''] = key.split('/');
-    const state = of(repository);
-    if (receipt.result === 'mismatch' && state.copied.get(id) === receipt.seq) state.mismatched.add(id);
   }
   return states;
 }
@@ -108,6 +107,9 @@ export interface CopyJob {
   state: CopyState;
 }
 
+/** Milliseconds as seconds to the millisecond, as the events report them. */
+const seconds = (ms: number) => Math.round(ms) / 1000;
+
 /** A snapshot that waited longer than this for CSC is re-read against its manifest before it is sent. */
 const STALE_MS = 3_600_000;
 
@@ -122,8 +124,7 @@ export function copyLabel(host: string, repository: string, id: string): string 
 }
 
 export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
-  const { ctx, config, repository: repo, primary, secondary, records } = job;
-  const { state } = job;
+  const { ctx, config, repository: repo, primary, secondary, records, state } = job;
   const onPrimary = await primary.snapshots();
   const pending = pendingCopies(state, onPrimary);
   const newest = onPrimary.filter((id) => state.copied.has(id)).at(-1);
@@ -147,7 +148,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   const scope = new Map<string, 'changed' | 'full'>();
   /** What copy and verify records begin with: the repository, who ran it, when. */
   const about = (started: Date) => ({ repository: repo.name, kind: repo.kind, ...who, started: started.toISOString(), finished: ctx.now().toISOString() });
-  const record = async (id: string, started: Date, method: 'rsync-checksum', repair: boolean, seconds?: Record<string, number>) => {
+  const record = async (id: string, started: Date, repair: boolean, seconds?: Record<string, number>) => {
     const { summary, ref } = await snapshotRef(id);
     const body: RecordBody<'copy'> = {
       ...about(started),
@@ -158,11 +159,20 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       bytes: summary.size.bytes,
       files: summary.size.files,
       ...(repair ? { repair: true } : {}),
-      verified: { method, scope: scope.get(id) ?? 'full', result: 'ok', manifest: summary.manifest },
+      verified: { method: 'rsync-checksum', scope: scope.get(id) ?? 'full', result: 'ok', manifest: summary.manifest },
     };
     const appended = await records.append('copy', body);
     copied.push(id);
     ctx.reporter.event({ type: 'copied', repository: repo.name, snapshot: id, seq: appended.seq, repair, ...(seconds ? { seconds } : {}) });
+  };
+
+  /** Compares a copy at CSC with the primary's in full and replaces it when they differ; true when it did. */
+  const repaired = async (id: string, started: Date, differences?: string[]): Promise<boolean> => {
+    const found = differences ?? (await store.differences(primary.snapshotDir(id), id, 'snapshots', ctx.signal));
+    if (!found.length) return false;
+    await replace(job, store, id, found);
+    await record(id, started, true);
+    return true;
   };
 
   const scratch = await mkdtemp(join(tmpdir(), 'respaldo-copy-'));
@@ -182,17 +192,12 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       });
       if (differences.length) {
         ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the copy of snapshot ${recheck} at the secondary target differs from the primary's in ${differences.length} place(s) (record ${appended.seq}); copying it again` });
-        await replace(job, store, recheck, differences);
-        await record(recheck, started, 'rsync-checksum', true);
+        await repaired(recheck, started, differences);
         // A damaged file at CSC is one inode, hard-linked into the older copies that share
         // it: those are compared too, and replaced where they differ.
         for (const id of onPrimary.filter((x) => x !== recheck && state.copied.has(x) && there.includes(x))) {
           if (ctx.signal.aborted) break;
-          const older = await store.differences(primary.snapshotDir(id), id, 'snapshots', ctx.signal);
-          if (!older.length) continue;
-          const at = ctx.now();
-          await replace(job, store, id, older);
-          await record(id, at, 'rsync-checksum', true);
+          await repaired(id, ctx.now());
         }
       }
     }
@@ -200,17 +205,14 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       if (ctx.signal.aborted || !there.includes(id) || copied.includes(id)) continue;
       const started = ctx.now();
       ctx.reporter.event({ type: 'warning', repository: repo.name, message: `CSC's receipt says its copy of snapshot ${id} does not match: copying it again` });
-      await replace(job, store, id, ['(the receipt)']);
-      await record(id, started, 'rsync-checksum', true);
+      await repaired(id, started, ['(the receipt)']);
     }
     for (const id of pending) {
       if (ctx.signal.aborted) break;
       const started = ctx.now();
       if (there.includes(id)) {
         // Published by a run that stopped before recording it: recorded once it matches.
-        const differences = await store.differences(primary.snapshotDir(id), id, 'snapshots', ctx.signal);
-        if (differences.length) await replace(job, store, id, differences);
-        await record(id, started, 'rsync-checksum', differences.length > 0);
+        if (!(await repaired(id, started))) await record(id, started, false);
         continue;
       }
       // A snapshot that waited for CSC (it was down) may have decayed on JAA's disk since its
@@ -220,15 +222,14 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
       const t0 = performance.now();
       const only = linkFrom && store.comparesOnly ? await storedAnew(primary, id, linkFrom, scratch) : undefined;
+      const list = seconds(performance.now() - t0);
       const phases = await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal, false, only);
       scope.set(id, only ? 'changed' : 'full');
       const t1 = performance.now();
       await store.publish(primary.snapshotDir(id), id, false, ctx.signal);
       there.push(id);
       there.sort(compareSnapshotIds);
-      const t2 = performance.now();
-      const secs = (ms: number) => Math.round(ms) / 1000;
-      await record(id, started, 'rsync-checksum', false, { list: secs(t1 - t0 - (phases.transfer + phases.compare) * 1000), ...phases, publish: secs(t2 - t1) });
+      await record(id, started, false, { list, ...phases, publish: seconds(performance.now() - t1) });
     }
     if (archive && !ctx.signal.aborted) await store.deliverArchive(archive, ctx.signal);
     return { ok: true, copied };
@@ -238,17 +239,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     const waiting = pending.filter((id) => !copied.includes(id));
     const oldest = waiting[0] ? state.recorded.get(waiting[0]) : undefined;
     const queue = waiting.length ? ` ${waiting.length} snapshot(s) wait for the secondary target${oldest ? `, the oldest recorded ${oldest.toISOString()}` : ''} (${waiting.slice(0, 3).join(', ')}${waiting.length > 3 ? ', …' : ''}).` : '';
-    const appended = await records.append('failure', {
-      repository: repo.name,
-      kind: repo.kind,
-      ...who,
-      stage: failure.stage,
-      cause: job.redact(`${failure.message}.${queue}`),
-      ...(failure.extra.detail ? { detail: job.redact(failure.extra.detail) } : {}),
-      ...(failure.extra.exitCode !== undefined ? { exit_code: failure.extra.exitCode } : {}),
-      hint: job.redact(failure.hint),
-      previous_snapshot: onPrimary.at(-1) ?? null,
-    });
+    const appended = await records.append('failure', failureBody(repo, job, failure, job.redact, onPrimary.at(-1) ?? null, `.${queue}`));
     ctx.reporter.event({ type: 'repo-failed', repository: repo.name, cause: `copy to the secondary target: ${failure.message}`, hint: failure.hint, seq: appended.seq });
     return { ok: false, copied };
   } finally {
@@ -315,7 +306,7 @@ async function deliverExact(store: SecondaryRepository, dir: string, id: string,
       throw new BackupFailure('copy', `the copy of snapshot ${id} at the secondary target does not match the primary's after the transfer: ${differences.length} difference(s); first: ${differences[0]}`, "check the secondary target's disk (dmesg, smartctl); the copy is retried on the next run", {
         detail: differences.slice(0, 20).join('\n'),
       });
-    return { transfer: Math.round(t1 - t0) / 1000, compare: Math.round(performance.now() - t1) / 1000 };
+    return { transfer: seconds(t1 - t0), compare: seconds(performance.now() - t1) };
   } catch (e) {
     await store.discard(id);
     throw e;

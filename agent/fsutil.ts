@@ -1,5 +1,6 @@
 /** Durable file writes: a crash leaves the old file or the new one, never half of one. */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { access, link, open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -60,4 +61,11 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     throw e;
   }
   await fsyncDir(dirname(path));
+}
+
+/** `sha256:<hex>` of a file's bytes, read as a stream: how records name a manifest or a summary. */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}`;
 }

@@ -183,7 +183,7 @@ export async function readVerifications(records: RecordStore): Promise<Map<strin
     if (file.type !== 'verify') continue;
     const record = await records.read(file);
     if (record?.type !== 'verify') continue;
-    const key = `${record.repository}\0${record.snapshot.target}`;
+    const key = verificationKey(record.repository, record.snapshot.target);
     // Newest first: the first record of a snapshot is its latest check.
     const snapshotKey = `${key}\0${record.snapshot.id}`;
     if (seen.has(snapshotKey)) continue;

@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
-import { compareSnapshotIds } from '../schemas/common.js';
+import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import type { SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
@@ -35,8 +35,6 @@ import { lastLines, runTool, type ToolResult } from './exec.js';
 import { COPY_ARGS, SecondaryTarget, type Secondary, type SecondaryRepository } from './secondary.js';
 
 type DaemonLocation = Extract<SecondaryLocation, { kind: 'rsync' }>;
-
-const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
 
 /** The marker of a complete copy, and the filter rules that send (or compare) it alone. */
 const MARKER = 'snapshot.yaml';

@@ -14,17 +14,15 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { compareSnapshotIds } from '../schemas/common.js';
-import type { SecondaryLocation } from './config.js';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
+import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
+import type { SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { PruneStore } from './prune.js';
-
-const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
 
 /** One word for a POSIX shell: single-quoted unless plainly safe. */
 export function shellQuote(word: string): string {

@@ -14,14 +14,12 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
-import { compareSnapshotIds } from '../schemas/common.js';
+import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { capture, runTool, streamTool } from './exec.js';
 import { fsyncDir } from './fsutil.js';
-
-const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
 
 /** find's -printf for the walk: each field is read in place by WalkBatch. */
 const WALK_FORMAT = '%y %i %s %T@ %TY-%Tm-%TdT%TH:%TM:%TS %m %P\\0%l\\0';

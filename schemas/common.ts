@@ -22,7 +22,9 @@ export type RepositoryKind = z.infer<typeof repositoryKind>;
 export const sha256Digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'a digest is "sha256:" and 64 hex digits');
 
 /** A snapshot id is the UTC time the snapshot was started, with a suffix when two start in the same second. */
-export const snapshotId = z.string().regex(/^\d{8}T\d{6}Z(-\d+)?$/, 'a snapshot id looks like 20261122T031500Z');
+/** A snapshot id: its UTC start time, with a suffix when two start in the same second. */
+export const SNAPSHOT_ID_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
+export const snapshotId = z.string().regex(SNAPSHOT_ID_RE, 'a snapshot id looks like 20261122T031500Z');
 
 /** Orders snapshot ids by time, then by suffix as a number ("…Z-2" before "…Z-10"). */
 export function compareSnapshotIds(a: string, b: string): number {

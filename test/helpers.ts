@@ -2,7 +2,7 @@
  * Fixtures for tests that cross parts: real temporary folders, a real records git
  * repository, the compiled agent spawned as cron would run it.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
@@ -255,6 +255,28 @@ export function accepts(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/** A server a test starts on a loopback port (sshd, rsync --daemon), that can be stopped and started again. */
+export function loopbackServer(name: string, command: string, args: string[], port: number): { start(): Promise<void>; stop(): Promise<void> } {
+  let child: ChildProcess | undefined;
+  return {
+    async start() {
+      child = spawn(command, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+      for (let i = 0; i < 100; i++) {
+        if (child.exitCode !== null) throw new Error(`${name} exited with code ${child.exitCode}`);
+        if (await accepts(port)) return;
+        await sleep(50);
+      }
+      throw new Error(`${name} did not listen on port ${port}`);
+    },
+    async stop() {
+      if (!child || child.exitCode !== null) return;
+      const exited = new Promise((r) => child!.once('exit', r));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 /** A clock that tests move by hand: the agent's commands called in-process take its `now`. */

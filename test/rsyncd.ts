@@ -4,10 +4,9 @@
  * (auth users, a secrets file), and twins of it that refuse writes or an option.
  */
 import { randomBytes } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { accepts, freePort, sleep, tempDir } from './helpers.js';
+import { freePort, loopbackServer, tempDir } from './helpers.js';
 
 export interface Rsyncd {
   port: number;
@@ -43,7 +42,6 @@ export async function rsyncd(): Promise<Rsyncd> {
     join(dir, 'rsyncd.conf'),
     [`pid file = ${join(dir, 'rsyncd.pid')}`, `log file = ${join(dir, 'rsyncd.log')}`, 'use chroot = no', ...moduleConf('csc', ''), ...moduleConf('csc-ro', 'read only = yes'), ...moduleConf('csc-nochecksum', 'refuse options = checksum'), ''].join('\n'),
   );
-  let child: ChildProcess | undefined;
   const self: Rsyncd = {
     port,
     module,
@@ -51,21 +49,7 @@ export async function rsyncd(): Promise<Rsyncd> {
     password,
     passwordFile,
     url: (path) => `rsync://${user}@127.0.0.1:${port}/${path}`,
-    async start() {
-      child = spawn('rsync', ['--daemon', '--no-detach', '--config', join(dir, 'rsyncd.conf'), '--port', String(port), '--address', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'inherit'] });
-      for (let i = 0; i < 100; i++) {
-        if (child.exitCode !== null) throw new Error(`rsync --daemon exited with code ${child.exitCode}`);
-        if (await accepts(port)) return;
-        await sleep(50);
-      }
-      throw new Error(`rsync --daemon did not listen on port ${port}`);
-    },
-    async stop() {
-      if (!child || child.exitCode !== null) return;
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
+    ...loopbackServer('rsync --daemon', 'rsync', ['--daemon', '--no-detach', '--config', join(dir, 'rsyncd.conf'), '--port', String(port), '--address', '127.0.0.1'], port),
   };
   await self.start();
   return self;

@@ -2,10 +2,10 @@
  * A real OpenSSH server on a loopback port, for the tests of targets reached over SSH: its
  * own host key, one client key in its authorized_keys, no passwords, no PAM.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { accepts, freePort, sleep, tempDir } from './helpers.js';
+import { freePort, loopbackServer, tempDir } from './helpers.js';
 
 export interface Sshd {
   port: number;
@@ -44,26 +44,11 @@ export async function sshd(): Promise<Sshd> {
   );
   // The privilege-separation folder that the Debian package's service would create.
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
-  let child: ChildProcess | undefined;
   const self: Sshd = {
     port,
     hostKey: readFileSync(join(dir, 'host_key.pub'), 'utf8').trim(),
     identity: join(dir, 'client_key'),
-    async start() {
-      child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'inherit'] });
-      for (let i = 0; i < 100; i++) {
-        if (child.exitCode !== null) throw new Error(`sshd exited with code ${child.exitCode}`);
-        if (await accepts(port)) return;
-        await sleep(50);
-      }
-      throw new Error(`sshd did not listen on port ${port}`);
-    },
-    async stop() {
-      if (!child || child.exitCode !== null) return;
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-    },
+    ...loopbackServer('sshd', '/usr/sbin/sshd', ['-D', '-e', '-f', join(dir, 'sshd_config')], port),
   };
   await self.start();
   return self;

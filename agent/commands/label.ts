@@ -7,8 +7,6 @@
  * manifest's sha256 against the one in snapshot.yaml, and both digests against the backup
  * record that recorded the snapshot. A snapshot changed after it was recorded gets no label.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { repositoryName } from '../../schemas/common.js';
@@ -17,9 +15,10 @@ import type { SnapshotSummary } from '../../schemas/snapshot.js';
 import { loadConfig, type Config } from '../config.js';
 import type { Context } from '../context.js';
 import { BackupFailure, Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { sha256File, writeFileAtomic } from '../fsutil.js';
 import { labelOf, labelPdf, labelSvg, labelText, STICKER_MM } from '../label.js';
 import { RecordStore } from '../records.js';
+import { openSecondary } from '../secondary-rsyncd.js';
 import { LocalTarget, type RepositoryStore } from '../target.js';
 import { hostZone } from '../zoned.js';
 
@@ -52,12 +51,6 @@ function listIds(ids: string[]): string {
 const moveAside = (store: RepositoryStore, repo: string, id: string) =>
   `do not label it as a good backup: check the disk (dmesg, smartctl), move it aside (mv ${store.snapshotDir(id)} ${join(store.base, `damaged-${id}`)}) and make a new one (respaldo run --repo ${repo} --manual)`;
 
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return `sha256:${hash.digest('hex')}`;
-}
-
 /** The oldest backup record of the snapshot on the primary target: the one that made it (later ones found nothing changed). */
 async function recordOf(records: RecordStore, summary: SnapshotSummary): Promise<{ seq: number; path: string; digest: string; manifest: string } | undefined> {
   let found: { seq: number; path: string; digest: string; manifest: string } | undefined;
@@ -78,7 +71,7 @@ async function recordOf(records: RecordStore, summary: SnapshotSummary): Promise
 function listDevices(ctx: Context, config: Config): ExitCode {
   const devices = config.devices ?? [];
   const secondary = config.targets.secondary;
-  const targets: Record<string, string | undefined> = { primary: config.targets.primary, secondary: secondary && (secondary.kind === 'local' ? secondary.path : `${secondary.user ? `${secondary.user}@` : ''}${secondary.host}:${secondary.path}`) };
+  const targets: Record<string, string | undefined> = { primary: config.targets.primary, secondary: secondary && openSecondary(secondary, config.state).display };
   const rows = devices.map((d) => ({ ...d, target: d.target ?? null, path: d.target ? (targets[d.target] ?? null) : null }));
   if (rows.length === 0) {
     ctx.reporter.result(`no devices listed in ${config.file}; list them under "devices:" (label, location, capacity, target), see "Labels" in the README`, { host: config.host, devices: [] });

@@ -11,12 +11,10 @@
  * once: after a "mismatch" receipt, the sender copies again (it reads the receipts) and its
  * new copy record gets its own check.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { compareSnapshotIds } from '../../schemas/common.js';
+import { sha256File } from '../fsutil.js';
 import { verifyRecordsFolder } from '../../schemas/chain.js';
 import type { Context } from '../context.js';
 import { Exit, messageOf, RespaldoError, type ExitCode } from '../errors.js';
@@ -30,7 +28,6 @@ export interface ReceiveOptions {
 }
 
 const NAME_RE = /^[a-z0-9][a-z0-9._-]*$/;
-const SNAPSHOT_RE = /^\d{8}T\d{6}Z(-\d+)?$/;
 
 async function folders(dir: string, re: RegExp): Promise<string[]> {
   try {
@@ -38,16 +35,6 @@ async function folders(dir: string, re: RegExp): Promise<string[]> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
-  }
-}
-
-async function sha256File(path: string): Promise<string | undefined> {
-  try {
-    const hash = createHash('sha256');
-    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-    return `sha256:${hash.digest('hex')}`;
-  } catch {
-    return undefined;
   }
 }
 
@@ -93,13 +80,12 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Ex
     }
 
     const root = config.targets.primary;
-    const allCopies = copyRecords(config.records);
+    const copies = copyRecords(config.records);
     for (const origin of await folders(root, NAME_RE)) {
       if (origin === config.host) continue;
-      const copies = allCopies;
       for (const repository of await folders(join(root, origin), NAME_RE)) {
         const store = new RepositoryStore(join(root, origin, repository), `${origin}/${repository}`);
-        const ids = (await folders(join(store.base, 'snapshots'), SNAPSHOT_RE)).sort(compareSnapshotIds);
+        const ids = await store.snapshots();
         for (const id of ids) {
           if (ctx.signal.aborted) break;
           const copy = copies.get(`${origin}/${repository}/${id}`);
@@ -109,9 +95,9 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Ex
           }
           if (answered.has(`${origin}/${repository}/${id}/${copy.seq}`)) continue;
           const problems: { path: string; problem: string }[] = [];
-          const manifest = await sha256File(join(store.snapshotDir(id), 'manifest.jsonl'));
+          const manifest = await sha256File(join(store.snapshotDir(id), 'manifest.jsonl')).catch(() => undefined);
           if (manifest !== copy.manifest) problems.push({ path: 'manifest.jsonl', problem: manifest ? `its digest ${manifest} is not the ${copy.manifest} that ${origin}'s copy record ${copy.seq} carries` : 'missing or unreadable' });
-          const summary = await sha256File(join(store.snapshotDir(id), 'snapshot.yaml'));
+          const summary = await sha256File(join(store.snapshotDir(id), 'snapshot.yaml')).catch(() => undefined);
           if (summary !== copy.summary) problems.push({ path: 'snapshot.yaml', problem: summary ? `its digest is not the one ${origin}'s copy record ${copy.seq} carries` : 'missing or unreadable' });
           let files = 0;
           let bytes = 0;

@@ -14,8 +14,6 @@
  * to a restored path is refused rather than followed. rsync writes from the stored tree
  * itself and never follows a link on the receiving side in place of a folder.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -27,8 +25,9 @@ import type { Context } from '../context.js';
 import { copyLabel } from '../copy.js';
 import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { lastLines, runTool } from '../exec.js';
-import { exists } from '../fsutil.js';
+import { exists, sha256File } from '../fsutil.js';
 import { HashPool } from '../hashing.js';
+import { snapshotTime } from '../retention.js';
 import { lockAndRecover, operatorName, publishRecords, type Host } from '../host.js';
 import type { Secondary } from '../secondary.js';
 import { openSecondary } from '../secondary-rsyncd.js';
@@ -76,12 +75,6 @@ function safeEntry(rel: Buffer, file: string): Buffer {
 
 const under = (rel: Buffer, wanted: Buffer[]) => wanted.length === 0 || wanted.some((w) => rel.equals(w) || (rel.length > w.length && rel[w.length] === 0x2f && rel.subarray(0, w.length).equals(w)));
 
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return `sha256:${hash.digest('hex')}`;
-}
-
 /**
  * The backup records of a repository, oldest snapshot first, but for the snapshots that
  * prune records say were deleted from every target the host has.
@@ -122,12 +115,6 @@ async function resolveWanted(store: RepositoryStore, id: string, wanted: Buffer[
   if (missing.length) throw usageError(`${missing.map((w) => `/${w.toString('utf8')}`).join(', ')} is not in snapshot ${id}`, 'give the original path of a file or folder that was backed up (e.g. --path /etc/nginx/nginx.conf)');
 }
 
-/** Snapshot id → the time it was started (ids are UTC start times). */
-function startOf(id: string): Date {
-  const m = /^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z/.exec(id)!;
-  return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
-}
-
 export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryConfig, opts: FileRestoreOptions): Promise<ExitCode> {
   const { config } = host;
   const zone = hostZone(config.timezone);
@@ -144,7 +131,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
   } else if (opts.at) {
     const at = parseZoned(opts.at, zone);
     if (!at) throw usageError(`--at "${opts.at}" is not a time respaldo can read`, `write it as "2026-11-21 11:29" (in ${zone}) or with an offset: "2026-11-21T17:29:30Z"`);
-    chosen = [...recorded].reverse().find((r) => startOf(r.id) <= at);
+    chosen = [...recorded].reverse().find((r) => snapshotTime(r.id) <= at);
     if (!chosen) throw usageError(`no snapshot of ${repo.name} was taken by ${formatZoned(at, zone)}: the first is ${recorded[0]!.id}`, 'pick a later time, or --snapshot ID');
   } else chosen = recorded.at(-1)!;
 

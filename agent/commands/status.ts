@@ -8,6 +8,7 @@ import { readHistory } from '../history.js';
 import { RecordStore } from '../records.js';
 import { dueState, planFor } from '../schedule.js';
 import { LocalTarget } from '../target.js';
+import { hostZone } from '../zoned.js';
 
 export interface StatusOptions {
   config: string;
@@ -30,7 +31,7 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
   const history = await readHistory(records, config.repositories.map((r) => r.name));
   const unpushed = await git.unpushed();
   const now = ctx.now();
-  const zone = config.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+  const zone = hostZone(config.timezone);
 
   // Copies that have not reached CSC yet, from the records and the primary's snapshots.
   const primary = new LocalTarget('primary', config.targets.primary);

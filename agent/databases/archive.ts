@@ -4,20 +4,12 @@
  * each file is stored once under its own name and never replaced, so that an archive
  * that a restore reads is only ever added to.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { link } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { PitrInfo } from '../../schemas/database.js';
 import { Exit, RespaldoError } from '../errors.js';
-import { exists, fsyncDir } from '../fsutil.js';
+import { exists, fsyncDir, sha256File } from '../fsutil.js';
 import type { RepositoryStore } from '../target.js';
-
-async function sha256Of(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 /**
  * Stores `tmp` in the archive folder `dir` as `name`. `tmp` is a temporary file the caller
@@ -31,7 +23,7 @@ async function sha256Of(path: string): Promise<string> {
 export async function archiveFile(dir: string, name: string, tmp: string, opts: { conflictHint: string }): Promise<'archived' | 'present'> {
   const dest = join(dir, name);
   const present = async () => {
-    if ((await sha256Of(dest)) === (await sha256Of(tmp))) return 'present' as const;
+    if ((await sha256File(dest)) === (await sha256File(tmp))) return 'present' as const;
     throw new RespaldoError(`${dest} is already archived with different contents`, { exitCode: Exit.partial, hint: opts.conflictHint });
   };
   if (await exists(dest)) return present();

@@ -175,9 +175,10 @@ export async function gitRepositories(repo: RepositoryConfig, env: NodeJS.Proces
     );
   const names = new Map<string, string>();
   for (const r of found) {
-    const other = names.get(bundleName(r.path));
+    const name = bundleName(r.path);
+    const other = names.get(name);
     if (other !== undefined) throw new BackupFailure('source', `repository ${repo.name} lists ${r.path} twice (also as ${other})`, `remove one of them from repositories[${repo.name}].paths in the host config`);
-    names.set(bundleName(r.path), r.path);
+    names.set(name, r.path);
   }
   return found;
 }
@@ -220,8 +221,7 @@ interface SourceState {
 async function sourceState(r: GitRepository, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<SourceState> {
   const listed = await gitIn(r, ['for-each-ref', '--format=%(objectname) %(refname)'], env, signal);
   if (listed.code !== 0) throw new BackupFailure('source', `git cannot list the refs of ${r.path}: ${lastLines(listed.stderr, 2)}`, `check the repository with "git -C ${r.path} fsck"; the previous snapshot is intact`, { detail: listed.stderr });
-  const ref = await gitIn(r, ['symbolic-ref', '--quiet', 'HEAD'], env, signal);
-  const commit = await gitIn(r, ['rev-parse', '--quiet', '--verify', 'HEAD'], env, signal);
+  const [ref, commit] = await Promise.all([gitIn(r, ['symbolic-ref', '--quiet', 'HEAD'], env, signal), gitIn(r, ['rev-parse', '--quiet', '--verify', 'HEAD'], env, signal)]);
   return { refs: refLines(listed.stdout), head: { ref: ref.code === 0 ? ref.stdout.trim() : null, commit: commit.code === 0 ? commit.stdout.trim() : null } };
 }
 
