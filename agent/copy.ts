@@ -13,12 +13,11 @@
  * once by a fresh copy (linked to the damaged one only where the bytes still match),
  * recorded as a repair.
  */
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareSnapshotIds } from '../schemas/common.js';
 import type { RepositoryConfig } from '../schemas/config.js';
-import { entryPath } from '../schemas/manifest.js';
+import type { ManifestEntry } from '../schemas/manifest.js';
 import { digestOf, type RecordBody } from '../schemas/record.js';
 import { failureBody } from './backup.js';
 import type { Config } from './config.js';
@@ -27,6 +26,7 @@ import { BackupFailure, messageOf, RespaldoError } from './errors.js';
 import { exists } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import { checkSnapshot } from './manifest.js';
+import type { CopyReference, Difference } from './copy-check.js';
 import { RecordStore } from './records.js';
 import type { Redact } from './redact.js';
 import type { Secondary, SecondaryRepository } from './secondary.js';
@@ -110,6 +110,9 @@ export interface CopyJob {
 /** Milliseconds as seconds to the millisecond, as the events report them. */
 const seconds = (ms: number) => Math.round(ms) / 1000;
 
+/** A copy that sends fewer bytes than this shares the run's SSH connection (see SecondaryStore.deliver). */
+const SMALL_BYTES = 64 << 20;
+
 /** A snapshot that waited longer than this for CSC is re-read against its manifest before it is sent. */
 const STALE_MS = 3_600_000;
 
@@ -141,11 +144,19 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
 
   const store = secondary.repository(config.host, repo.name);
   const who = { trigger: job.trigger, ...(job.operator ? { operator: job.operator } : {}) };
+  const summaries = new Map<string, ReturnType<RepositoryStore['readSummary']>>();
+  const readSummary = (id: string) => summaries.get(id) ?? summaries.set(id, primary.readSummary(id)).get(id)!;
   const snapshotRef = async (id: string) => {
-    const { summary, bytes } = await primary.readSummary(id);
+    const { summary, bytes } = await readSummary(id);
     return { summary, ref: { id, target: 'secondary' as const, location: store.snapshotLocation(id), digest: digestOf(bytes), manifest: summary.manifest } };
   };
   const scope = new Map<string, 'changed' | 'full'>();
+  /** What a copy of snapshot `id` must match; with `reread`, only the files it picks are read back. */
+  const reference = async (id: string, reread?: (e: ManifestEntry) => boolean): Promise<CopyReference> => {
+    const { summary, bytes } = await readSummary(id);
+    const hex = (digest: string) => digest.replace(/^sha256:/, '');
+    return { dir: primary.snapshotDir(id), entries: () => primary.manifestEntries(id), manifest: hex(summary.manifest), summary: hex(digestOf(bytes)), ...(reread ? { reread } : {}) };
+  };
   /** What copy and verify records begin with: the repository, who ran it, when. */
   const about = (started: Date) => ({ repository: repo.name, kind: repo.kind, ...who, started: started.toISOString(), finished: ctx.now().toISOString() });
   const record = async (id: string, started: Date, repair: boolean, seconds?: Record<string, number>) => {
@@ -159,7 +170,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       bytes: summary.size.bytes,
       files: summary.size.files,
       ...(repair ? { repair: true } : {}),
-      verified: { method: 'rsync-checksum', scope: scope.get(id) ?? 'full', result: 'ok', manifest: summary.manifest },
+      verified: { method: store.method, scope: scope.get(id) ?? 'full', result: 'ok', manifest: summary.manifest },
     };
     const appended = await records.append('copy', body);
     copied.push(id);
@@ -167,28 +178,27 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   };
 
   /** Compares a copy at CSC with the primary's in full and replaces it when they differ; true when it did. */
-  const repaired = async (id: string, started: Date, differences?: string[]): Promise<boolean> => {
-    const found = differences ?? (await store.differences(primary.snapshotDir(id), id, 'snapshots', ctx.signal));
+  const repaired = async (id: string, started: Date, differences?: Difference[]): Promise<boolean> => {
+    const found = differences ?? (await store.differences(await reference(id), id, 'snapshots', ctx.signal));
     if (!found.length) return false;
-    await replace(job, store, id, found);
+    await replace(job, store, await reference(id), id, found);
     await record(id, started, true);
     return true;
   };
 
-  const scratch = await mkdtemp(join(tmpdir(), 'respaldo-copy-'));
   try {
     await secondary.check(ctx.signal);
     const there = await store.snapshots(ctx.signal);
     if (recheck && !ctx.signal.aborted) {
       const started = ctx.now();
-      const differences = await store.differences(primary.snapshotDir(recheck), recheck, 'snapshots', ctx.signal);
+      const differences = await store.differences(await reference(recheck), recheck, 'snapshots', ctx.signal);
       const { summary, ref } = await snapshotRef(recheck);
       const appended = await records.append('verify', {
         ...about(started),
         snapshot: ref,
         checksum: { scope: 'full', files: summary.size.files, bytes: summary.size.bytes, mismatches: differences.length },
         result: differences.length ? 'failed' : 'ok',
-        problems: differences.slice(0, 20).map(problemOf),
+        problems: differences.slice(0, 20),
       });
       if (differences.length) {
         ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the copy of snapshot ${recheck} at the secondary target differs from the primary's in ${differences.length} place(s) (record ${appended.seq}); copying it again` });
@@ -205,7 +215,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       if (ctx.signal.aborted || !there.includes(id) || copied.includes(id)) continue;
       const started = ctx.now();
       ctx.reporter.event({ type: 'warning', repository: repo.name, message: `CSC's receipt says its copy of snapshot ${id} does not match: copying it again` });
-      await repaired(id, started, ['(the receipt)']);
+      await repaired(id, started, [{ path: '', problem: "CSC's receipt says the copy does not match its manifest" }]);
     }
     for (const id of pending) {
       if (ctx.signal.aborted) break;
@@ -216,15 +226,21 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
         continue;
       }
       // A snapshot that waited for CSC (it was down) may have decayed on JAA's disk since its
-      // backup checked it: a copy must not carry damage to CSC under an "ok" record.
+      // backup checked it: a copy must not carry damage to CSC under an "ok" record. A copy
+      // checked against the manifest cannot; one compared with the primary's files can.
       const waited = ctx.now().getTime() - (state.recorded.get(id)?.getTime() ?? 0);
-      if (waited > STALE_MS) await checkPrimary(job, id);
+      if (waited > STALE_MS && store.method === 'rsync-checksum') await checkPrimary(job, id);
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
       const t0 = performance.now();
-      const only = linkFrom && store.comparesOnly ? await storedAnew(primary, id, linkFrom, scratch) : undefined;
+      const before = linkFrom && store.comparesOnly ? await inodesOf(primary, linkFrom) : undefined;
+      const ref = await reference(id, before && ((e) => !before.has(e.ino)));
       const list = seconds(performance.now() - t0);
-      const phases = await deliverExact(store, primary.snapshotDir(id), id, linkFrom, ctx.signal, false, only);
-      scope.set(id, only ? 'changed' : 'full');
+      // What the backup stored anew since its previous snapshot is what goes to CSC, when
+      // CSC has that one: under SMALL_BYTES it shares the run's SSH connection.
+      const { summary } = await readSummary(id);
+      const small = before !== undefined && summary.previous?.id === linkFrom && summary.changed.bytes < SMALL_BYTES;
+      const phases = await deliverExact(store, ref, id, linkFrom, ctx.signal, false, small);
+      scope.set(id, before ? 'changed' : 'full');
       const t1 = performance.now();
       await store.publish(primary.snapshotDir(id), id, false, ctx.signal);
       there.push(id);
@@ -242,69 +258,54 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     const appended = await records.append('failure', failureBody(repo, job, failure, job.redact, onPrimary.at(-1) ?? null, `.${queue}`));
     ctx.reporter.event({ type: 'repo-failed', repository: repo.name, cause: `copy to the secondary target: ${failure.message}`, hint: failure.hint, seq: appended.seq });
     return { ok: false, copied };
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
   }
 }
 
 /**
- * The files of snapshot `id` stored anew since `linkFrom` on the primary (by inode: the
- * others are hard links to it there, so rsync links them to its copy at CSC too), as a
- * NUL-separated --files-from list under the snapshot's folder, with the manifest and the
- * summary. Undefined when `linkFrom` is no longer on the primary: then every file is compared.
+ * The inodes of snapshot `linkFrom`'s files on the primary: a file of a later snapshot with
+ * another inode was stored anew (the others are hard links there, and rsync links them to
+ * the copy of `linkFrom` at CSC too). Undefined when `linkFrom` is no longer on the
+ * primary: then every file is read back.
  */
-async function storedAnew(primary: RepositoryStore, id: string, linkFrom: string, scratch: string): Promise<{ list: string; count: number } | undefined> {
-  const before = new Set<number>();
+async function inodesOf(primary: RepositoryStore, linkFrom: string): Promise<Set<number> | undefined> {
+  const inodes = new Set<number>();
   try {
-    for await (const e of primary.manifestEntries(linkFrom)) if (e.type === 'f') before.add(e.ino);
+    for await (const e of primary.manifestEntries(linkFrom)) if (e.type === 'f') inodes.add(e.ino);
   } catch {
     return undefined;
   }
-  const names: Buffer[] = [Buffer.from('manifest.jsonl'), Buffer.from('snapshot.yaml')];
-  for await (const e of primary.manifestEntries(id)) if (e.type === 'f' && !before.has(e.ino)) names.push(Buffer.concat([Buffer.from('data/'), entryPath(e)]));
-  const list = join(scratch, `${id}.files`);
-  await writeFile(list, Buffer.concat(names.flatMap((n) => [n, Buffer.from([0])])));
-  return { list, count: names.length };
+  return inodes;
 }
 
-/**
- * "path: what differs" from one of rsync's itemized lines ("`<fc.t...... data/etc/x`"): a
- * file to send is `<f` when the target is remote (SSH, a daemon), `>f` when it is a path.
- */
-function problemOf(line: string): { path: string; problem: string } {
-  const [flags = '', ...rest] = line.split(' ');
-  const path = rest.join(' ');
-  const file = /^[<>]f/.test(flags);
-  if (flags === '*deleting') return { path, problem: 'at the secondary target but not in the primary snapshot' };
-  if (file && flags[2] === '+') return { path, problem: 'missing at the secondary target' };
-  if (file && flags[2] === 'c') return { path, problem: 'its bytes differ from the primary\'s copy (checksum)' };
-  return { path, problem: `differs from the primary's copy (rsync: ${flags})` };
-}
+/** "path: what differs", for messages. */
+const describe = (d: Difference) => (d.path ? `${d.path}: ${d.problem}` : d.problem);
 
 /**
- * Copies a snapshot into `incomplete/` at the target and compares it there: with `only`,
- * the files stored anew by checksum and the whole tree by metadata (the hard links to the
- * older copy were compared when it was made; the newest copy's full comparison on later
- * runs and CSC's receipts re-read them); otherwise every file by checksum. A file linked
- * from an older copy that was damaged since makes a full comparison differ: the snapshot is
- * then copied once more with `--checksum`, which links a file only when its bytes match.
+ * Copies a snapshot into `incomplete/` at the target and compares it there with the
+ * reference: with its `reread`, the files stored anew are read back and the whole tree is
+ * listed (the hard links to the older copy were read when it was made; the newest copy's
+ * full comparison on later runs and CSC's receipts re-read them); otherwise every file is
+ * read. A file linked from an older copy that was damaged since makes a comparison differ:
+ * the snapshot is then copied once more with `--checksum`, which links a file only when
+ * its bytes match, and every file is read back.
  */
-async function deliverExact(store: SecondaryRepository, dir: string, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false, only?: { list: string; count: number }): Promise<{ transfer: number; compare: number }> {
+async function deliverExact(store: SecondaryRepository, ref: CopyReference, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false, small = false): Promise<{ transfer: number; compare: number }> {
   const t0 = performance.now();
   let t1 = t0;
+  const { reread: _, ...all } = ref;
   try {
     // The disk at CSC writes the copy back while the comparison reads it from its cache.
-    const compare = async () => (await Promise.all([store.differences(dir, id, 'incomplete', signal, checksum ? undefined : only), store.flush(id, signal)]))[0];
-    await store.deliver(dir, id, linkFrom, checksum, signal);
+    const compare = async (r: CopyReference) => (await Promise.all([store.differences(r, id, 'incomplete', signal), store.flush(id, signal)]))[0];
+    await store.deliver(ref.dir, id, linkFrom, checksum, signal, small);
     t1 = performance.now();
-    let differences = await compare();
+    let differences = await compare(checksum ? all : ref);
     if (differences.length && linkFrom && !checksum) {
-      await store.deliver(dir, id, linkFrom, true, signal);
-      differences = await compare();
+      await store.deliver(ref.dir, id, linkFrom, true, signal);
+      differences = await compare(all);
     }
     if (differences.length)
-      throw new BackupFailure('copy', `the copy of snapshot ${id} at the secondary target does not match the primary's after the transfer: ${differences.length} difference(s); first: ${differences[0]}`, "check the secondary target's disk (dmesg, smartctl); the copy is retried on the next run", {
-        detail: differences.slice(0, 20).join('\n'),
+      throw new BackupFailure('copy', `the copy of snapshot ${id} at the secondary target does not match the primary's manifest after the transfer: ${differences.length} difference(s); first: ${describe(differences[0]!)}`, "check both disks (dmesg, smartctl): a file that differs from the manifest on JAA's disk too was damaged there, and respaldo verify on the primary names it; the copy is retried on the next run", {
+        detail: differences.slice(0, 20).map(describe).join('\n'),
       });
     return { transfer: seconds(t1 - t0), compare: seconds(performance.now() - t1) };
   } catch (e) {
@@ -314,14 +315,14 @@ async function deliverExact(store: SecondaryRepository, dir: string, id: string,
 }
 
 /** Re-reads the primary's copy of a snapshot against its manifest; fails, changing nothing, when it does not match. */
-async function checkPrimary(job: CopyJob, id: string, context = '', differences: string[] = []): Promise<void> {
+async function checkPrimary(job: CopyJob, id: string, context = '', differences: Difference[] = []): Promise<void> {
   const check = await checkSnapshot(job.primary, id, job.pool, job.ctx.signal);
   if (check.checksum.mismatches > 0)
     throw new BackupFailure(
       'copy',
       `${context}the primary's copy of snapshot ${id} no longer matches its manifest (${check.checksum.mismatches} file(s); first: ${check.problems[0]!.path}): nothing was sent to the secondary target`,
       'check the primary disk (dmesg, smartctl); restore from whichever copy matches its manifest (respaldo restore checks every file, and borrows CSC\'s copy when JAA\'s is damaged) and take a fresh backup',
-      { detail: [...differences.slice(0, 10), ...check.problems.slice(0, 10).map((p) => `${p.path}: ${p.problem}`)].join('\n') },
+      { detail: [...differences.slice(0, 10).map(describe), ...check.problems.slice(0, 10).map((p) => `${p.path}: ${p.problem}`)].join('\n') },
     );
 }
 
@@ -329,9 +330,9 @@ async function checkPrimary(job: CopyJob, id: string, context = '', differences:
  * Replaces a damaged copy at CSC. The primary's copy is re-read against its manifest
  * first: a repair from a primary that is damaged itself would spread the damage.
  */
-async function replace(job: CopyJob, store: SecondaryRepository, id: string, differences: string[]): Promise<void> {
+async function replace(job: CopyJob, store: SecondaryRepository, ref: CopyReference, id: string, differences: Difference[]): Promise<void> {
   await checkPrimary(job, id, `the copy of snapshot ${id} at the secondary target differs from the primary's (${differences.length} place(s)), and `, differences);
   // Linked to the damaged copy only where the bytes match (--checksum from the start).
-  await deliverExact(store, job.primary.snapshotDir(id), id, id, job.ctx.signal, true);
-  await store.publish(job.primary.snapshotDir(id), id, true, job.ctx.signal);
+  await deliverExact(store, ref, id, id, job.ctx.signal, true);
+  await store.publish(ref.dir, id, true, job.ctx.signal);
 }

@@ -19,6 +19,8 @@ export interface ToolOptions {
   env?: NodeJS.ProcessEnv;
   signal?: AbortSignal;
   onStdout?: (chunk: Buffer) => void;
+  /** Written to the program's stdin, which is then closed; without it stdin is /dev/null. */
+  input?: Buffer;
 }
 
 const STDERR_TAIL = 4096;
@@ -61,9 +63,14 @@ function start(program: string, args: string[], opts: ToolOptions, stdout: 'pipe
 export function runTool(program: string, args: string[], opts: ToolOptions = {}): Promise<ToolResult> {
   let child: ChildProcess;
   try {
-    child = start(program, args, opts, opts.onStdout ? 'pipe' : 'ignore');
+    child = start(program, args, opts, opts.onStdout ? 'pipe' : 'ignore', opts.input ? 'pipe' : 'ignore');
   } catch (e) {
     return Promise.reject(e);
+  }
+  if (opts.input) {
+    // A program that exits without reading all of it closes the pipe: its exit code tells.
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(opts.input);
   }
   return finished(child, opts);
 }

@@ -33,6 +33,7 @@ import type { SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
 import { COPY_ARGS, SecondaryTarget, type Secondary, type SecondaryRepository } from './secondary.js';
+import type { CopyReference, Difference } from './copy-check.js';
 
 type DaemonLocation = Extract<SecondaryLocation, { kind: 'rsync' }>;
 
@@ -270,6 +271,7 @@ class RsyncDaemonTarget implements Secondary {
 class RsyncDaemonStore implements SecondaryRepository {
   /** Every comparison here reads every file by checksum (the list of files stored anew is not used with a daemon yet). */
   readonly comparesOnly = false;
+  readonly method = 'rsync-checksum';
   constructor(
     readonly target: RsyncDaemonTarget,
     readonly base: string,
@@ -355,19 +357,20 @@ class RsyncDaemonStore implements SecondaryRepository {
 
   /**
    * What differs between the primary snapshot's folder and its copy at the target, by
-   * rsync's checksum of every file read at both ends: one itemized line per difference.
+   * rsync's checksum of every file read at both ends: one per itemized line.
    * `incomplete`: a copy not yet published, compared without its `snapshot.yaml`, which it
    * does not have yet.
    */
-  async differences(dir: string, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<string[]> {
+  async differences(ref: CopyReference, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<Difference[]> {
     const chunks: Buffer[] = [];
-    const args = [...COPY_ARGS, '--checksum', '--dry-run', '--itemize-changes', '--out-format=%i %n', ...(where === 'incomplete' ? [`--filter=- /${MARKER}`] : []), `${dir}/`, this.url(id)];
+    const args = [...COPY_ARGS, '--checksum', '--dry-run', '--itemize-changes', '--out-format=%i %n', ...(where === 'incomplete' ? [`--filter=- /${MARKER}`] : []), `${ref.dir}/`, this.url(id)];
     const result = await this.target.rsync(args, { signal, onStdout: (c) => chunks.push(c) });
     if (result.code !== 0) throw this.target.failure(`comparing snapshot ${id} with its copy`, result, 'the comparison is retried on the next run');
     return Buffer.concat(chunks)
       .toString('utf8')
       .split('\n')
-      .filter((l) => l.trim() !== '');
+      .filter((l) => l.trim() !== '')
+      .map(itemized);
   }
 
   /** Nothing to do: the delivery ran with --fsync, so the daemon wrote each file to its disk before it counted as received. */
@@ -476,4 +479,18 @@ class RsyncDaemonStore implements SecondaryRepository {
 function checkedId(id: string): string {
   if (!SNAPSHOT_ID_RE.test(id)) throw new Error(`"${id}" is not a snapshot id`);
   return id;
+}
+
+/**
+ * "path: what differs" from one of rsync's itemized lines ("`<fc.t...... data/etc/x`"): a
+ * file to send is `<f` (the daemon is remote).
+ */
+function itemized(line: string): Difference {
+  const [flags = '', ...rest] = line.split(' ');
+  const path = rest.join(' ');
+  const file = /^[<>]f/.test(flags);
+  if (flags === '*deleting') return { path, problem: 'at the secondary target but not in the primary snapshot' };
+  if (file && flags[2] === '+') return { path, problem: 'missing at the secondary target' };
+  if (file && flags[2] === 'c') return { path, problem: "its bytes differ from the primary's copy (checksum)" };
+  return { path, problem: `differs from the primary's copy (rsync: ${flags})` };
 }

@@ -21,8 +21,8 @@ import { BackupFailure, messageOf } from './errors.js';
 import { capture, runTool, streamTool } from './exec.js';
 import { fsyncDir } from './fsutil.js';
 
-/** find's -printf for the walk: each field is read in place by WalkBatch. */
-const WALK_FORMAT = '%y %i %s %T@ %TY-%Tm-%TdT%TH:%TM:%TS %m %P\\0%l\\0';
+/** find's -printf for the walk (also of a copy at CSC): each field is read in place by WalkBatch. */
+export const WALK_FORMAT = '%y %i %s %T@ %TY-%Tm-%TdT%TH:%TM:%TS %m %P\\0%l\\0';
 /** The same with names and types only, which find reads from the folders without a stat of each entry. */
 const LIGHT_FORMAT = '%y %P\\0%l\\0';
 const ISO_LENGTH = 30; // find's %TS has ten decimals: 2026-11-22T03:15:07.1234567890
@@ -158,6 +158,12 @@ export class WalkBatch {
     const s = this.isoAt(i);
     if (s < 0) return this.mtime(i) === other.toString('latin1', off, off + MTIME_LENGTH);
     return other[off + MTIME_LENGTH - 1] === 0x5a && this.buf.compare(other, off, off + MTIME_LENGTH - 1, s, s + MTIME_LENGTH - 1) === 0;
+  }
+
+  /** The permission bits as a number. */
+  mode(i: number): number {
+    const o = i * W_STRIDE + W_MODE;
+    return parseInt(this.buf.toString('latin1', this.at[o]!, this.at[o + 1]!), 8);
   }
 
   /** Writes the permission bits, four octal digits, at `pos`; returns the position after them. */

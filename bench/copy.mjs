@@ -99,6 +99,26 @@ function readdirSorted(dir) {
   return existsSync(dir) ? sh('ls', ['-1', dir]).split('\n').filter(Boolean).sort() : [];
 }
 
+/**
+ * The two measurements of round `r`, plain rsync's first in odd rounds and respaldo's in
+ * even ones: the disk is not in the same state for the second writer as for the first.
+ */
+function inTurn(r, plain, ours) {
+  if (r % 2) return [plain(), ours()];
+  const o = ours();
+  return [plain(), o];
+}
+
+/**
+ * `measure` from a clean page cache state: what the previous step wrote is on the disk
+ * first, so that neither tool pays for the other's writes (respaldo flushes its copy before
+ * it records it; plain rsync leaves its writes in the page cache, for the next to pay).
+ */
+function settled(measure) {
+  sh('sync', []);
+  return measure();
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 async function main() {
@@ -125,11 +145,9 @@ async function main() {
       d.write(true);
       const plainCsc = join(dir, 'plain-csc');
       sh('ssh', [...server.ssh.split(' ').slice(1), 'root@127.0.0.1', `mkdir -p ${plainCsc}`]);
-      // The tools take turns going first, round by round: the disk is not in the same state
-      // for the second writer of 2 GiB as for the first.
-      const plainFirst = () => measure('rsync', ['-a', '--numeric-ids', '-e', server.ssh, `${snap(s1)}/`, `root@127.0.0.1:${plainCsc}/${s1}/`], { logFile: logFile(`r${r}-copy-first-rsync`) });
-      const oursFirst = () => measure('node', [CLI, 'run', '--config', d.config, '--json'], { logFile: logFile(`r${r}-copy-first-respaldo`) });
-      const [pr, rr] = r % 2 ? [plainFirst(), oursFirst()] : (([b, a]) => [a, b])([oursFirst(), plainFirst()]);
+      const plainFirst = () => settled(() => measure('rsync', ['-a', '--numeric-ids', '-e', server.ssh, `${snap(s1)}/`, `root@127.0.0.1:${plainCsc}/${s1}/`], { logFile: logFile(`r${r}-copy-first-rsync`) }));
+      const oursFirst = () => settled(() => measure('node', [CLI, 'run', '--config', d.config, '--json'], { logFile: logFile(`r${r}-copy-first-respaldo`) }));
+      const [pr, rr] = inTurn(r, plainFirst, oursFirst);
       samples.copyFirst.rsync.push(pr.wall);
       samples.copyFirst.respaldo.push(rr.wall);
 
@@ -141,8 +159,11 @@ async function main() {
       restoreTree('mixed', tree.files, tree.changes);
       const [, s2] = d.snapshots();
       d.write(true);
-      const rr2 = measure('node', [CLI, 'run', '--config', d.config, '--json'], { logFile: logFile(`r${r}-copy-changed-respaldo`) });
-      const pr2 = measure('rsync', ['-a', '--numeric-ids', `--link-dest=../${s1}/`, '-e', server.ssh, `${snap(s2)}/`, `root@127.0.0.1:${plainCsc}/${s2}/`], { logFile: logFile(`r${r}-copy-changed-rsync`) });
+      const [pr2, rr2] = inTurn(
+        r,
+        () => settled(() => measure('rsync', ['-a', '--numeric-ids', `--link-dest=../${s1}/`, '-e', server.ssh, `${snap(s2)}/`, `root@127.0.0.1:${plainCsc}/${s2}/`], { logFile: logFile(`r${r}-copy-changed-rsync`) })),
+        () => settled(() => measure('node', [CLI, 'run', '--config', d.config, '--json'], { logFile: logFile(`r${r}-copy-changed-respaldo`) })),
+      );
       samples.copyChanged.respaldo.push(rr2.wall);
       samples.copyChanged.rsync.push(pr2.wall);
       const copies = readFileSync(logFile(`r${r}-copy-changed-respaldo`), 'utf8').split('\n').filter((l) => l.includes('"copied"')).length;
@@ -169,13 +190,13 @@ async function main() {
       sh('restic', ['--repo', restic, 'init'], { env });
       sh('restic', ['--repo', restic, 'backup', '--quiet', tree.root], { env });
       const out = (name) => join(dir, `restored-${name}`);
-      const m1 = measure('node', [CLI, 'restore', 'mixed', '--config', d.config, '--to', out('respaldo')], { logFile: logFile(`r${r}-restore-respaldo`) });
+      const m1 = settled(() => measure('node', [CLI, 'restore', 'mixed', '--config', d.config, '--to', out('respaldo')], { logFile: logFile(`r${r}-restore-respaldo`) }));
       rmSync(out('respaldo'), { recursive: true, force: true });
-      const m2 = measure('rsync', ['-a', `${snap(s2)}/data/`, `${out('rsync')}/`], { logFile: logFile(`r${r}-restore-rsync`) });
+      const m2 = settled(() => measure('rsync', ['-a', `${snap(s2)}/data/`, `${out('rsync')}/`], { logFile: logFile(`r${r}-restore-rsync`) }));
       rmSync(out('rsync'), { recursive: true, force: true });
-      const m3 = measure('restic', ['--repo', restic, 'restore', 'latest', '--target', out('restic')], { env, logFile: logFile(`r${r}-restore-restic`) });
+      const m3 = settled(() => measure('restic', ['--repo', restic, 'restore', 'latest', '--target', out('restic')], { env, logFile: logFile(`r${r}-restore-restic`) }));
       rmSync(out('restic'), { recursive: true, force: true });
-      const m4 = measure('restic', ['--repo', restic, 'restore', 'latest', '--verify', '--target', out('restic-verify')], { env, logFile: logFile(`r${r}-restore-restic-verify`) });
+      const m4 = settled(() => measure('restic', ['--repo', restic, 'restore', 'latest', '--verify', '--target', out('restic-verify')], { env, logFile: logFile(`r${r}-restore-restic-verify`) }));
       rmSync(out('restic-verify'), { recursive: true, force: true });
       samples.restore.respaldo.push(m1.wall);
       samples.restore.rsync.push(m2.wall);

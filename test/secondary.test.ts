@@ -53,7 +53,7 @@ describe('the second copy over SSH', () => {
     const [id1] = d.snapshots('docs');
     const copies = recordsOf(d, 'copy');
     expect(copies).toHaveLength(1);
-    expect(copies[0]).toMatchObject({ repository: 'docs', snapshot: { id: id1, target: 'secondary', location: `web01/docs/snapshots/${id1}` }, from: 'primary', to: 'secondary', verified: { method: 'rsync-checksum', result: 'ok' } });
+    expect(copies[0]).toMatchObject({ repository: 'docs', snapshot: { id: id1, target: 'secondary', location: `web01/docs/snapshots/${id1}` }, from: 'primary', to: 'secondary', verified: { method: 'rehash', result: 'ok' } });
     // The copy's digests are those of the backup record: the same snapshot.
     const backup = recordsOf(d, 'backup')[0]!;
     expect(copies[0]!.snapshot.digest).toBe(backup.snapshot.digest);
@@ -164,6 +164,44 @@ describe('the second copy on a local path', () => {
     const [id] = d.snapshots('etc');
     sameTree(join(d.target, 'web01/etc/snapshots', id!), join(second, 'web01/etc/snapshots', id!));
     expect(recordsOf(d, 'copy')).toHaveLength(1);
+    await verified(d);
+  });
+
+  it("never carries a file damaged on JAA's disk to CSC: the copy fails naming it, and goes once the file is whole again", async () => {
+    const d = await deployment([{ name: 'etc', kind: 'config', paths: ['/placeholder'] }]);
+    const source = join(d.root, 'etc');
+    writeTree(source, { 'nginx.conf': 'worker_processes 2;\n', 'mime.types': 'text/html html;\n' });
+    const config = parse(readFileSync(d.config, 'utf8'));
+    config.repositories[0].paths = [source];
+    writeFileSync(d.config, JSON.stringify(config));
+    expect((await d.run('run', '--all')).code).toBe(0);
+    const [id] = d.snapshots('etc');
+    // Bit rot on the primary after its backup verified it: same size, same time.
+    const stored = join(d.target, 'web01/etc/snapshots', id!, 'data', source, 'nginx.conf');
+    const good = readFileSync(stored);
+    const rotten = Buffer.from(good);
+    rotten[3] ^= 1;
+    writeFileSync(stored, rotten);
+    execFileSync('touch', ['-r', join(source, 'nginx.conf'), stored]);
+    const second = join(d.root, 'second-disk');
+    mkdirSync(second);
+    config.targets.secondary = second;
+    writeFileSync(d.config, JSON.stringify(config));
+    const r = await d.run('run');
+    expect(r.code).toBe(3);
+    const failure = recordsOf(d, 'failure').at(-1)!;
+    expect(failure).toMatchObject({ repository: 'etc', stage: 'copy' });
+    expect(failure.cause).toContain(`does not match the primary's manifest after the transfer: 1 difference(s); first: data{paths[0]}/nginx.conf: its bytes differ from the manifest's`);
+    expect(recordsOf(d, 'copy')).toHaveLength(0);
+    expect(readdirSync(join(second, 'web01/etc/snapshots'))).toEqual([]);
+    expect(readdirSync(join(second, 'web01/etc/incomplete'))).toEqual([]);
+    // JAA puts the file back (from CSC's copy of an older snapshot, say): the copy goes.
+    writeFileSync(stored, good);
+    execFileSync('touch', ['-r', join(source, 'nginx.conf'), stored]);
+    const again = await d.run('run');
+    expect(again.code, again.stderr).toBe(0);
+    expect(recordsOf(d, 'copy')).toMatchObject([{ snapshot: { id }, verified: { method: 'rehash', scope: 'full', result: 'ok' } }]);
+    sameTree(join(d.target, 'web01/etc/snapshots', id!), join(second, 'web01/etc/snapshots', id!));
     await verified(d);
   });
 });

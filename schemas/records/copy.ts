@@ -19,11 +19,16 @@ export const copyRecord = z
     repair: z.boolean().optional(),
     verified: z
       .object({
+        /**
+         * `rehash`: the copy listed and read back at the target, SHA-256 against the
+         * manifest. `rsync-checksum`: compared with the primary's by rsync's checksum at both
+         * ends (an rsync daemon, where nothing else runs).
+         */
         method: z.enum(['rehash', 'rsync-checksum']),
         /**
-         * `full`: every file compared by checksum at both ends. `changed`: the files stored
-         * anew in this copy by checksum, the others (hard links to a copy compared when it was
-         * made) by name, type, size, time and mode.
+         * `full`: every file read back. `changed`: the files stored anew in this copy, the
+         * others (hard links to a copy compared when it was made) by name, type, size, time
+         * and mode.
          */
         scope: z.enum(['changed', 'full']).optional(),
         result: z.enum(['ok', 'failed']),

@@ -1,0 +1,200 @@
+/**
+ * A copy at CSC checked against the primary snapshot's manifest, where it lies: GNU find
+ * lists the copy's folder at the target (name, type, size, time to the nanosecond, mode,
+ * link target) and OpenSSL (or coreutils' sha256sum where OpenSSL is missing) re-reads its
+ * files there, in two processes; the agent compares both with the manifest. The transfer
+ * is not trusted, and neither is the primary's disk: a file that decayed on JAA's disk
+ * before it was sent fails its copy's check instead of reaching CSC under an "ok" record.
+ * Only the listing, the digests and the list of files to read cross the connection.
+ */
+import { entryPath, type ManifestEntry } from '../schemas/manifest.js';
+import type { ToolResult } from './exec.js';
+import { WALK_FORMAT, WalkBatch } from './target.js';
+
+/** What a copy must match: the primary's snapshot. */
+export interface CopyReference {
+  /** The primary snapshot's folder: rsync's source, for a target compared by rsync. */
+  dir: string;
+  /** Its manifest's entries. */
+  entries: () => AsyncIterable<ManifestEntry>;
+  /** SHA-256 of its `manifest.jsonl` and of its `snapshot.yaml`. */
+  manifest: string;
+  summary: string;
+  /**
+   * Which files are read back; undefined: all. The others are compared by listing only:
+   * hard links to an older copy, compared when it was made.
+   */
+  reread?: (entry: ManifestEntry) => boolean;
+}
+
+/** One way in which a copy differs from its snapshot. */
+export interface Difference {
+  /** Relative to the snapshot's folder (`data/…`, `manifest.jsonl`); empty for the whole copy. */
+  path: string;
+  problem: string;
+}
+
+/** Runs a fixed `sh -c` script at the target with `args` as $1, $2…, `input` on its stdin. */
+export type TargetShell = (script: string, args: string[], signal?: AbortSignal, input?: Buffer) => Promise<{ result: ToolResult; bytes: Buffer; unreachable: boolean }>;
+
+/** The copy's folder listed: one find over the whole folder, paths relative to it. */
+const LIST = 'cd "$1" 2>/dev/null || exit 3; TZ=UTC LC_ALL=C exec find . -mindepth 1 -printf "$2"';
+/**
+ * SHA-256 of the files named on stdin (NUL-separated, relative to the folder), in order.
+ * The first line says which tool printed them: OpenSSL is four times faster than
+ * sha256sum, which is used where OpenSSL is missing, or forced by $2 for a name holding a
+ * newline, which OpenSSL escapes (3.0) or prints as it is (1.1), where sha256sum -z ends
+ * each line with a NUL and leaves names alone.
+ */
+const HASH = 'cd "$1" 2>/dev/null || exit 3; if [ "$2" != z ] && command -v openssl >/dev/null 2>&1; then echo openssl; exec xargs -0 -r openssl dgst -sha256 -r; else echo sha256sum; exec xargs -0 -r sha256sum -z; fi';
+/** How many processes read the files at once; one for fewer bytes than ONE_READER_BYTES. */
+const READERS = 2;
+const ONE_READER_BYTES = 64 << 20;
+
+const TYPES: Record<string, string> = { f: 'a file', d: 'a folder', l: 'a symbolic link', p: 'a fifo', s: 'a socket', c: 'a character device', b: 'a block device' };
+
+/** Where a top-level entry of a snapshot's folder is compared: not from the manifest. */
+const OWN = new Set(['data', 'manifest.jsonl', 'snapshot.yaml']);
+
+/**
+ * How the copy in folder `dir` at the target differs from `ref`; empty when it matches.
+ * `what` names the copy in messages. Throws (from `fail`) when the target cannot be asked.
+ */
+export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference, signal: AbortSignal | undefined, fail: (what: string, result: ToolResult, unreachable: boolean) => Error): Promise<Difference[]> {
+  const listed = sh(LIST, [dir, WALK_FORMAT], signal);
+  // What to read: the files of the manifest (or those `reread` picks), with the two files
+  // that describe the snapshot.
+  const reads: { rel: Buffer; sha256: string; size: number }[] = [
+    { rel: Buffer.from('manifest.jsonl'), sha256: ref.manifest, size: 0 },
+    { rel: Buffer.from('snapshot.yaml'), sha256: ref.summary, size: 0 },
+  ];
+  const entries: ManifestEntry[] = [];
+  for await (const e of ref.entries()) {
+    entries.push(e);
+    if (e.type === 'f' && e.sha256 && (!ref.reread || ref.reread(e))) reads.push({ rel: Buffer.concat([DATA, entryPath(e)]), sha256: e.sha256, size: e.size });
+  }
+  const hashed = Promise.all(split(reads).map((part) => hashPart(sh, dir, part, signal, fail)));
+  // Awaited below, after the listing; until then its failure must not go unhandled.
+  hashed.catch(() => {});
+
+  const problems = new Map<string, string>();
+  const add = (path: string, problem: string) => {
+    if (!problems.has(path)) problems.set(path, problem);
+  };
+  const list = await listed;
+  if (list.result.code === 3) {
+    await hashed.catch(() => {});
+    return [{ path: '', problem: 'the copy\'s folder is missing at the secondary target' }];
+  }
+  if (list.unreachable || list.result.code !== 0) {
+    await hashed.catch(() => {});
+    throw fail('listing the copy', list.result, list.unreachable);
+  }
+  const { batch } = WalkBatch.parse(list.bytes);
+  const index = new Map<string, number>();
+  for (let i = 0; i < batch.length; i++) index.set(batch.rel(i).toString('latin1'), i);
+  const seen = new Uint8Array(batch.length);
+  for (const name of OWN) {
+    const i = index.get(name);
+    if (i === undefined) add(name, 'missing at the secondary target');
+    else {
+      seen[i] = 1;
+      if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(name, `is ${TYPES[batch.type(i)]} at the secondary target`);
+    }
+  }
+  for (const e of entries) {
+    const rel = Buffer.concat([DATA, entryPath(e)]);
+    const path = rel.toString('utf8');
+    const i = index.get(rel.toString('latin1'));
+    if (i === undefined) {
+      add(path, 'missing at the secondary target');
+      continue;
+    }
+    seen[i] = 1;
+    const problem = metadataDifference(batch, i, e);
+    if (problem) add(path, problem);
+  }
+  for (let i = 0; i < batch.length; i++) if (!seen[i]) add(batch.rel(i).toString('utf8'), 'at the secondary target but not in the primary snapshot');
+
+  for (const part of await hashed)
+    for (const { rel, problem } of part) add(rel.toString('utf8'), problem);
+  return [...problems].map(([path, problem]) => ({ path, problem }));
+}
+
+const DATA = Buffer.from('data/');
+
+/** What differs between entry `i` of the listing and its manifest entry, as rsync -a would carry it; undefined when nothing. */
+function metadataDifference(batch: WalkBatch, i: number, e: ManifestEntry): string | undefined {
+  const type = batch.type(i);
+  if (type !== e.type) return `is ${TYPES[type]} at the secondary target, ${TYPES[e.type]} in the snapshot`;
+  if (type === 'f' && batch.size[i] !== e.size) return `its size differs: ${batch.size[i]} bytes at the secondary target, ${e.size} in the manifest`;
+  if (type === 'l') {
+    const [s, t] = batch.span(i, 'target');
+    const want = e.target !== undefined ? Buffer.from(e.target) : Buffer.from(e.target_b64 ?? '', 'base64');
+    // A link's own time and mode are not a file's content: a link is its target.
+    return batch.buf.subarray(s, t).equals(want) ? undefined : 'the link points elsewhere at the secondary target';
+  }
+  if (batch.mode(i) !== parseInt(e.mode, 8)) return `its permissions differ: ${batch.mode(i).toString(8).padStart(4, '0')} at the secondary target, ${e.mode} in the manifest`;
+  if (batch.mtime(i) !== e.mtime) return `its modification time differs: ${batch.mtime(i)} at the secondary target, ${e.mtime} in the manifest`;
+  return undefined;
+}
+
+/** The reads in READERS parts of about the same number of bytes, each in manifest order; one part when they are few. */
+function split<T extends { size: number }>(reads: T[]): T[][] {
+  const total = reads.reduce((n, r) => n + r.size, 0);
+  const count = total < ONE_READER_BYTES ? 1 : READERS;
+  const parts: T[][] = Array.from({ length: count }, () => []);
+  const bytes = new Array<number>(count).fill(0);
+  for (const r of reads) {
+    const k = bytes.indexOf(Math.min(...bytes));
+    parts[k]!.push(r);
+    bytes[k]! += r.size + 4096;
+  }
+  return parts.filter((p) => p.length);
+}
+
+/** Reads one part's files at the target; the problems found. */
+async function hashPart(sh: TargetShell, dir: string, part: { rel: Buffer; sha256: string }[], signal: AbortSignal | undefined, fail: (what: string, result: ToolResult, unreachable: boolean) => Error): Promise<{ rel: Buffer; problem: string }[]> {
+  const newline = part.some((r) => r.rel.includes(0x0a));
+  const input = Buffer.concat(part.flatMap((r) => [r.rel, Buffer.from([0])]));
+  const { result, bytes, unreachable } = await sh(HASH, [dir, newline ? 'z' : ''], signal, input);
+  // xargs exits 123 when a file could not be read: the output then lacks its line, which
+  // the parse below reports. Anything else is the target failing to run the check.
+  if (unreachable || result.code === 3 || (result.code !== 0 && result.code !== 123)) throw fail('reading the copy back', result, unreachable);
+  const tool = bytes.subarray(0, bytes.indexOf(0x0a)).toString('latin1');
+  const out = bytes.subarray(bytes.indexOf(0x0a) + 1);
+  const problems: { rel: Buffer; problem: string }[] = [];
+  // One record per file read, in the order given; a file that could not be read has none.
+  const records = splitRecords(out, tool === 'openssl' ? 0x0a : 0x00);
+  let k = 0;
+  for (const r of part) {
+    const parsed = k < records.length ? parseDigest(records[k]!, tool) : undefined;
+    if (!parsed || !parsed.name.equals(r.rel)) {
+      problems.push({ rel: r.rel, problem: 'could not be read at the secondary target' });
+      continue;
+    }
+    k++;
+    if (parsed.digest !== r.sha256) problems.push({ rel: r.rel, problem: `its bytes differ from the manifest's (SHA-256 ${parsed.digest.slice(0, 12)}… at the secondary target)` });
+  }
+  return problems;
+}
+
+function splitRecords(out: Buffer, end: number): Buffer[] {
+  const records: Buffer[] = [];
+  for (let start = 0; start < out.length; ) {
+    const e = out.indexOf(end, start);
+    if (e < 0) break;
+    records.push(out.subarray(start, e));
+    start = e + 1;
+  }
+  return records;
+}
+
+/** `<hex> *<name>` (openssl -r; no name holds a newline) or `<hex>  <name>` (sha256sum -z). */
+function parseDigest(body: Buffer, tool: string): { digest: string; name: Buffer } | undefined {
+  const digest = body.toString('latin1', 0, 64);
+  if (!/^[0-9a-f]{64}$/.test(digest)) return undefined;
+  const sep = body.toString('latin1', 64, 66);
+  if (sep !== (tool === 'openssl' ? ' *' : '  ')) return undefined;
+  return { digest, name: body.subarray(66) };
+}
