@@ -188,7 +188,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
 
   try {
     await secondary.check(ctx.signal);
-    const there = await store.snapshots(ctx.signal);
+    const there = await store.prepare(ctx.signal);
     if (recheck && !ctx.signal.aborted) {
       const started = ctx.now();
       const differences = await store.differences(await reference(recheck), recheck, 'snapshots', ctx.signal);

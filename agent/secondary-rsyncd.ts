@@ -311,13 +311,18 @@ class RsyncDaemonStore implements SecondaryRepository {
     return [...ids].filter(([, complete]) => complete).map(([id]) => id).sort(compareSnapshotIds);
   }
 
+  /** `snapshots`: a copy cut short is reused by the next delivery of its snapshot (see deliver). */
+  prepare(signal?: AbortSignal): Promise<string[]> {
+    return this.snapshots(signal);
+  }
+
   /**
    * Creates `<host>/<repository>/snapshots/` as `mkdir -p` with umask 077 would: an rsync
    * of empty local folders of mode 0700, without --perms, so that new folders get 0700 and
    * folders already there keep theirs. A world-writable folder inside a copy must not let
    * other users at CSC plant links in it.
    */
-  private async prepare(signal?: AbortSignal): Promise<void> {
+  private async makeFolders(signal?: AbortSignal): Promise<void> {
     const [host] = this.rel.split('/') as [string];
     const result = await withScratch(async (dir) => {
       await mkdir(join(dir, this.rel, 'snapshots'), { recursive: true, mode: 0o700 });
@@ -335,7 +340,7 @@ class RsyncDaemonStore implements SecondaryRepository {
    */
   async deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal): Promise<void> {
     const { exists, ids } = await this.folders(signal);
-    if (!exists) await this.prepare(signal);
+    if (!exists) await this.makeFolders(signal);
     const there = ids.get(id);
     if (there) await this.unmark(id, signal);
     const args = [

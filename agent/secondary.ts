@@ -13,6 +13,7 @@
  * (secondary-rsyncd.ts) reaches it, with the same interface (`Secondary` below).
  */
 import { mkdir } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join, posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
@@ -40,6 +41,9 @@ function rsyncWord(word: string): string {
   if (!word.includes('"')) return `"${word}"`;
   throw new BackupFailure('copy', `${word} holds both kinds of quote, which rsync's -e cannot pass to ssh`, 'rename the key file, known_hosts file or state folder');
 }
+
+/** How often CSC writes a copy back to its disk while it arrives (see SecondaryStore.writingBack). */
+const WRITEBACK_MS = 2000;
 
 /** rsync's options for copies and for comparing them: the primary's snapshot exactly, times to the nanosecond. */
 export const COPY_ARGS = ['-a', '--numeric-ids', '--modify-window=-1', '--delete'];
@@ -72,6 +76,8 @@ export interface SecondaryRepository extends PruneStore {
   readonly base: string;
   snapshotLocation(id: string): string;
   snapshots(signal?: AbortSignal): Promise<string[]>;
+  /** `snapshots`, for a run that copies: what a copy cut short left is cleared, the folders made. */
+  prepare(signal?: AbortSignal): Promise<string[]>;
   /** `small`: a few files to send (a later copy after a small change), worth no connection of their own. */
   deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal, small?: boolean): Promise<void>;
   /** Whether `differences` honours the reference's `reread`; a target that does not reads every file back. */
@@ -265,7 +271,20 @@ export class SecondaryStore implements SecondaryRepository {
 
   /** Complete snapshots at the target, oldest first. */
   async snapshots(signal?: AbortSignal): Promise<string[]> {
-    const out = await this.must('[ -d "$1" ] || exit 0; cd "$1" && for f in *; do [ -d "$f" ] && printf "%s\\n" "$f"; done; exit 0', [posix.join(this.base, 'snapshots')], 'listing the snapshots', signal);
+    return this.list('[ -d "$1" ] || exit 0;', signal);
+  }
+
+  /**
+   * `snapshots`, after clearing `incomplete/` (what a copy cut short left: the run holds
+   * the host's lock, so no copy is under way) and making the repository's folders, in the
+   * same connection: `deliver` needs nothing more done at the target.
+   */
+  async prepare(signal?: AbortSignal): Promise<string[]> {
+    return this.list('umask 077; mkdir -p "$1" "$2" && rm -rf "$2" && mkdir "$2" || exit 1;', signal);
+  }
+
+  private async list(before: string, signal?: AbortSignal): Promise<string[]> {
+    const out = await this.must(`${before} cd "$1" && for f in *; do [ -d "$f" ] && printf "%s\\n" "$f"; done; exit 0`, [posix.join(this.base, 'snapshots'), posix.join(this.base, 'incomplete')], 'listing the snapshots', signal);
     return out.split('\n').filter((n) => SNAPSHOT_ID_RE.test(n)).sort(compareSnapshotIds);
   }
 
@@ -288,7 +307,9 @@ export class SecondaryStore implements SecondaryRepository {
    */
   async deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal, small = false): Promise<void> {
     const incomplete = this.dir('incomplete', id);
-    await this.must('umask 077; mkdir -p "$1" "$2" && rm -rf "$3" && mkdir "$3"', [posix.join(this.base, 'snapshots'), posix.join(this.base, 'incomplete'), incomplete], 'preparing the copy', signal);
+    // After `prepare`, `incomplete/` is empty but for a copy made again (with --checksum)
+    // after its check differed: that one starts afresh too.
+    if (checksum) await this.must('rm -rf "$1"', [incomplete], 'preparing the copy', signal);
     const args = [
       ...COPY_ARGS,
       ...(checksum ? ['--checksum'] : []),
@@ -299,13 +320,36 @@ export class SecondaryStore implements SecondaryRepository {
       `${dir}/`,
       `${this.target.rsyncPath(incomplete)}/`,
     ];
-    const result = await runTool('rsync', args, signal ? { signal } : {});
+    const result = await this.writingBack(incomplete, small, runTool('rsync', args, signal ? { signal } : {}));
     if (result.code !== 0) {
       const lost = result.code === 255 || /connection unexpectedly closed|Connection refused|timed out/i.test(result.stderr);
       throw new BackupFailure('copy', `the copy of snapshot ${id} to ${this.target.display} failed: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, lost ? 'the connection to CSC was lost: the copy is retried on the next run' : 'check the secondary target\'s disk (space: df; permissions); the copy is retried on the next run', {
         detail: result.stderr,
         ...(result.code === null ? {} : { exitCode: result.code }),
       });
+    }
+  }
+
+  /**
+   * `transfer`, with CSC's disk writing back what it received every WRITEBACK_MS meanwhile
+   * (one `sync -f` at a time): the flush before the rename then has seconds of writes left
+   * instead of the whole copy, which a server with plenty of memory would otherwise keep
+   * in its page cache until the end. Nothing is awaited for a small transfer.
+   */
+  private async writingBack<T>(folder: string, small: boolean, transfer: Promise<T>): Promise<T> {
+    if (small) return transfer;
+    const done = new AbortController();
+    const loop = (async () => {
+      for (;;) {
+        await sleep(WRITEBACK_MS, undefined, { signal: done.signal });
+        await this.target.sh('sync -f "$1"', [folder], done.signal);
+      }
+    })().catch(() => {});
+    try {
+      return await transfer;
+    } finally {
+      done.abort();
+      await loop;
     }
   }
 
