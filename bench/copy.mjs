@@ -18,7 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { ensureTree, fail, has, log, measure, modifyTree, restoreTree, setup, sh, version, warmTree } from './lib.mjs';
+import { createProbe, ensureTree, fail, has, log, measure, modifyTree, restoreTree, setup, sh, version, warmTree } from './lib.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -190,19 +190,29 @@ async function main() {
       sh('restic', ['--repo', restic, 'init'], { env });
       sh('restic', ['--repo', restic, 'backup', '--quiet', tree.root], { env });
       const out = (name) => join(dir, `restored-${name}`);
-      const m1 = settled(() => measure('node', [CLI, 'restore', 'mixed', '--config', d.config, '--to', out('respaldo')], { logFile: logFile(`r${r}-restore-respaldo`) }));
-      rmSync(out('respaldo'), { recursive: true, force: true });
-      const m2 = settled(() => measure('rsync', ['-a', `${snap(s2)}/data/`, `${out('rsync')}/`], { logFile: logFile(`r${r}-restore-rsync`) }));
-      rmSync(out('rsync'), { recursive: true, force: true });
-      const m3 = settled(() => measure('restic', ['--repo', restic, 'restore', 'latest', '--target', out('restic')], { env, logFile: logFile(`r${r}-restore-restic`) }));
-      rmSync(out('restic'), { recursive: true, force: true });
-      const m4 = settled(() => measure('restic', ['--repo', restic, 'restore', 'latest', '--verify', '--target', out('restic-verify')], { env, logFile: logFile(`r${r}-restore-restic-verify`) }));
-      rmSync(out('restic-verify'), { recursive: true, force: true });
-      samples.restore.respaldo.push(m1.wall);
-      samples.restore.rsync.push(m2.wall);
-      samples.restore.restic.push(m3.wall);
-      samples.restore.resticVerify.push(m4.wall);
-      if (r < repeat) rmSync(dir, { recursive: true, force: true });
+      // In turns (the first of the round goes last in the next), and nothing is deleted
+      // until the round is over: a large deletion slows the filesystem for what comes next.
+      const restores = [
+        ['respaldo', () => measure('node', [CLI, 'restore', 'mixed', '--config', d.config, '--to', out('respaldo')], { logFile: logFile(`r${r}-restore-respaldo`) })],
+        ['rsync', () => measure('rsync', ['-a', `${snap(s2)}/data/`, `${out('rsync')}/`], { logFile: logFile(`r${r}-restore-rsync`) })],
+        ['restic', () => measure('restic', ['--repo', restic, 'restore', 'latest', '--target', out('restic')], { env, logFile: logFile(`r${r}-restore-restic`) })],
+        ['resticVerify', () => measure('restic', ['--repo', restic, 'restore', 'latest', '--verify', '--target', out('restic-verify')], { env, logFile: logFile(`r${r}-restore-restic-verify`) })],
+      ];
+      for (let k = 0; k < restores.length; k++) {
+        const [tool, run] = restores[(k + r - 1) % restores.length];
+        samples.restore[tool].push(settled(run).wall);
+      }
+      if (r < repeat) {
+        rmSync(dir, { recursive: true, force: true });
+        // The deletion of the round's 15 GiB slows the filesystem for minutes: the next
+        // round starts once creating 2,000 files is quick again (or after four minutes).
+        let probe = createProbe(join(HERE, `probe-r${r}`));
+        for (let waited = 0, k = 1; probe > 0.15 && waited < 240; waited += 15, k++) {
+          log(`creating 2,000 files took ${probe.toFixed(2)} s: the filesystem is still busy after deletions; waiting 15 s`);
+          spawnSync('sleep', ['15']);
+          probe = createProbe(join(HERE, `probe-r${r}-${k}`));
+        }
+      }
     }
   } finally {
     server.stop();
