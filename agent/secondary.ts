@@ -13,7 +13,6 @@
  * (secondary-rsyncd.ts) reaches it, with the same interface (`Secondary` below).
  */
 import { mkdir } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { join, posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
@@ -41,9 +40,6 @@ function rsyncWord(word: string): string {
   if (!word.includes('"')) return `"${word}"`;
   throw new BackupFailure('copy', `${word} holds both kinds of quote, which rsync's -e cannot pass to ssh`, 'rename the key file, known_hosts file or state folder');
 }
-
-/** How often CSC writes a copy back to its disk while it arrives (see SecondaryStore.writingBack). */
-const WRITEBACK_MS = 2000;
 
 /** rsync's options for copies and for comparing them: the primary's snapshot exactly, times to the nanosecond. */
 export const COPY_ARGS = ['-a', '--numeric-ids', '--modify-window=-1', '--delete'];
@@ -320,36 +316,13 @@ export class SecondaryStore implements SecondaryRepository {
       `${dir}/`,
       `${this.target.rsyncPath(incomplete)}/`,
     ];
-    const result = await this.writingBack(incomplete, small, runTool('rsync', args, signal ? { signal } : {}));
+    const result = await runTool('rsync', args, signal ? { signal } : {});
     if (result.code !== 0) {
       const lost = result.code === 255 || /connection unexpectedly closed|Connection refused|timed out/i.test(result.stderr);
       throw new BackupFailure('copy', `the copy of snapshot ${id} to ${this.target.display} failed: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, lost ? 'the connection to CSC was lost: the copy is retried on the next run' : 'check the secondary target\'s disk (space: df; permissions); the copy is retried on the next run', {
         detail: result.stderr,
         ...(result.code === null ? {} : { exitCode: result.code }),
       });
-    }
-  }
-
-  /**
-   * `transfer`, with CSC's disk writing back what it received every WRITEBACK_MS meanwhile
-   * (one `sync -f` at a time): the flush before the rename then has seconds of writes left
-   * instead of the whole copy, which a server with plenty of memory would otherwise keep
-   * in its page cache until the end. Nothing is awaited for a small transfer.
-   */
-  private async writingBack<T>(folder: string, small: boolean, transfer: Promise<T>): Promise<T> {
-    if (small) return transfer;
-    const done = new AbortController();
-    const loop = (async () => {
-      for (;;) {
-        await sleep(WRITEBACK_MS, undefined, { signal: done.signal });
-        await this.target.sh('sync -f "$1"', [folder], done.signal);
-      }
-    })().catch(() => {});
-    try {
-      return await transfer;
-    } finally {
-      done.abort();
-      await loop;
     }
   }
 
