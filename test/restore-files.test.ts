@@ -3,6 +3,7 @@
  * borrowed (over SSH) when JAA's is missing or damaged, with a media-loan record; never into
  * a folder that is not empty without --force; never outside the destination.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -176,5 +177,43 @@ describe('a manifest that names paths outside the snapshot', () => {
     } finally {
       await pool.close();
     }
+  });
+});
+
+describe('respaldo restore of a larger tree', () => {
+  it('reads the files back while rsync restores the others, and still names each damaged one', async () => {
+    const d = await deployment([{ name: 'data', paths: ['/placeholder'] }]);
+    const source = join(d.root, 'data');
+    // Enough for rsync to take a while: 3,000 small files and three of 40 MB.
+    const files: Record<string, string | Buffer> = {};
+    for (let i = 0; i < 3000; i++) files[`d${i % 30}/f${i}.txt`] = `file ${i}\n`.repeat(1 + (i % 50));
+    for (let i = 0; i < 3; i++) files[`big/${i}.bin`] = Buffer.alloc(40 << 20, i + 1);
+    writeTree(source, files);
+    const config = parse(readFileSync(d.config, 'utf8'));
+    config.repositories[0].paths = [source];
+    writeFileSync(d.config, JSON.stringify(config));
+    expect((await d.run('run', '--all')).code).toBe(0);
+    const [id] = d.snapshots('data') as [string];
+    const data = join(d.target, 'web01/data/snapshots', id, 'data');
+
+    const to = join(tempDir(), 'restored');
+    const r = await d.run('restore', 'data', '--to', to);
+    expect(r.code, r.stderr).toBe(0);
+    const strip = (m: Map<string, any>) => new Map([...m].map(([k, v]) => [k, { ...v, ino: 0n }]));
+    expect(strip(describeTree(to))).toEqual(strip(describeTree(data)));
+    expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ result: 'ok', verification: { files: 3003, mismatches: 0 } });
+
+    // Two files rotted on JAA's disk, size and time kept: one of the first rsync writes, one of the last.
+    for (const rel of ['big/0.bin', `d29/f2999.txt`]) {
+      const f = join(data, source, rel);
+      const bytes = readFileSync(f);
+      bytes[1] ^= 1;
+      writeFileSync(f, bytes);
+      execFileSync('touch', ['-r', join(source, rel), f]);
+    }
+    const again = await d.run('restore', 'data', '--to', join(tempDir(), 'again'));
+    expect(again.code).toBe(4);
+    expect(again.stderr).toMatch(/2 restored file\(s\) from the primary's copy do not match the manifest/);
+    expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ result: 'failed', verification: { mismatches: 2 } });
   });
 });

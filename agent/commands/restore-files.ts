@@ -14,6 +14,7 @@
  * to a restored path is refused rather than followed. rsync writes from the stored tree
  * itself and never follows a link on the receiving side in place of a folder.
  */
+import { lstatSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -31,7 +32,7 @@ import { snapshotTime } from '../retention.js';
 import { lockAndRecover, operatorName, publishRecords, type Host } from '../host.js';
 import type { Secondary } from '../secondary.js';
 import { openSecondary } from '../secondary-rsyncd.js';
-import { LocalTarget, RepositoryStore } from '../target.js';
+import { isoFromEpoch, LocalTarget, RepositoryStore } from '../target.js';
 import { formatZoned, hostZone, parseZoned } from '../zoned.js';
 
 export interface FileRestoreOptions {
@@ -173,8 +174,12 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       try {
         // Into a folder that was not empty, every file is written again: one already there
         // with the same size and time is not the snapshot's for that.
-        await copyTree(primary.linkDest(chosen.id), to, wanted, scratch, [], occupied ? 'rewrite' : 'quick', ctx.signal);
-        problems = await check(primary, chosen.id, to, wanted, pool, checked, ctx.signal);
+        const restoring = copyTree(primary.linkDest(chosen.id), to, wanted, scratch, [], occupied ? 'rewrite' : 'quick', ctx.signal);
+        // Into an empty folder the files are read back while rsync restores the others
+        // (its failure is awaited there, not left unhandled meanwhile).
+        restoring.catch(() => {});
+        if (occupied) await restoring;
+        problems = await check(primary, chosen.id, to, wanted, pool, checked, ctx.signal, occupied ? undefined : restoring);
         if (problems.length) whyNotPrimary = `${problems.length} restored file(s) from the primary's copy do not match the manifest (first: ${problems[0]})`;
       } catch (e) {
         // A disk that fails while it is read: CSC's copy may still be whole. The destination's
@@ -267,13 +272,17 @@ async function fetch(secondary: Secondary, path: string, dest: string, signal: A
 }
 
 /** Every restored file read back against the manifest; the problems, as "path: problem". */
-async function check(store: RepositoryStore, id: string, to: string, wanted: Buffer[], pool: HashPool, totals: { files: number; bytes: number; mismatches: number }, signal: AbortSignal): Promise<string[]> {
-  const problems: string[] = [];
+async function check(store: RepositoryStore, id: string, to: string, wanted: Buffer[], pool: HashPool, totals: { files: number; bytes: number; mismatches: number }, signal: AbortSignal, restoring?: Promise<void>): Promise<string[]> {
   const file = join(store.snapshotDir(id), 'manifest.jsonl');
-  let batch: { rel: Buffer; sha256: string }[] = [];
-  const root = Buffer.from(`${to}/`);
-  const flush = async () => {
-    const results = await pool.hash(batch.map((b) => ({ path: Buffer.concat([root, b.rel]) })));
+  const expected: Expected[] = [];
+  for await (const entry of store.manifestEntries(id)) {
+    const rel = safeEntry(entryPath(entry), file);
+    if (entry.type !== 'f' || !under(rel, wanted)) continue;
+    expected.push({ path: Buffer.concat([Buffer.from(`${to}/`), rel]), rel, sha256: entry.sha256!, size: entry.size, mtime: entry.mtime });
+  }
+  const problems: string[] = [];
+  const read = async (batch: Expected[]) => {
+    const results = await pool.hash(batch.map((b) => ({ path: b.path })));
     if (signal.aborted) throw signal.reason;
     results.forEach((r, i) => {
       totals.files++;
@@ -284,16 +293,69 @@ async function check(store: RepositoryStore, id: string, to: string, wanted: Buf
         problems.push(`/${batch[i]!.rel.toString('utf8')}: ${problem}`);
       }
     });
-    batch = [];
   };
-  for await (const entry of store.manifestEntries(id)) {
-    const rel = safeEntry(entryPath(entry), file);
-    if (entry.type !== 'f' || !under(rel, wanted)) continue;
-    batch.push({ rel, sha256: entry.sha256! });
-    if (batch.length >= 512) await flush();
-  }
-  if (batch.length) await flush();
+  const left = restoring ? await readWhileRestoring(expected, read, restoring, signal) : expected;
+  for (let i = 0; i < left.length; i += 512) await read(left.slice(i, i + 512));
   return problems;
+}
+
+interface Expected {
+  path: Buffer;
+  rel: Buffer;
+  sha256: string;
+  size: number;
+  mtime: string;
+}
+
+/** Files looked at per pass while rsync restores, and the pause between passes that find none. */
+const PASS_FILES = 20_000;
+const PASS_PAUSE_MS = 200;
+
+/**
+ * Reads back, while rsync restores into a folder that was empty, the files already in
+ * place; returns those left for after it. rsync writes each file under a temporary name
+ * and renames it once its bytes, owner and times are set, and writes it only once: a file
+ * at its final path with the manifest's size and time to the nanosecond is complete. So the
+ * check runs on the second core while rsync copies, instead of after it. Waits for
+ * `restoring` and fails as it does.
+ */
+async function readWhileRestoring(expected: Expected[], read: (batch: Expected[]) => Promise<void>, restoring: Promise<void>, signal: AbortSignal): Promise<Expected[]> {
+  let over = false;
+  const settled = restoring.then(
+    () => {
+      over = true;
+    },
+    () => {
+      over = true;
+    },
+  );
+  let pending = expected;
+  let from = 0;
+  while (!over && pending.length && !signal.aborted) {
+    const ready: Expected[] = [];
+    const waiting: Expected[] = [];
+    const end = Math.min(pending.length, from + PASS_FILES);
+    for (let i = 0; i < pending.length; i++) {
+      const e = pending[i]!;
+      if (i < from || i >= end) waiting.push(e);
+      else (inPlace(e) ? ready : waiting).push(e);
+    }
+    from = end >= pending.length ? 0 : from + PASS_FILES - ready.length;
+    pending = waiting;
+    for (let i = 0; i < ready.length; i += 512) await read(ready.slice(i, i + 512));
+    if (!ready.length) await Promise.race([settled, new Promise((r) => setTimeout(r, PASS_PAUSE_MS))]);
+  }
+  await restoring;
+  return pending;
+}
+
+/** Whether a restored file is at its final path with the manifest's size and time (see readWhileRestoring). */
+function inPlace(e: Expected): boolean {
+  const st = lstatSync(e.path, { bigint: true, throwIfNoEntry: false });
+  if (!st?.isFile() || Number(st.size) !== e.size) return false;
+  const sec = st.mtimeNs / 1_000_000_000n - (st.mtimeNs < 0n && st.mtimeNs % 1_000_000_000n !== 0n ? 1n : 0n);
+  const nanos = st.mtimeNs - sec * 1_000_000_000n;
+  return isoFromEpoch(`${sec}.${nanos.toString().padStart(9, '0')}`) === e.mtime;
 }
 
 async function record(
