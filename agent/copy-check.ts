@@ -21,10 +21,12 @@ export interface CopyReference {
   manifest: string;
   summary: string;
   /**
-   * Which files are read back; undefined: all. The others are compared by listing only:
-   * hard links to an older copy, compared when it was made.
+   * Which files are read back; undefined: all. The others are compared by listing, and must
+   * be hard links to the same path in the older copy `linkedFrom` (a snapshot id at the
+   * target), read when it was made: one that is not (rsync could not link it) is read too.
    */
   reread?: (entry: ManifestEntry) => boolean;
+  linkedFrom?: string;
 }
 
 /** One way in which a copy differs from its snapshot. */
@@ -60,8 +62,13 @@ const OWN = new Set(['data', 'manifest.jsonl', 'snapshot.yaml']);
  * How the copy in folder `dir` at the target differs from `ref`; empty when it matches.
  * `what` names the copy in messages. Throws (from `fail`) when the target cannot be asked.
  */
-export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference, signal: AbortSignal | undefined, fail: (what: string, result: ToolResult, unreachable: boolean) => Error): Promise<Difference[]> {
+export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference, signal: AbortSignal | undefined, fail: (what: string, result: ToolResult, unreachable: boolean) => Error, olderDir?: string): Promise<Difference[]> {
   const listed = sh(LIST, [dir, WALK_FORMAT], signal);
+  listed.catch(() => {});
+  // The older copy the files not read back must be hard links into.
+  const olderListed = ref.reread && olderDir ? sh(LIST, [olderDir, WALK_FORMAT], signal) : undefined;
+  olderListed?.catch(() => {});
+  const skipped: { rel: Buffer; sha256: string; size: number }[] = [];
   // What to read: the files of the manifest (or those `reread` picks), with the two files
   // that describe the snapshot.
   const reads: { rel: Buffer; sha256: string; size: number }[] = [
@@ -71,7 +78,9 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
   const entries: ManifestEntry[] = [];
   for await (const e of ref.entries()) {
     entries.push(e);
-    if (e.type === 'f' && e.sha256 && (!ref.reread || ref.reread(e))) reads.push({ rel: Buffer.concat([DATA, entryPath(e)]), sha256: e.sha256, size: e.size });
+    if (e.type !== 'f' || !e.sha256) continue;
+    const read = { rel: Buffer.concat([DATA, entryPath(e)]), sha256: e.sha256, size: e.size };
+    (!ref.reread || ref.reread(e) ? reads : skipped).push(read);
   }
   const hashed = Promise.all(split(reads).map((part) => hashPart(sh, dir, part, signal, fail)));
   // Awaited below, after the listing; until then its failure must not go unhandled.
@@ -116,8 +125,24 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
   }
   for (let i = 0; i < batch.length; i++) if (!seen[i]) add(batch.rel(i).toString('utf8'), 'at the secondary target but not in the primary snapshot');
 
-  for (const part of await hashed)
-    for (const { rel, problem } of part) add(rel.toString('utf8'), problem);
+  // A file not read back must share its inode with the same path in the older copy; one
+  // that does not (the older copy lacks it, or rsync could not link it) is read back too.
+  const unlinked: typeof skipped = [];
+  if (skipped.length) {
+    const older = olderListed ? await olderListed : undefined;
+    const inodes = new Map<string, number>();
+    if (older && !older.unreachable && older.result.code === 0) {
+      const o = WalkBatch.parse(older.bytes).batch;
+      for (let i = 0; i < o.length; i++) if (o.isFile(i)) inodes.set(o.rel(i).toString('latin1'), o.ino[i]!);
+    }
+    for (const r of skipped) {
+      const key = r.rel.toString('latin1');
+      const i = index.get(key);
+      if (i !== undefined && batch.isFile(i) && inodes.get(key) !== batch.ino[i]) unlinked.push(r);
+    }
+  }
+  const parts = [...(await hashed), ...(unlinked.length ? await Promise.all(split(unlinked).map((part) => hashPart(sh, dir, part, signal, fail))) : [])];
+  for (const part of parts) for (const { rel, problem } of part) add(rel.toString('utf8'), problem);
   return [...problems].map(([path, problem]) => ({ path, problem }));
 }
 

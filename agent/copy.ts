@@ -152,10 +152,10 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   };
   const scope = new Map<string, 'changed' | 'full'>();
   /** What a copy of snapshot `id` must match; with `reread`, only the files it picks are read back. */
-  const reference = async (id: string, reread?: (e: ManifestEntry) => boolean): Promise<CopyReference> => {
+  const reference = async (id: string, linked?: { from: string; reread: (e: ManifestEntry) => boolean }): Promise<CopyReference> => {
     const { summary, bytes } = await readSummary(id);
     const hex = (digest: string) => digest.replace(/^sha256:/, '');
-    return { dir: primary.snapshotDir(id), entries: () => primary.manifestEntries(id), manifest: hex(summary.manifest), summary: hex(digestOf(bytes)), ...(reread ? { reread } : {}) };
+    return { dir: primary.snapshotDir(id), entries: () => primary.manifestEntries(id), manifest: hex(summary.manifest), summary: hex(digestOf(bytes)), ...(linked ? { reread: linked.reread, linkedFrom: linked.from } : {}) };
   };
   /** What copy and verify records begin with: the repository, who ran it, when. */
   const about = (started: Date) => ({ repository: repo.name, kind: repo.kind, ...who, started: started.toISOString(), finished: ctx.now().toISOString() });
@@ -233,7 +233,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
       const t0 = performance.now();
       const before = linkFrom && store.comparesOnly ? await inodesOf(primary, linkFrom) : undefined;
-      const ref = await reference(id, before && ((e) => !before.has(e.ino)));
+      const ref = await reference(id, before && linkFrom ? { from: linkFrom, reread: (e) => !before.has(e.ino) } : undefined);
       const list = seconds(performance.now() - t0);
       // What the backup stored anew since its previous snapshot is what goes to CSC, when
       // CSC has that one: under SMALL_BYTES it shares the run's SSH connection.
@@ -292,7 +292,7 @@ const describe = (d: Difference) => (d.path ? `${d.path}: ${d.problem}` : d.prob
 async function deliverExact(store: SecondaryRepository, ref: CopyReference, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false, small = false): Promise<{ transfer: number; compare: number }> {
   const t0 = performance.now();
   let t1 = t0;
-  const { reread: _, ...all } = ref;
+  const { reread: _reread, linkedFrom: _linkedFrom, ...all } = ref;
   try {
     // The disk at CSC writes the copy back while the comparison reads it from its cache.
     const compare = async (r: CopyReference) => (await Promise.all([store.differences(r, id, 'incomplete', signal), store.flush(id, signal)]))[0];

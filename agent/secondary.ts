@@ -337,6 +337,7 @@ export class SecondaryStore implements SecondaryRepository {
       unreachable
         ? new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while ${what} of snapshot ${id}: ${lastLines(result.stderr, 2)}`, 'the copy waits and is retried on the next run')
         : new BackupFailure('copy', `${what} of snapshot ${id} failed on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'the target needs GNU find and OpenSSL or coreutils\' sha256sum; the comparison is retried on the next run', { detail: result.stderr }),
+      ref.linkedFrom ? this.dir('snapshots', ref.linkedFrom) : undefined,
     );
   }
 

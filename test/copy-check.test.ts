@@ -63,7 +63,7 @@ describe('a copy checked at the target against the manifest', () => {
     writeFileSync(f, bytes);
     execFileSync('touch', ['-h', '-r', join(store.snapshotDir(id), docs, rel), f]);
   };
-  const problems = async (dir: string, r: CopyReference = ref, path?: string) => (await checkCopy(shell(path), dir, r, undefined, fail)).map((p) => `${p.path} | ${p.problem}`).sort();
+  const problems = async (dir: string, r: CopyReference = ref, path?: string, older?: string) => (await checkCopy(shell(path), dir, r, undefined, fail, older)).map((p) => `${p.path} | ${p.problem}`).sort();
 
   beforeAll(async () => {
     d = await deployment([{ name: 'docs', paths: ['/placeholder'] }]);
@@ -136,15 +136,29 @@ describe('a copy checked at the target against the manifest', () => {
     expect(await problems(dir, ref, withoutOpenssl(join(d.root, 'csc')))).toEqual(found);
   });
 
-  it('reads back only the files picked, and still lists every one', async () => {
-    const dir = copy();
-    flip(dir, 'a.txt');
+  it('reads back the files picked and those that are not links into the older copy, and lists every one', async () => {
+    const older = copy();
+    const dir = join(d.root, 'csc', `copy ${++n}`);
+    execFileSync('cp', ['-al', older, dir]);
+    // Damage in a file shared with the older copy (one inode, read when that copy was made): not read again.
     flip(dir, 'sub dir/b.bin');
-    chmodSync(join(dir, docs, 'back\\slash.txt'), 0o600);
-    const only: CopyReference = { ...ref, reread: (e) => e.path === `${docs.slice('data/'.length)}/a.txt` };
-    expect((await problems(dir, only)).map((p) => p.split(' | ')[0])).toEqual([`${docs}/a.txt`, `${docs}/back\\slash.txt`]);
-    // A few bytes to read: one process.
-    expect(readers).toEqual(['openssl']);
+    // A file stored anew (picked) and one rsync did not link (not picked): both read.
+    for (const rel of ['a.txt', 'back\\slash.txt']) {
+      const f = join(dir, docs, rel);
+      const bytes = readFileSync(f);
+      bytes[0] ^= 1;
+      unlinkSync(f);
+      writeFileSync(f, bytes);
+      execFileSync('touch', ['-r', join(store.snapshotDir(id), docs, rel), f]);
+    }
+    execFileSync('touch', ['-r', join(store.snapshotDir(id), docs), join(dir, docs)]);
+    chmodSync(join(dir, docs, 'secret.key'), 0o644);
+    const only: CopyReference = { ...ref, reread: (e) => e.path === `${docs.slice('data/'.length)}/a.txt`, linkedFrom: 'older' };
+    const found = await problems(dir, only, undefined, older);
+    expect(found.map((p) => p.split(' | ')[0])).toEqual([`${docs}/a.txt`, `${docs}/back\\slash.txt`, `${docs}/secret.key`]);
+    expect(found[1]).toMatch(/its bytes differ from the manifest's/);
+    // Without the older copy to show the links, every file is read.
+    expect((await problems(dir, { ...only, linkedFrom: 'gone' }, undefined, join(d.root, 'csc', 'gone'))).map((p) => p.split(' | ')[0])).toContain(`${docs}/sub dir/b.bin`);
   });
 
   it('says a copy is missing when its folder is', async () => {

@@ -175,11 +175,13 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
         // Into a folder that was not empty, every file is written again: one already there
         // with the same size and time is not the snapshot's for that.
         const restoring = copyTree(primary.linkDest(chosen.id), to, wanted, scratch, [], occupied ? 'rewrite' : 'quick', ctx.signal);
-        // Into an empty folder the files are read back while rsync restores the others
-        // (its failure is awaited there, not left unhandled meanwhile).
+        // A whole snapshot into an empty folder is read back while rsync restores the rest
+        // (rsync writes each file once there; paths asked for may overlap, and write one twice).
+        // Its failure is awaited there, not left unhandled meanwhile.
+        const early = !occupied && !wanted.length;
         restoring.catch(() => {});
-        if (occupied) await restoring;
-        problems = await check(primary, chosen.id, to, wanted, pool, checked, ctx.signal, occupied ? undefined : restoring);
+        if (!early) await restoring;
+        problems = await check(primary, chosen.id, to, wanted, pool, checked, ctx.signal, early ? restoring : undefined);
         if (problems.length) whyNotPrimary = `${problems.length} restored file(s) from the primary's copy do not match the manifest (first: ${problems[0]})`;
       } catch (e) {
         // A disk that fails while it is read: CSC's copy may still be whole. The destination's
@@ -294,7 +296,14 @@ async function check(store: RepositoryStore, id: string, to: string, wanted: Buf
       }
     });
   };
-  const left = restoring ? await readWhileRestoring(expected, read, restoring, signal) : expected;
+  let left = expected;
+  if (restoring)
+    try {
+      left = await readWhileRestoring(expected, read, restoring, signal);
+    } catch (e) {
+      await restoring.catch(() => {}); // rsync stops writing into `to` before the restore ends
+      throw e;
+    }
   for (let i = 0; i < left.length; i += 512) await read(left.slice(i, i + 512));
   return problems;
 }
@@ -351,7 +360,12 @@ async function readWhileRestoring(expected: Expected[], read: (batch: Expected[]
 
 /** Whether a restored file is at its final path with the manifest's size and time (see readWhileRestoring). */
 function inPlace(e: Expected): boolean {
-  const st = lstatSync(e.path, { bigint: true, throwIfNoEntry: false });
+  let st;
+  try {
+    st = lstatSync(e.path, { bigint: true, throwIfNoEntry: false });
+  } catch {
+    return false; // read once rsync is done, where its error is reported
+  }
   if (!st?.isFile() || Number(st.size) !== e.size) return false;
   const sec = st.mtimeNs / 1_000_000_000n - (st.mtimeNs < 0n && st.mtimeNs % 1_000_000_000n !== 0n ? 1n : 0n);
   const nanos = st.mtimeNs - sec * 1_000_000_000n;
