@@ -68,10 +68,10 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
   // The older copy the files not read back must be hard links into.
   const olderListed = ref.reread && olderDir ? sh(LIST, [olderDir, WALK_FORMAT], signal) : undefined;
   olderListed?.catch(() => {});
-  const skipped: { rel: Buffer; sha256: string; size: number }[] = [];
+  const skipped: Read[] = [];
   // What to read: the files of the manifest (or those `reread` picks), with the two files
   // that describe the snapshot.
-  const reads: { rel: Buffer; sha256: string; size: number }[] = [
+  const reads: Read[] = [
     { rel: Buffer.from('manifest.jsonl'), sha256: ref.manifest, size: 0 },
     { rel: Buffer.from('snapshot.yaml'), sha256: ref.summary, size: 0 },
   ];
@@ -82,71 +82,98 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
     const read = { rel: Buffer.concat([DATA, entryPath(e)]), sha256: e.sha256, size: e.size };
     (!ref.reread || ref.reread(e) ? reads : skipped).push(read);
   }
-  const hashed = Promise.all(split(reads).map((part) => hashPart(sh, dir, part, signal, fail)));
-  // Awaited below, after the listing; until then its failure must not go unhandled.
-  hashed.catch(() => {});
+  // The reading stops when the listing fails, or shows a file that is not one: OpenSSL
+  // would wait forever on a fifo where a file should be.
+  const reading = new AbortController();
+  const stop = () => reading.abort();
+  signal?.addEventListener('abort', stop, { once: true });
+  try {
+    return await compare(reads, skipped, entries);
+  } finally {
+    signal?.removeEventListener('abort', stop);
+  }
 
-  const problems = new Map<string, string>();
-  const add = (path: string, problem: string) => {
-    if (!problems.has(path)) problems.set(path, problem);
-  };
-  const list = await listed;
-  if (list.result.code === 3) {
-    await hashed.catch(() => {});
-    return [{ path: '', problem: 'the copy\'s folder is missing at the secondary target' }];
-  }
-  if (list.unreachable || list.result.code !== 0) {
-    await hashed.catch(() => {});
-    throw fail('listing the copy', list.result, list.unreachable);
-  }
-  const { batch } = WalkBatch.parse(list.bytes);
-  const index = new Map<string, number>();
-  for (let i = 0; i < batch.length; i++) index.set(batch.rel(i).toString('latin1'), i);
-  const seen = new Uint8Array(batch.length);
-  for (const name of OWN) {
-    const i = index.get(name);
-    if (i === undefined) add(name, 'missing at the secondary target');
-    else {
+  async function compare(reads: Read[], skipped: Read[], entries: ManifestEntry[]): Promise<Difference[]> {
+    const hashed = Promise.all(split(reads).map((part) => hashPart(sh, dir, part, reading.signal, fail)));
+    // Awaited below, after the listing; until then its failure must not go unhandled.
+    hashed.catch(() => {});
+
+    const problems = new Map<string, string>();
+    const add = (path: string, problem: string) => {
+      if (!problems.has(path)) problems.set(path, problem);
+    };
+    const list = await listed;
+    if (list.result.code !== 0 || list.unreachable) {
+      stop();
+      await hashed.catch(() => {});
+      if (list.result.code === 3) return [{ path: '', problem: "the copy's folder is missing at the secondary target" }];
+      throw fail('listing the copy', list.result, list.unreachable);
+    }
+    const { batch } = WalkBatch.parse(list.bytes);
+    const index = new Map<string, number>();
+    for (let i = 0; i < batch.length; i++) index.set(batch.rel(i).toString('latin1'), i);
+    const seen = new Uint8Array(batch.length);
+    let notFile = false;
+    for (const name of OWN) {
+      const i = index.get(name);
+      if (i === undefined) add(name, 'missing at the secondary target');
+      else {
+        seen[i] = 1;
+        if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(name, `is ${TYPES[batch.type(i)]} at the secondary target`);
+      }
+    }
+    for (const e of entries) {
+      const rel = Buffer.concat([DATA, entryPath(e)]);
+      const path = rel.toString('utf8');
+      const i = index.get(rel.toString('latin1'));
+      if (i === undefined) {
+        add(path, 'missing at the secondary target');
+        continue;
+      }
       seen[i] = 1;
-      if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(name, `is ${TYPES[batch.type(i)]} at the secondary target`);
+      const problem = metadataDifference(batch, i, e);
+      if (problem) add(path, problem);
+      if (e.type === 'f' && batch.type(i) !== 'f') notFile = true;
     }
-  }
-  for (const e of entries) {
-    const rel = Buffer.concat([DATA, entryPath(e)]);
-    const path = rel.toString('utf8');
-    const i = index.get(rel.toString('latin1'));
-    if (i === undefined) {
-      add(path, 'missing at the secondary target');
-      continue;
-    }
-    seen[i] = 1;
-    const problem = metadataDifference(batch, i, e);
-    if (problem) add(path, problem);
-  }
-  for (let i = 0; i < batch.length; i++) if (!seen[i]) add(batch.rel(i).toString('utf8'), 'at the secondary target but not in the primary snapshot');
+    // The copy differs already: reading its files would add nothing but a wait.
+    if (notFile) stop();
+    for (let i = 0; i < batch.length; i++) if (!seen[i]) add(batch.rel(i).toString('utf8'), 'at the secondary target but not in the primary snapshot');
 
-  // A file not read back must share its inode with the same path in the older copy; one
-  // that does not (the older copy lacks it, or rsync could not link it) is read back too.
-  const unlinked: typeof skipped = [];
-  if (skipped.length) {
-    const older = olderListed ? await olderListed : undefined;
-    const inodes = new Map<string, number>();
-    if (older && !older.unreachable && older.result.code === 0) {
-      const o = WalkBatch.parse(older.bytes).batch;
-      for (let i = 0; i < o.length; i++) if (o.isFile(i)) inodes.set(o.rel(i).toString('latin1'), o.ino[i]!);
+    // A file not read back must share its inode with the same path in the older copy; one
+    // that does not (the older copy lacks it, or rsync could not link it) is read back too.
+    const unlinked: typeof skipped = [];
+    if (skipped.length) {
+      const older = olderListed ? await olderListed : undefined;
+      const inodes = new Map<string, number>();
+      if (older && !older.unreachable && older.result.code === 0) {
+        const o = WalkBatch.parse(older.bytes).batch;
+        for (let i = 0; i < o.length; i++) if (o.isFile(i)) inodes.set(o.rel(i).toString('latin1'), o.ino[i]!);
+      }
+      for (const r of skipped) {
+        const key = r.rel.toString('latin1');
+        const i = index.get(key);
+        if (i !== undefined && batch.isFile(i) && inodes.get(key) !== batch.ino[i]) unlinked.push(r);
+      }
     }
-    for (const r of skipped) {
-      const key = r.rel.toString('latin1');
-      const i = index.get(key);
-      if (i !== undefined && batch.isFile(i) && inodes.get(key) !== batch.ino[i]) unlinked.push(r);
+    if (notFile) {
+      await hashed.catch(() => {});
+      if (signal?.aborted) throw signal.reason;
+    } else {
+      const parts = [...(await hashed), ...(unlinked.length ? await Promise.all(split(unlinked).map((part) => hashPart(sh, dir, part, reading.signal, fail))) : [])];
+      for (const part of parts) for (const { rel, problem } of part) add(rel.toString('utf8'), problem);
     }
+    return [...problems].map(([path, problem]) => ({ path, problem }));
   }
-  const parts = [...(await hashed), ...(unlinked.length ? await Promise.all(split(unlinked).map((part) => hashPart(sh, dir, part, signal, fail))) : [])];
-  for (const part of parts) for (const { rel, problem } of part) add(rel.toString('utf8'), problem);
-  return [...problems].map(([path, problem]) => ({ path, problem }));
 }
 
 const DATA = Buffer.from('data/');
+
+/** A file to read back: its path in the copy's folder, its manifest digest and size. */
+interface Read {
+  rel: Buffer;
+  sha256: string;
+  size: number;
+}
 
 /** What differs between entry `i` of the listing and its manifest entry, as rsync -a would carry it; undefined when nothing. */
 function metadataDifference(batch: WalkBatch, i: number, e: ManifestEntry): string | undefined {

@@ -161,6 +161,15 @@ describe('a copy checked at the target against the manifest', () => {
     expect((await problems(dir, { ...only, linkedFrom: 'gone' }, undefined, join(d.root, 'csc', 'gone'))).map((p) => p.split(' | ')[0])).toContain(`${docs}/sub dir/b.bin`);
   });
 
+  it('does not wait on a fifo where a file should be', async () => {
+    const dir = copy();
+    const f = join(dir, docs, 'sub dir/b.bin');
+    unlinkSync(f);
+    execFileSync('mkfifo', [f]);
+    execFileSync('touch', ['-r', join(store.snapshotDir(id), docs, 'sub dir'), join(dir, docs, 'sub dir')]);
+    expect(await problems(dir)).toEqual([`${docs}/sub dir/b.bin | is a fifo at the secondary target, a file in the snapshot`]);
+  });
+
   it('says a copy is missing when its folder is', async () => {
     const dir = copy();
     renameSync(dir, `${dir} gone`);
