@@ -88,12 +88,12 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
   const stop = () => reading.abort();
   signal?.addEventListener('abort', stop, { once: true });
   try {
-    return await compare(reads, skipped, entries);
+    return await compare();
   } finally {
     signal?.removeEventListener('abort', stop);
   }
 
-  async function compare(reads: Read[], skipped: Read[], entries: ManifestEntry[]): Promise<Difference[]> {
+  async function compare(): Promise<Difference[]> {
     const hashed = Promise.all(split(reads).map((part) => hashPart(sh, dir, part, reading.signal, fail)));
     // Awaited below, after the listing; until then its failure must not go unhandled.
     hashed.catch(() => {});

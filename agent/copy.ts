@@ -232,7 +232,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       if (waited > STALE_MS && store.method === 'rsync-checksum') await checkPrimary(job, id);
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
       const t0 = performance.now();
-      const before = linkFrom && store.comparesOnly ? await inodesOf(primary, linkFrom) : undefined;
+      const before = linkFrom && store.method === 'rehash' ? await inodesOf(primary, linkFrom) : undefined;
       const ref = await reference(id, before && linkFrom ? { from: linkFrom, reread: (e) => !before.has(e.ino) } : undefined);
       const list = seconds(performance.now() - t0);
       // What the backup stored anew since its previous snapshot is what goes to CSC, when

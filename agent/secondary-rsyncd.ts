@@ -270,7 +270,6 @@ class RsyncDaemonTarget implements Secondary {
 /** One repository's folder in the daemon's module. */
 class RsyncDaemonStore implements SecondaryRepository {
   /** Every comparison here reads every file by checksum (the list of files stored anew is not used with a daemon yet). */
-  readonly comparesOnly = false;
   readonly method = 'rsync-checksum';
   constructor(
     readonly target: RsyncDaemonTarget,

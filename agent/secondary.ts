@@ -76,9 +76,10 @@ export interface SecondaryRepository extends PruneStore {
   prepare(signal?: AbortSignal): Promise<string[]>;
   /** `small`: a few files to send (a later copy after a small change), worth no connection of their own. */
   deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal, small?: boolean): Promise<void>;
-  /** Whether `differences` honours the reference's `reread`; a target that does not reads every file back. */
-  readonly comparesOnly: boolean;
-  /** How `differences` compares, as copy records say. */
+  /**
+   * How `differences` compares, as copy records say: `rehash` honours the reference's
+   * `reread`; `rsync-checksum` reads every file back.
+   */
   readonly method: 'rehash' | 'rsync-checksum';
   /** How the copy of snapshot `id` in `where` differs from `ref`, the primary's; empty when it matches. */
   differences(ref: CopyReference, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<Difference[]>;
@@ -242,7 +243,6 @@ export class SecondaryTarget implements Secondary {
 
 /** One repository's folder on the secondary target. */
 export class SecondaryStore implements SecondaryRepository {
-  readonly comparesOnly = true;
   readonly method = 'rehash';
   constructor(
     readonly target: SecondaryTarget,

@@ -194,6 +194,19 @@ export function inodeOf(path: string): bigint {
   return lstatSync(path, { bigint: true }).ino;
 }
 
+/** The host's records, oldest first, parsed; with `type`, those of that type. */
+export function recordsOf(d: Deployment, type?: string): Record<string, any>[] {
+  return d
+    .recordFiles()
+    .map((f) => parse(readFileSync(join(d.records, f), 'utf8')))
+    .filter((r) => !type || r.type === type);
+}
+
+/** A tree from describeTree without its inodes: what a copy must keep, not where it lies. */
+export function withoutInodes<T extends { ino: bigint }>(tree: Map<string, T>): Map<string, T> {
+  return new Map([...tree].map(([k, v]) => [k, { ...v, ino: 0n }]));
+}
+
 /** The host's newest record, parsed. */
 export function lastRecord(d: Deployment): Record<string, any> {
   return parse(readFileSync(join(d.records, d.recordFiles().at(-1)!), 'utf8'));
@@ -205,7 +218,6 @@ export async function verified(d: Deployment): Promise<void> {
   expect(r.code, r.stdout).toBe(0);
 }
 
-/** A system user's ids (postgres, mysql): the tests' servers run as them through setpriv. */
 /** A system user's ids, and `as`: the command prefix that runs a program as that user (setpriv, no other groups). */
 export function ids(user: string): { uid: number; gid: number; as: string[] } {
   const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }));

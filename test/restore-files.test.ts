@@ -8,15 +8,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, sym
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { deployment, describeTree, tempDir, verified, writeTree, type Deployment } from './helpers.js';
+import { type Deployment, deployment, describeTree, recordsOf, tempDir, verified, withoutInodes, writeTree } from './helpers.js';
 import { sshd, type Sshd } from './sshd.js';
-
-function recordsOf(d: Deployment, type: string): Record<string, any>[] {
-  return d
-    .recordFiles()
-    .map((f) => parse(readFileSync(join(d.records, f), 'utf8')))
-    .filter((r) => r.type === type);
-}
 
 describe('respaldo restore (files)', () => {
   let server: Sshd;
@@ -47,13 +40,11 @@ describe('respaldo restore (files)', () => {
     await server?.stop();
   });
 
-  const strip = (m: Map<string, any>) => new Map([...m].map(([k, v]) => [k, { ...v, ino: 0n }]));
-
   it('restores a whole snapshot byte for byte, and records it', async () => {
     const to = join(tempDir(), 'whole');
     const r = await d.run('restore', 'www', '--snapshot', first, '--to', to, '--reason', 'deleted-by-mistake', '--why', 'se borró el sitio');
     expect(r.code, r.stderr).toBe(0);
-    expect(strip(describeTree(to))).toEqual(strip(describeTree(join(d.target, 'web01/www/snapshots', first, 'data'))));
+    expect(withoutInodes(describeTree(to))).toEqual(withoutInodes(describeTree(join(d.target, 'web01/www/snapshots', first, 'data'))));
     expect(readFileSync(join(to, source, 'index.html'), 'utf8')).toBe('<h1>hola</h1>\n');
     const record = recordsOf(d, 'restore').at(-1)!;
     expect(record).toMatchObject({ repository: 'www', snapshot: { id: first, target: 'primary' }, source_copy: 'primary', reason: 'deleted-by-mistake', reason_detail: 'se borró el sitio', paths: [], destination: to, result: 'ok', verification: { mismatches: 0, files: 4 } });
@@ -152,7 +143,7 @@ describe('respaldo restore (files)', () => {
     const to = tempDir();
     const r = await d.run('restore', 'www', '--snapshot', first, '--to', to, '--request', 'REQ-2026-0001');
     expect(r.code, r.stderr).toBe(0);
-    expect(strip(describeTree(to))).toEqual(strip(describeTree(join(csc, 'web01/www/snapshots', first, 'data'))));
+    expect(withoutInodes(describeTree(to))).toEqual(withoutInodes(describeTree(join(csc, 'web01/www/snapshots', first, 'data'))));
     expect(readFileSync(join(to, source, 'index.html'), 'utf8')).toBe('<h1>hola</h1>\n');
     expect(recordsOf(d, 'media-loan').at(-1)).toMatchObject({ repository: 'www', snapshot: first, from: 'secondary', label: `web01/www/${first}`, request: 'REQ-2026-0001' });
     expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ source_copy: 'secondary', request: 'REQ-2026-0001', result: 'ok' });
@@ -199,8 +190,7 @@ describe('respaldo restore of a larger tree', () => {
     const to = join(tempDir(), 'restored');
     const r = await d.run('restore', 'data', '--to', to);
     expect(r.code, r.stderr).toBe(0);
-    const strip = (m: Map<string, any>) => new Map([...m].map(([k, v]) => [k, { ...v, ino: 0n }]));
-    expect(strip(describeTree(to))).toEqual(strip(describeTree(data)));
+    expect(withoutInodes(describeTree(to))).toEqual(withoutInodes(describeTree(data)));
     expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ result: 'ok', verification: { files: 3003, mismatches: 0 } });
 
     // Two files rotted on JAA's disk, size and time kept: one of the first rsync writes, one of the last.

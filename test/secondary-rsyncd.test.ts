@@ -10,15 +10,8 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { deployment, describeTree, inodeOf, tempDir, verified, writeTree, type CliResult, type Deployment, type TreeEntry } from './helpers.js';
+import { type CliResult, type Deployment, deployment, describeTree, inodeOf, recordsOf, tempDir, type TreeEntry, verified, withoutInodes, writeTree } from './helpers.js';
 import { rsyncd, type Rsyncd } from './rsyncd.js';
-
-function recordsOf(d: Deployment, type?: string): Record<string, any>[] {
-  return d
-    .recordFiles()
-    .map((f) => parse(readFileSync(join(d.records, f), 'utf8')))
-    .filter((r) => !type || r.type === type);
-}
 
 function setSecondary(d: Deployment, secondary: unknown): void {
   const config = parse(readFileSync(d.config, 'utf8'));
@@ -209,8 +202,7 @@ describe('the second copy to an rsync daemon', () => {
     const to = join(tempDir(), 'restored');
     const r = await run('restore', 'docs', '--snapshot', id1, '--to', to, '--reason', 'physical-damage', '--request', 'REQ-2026-0007');
     expect(r.code, r.stderr).toBe(0);
-    const strip = (m: Map<string, TreeEntry>) => new Map([...m].map(([k, v]) => [k, { ...v, ino: 0n }]));
-    expect(strip(describeTree(to))).toEqual(strip(expected));
+    expect(withoutInodes(describeTree(to))).toEqual(withoutInodes(expected));
     expect(readFileSync(join(to, source, 'a.txt'), 'utf8')).toBe('alpha\n');
     expect(readlinkSync(join(to, source, 'link-to-a'))).toBe('a.txt');
     const loan = recordsOf(d, 'media-loan').at(-1)!;

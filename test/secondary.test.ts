@@ -8,20 +8,12 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, utimesSync,
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { deployment, describeTree, inodeOf, respaldo, tempDir, verified, writeTree, type Deployment } from './helpers.js';
+import { type Deployment, deployment, describeTree, inodeOf, recordsOf, respaldo, tempDir, verified, withoutInodes, writeTree } from './helpers.js';
 import { sshd, type Sshd } from './sshd.js';
-
-function recordsOf(d: Deployment, type?: string): Record<string, any>[] {
-  return d
-    .recordFiles()
-    .map((f) => parse(readFileSync(join(d.records, f), 'utf8')))
-    .filter((r) => !type || r.type === type);
-}
 
 /** The data trees of a snapshot on the primary and at CSC, compared as a user would: every entry's type, mode, time, bytes. */
 function sameTree(a: string, b: string): void {
-  const strip = (m: Map<string, any>) => new Map([...m].map(([k, v]) => [k, { ...v, ino: 0n }]));
-  expect(strip(describeTree(b))).toEqual(strip(describeTree(a)));
+  expect(withoutInodes(describeTree(b))).toEqual(withoutInodes(describeTree(a)));
 }
 
 describe('the second copy over SSH', () => {
