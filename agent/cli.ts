@@ -15,6 +15,7 @@ import { runReceive } from './commands/receive.js';
 import { RESTORE_REASONS, runRestore } from './commands/restore.js';
 import { runRun } from './commands/run.js';
 import { runStatus } from './commands/status.js';
+import { runVerify } from './commands/verify.js';
 import { runWalPush } from './commands/wal-push.js';
 import { DEFAULT_CONFIG } from './config.js';
 import type { Context } from './context.js';
@@ -240,6 +241,30 @@ const prune = command(
     }),
 );
 
+const verify = command(
+  'verify',
+  'check the stored snapshots on either target against their manifests (bit rot, a lost or tampered file) and record it; exit 3 when one does not match',
+  {
+    ...common,
+    repository: { type: 'positional', required: false, description: 'the repository to verify (or --all)' },
+    all: { type: 'boolean', description: 'verify every repository' },
+    target: { type: 'enum', options: ['primary', 'secondary'], description: 'only this target (default: both)' },
+    'read-data': { type: 'boolean', description: "read every file's bytes too (default: list the folders and match the manifests and summaries only)" },
+    'read-data-subset': { type: 'string', description: 'read the next share of the files, e.g. 5%: successive runs read every file (the rotation respaldo run advances too)', valueHint: 'N%' },
+    manual: { type: 'boolean', description: 'a person started this check (the record names them)' },
+  },
+  (inv, a) =>
+    runVerify(inv.ctx, {
+      config: str(a.config) ?? DEFAULT_CONFIG,
+      repos: str(a.repository) ? [str(a.repository)!] : [],
+      all: a.all === true,
+      target: a.target === 'primary' || a.target === 'secondary' ? a.target : undefined,
+      readData: a['read-data'] === true,
+      subset: str(a['read-data-subset']),
+      manual: a.manual === true,
+    }),
+);
+
 export const main = defineCommand({
   meta: { name: 'respaldo', version: VERSION, description: 'backups, and proof of backups' },
   subCommands: {
@@ -252,6 +277,7 @@ export const main = defineCommand({
     receive,
     label,
     prune,
+    verify,
     'wal-push': walPush,
     db: defineCommand({ meta: { name: 'db', description: 'database servers' }, subCommands: { 'setup-pitr': setupPitr, 'archive-binlogs': archiveBinlogs } }),
     demo,

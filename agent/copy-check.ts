@@ -7,8 +7,9 @@
  * before it was sent fails its copy's check instead of reaching CSC under an "ok" record.
  * Only the listing, the digests and the list of files to read cross the connection.
  */
-import { entryPath, type ManifestEntry } from '../schemas/manifest.js';
-import type { ToolResult } from './exec.js';
+import { posix } from 'node:path';
+import { entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
+import { runTool, type ToolResult } from './exec.js';
 import { WALK_FORMAT, WalkBatch } from './target.js';
 
 /** What a copy must match: the primary's snapshot. */
@@ -36,6 +37,11 @@ export interface Difference {
   problem: string;
 }
 
+/** How a target's failure to run a check becomes an error: `what` it was doing, the result, whether it was unreachable. */
+export type Fail = (what: string, result: ToolResult, unreachable: boolean) => Error;
+
+const SECONDARY = 'at the secondary target';
+
 /** Runs a fixed `sh -c` script at the target with `args` as $1, $2…, `input` on its stdin. */
 export type TargetShell = (script: string, args: string[], signal?: AbortSignal, input?: Buffer) => Promise<{ result: ToolResult; bytes: Buffer; unreachable: boolean }>;
 
@@ -62,7 +68,7 @@ const OWN = new Set(['data', 'manifest.jsonl', 'snapshot.yaml']);
  * How the copy in folder `dir` at the target differs from `ref`; empty when it matches.
  * `what` names the copy in messages. Throws (from `fail`) when the target cannot be asked.
  */
-export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference, signal: AbortSignal | undefined, fail: (what: string, result: ToolResult, unreachable: boolean) => Error, olderDir?: string): Promise<Difference[]> {
+export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference, signal: AbortSignal | undefined, fail: Fail, olderDir?: string): Promise<Difference[]> {
   const listed = sh(LIST, [dir, WALK_FORMAT], signal);
   listed.catch(() => {});
   // The older copy the files not read back must be hard links into.
@@ -94,7 +100,7 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
   }
 
   async function compare(): Promise<Difference[]> {
-    const hashed = Promise.all(split(reads).map((part) => hashPart(sh, dir, part, reading.signal, fail)));
+    const hashed = Promise.all(split(reads).map((part) => hashPart(sh, dir, part, SECONDARY, reading.signal, fail)));
     // Awaited below, after the listing; until then its failure must not go unhandled.
     hashed.catch(() => {});
 
@@ -116,10 +122,10 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
     let notFile = false;
     for (const name of OWN) {
       const i = index.get(name);
-      if (i === undefined) add(name, 'missing at the secondary target');
+      if (i === undefined) add(name, `missing ${SECONDARY}`);
       else {
         seen[i] = 1;
-        if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(name, `is ${TYPES[batch.type(i)]} at the secondary target`);
+        if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(name, `is ${TYPES[batch.type(i)]} ${SECONDARY}`);
       }
     }
     for (const e of entries) {
@@ -127,17 +133,17 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
       const path = rel.toString('utf8');
       const i = index.get(rel.toString('latin1'));
       if (i === undefined) {
-        add(path, 'missing at the secondary target');
+        add(path, `missing ${SECONDARY}`);
         continue;
       }
       seen[i] = 1;
-      const problem = metadataDifference(batch, i, e);
+      const problem = metadataDifference(batch, i, e, SECONDARY);
       if (problem) add(path, problem);
       if (e.type === 'f' && batch.type(i) !== 'f') notFile = true;
     }
     // The copy differs already: reading its files would add nothing but a wait.
     if (notFile) stop();
-    for (let i = 0; i < batch.length; i++) if (!seen[i]) add(batch.rel(i).toString('utf8'), 'at the secondary target but not in the primary snapshot');
+    for (let i = 0; i < batch.length; i++) if (!seen[i]) add(batch.rel(i).toString('utf8'), `${SECONDARY} but not in the primary snapshot`);
 
     // A file not read back must share its inode with the same path in the older copy; one
     // that does not (the older copy lacks it, or rsync could not link it) is read back too.
@@ -159,8 +165,8 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
       await hashed.catch(() => {});
       if (signal?.aborted) throw signal.reason;
     } else {
-      const parts = [...(await hashed), ...(unlinked.length ? await Promise.all(split(unlinked).map((part) => hashPart(sh, dir, part, reading.signal, fail))) : [])];
-      for (const part of parts) for (const { rel, problem } of part) add(rel.toString('utf8'), problem);
+      const parts = [...(await hashed), ...(unlinked.length ? await Promise.all(split(unlinked).map((part) => hashPart(sh, dir, part, SECONDARY, reading.signal, fail))) : [])];
+      for (const part of parts) for (const { read, problem } of part) add(read.rel.toString('utf8'), problem);
     }
     return [...problems].map(([path, problem]) => ({ path, problem }));
   }
@@ -173,21 +179,26 @@ interface Read {
   rel: Buffer;
   sha256: string;
   size: number;
+  /** What differing bytes mean, when not "its bytes differ from the manifest's". */
+  mismatch?: string;
 }
 
-/** What differs between entry `i` of the listing and its manifest entry, as rsync -a would carry it; undefined when nothing. */
-function metadataDifference(batch: WalkBatch, i: number, e: ManifestEntry): string | undefined {
+/**
+ * What differs between entry `i` of the listing and its manifest entry, as rsync -a would
+ * carry it; undefined when nothing. `where` names the target in messages ("at the secondary target").
+ */
+function metadataDifference(batch: WalkBatch, i: number, e: ManifestEntry, where: string): string | undefined {
   const type = batch.type(i);
-  if (type !== e.type) return `is ${TYPES[type]} at the secondary target, ${TYPES[e.type]} in the snapshot`;
-  if (type === 'f' && batch.size[i] !== e.size) return `its size differs: ${batch.size[i]} bytes at the secondary target, ${e.size} in the manifest`;
+  if (type !== e.type) return `is ${TYPES[type]} ${where}, ${TYPES[e.type]} in the snapshot`;
+  if (type === 'f' && batch.size[i] !== e.size) return `its size differs: ${batch.size[i]} bytes ${where}, ${e.size} in the manifest`;
   if (type === 'l') {
     const [s, t] = batch.span(i, 'target');
     const want = e.target !== undefined ? Buffer.from(e.target) : Buffer.from(e.target_b64 ?? '', 'base64');
     // A link's own time and mode are not a file's content: a link is its target.
-    return batch.buf.subarray(s, t).equals(want) ? undefined : 'the link points elsewhere at the secondary target';
+    return batch.buf.subarray(s, t).equals(want) ? undefined : `the link points elsewhere ${where}`;
   }
-  if (batch.mode(i) !== parseInt(e.mode, 8)) return `its permissions differ: ${batch.mode(i).toString(8).padStart(4, '0')} at the secondary target, ${e.mode} in the manifest`;
-  if (batch.mtime(i) !== e.mtime) return `its modification time differs: ${batch.mtime(i)} at the secondary target, ${e.mtime} in the manifest`;
+  if (batch.mode(i) !== parseInt(e.mode, 8)) return `its permissions differ: ${batch.mode(i).toString(8).padStart(4, '0')} ${where}, ${e.mode} in the manifest`;
+  if (batch.mtime(i) !== e.mtime) return `its modification time differs: ${batch.mtime(i)} ${where}, ${e.mtime} in the manifest`;
   return undefined;
 }
 
@@ -206,7 +217,7 @@ function split<T extends { size: number }>(reads: T[]): T[][] {
 }
 
 /** Reads one part's files at the target; the problems found. */
-async function hashPart(sh: TargetShell, dir: string, part: { rel: Buffer; sha256: string }[], signal: AbortSignal | undefined, fail: (what: string, result: ToolResult, unreachable: boolean) => Error): Promise<{ rel: Buffer; problem: string }[]> {
+async function hashPart<T extends { rel: Buffer; sha256: string; mismatch?: string }>(sh: TargetShell, dir: string, part: T[], where: string, signal: AbortSignal | undefined, fail: Fail): Promise<{ read: T; problem: string }[]> {
   const newline = part.some((r) => r.rel.includes(0x0a));
   const input = Buffer.concat(part.flatMap((r) => [r.rel, Buffer.from([0])]));
   const { result, bytes, unreachable } = await sh(HASH, [dir, newline ? 'z' : ''], signal, input);
@@ -215,18 +226,18 @@ async function hashPart(sh: TargetShell, dir: string, part: { rel: Buffer; sha25
   if (unreachable || result.code === 3 || (result.code !== 0 && result.code !== 123)) throw fail('reading the copy back', result, unreachable);
   const tool = bytes.subarray(0, bytes.indexOf(0x0a)).toString('latin1');
   const out = bytes.subarray(bytes.indexOf(0x0a) + 1);
-  const problems: { rel: Buffer; problem: string }[] = [];
+  const problems: { read: T; problem: string }[] = [];
   // One record per file read, in the order given; a file that could not be read has none.
   const records = splitRecords(out, tool === 'openssl' ? 0x0a : 0x00);
   let k = 0;
   for (const r of part) {
     const parsed = k < records.length ? parseDigest(records[k]!, tool) : undefined;
     if (!parsed || !parsed.name.equals(r.rel)) {
-      problems.push({ rel: r.rel, problem: 'could not be read at the secondary target' });
+      problems.push({ read: r, problem: `could not be read ${where}` });
       continue;
     }
     k++;
-    if (parsed.digest !== r.sha256) problems.push({ rel: r.rel, problem: `its bytes differ from the manifest's (SHA-256 ${parsed.digest.slice(0, 12)}… at the secondary target)` });
+    if (parsed.digest !== r.sha256) problems.push({ read: r, problem: `${r.mismatch ?? "its bytes differ from the manifest's"} (SHA-256 ${parsed.digest.slice(0, 12)}… ${where})` });
   }
   return problems;
 }
@@ -249,4 +260,133 @@ function parseDigest(body: Buffer, tool: string): { digest: string; name: Buffer
   const sep = body.toString('latin1', 64, 66);
   if (sep !== (tool === 'openssl' ? ' *' : '  ')) return undefined;
   return { digest, name: body.subarray(66) };
+}
+
+/** `TargetShell` on this machine: the primary target, a secondary on a local path. */
+export const localShell: TargetShell = async (script, args, signal, input) => {
+  const chunks: Buffer[] = [];
+  const result = await runTool('sh', ['-c', script, 'sh', ...args], { onStdout: (c) => chunks.push(c), ...(signal ? { signal } : {}), ...(input ? { input } : {}) });
+  return { result, bytes: Buffer.concat(chunks), unreachable: false };
+};
+
+/** A stored snapshot to check where it lies (`checkStored`). */
+export interface StoredSnapshot {
+  id: string;
+  /** The manifest's entries: the target's own, or the primary's when its digest is the record's. */
+  entries: () => AsyncIterable<ManifestEntry>;
+  /** SHA-256 (hex) of `manifest.jsonl` and of `snapshot.yaml` that the records carry; undefined when no record names the snapshot. */
+  manifest: string | undefined;
+  summary: string | undefined;
+}
+
+/** What `checkStored` found: each snapshot's problems (by id, in the order given), and what it read. */
+export interface StoredCheck {
+  problems: Map<string, Difference[]>;
+  files: number;
+  bytes: number;
+}
+
+/** A file `checkStored` reads: relative to the repository's folder, with the snapshots whose copy it is (hard links). */
+interface StoredRead extends Read {
+  snapshot: number;
+  path: string;
+  sharers?: number[];
+}
+
+/**
+ * Checks stored snapshots where they lie, in the repository's folder `base` at a target
+ * (verify at rest): each snapshot's folder is listed and compared with its manifest (every
+ * name, type, size, time, mode and link target; nothing missing, nothing more), its
+ * `manifest.jsonl` and `snapshot.yaml` are read back and matched against the digests the
+ * records carry, and the files `pick` selects are read back and matched against the
+ * manifest. A file hard-linked into several snapshots is one inode: it is read once, and a
+ * damaged one counts against every snapshot that holds it. `where` names the target in
+ * messages ("on the primary target").
+ */
+export async function checkStored(sh: TargetShell, base: string, snapshots: StoredSnapshot[], pick: (e: ManifestEntry) => boolean, where: string, signal: AbortSignal | undefined, fail: Fail): Promise<StoredCheck> {
+  const problems = new Map<string, Map<string, string>>(snapshots.map((s) => [s.id, new Map()]));
+  const add = (k: number, path: string, problem: string) => {
+    const found = problems.get(snapshots[k]!.id)!;
+    if (!found.has(path)) found.set(path, problem);
+  };
+  // Inode → the read of that stored file, claimed by the first snapshot that lists it.
+  const claimed = new Map<number, StoredRead>();
+  const reads: StoredRead[] = [];
+  for (let k = 0; k < snapshots.length; k++) {
+    if (signal?.aborted) throw signal.reason;
+    const snap = snapshots[k]!;
+    const dir = posix.join('snapshots', snap.id);
+    const list = await sh(LIST, [posix.join(base, dir), WALK_FORMAT], signal);
+    if (list.result.code === 3) {
+      add(k, '', `the snapshot's folder is missing ${where}`);
+      continue;
+    }
+    if (list.result.code !== 0 || list.unreachable) throw fail(`listing snapshot ${snap.id}`, list.result, list.unreachable);
+    const { batch } = WalkBatch.parse(list.bytes);
+    const index = new Map<string, number>();
+    for (let i = 0; i < batch.length; i++) index.set(batch.rel(i).toString('latin1'), i);
+    const seen = new Uint8Array(batch.length);
+    for (const name of OWN) {
+      const i = index.get(name);
+      if (i === undefined) add(k, name, `missing ${where}`);
+      else {
+        seen[i] = 1;
+        if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(k, name, `is ${TYPES[batch.type(i)]} ${where}`);
+      }
+    }
+    const digests = [
+      ['manifest.jsonl', snap.manifest],
+      ['snapshot.yaml', snap.summary],
+    ] as const;
+    for (const [name, sha256] of digests) {
+      const i = index.get(name);
+      if (sha256 === undefined) add(k, name, 'no backup or copy record of this host names this snapshot: there is no signed digest to check it against (respaldo run records a snapshot an interrupted run left unrecorded)');
+      else if (i !== undefined && batch.isFile(i)) reads.push({ rel: Buffer.from(`${dir}/${name}`), sha256, size: batch.size[i]!, snapshot: k, path: name, mismatch: 'its digest is not the one the backup record carries: it was altered or damaged' });
+    }
+    try {
+      for await (const e of snap.entries()) {
+        const rel = entryPath(e);
+        const path = `data/${rel.toString('utf8')}`;
+        // A manifest that names a path above the snapshot was not written by respaldo:
+        // reading it would read some other file.
+        if (!insideSnapshot(rel)) {
+          add(k, path, 'the manifest names a path outside the snapshot: it was altered');
+          continue;
+        }
+        const i = index.get(Buffer.concat([DATA, rel]).toString('latin1'));
+        if (i === undefined) {
+          add(k, path, `missing ${where}`);
+          continue;
+        }
+        seen[i] = 1;
+        const problem = metadataDifference(batch, i, e, where);
+        if (problem) add(k, path, problem);
+        if (e.type !== 'f' || !e.sha256 || !batch.isFile(i) || !pick(e)) continue;
+        const ino = batch.ino[i]!;
+        const read = claimed.get(ino);
+        if (!read) {
+          const r: StoredRead = { rel: Buffer.concat([Buffer.from(`${dir}/`), DATA, rel]), sha256: e.sha256, size: batch.size[i]!, snapshot: k, path };
+          claimed.set(ino, r);
+          reads.push(r);
+        } else if (read.sha256 !== e.sha256) add(k, path, `it is the same stored file as ${read.path} of snapshot ${snapshots[read.snapshot]!.id} (a hard link), whose manifest gives it other bytes: one of the two manifests is wrong`);
+        else (read.sharers ??= []).push(k);
+      }
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      add(k, 'manifest.jsonl', `cannot be read: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    for (let i = 0; i < batch.length; i++) if (!seen[i]) add(k, batch.rel(i).toString('utf8'), `${where} but not in the snapshot's manifest`);
+  }
+  const parts = await Promise.all(split(reads).map((part) => hashPart(sh, base, part, where, signal, fail)));
+  for (const part of parts)
+    for (const { read, problem } of part) {
+      add(read.snapshot, read.path, problem);
+      for (const k of read.sharers ?? []) add(k, read.path, problem);
+    }
+  return {
+    problems: new Map([...problems].map(([id, found]) => [id, [...found].map(([path, problem]) => ({ path, problem }))])),
+    // What was read of the data: manifest.jsonl and snapshot.yaml are read for every snapshot.
+    files: reads.filter((r) => r.path.startsWith('data/')).length,
+    bytes: reads.reduce((n, r) => n + (r.path.startsWith('data/') ? r.size : 0), 0),
+  };
 }

@@ -38,11 +38,14 @@ export interface CopyState {
   recorded: Map<string, Date>;
   /** Snapshots that a copy record says reached the secondary target and matched there, with the newest such record's seq. */
   copied: Map<string, number>;
-  /** Snapshots whose newest copy CSC's receipt found not to match (the receipt answers that copy record). */
-  mismatched: Set<string>;
+  /**
+   * Snapshots whose newest copy was found not to match since it was made, with what found it:
+   * CSC's receipt (answering that copy record), or a check at rest of CSC's copies.
+   */
+  mismatched: Map<string, string>;
 }
 
-const emptyState = (): CopyState => ({ recorded: new Map(), copied: new Map(), mismatched: new Set() });
+const emptyState = (): CopyState => ({ recorded: new Map(), copied: new Map(), mismatched: new Map() });
 
 /**
  * Reads, once per run, the host's backup and copy records and the receipts other hosts
@@ -52,11 +55,19 @@ export async function readCopyStates(records: RecordStore): Promise<Map<string, 
   const states = new Map<string, CopyState>();
   const of = (repository: string) => states.get(repository) ?? states.set(repository, emptyState()).get(repository)!;
   // Newest first: the first copy record of a snapshot is its newest.
+  const copiedSince = new Set<string>();
   for (const file of await records.list()) {
-    if (file.type !== 'backup' && file.type !== 'copy') continue;
+    if (file.type !== 'backup' && file.type !== 'copy' && file.type !== 'verify') continue;
     const record = await records.read(file);
-    if (!record || (record.type !== 'backup' && record.type !== 'copy')) continue;
+    if (!record || (record.type !== 'backup' && record.type !== 'copy' && record.type !== 'verify')) continue;
     const state = of(record.repository);
+    if (record.type === 'verify') {
+      // A copy at CSC found damaged at rest, and not copied again since: copied again now.
+      if (record.reason === 'at-rest' && record.target === 'secondary')
+        for (const s of record.snapshots) if (s.result === 'failed' && !copiedSince.has(`${record.repository}/${s.id}`) && !state.mismatched.has(s.id)) state.mismatched.set(s.id, `the check at rest of CSC's copies (verify record ${record.seq}) found it does not match its manifest`);
+      continue;
+    }
+    if (record.type === 'copy') copiedSince.add(`${record.repository}/${record.snapshot.id}`);
     if (record.type === 'backup') {
       const at = new Date(record.at);
       const known = state.recorded.get(record.snapshot.id);
@@ -74,7 +85,7 @@ export async function readCopyStates(records: RecordStore): Promise<Map<string, 
       if (r?.type !== 'receipt' || r.origin !== records.host || answered.has(`${r.repository}/${r.snapshot}`)) continue;
       answered.add(`${r.repository}/${r.snapshot}`);
       const state = of(r.repository);
-      if (r.result === 'mismatch' && state.copied.get(r.snapshot) === r.copy.seq) state.mismatched.add(r.snapshot);
+      if (r.result === 'mismatch' && state.copied.get(r.snapshot) === r.copy.seq && !state.mismatched.has(r.snapshot)) state.mismatched.set(r.snapshot, `CSC's receipt (${other}'s record ${r.seq}) says the copy does not match its manifest`);
     }
   }
   return states;
@@ -193,12 +204,16 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const started = ctx.now();
       const differences = await store.differences(await reference(recheck), recheck, 'snapshots', ctx.signal);
       const { summary, ref } = await snapshotRef(recheck);
+      const result = differences.length ? ('failed' as const) : ('ok' as const);
       const appended = await records.append('verify', {
         ...about(started),
-        snapshot: ref,
-        checksum: { scope: 'full', files: summary.size.files, bytes: summary.size.bytes, mismatches: differences.length },
-        result: differences.length ? 'failed' : 'ok',
-        problems: differences.slice(0, 20),
+        reason: 'before-copy',
+        target: 'secondary',
+        method: store.method,
+        read: { data: 'all', files: summary.size.files, bytes: summary.size.bytes },
+        snapshots: [{ id: ref.id, location: ref.location, digest: ref.digest, manifest: ref.manifest, result, problems: differences.length }],
+        result,
+        problems: differences.slice(0, 20).map((p) => ({ snapshot: recheck, ...p })),
       });
       if (differences.length) {
         ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the copy of snapshot ${recheck} at the secondary target differs from the primary's in ${differences.length} place(s) (record ${appended.seq}); copying it again` });
@@ -214,8 +229,9 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     for (const id of mismatched) {
       if (ctx.signal.aborted || !there.includes(id) || copied.includes(id)) continue;
       const started = ctx.now();
-      ctx.reporter.event({ type: 'warning', repository: repo.name, message: `CSC's receipt says its copy of snapshot ${id} does not match: copying it again` });
-      await repaired(id, started, [{ path: '', problem: "CSC's receipt says the copy does not match its manifest" }]);
+      const why = state.mismatched.get(id)!;
+      ctx.reporter.event({ type: 'warning', repository: repo.name, message: `${why}: copying snapshot ${id} again` });
+      await repaired(id, started, [{ path: '', problem: why }]);
     }
     for (const id of pending) {
       if (ctx.signal.aborted) break;

@@ -183,14 +183,18 @@ export async function readVerifications(records: RecordStore): Promise<Map<strin
     if (file.type !== 'verify') continue;
     const record = await records.read(file);
     if (record?.type !== 'verify') continue;
-    const key = verificationKey(record.repository, record.snapshot.target);
-    // Newest first: the first record of a snapshot is its latest check.
-    const snapshotKey = `${key}\0${record.snapshot.id}`;
-    if (seen.has(snapshotKey)) continue;
-    seen.add(snapshotKey);
-    if (record.result !== 'failed') continue;
-    if (!damaged.has(key)) damaged.set(key, new Map());
-    damaged.get(key)!.set(record.snapshot.id, record.seq);
+    const key = verificationKey(record.repository, record.target);
+    // Newest first: the first record of a snapshot is its latest check. A check that read
+    // only some files (or none) and found nothing does not clear damage an earlier one found.
+    for (const snapshot of record.snapshots) {
+      if (snapshot.result === 'ok' && record.read.data !== 'all') continue;
+      const snapshotKey = `${key}\0${snapshot.id}`;
+      if (seen.has(snapshotKey)) continue;
+      seen.add(snapshotKey);
+      if (snapshot.result !== 'failed') continue;
+      if (!damaged.has(key)) damaged.set(key, new Map());
+      damaged.get(key)!.set(snapshot.id, record.seq);
+    }
   }
   return damaged;
 }

@@ -22,7 +22,7 @@
  * The module's password (its `auth users`) is read from `password-file` by the agent and
  * reaches rsync in its environment (RSYNC_PASSWORD), never on a command line or in a record.
  */
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -33,7 +33,9 @@ import type { SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
 import { COPY_ARGS, SecondaryTarget, type Secondary, type SecondaryRepository } from './secondary.js';
-import type { CopyReference, Difference } from './copy-check.js';
+import type { CopyReference, Difference, StoredCheck, StoredSnapshot } from './copy-check.js';
+import { entryPath, type ManifestEntry } from '../schemas/manifest.js';
+import { sha256File } from './fsutil.js';
 
 type DaemonLocation = Extract<SecondaryLocation, { kind: 'rsync' }>;
 
@@ -366,15 +368,7 @@ class RsyncDaemonStore implements SecondaryRepository {
    * does not have yet.
    */
   async differences(ref: CopyReference, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<Difference[]> {
-    const chunks: Buffer[] = [];
-    const args = [...COPY_ARGS, '--checksum', '--dry-run', '--itemize-changes', '--out-format=%i %n', ...(where === 'incomplete' ? [`--filter=- /${MARKER}`] : []), `${ref.dir}/`, this.url(id)];
-    const result = await this.target.rsync(args, { signal, onStdout: (c) => chunks.push(c) });
-    if (result.code !== 0) throw this.target.failure(`comparing snapshot ${id} with its copy`, result, 'the comparison is retried on the next run');
-    return Buffer.concat(chunks)
-      .toString('utf8')
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map(itemized);
+    return this.itemize([...COPY_ARGS, '--checksum', '--dry-run', ...(where === 'incomplete' ? [`--filter=- /${MARKER}`] : []), `${ref.dir}/`, this.url(id)], id, signal);
   }
 
   /** Nothing to do: the delivery ran with --fsync, so the daemon wrote each file to its disk before it counted as received. */
@@ -422,6 +416,70 @@ class RsyncDaemonStore implements SecondaryRepository {
 
   async readSnapshotFile(id: string, rel: string): Promise<Buffer | undefined> {
     return this.fetch(posix.join(this.base, 'snapshots', checkedId(id), 'data', rel));
+  }
+
+  async readManifest(id: string): Promise<Buffer | undefined> {
+    return this.fetch(posix.join(this.base, 'snapshots', checkedId(id), 'manifest.jsonl'));
+  }
+
+  /**
+   * Verify at rest in a daemon's module, which runs nothing: each copy is compared with the
+   * primary's snapshot by rsync, every entry by type, size, time, permissions and link
+   * target (nothing missing, nothing more), and the files `pick` selects, with
+   * `manifest.jsonl` and `snapshot.yaml`, by checksum (the daemon reads them back). The
+   * primary's own files are matched against the manifest by its own check; its
+   * `manifest.jsonl` and `snapshot.yaml` against the digests the records carry, here.
+   */
+  async checkStored(snapshots: StoredSnapshot[], pick: (e: ManifestEntry) => boolean, primaryDir: (id: string) => Promise<string | undefined>, signal?: AbortSignal): Promise<StoredCheck> {
+    const problems = new Map<string, Difference[]>();
+    let files = 0;
+    let bytes = 0;
+    for (const snap of snapshots) {
+      if (signal?.aborted) throw signal.reason;
+      const found = new Map<string, string>();
+      const add = (d: Difference) => {
+        if (!found.has(d.path)) found.set(d.path, d.problem);
+      };
+      const dir = await primaryDir(snap.id);
+      if (!dir) {
+        add({ path: '', problem: "the primary no longer holds this snapshot, and a copy in an rsync daemon's module can only be compared with the primary's: it was not checked" });
+      } else {
+        for (const [name, sha256] of [['manifest.jsonl', snap.manifest], ['snapshot.yaml', snap.summary]] as const) {
+          const own = await sha256File(join(dir, name)).catch(() => undefined);
+          if (sha256 === undefined) add({ path: name, problem: 'no backup or copy record of this host names this snapshot: there is no signed digest to check it against' });
+          else if (own !== `sha256:${sha256}`) add({ path: name, problem: "the primary's, which the copy is compared with, does not match the digest its record carries: the copy was compared with a damaged snapshot" });
+        }
+        for (const d of await this.itemize([...COPY_ARGS, '--dry-run', `${dir}/`, this.url(snap.id)], snap.id, signal)) add(d);
+        const picked: Buffer[] = [Buffer.from('manifest.jsonl'), Buffer.from('snapshot.yaml')];
+        for await (const e of snap.entries())
+          if (e.type === 'f' && pick(e)) {
+            picked.push(Buffer.concat([Buffer.from('data/'), entryPath(e)]));
+            files++;
+            bytes += e.size;
+          }
+        const checked = await withScratch(async (scratch) => {
+          const list = join(scratch, 'files');
+          await writeFile(list, Buffer.concat(picked.flatMap((p) => [p, Buffer.from([0])])));
+          // --files-from reads only the files named (-a without -r with it), by checksum.
+          return this.itemize([...COPY_ARGS.filter((a) => a !== '--delete'), '--checksum', '--dry-run', '--from0', `--files-from=${list}`, `${dir}/`, this.url(snap.id)], snap.id, signal);
+        });
+        for (const d of checked) add(d);
+      }
+      problems.set(snap.id, [...found].map(([path, problem]) => ({ path, problem })));
+    }
+    return { problems, files, bytes };
+  }
+
+  /** rsync's itemized differences between a primary snapshot's folder and its copy, for `args`. */
+  private async itemize(args: string[], id: string, signal?: AbortSignal): Promise<Difference[]> {
+    const chunks: Buffer[] = [];
+    const result = await this.target.rsync(['--itemize-changes', '--out-format=%i %n', ...args], { signal, onStdout: (c) => chunks.push(c) });
+    if (result.code !== 0) throw this.target.failure(`comparing snapshot ${id} with its copy`, result, 'the comparison is retried on the next run');
+    return Buffer.concat(chunks)
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map(itemized);
   }
 
   /**

@@ -23,7 +23,8 @@ import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { PruneStore } from './prune.js';
-import { checkCopy, type CopyReference, type Difference } from './copy-check.js';
+import { checkCopy, checkStored, type CopyReference, type Difference, type Fail, type StoredCheck, type StoredSnapshot } from './copy-check.js';
+import type { ManifestEntry } from '../schemas/manifest.js';
 
 /** One word for a POSIX shell: single-quoted unless plainly safe. */
 export function shellQuote(word: string): string {
@@ -88,6 +89,14 @@ export interface SecondaryRepository extends PruneStore {
   publish(dir: string, id: string, replace: boolean, signal?: AbortSignal): Promise<void>;
   deliverArchive(archive: string, signal?: AbortSignal): Promise<void>;
   discard(id: string): Promise<void>;
+  /**
+   * Verify at rest: the complete copies `snapshots` checked where they lie (see checkStored
+   * in copy-check.ts), the files `pick` selects read back. `primaryDir`: the primary's folder
+   * of a snapshot, for a target that can only compare with it (an rsync daemon).
+   */
+  checkStored(snapshots: StoredSnapshot[], pick: (e: ManifestEntry) => boolean, primaryDir: (id: string) => Promise<string | undefined>, signal?: AbortSignal): Promise<StoredCheck>;
+  /** A complete copy's `manifest.jsonl` as the target holds it; undefined when it has none. */
+  readManifest(id: string): Promise<Buffer | undefined>;
 }
 
 export class SecondaryTarget implements Secondary {
@@ -333,12 +342,28 @@ export class SecondaryStore implements SecondaryRepository {
    * when it was made, are compared by listing.
    */
   async differences(ref: CopyReference, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<Difference[]> {
-    return checkCopy((script, args, sig, input) => this.target.shBytes(script, args, sig, input), this.dir(where, id), ref, signal, (what, result, unreachable) =>
+    return checkCopy(this.shell, this.dir(where, id), ref, signal, this.failing(` of snapshot ${id}`), ref.linkedFrom ? this.dir('snapshots', ref.linkedFrom) : undefined);
+  }
+
+  private readonly shell = (script: string, args: string[], signal?: AbortSignal, input?: Buffer) => this.target.shBytes(script, args, signal, input);
+
+  /** How the target failing to run a check (`what`, then `of`) becomes a BackupFailure. */
+  private failing(of: string): Fail {
+    return (what, result, unreachable) =>
       unreachable
-        ? new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while ${what} of snapshot ${id}: ${lastLines(result.stderr, 2)}`, 'the copy waits and is retried on the next run')
-        : new BackupFailure('copy', `${what} of snapshot ${id} failed on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'the target needs GNU find and OpenSSL or coreutils\' sha256sum; the comparison is retried on the next run', { detail: result.stderr }),
-      ref.linkedFrom ? this.dir('snapshots', ref.linkedFrom) : undefined,
-    );
+        ? new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while ${what}${of}: ${lastLines(result.stderr, 2)}`, 'the copy waits and is retried on the next run')
+        : new BackupFailure('copy', `${what}${of} failed on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'the target needs GNU find and OpenSSL or coreutils\' sha256sum; the comparison is retried on the next run', { detail: result.stderr });
+  }
+
+  async checkStored(snapshots: StoredSnapshot[], pick: (e: ManifestEntry) => boolean, _primaryDir: (id: string) => Promise<string | undefined>, signal?: AbortSignal): Promise<StoredCheck> {
+    return checkStored(this.shell, this.base, snapshots, pick, 'at the secondary target', signal, this.failing(''));
+  }
+
+  async readManifest(id: string): Promise<Buffer | undefined> {
+    const { result, bytes, unreachable } = await this.target.shBytes('[ -f "$1" ] || exit 3; cat -- "$1"', [posix.join(this.dir('snapshots', id), 'manifest.jsonl')]);
+    if (result.code === 3) return undefined;
+    if (unreachable || result.code !== 0) throw new Error(`cannot read the manifest of snapshot ${id} at ${this.target.display}: ${lastLines(result.stderr, 2)}`);
+    return bytes;
   }
 
   /** Writes `incomplete/<id>` to the target's disk (syncfs): rsync does not fsync what it writes. */

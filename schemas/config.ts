@@ -34,12 +34,16 @@ function isCronExpression(expr: string): boolean {
  * Verification settings. `level: changed` re-reads the files this snapshot stored anew;
  * `full` re-reads every file. The size thresholds implement clause 4.2.1: the total
  * size is compared with the previous snapshot and a larger change is a warning.
+ * `reread-within`: every stored file, on each target, is read back and matched against its
+ * manifest at least once within this long (`respaldo run` reads a share of them each day,
+ * see agent/at-rest.ts); `never` turns that off. Default 30d.
  */
 export const verifySettings = z
   .object({
     level: z.enum(['changed', 'full']).optional(),
     'shrink-warning': percent.optional(),
     'growth-warning': percent.optional(),
+    'reread-within': z.union([z.literal('never'), duration]).optional(),
   })
   .strict();
 export type VerifySettings = z.infer<typeof verifySettings>;
@@ -373,6 +377,7 @@ export const configExamples: Record<string, string> = {
   level: 'verify: { level: full }    # changed | full',
   'shrink-warning': 'verify: { shrink-warning: 20% }',
   'growth-warning': 'verify: { growth-warning: 100% }',
+  'reread-within': 'verify: { reread-within: 30d }   # or never',
   devices: 'devices:\n  - label: DSE-HDD-01\n    location: oficina de JAA\n    capacity: 2 TB\n    target: primary',
   label: '  - label: DSE-HDD-01',
   location: '    location: oficina de JAA',

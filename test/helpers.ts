@@ -190,6 +190,23 @@ export function describeTree(dir: string | Buffer): Map<string, TreeEntry> {
   return out;
 }
 
+/**
+ * Flips one bit of a file and keeps its modification time to the nanosecond, as a manifest
+ * keeps it (utimes through a Date keeps milliseconds): damage only reading the bytes can tell.
+ */
+export function flipBit(file: string): void {
+  const { mtimeNs } = statSync(file, { bigint: true });
+  const bytes = readFileSync(file);
+  bytes[0] ^= 0x01;
+  writeFileSync(file, bytes);
+  setMtimeNs(file, mtimeNs);
+}
+
+/** Sets a file's modification time to the nanosecond (GNU touch). */
+export function setMtimeNs(file: string, ns: bigint): void {
+  execFileSync('touch', ['-m', '-d', `@${ns / 1_000_000_000n}.${String(ns % 1_000_000_000n).padStart(9, '0')}`, file]);
+}
+
 export function inodeOf(path: string): bigint {
   return lstatSync(path, { bigint: true }).ino;
 }

@@ -6,7 +6,7 @@
  * backups never costs the last good copy.
  */
 import { randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -14,11 +14,10 @@ import { parse } from 'yaml';
 import { runCron } from '../dist/agent/commands/cron.js';
 import { runPrune } from '../dist/agent/commands/prune.js';
 import { runRun } from '../dist/agent/commands/run.js';
+import { runVerify } from '../dist/agent/commands/verify.js';
 import { parseConfig } from '../dist/agent/config.js';
-import { loadKey } from '../dist/agent/keys.js';
-import { RecordStore } from '../dist/agent/records.js';
 import { memoryReporter } from '../dist/agent/report.js';
-import { clock, deployment, describeTree, type Deployment, git, lastRecord, ROOT, tempDir, verified, writeTree } from './helpers.js';
+import { clock, deployment, describeTree, type Deployment, git, lastRecord, ROOT, setMtimeNs, tempDir, verified, writeTree } from './helpers.js';
 
 /** The command functions with their own clock and reporter, as cron would run them hour after hour. */
 function agent(d: Deployment, start: string) {
@@ -30,6 +29,7 @@ function agent(d: Deployment, start: string) {
     reporter,
     run: () => runRun(ctx, { config: d.config, repos: [], all: false, manual: false, verify: undefined, progress: false }),
     prune: (apply: boolean, repos: string[] = []) => runPrune(ctx, { config: d.config, repos, apply, manual: false }),
+    verify: (repos: string[], readData: boolean) => runVerify(ctx, { config: d.config, repos, all: false, target: undefined, readData, subset: undefined, manual: false }),
   };
 }
 
@@ -174,25 +174,20 @@ describe('respaldo prune', () => {
       expect(await a.run()).toBe(0);
       a.clock.advance(24);
     }
-    // Bit rot in the newest snapshot, found by a later check of it (a `verify` record, signed by the host).
+    // Bit rot in the newest snapshot, found by respaldo verify (a `verify` record, signed by the host).
     const stored = join(snapshotDir(d, 'app', day(4)), 'data', src, 'a.txt');
-    writeFileSync(stored, 'a'.repeat(3) + 'X');
-    const backup = parse(readFileSync(join(d.records, records(d, 'backup').at(-1)!), 'utf8'));
-    expect(backup.snapshot.id).toBe(day(4));
-    const store = new RecordStore(d.records, d.host, await loadKey(join(d.root, 'host.key')), a.clock.now);
-    const check = await store.append('verify', {
-      repository: 'app',
-      kind: 'files',
-      trigger: 'scheduled',
-      started: a.clock.now().toISOString(),
-      finished: a.clock.now().toISOString(),
-      snapshot: backup.snapshot,
-      checksum: { scope: 'full', files: 1, bytes: 4, mismatches: 1 },
-      result: 'failed',
-      problems: [{ path: `${src.slice(1)}/a.txt`, problem: 'sha256 differs from the manifest' }],
-    });
-    git(d.records, 'add', '.');
-    git(d.records, 'commit', '--quiet', '-m', 'verify');
+    const { mtimeNs } = statSync(stored, { bigint: true });
+    writeFileSync(stored, 'aaaX');
+    setMtimeNs(stored, mtimeNs);
+    expect(await a.verify(['app'], true)).toBe(3);
+    const check = lastRecord(d);
+    expect(check).toMatchObject({ type: 'verify', reason: 'at-rest', target: 'primary', read: { data: 'all' }, result: 'failed' });
+    expect(check.snapshots.map((s: { id: string; result: string }) => [s.id, s.result])).toEqual([
+      [day(2), 'ok'],
+      [day(3), 'ok'],
+      [day(4), 'failed'],
+    ]);
+    expect(check.problems).toEqual([{ snapshot: day(4), path: `data${src}/a.txt`, problem: expect.stringMatching(/^its bytes differ from the manifest's \(SHA-256 [0-9a-f]{12}… on the primary target\)$/) }]);
 
     expect(await a.prune(true)).toBe(0);
     // keep-last 1 keeps the damaged newest; the one before it is the newest good copy and stays too.

@@ -117,7 +117,7 @@ describe('the second copy to an rsync daemon', () => {
     const third = await run('run', '--all');
     expect(third.code, third.stderr).toBe(0);
     const verify = recordsOf(d, 'verify').at(-1)!;
-    expect(verify).toMatchObject({ repository: 'docs', snapshot: { id: id2, target: 'secondary' }, result: 'failed' });
+    expect(verify).toMatchObject({ repository: 'docs', reason: 'before-copy', target: 'secondary', method: 'rsync-checksum', snapshots: [{ id: id2, result: 'failed' }], result: 'failed' });
     expect(verify.problems.map((p: { path: string }) => p.path)).toEqual([`data${source}/a.txt`]);
     // The damaged copy is replaced before the new one is linked to it.
     expect(recordsOf(d, 'copy').slice(-2)).toMatchObject([{ snapshot: { id: id2 }, repair: true, verified: { result: 'ok' } }, { snapshot: { id: d.snapshots('docs')[2] } }]);
@@ -134,8 +134,8 @@ describe('the second copy to an rsync daemon', () => {
     const fourth = await run('run', '--all');
     expect(fourth.code, fourth.stderr).toBe(0);
     const recheck = recordsOf(d, 'verify').at(-1)!;
-    expect(recheck).toMatchObject({ snapshot: { id: id3, target: 'secondary' }, result: 'failed' });
-    expect(recheck.problems).toContainEqual({ path: 'snapshot.yaml', problem: 'missing at the secondary target' });
+    expect(recheck).toMatchObject({ target: 'secondary', snapshots: [{ id: id3, result: 'failed' }], result: 'failed' });
+    expect(recheck.problems).toContainEqual({ snapshot: id3, path: 'snapshot.yaml', problem: 'missing at the secondary target' });
     const id4 = d.snapshots('docs').at(-1)!;
     expect(recordsOf(d, 'copy').slice(-2)).toMatchObject([{ snapshot: { id: id3 }, repair: true }, { snapshot: { id: id4 } }]);
     sameTree(primaryDir(id3), at(id3));

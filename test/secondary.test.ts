@@ -77,7 +77,7 @@ describe('the second copy over SSH', () => {
     const third = await d.run('run', '--all');
     expect(third.code, third.stderr).toBe(0);
     const verify = recordsOf(d, 'verify').at(-1)!;
-    expect(verify).toMatchObject({ repository: 'docs', snapshot: { id: id2, target: 'secondary' }, result: 'failed' });
+    expect(verify).toMatchObject({ repository: 'docs', reason: 'before-copy', target: 'secondary', method: 'rehash', read: { data: 'all' }, snapshots: [{ id: id2, location: `web01/docs/snapshots/${id2}`, result: 'failed', problems: 1 }], result: 'failed' });
     expect(verify.problems.map((p: { path: string }) => p.path)).toEqual([`data${source}/a.txt`]);
     const repair = recordsOf(d, 'copy').at(-1)!;
     expect(repair).toMatchObject({ snapshot: { id: id2 }, repair: true, verified: { result: 'ok' } });

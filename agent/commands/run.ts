@@ -4,7 +4,7 @@ import { backupRepository, recordSnapshot } from '../backup.js';
 import { copyRepository, copyStateOf, readCopyStates } from '../copy.js';
 import type { Context } from '../context.js';
 import { compareSnapshotIds } from '../../schemas/common.js';
-import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
+import { BackupFailure, Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { HashPool } from '../hashing.js';
 import { readHistory, type RepositoryHistory } from '../history.js';
 import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
@@ -12,6 +12,10 @@ import { pathRedactor } from '../redact.js';
 import { dueState, planFor } from '../schedule.js';
 import { openSecondary } from '../secondary-rsyncd.js';
 import { LocalTarget } from '../target.js';
+import { atRestStateOf, readAtRestStates, rereadPeriod, scheduledRead, verifyAtRest, type Role } from '../at-rest.js';
+import type { Secondary } from '../secondary.js';
+import { snapshotTime } from '../retention.js';
+import { damageHint } from './verify.js';
 
 export interface RunOptions {
   config: string;
@@ -113,12 +117,12 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     // The second copy: every repository's snapshots that have not reached CSC yet, whether
     // or not it was due, so that copies queued while CSC was unreachable go out on the
     // first run after it is back.
-    if (config.targets.secondary) {
-      const secondary = openSecondary(config.targets.secondary, config.state);
-      // The connection to CSC is opened while the records are read (its failure is each repository's to record).
-      secondary.check(ctx.signal).catch(() => {});
-      const states = await readCopyStates(records);
-      try {
+    const secondary = config.targets.secondary ? openSecondary(config.targets.secondary, config.state) : undefined;
+    try {
+      if (secondary) {
+        // The connection to CSC is opened while the records are read (its failure is each repository's to record).
+        secondary.check(ctx.signal).catch(() => {});
+        const states = await readCopyStates(records);
         for (const repo of config.repositories) {
           if (ctx.signal.aborted) break;
           const outcome = await copyRepository({
@@ -140,9 +144,14 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
             done.push(`${repo.name} (copy failed)`);
           } else if (outcome.copied.length) done.push(`${repo.name} copied (${outcome.copied.length})`);
         }
-      } finally {
-        await secondary.close();
       }
+      // Verify at rest: each day, the share of every target's stored files that keeps each
+      // file read within verify.reread-within.
+      const checked = await verifyDue(ctx, host, target, secondary);
+      failed += checked.failed;
+      done.push(...checked.done);
+    } finally {
+      await secondary?.close();
     }
 
     const last = (await records.head())!.seq;
@@ -154,4 +163,48 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     await pool.close();
     await lock.release();
   }
+}
+
+/**
+ * The checks at rest that are due (agent/at-rest.ts), on the primary and on CSC's target
+ * when it can be reached (when it cannot, its share waits and grows). A copy that does not
+ * match is a failure of the run (exit 3), recorded by its `verify` record; a target that
+ * cannot be checked is a warning, and its check stays due.
+ */
+async function verifyDue(ctx: Context, host: Host, target: LocalTarget, secondary: Secondary | undefined): Promise<{ failed: number; done: string[] }> {
+  const { config, records } = host;
+  const now = ctx.now();
+  let failed = 0;
+  const done: string[] = [];
+  let states: Awaited<ReturnType<typeof readAtRestStates>> | undefined;
+  const cscUp = secondary ? await secondary.check(ctx.signal).then(() => true, () => false) : false;
+  for (const repo of config.repositories) {
+    const period = rereadPeriod(config, repo);
+    if (period === undefined) continue;
+    const primary = target.repository(config.host, repo.name);
+    const roles: Role[] = cscUp ? ['primary', 'secondary'] : ['primary'];
+    for (const role of roles) {
+      if (ctx.signal.aborted) return { failed, done };
+      const store = role === 'secondary' ? secondary!.repository(config.host, repo.name) : undefined;
+      try {
+        const ids = store ? await store.snapshots(ctx.signal) : await primary.snapshots();
+        states ??= await readAtRestStates(records);
+        const state = atRestStateOf(states, repo.name);
+        const read = scheduledRead(period, state.lastRead.get(role), ids[0] ? snapshotTime(ids[0]) : undefined, now);
+        if (!read) continue;
+        const outcome = await verifyAtRest({ ctx, config, repository: repo, records, role, primary, ...(store ? { secondary: store } : {}), read, state, trigger: 'scheduled', operator: undefined });
+        if ('skipped' in outcome) continue;
+        if (outcome.result === 'failed') {
+          failed++;
+          done.push(`${repo.name} verify at rest on the ${role} target FAILED`);
+          ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the ${role} target's copy does not match its manifest: ${outcome.first} (verify record ${outcome.seq}); ${damageHint(role)}` });
+        } else done.push(`${repo.name} verified at rest on the ${role} target`);
+      } catch (e) {
+        if (e instanceof RespaldoError) throw e;
+        if (ctx.signal.aborted) return { failed, done };
+        ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the check at rest of the ${role} target could not run: ${e instanceof BackupFailure ? `${e.message}; ${e.hint}` : messageOf(e)}; it is tried again on the next run` });
+      }
+    }
+  }
+  return { failed, done };
 }

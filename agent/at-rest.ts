@@ -1,0 +1,226 @@
+/**
+ * Verify at rest: stored snapshots checked again where they lie, long after their backup,
+ * for bit rot, a lost file or a tampered one (`respaldo verify`, and a share every day in
+ * `respaldo run`). On one target, every snapshot of a repository is listed and compared
+ * with its manifest; each `manifest.jsonl` and `snapshot.yaml` is matched against the
+ * digests of the snapshot's backup record (signed), and the files' bytes are read back as
+ * asked: all, none, or the next share of a rotation.
+ *
+ * The rotation places every file by the first 32 bits of its SHA-256, on a circle from 0 to
+ * 1; a subset read covers the arc from where the previous one stopped (the newest subset's
+ * `to` in the records). `respaldo run` reads, each day, the share of the circle that the
+ * time since its last read is of `verify.reread-within` (default 30 days): its arcs follow
+ * each other, and their shares add up to one circle within that period, so every stored
+ * file is read at least once within it, whatever days the server was off. A file hard-linked
+ * into several snapshots is read once.
+ */
+import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
+import { join } from 'node:path';
+import type { RepositoryConfig } from '../schemas/config.js';
+import type { ManifestEntry } from '../schemas/manifest.js';
+import { parseDuration } from '../schemas/common.js';
+import type { RecordBody } from '../schemas/record.js';
+import type { Config } from './config.js';
+import type { Context } from './context.js';
+import { checkStored, localShell, type StoredCheck, type StoredSnapshot } from './copy-check.js';
+import { BackupFailure } from './errors.js';
+import { lastLines } from './exec.js';
+import { sha256File } from './fsutil.js';
+import type { RecordStore } from './records.js';
+import type { SecondaryRepository } from './secondary.js';
+import type { RepositoryStore } from './target.js';
+
+export type Role = 'primary' | 'secondary';
+
+/** Which files' bytes a check reads: every one, none (listings and manifests only), or the next `share` (0 to 1) of the rotation. */
+export type DataRead = { data: 'all' } | { data: 'none' } | { data: 'subset'; share: number };
+
+/** The default of `verify.reread-within`. */
+export const DEFAULT_REREAD_MS = 30 * 86_400_000;
+const DAY_MS = 86_400_000;
+
+/** What the host's records say that verify at rest needs, per repository. */
+export interface AtRestState {
+  /** Snapshot id → the SHA-256 (hex) of its `snapshot.yaml` and `manifest.jsonl`, from its backup (or copy) record. */
+  digests: Map<string, { summary: string; manifest: string }>;
+  /** Per target: when the newest scheduled check that read files finished. */
+  lastRead: Map<Role, Date>;
+  /** Per target: where the rotation stopped (the newest subset's `to`); 0 before the first. */
+  rotation: Map<Role, number>;
+}
+
+const emptyState = (): AtRestState => ({ digests: new Map(), lastRead: new Map(), rotation: new Map() });
+
+/** Reads, once, the host's backup, copy and verify records; by repository. */
+export async function readAtRestStates(records: RecordStore): Promise<Map<string, AtRestState>> {
+  const states = new Map<string, AtRestState>();
+  const of = (repository: string) => states.get(repository) ?? states.set(repository, emptyState()).get(repository)!;
+  const hex = (digest: string) => digest.replace(/^sha256:/, '');
+  // Newest first.
+  for (const file of await records.list()) {
+    if (file.type !== 'backup' && file.type !== 'copy' && file.type !== 'verify') continue;
+    const r = await records.read(file);
+    if (!r) continue;
+    if (r.type === 'backup' || r.type === 'copy') {
+      const state = of(r.repository);
+      if (!state.digests.has(r.snapshot.id)) state.digests.set(r.snapshot.id, { summary: hex(r.snapshot.digest), manifest: hex(r.snapshot.manifest) });
+    } else if (r.type === 'verify' && r.reason === 'at-rest') {
+      const state = of(r.repository);
+      if (r.read.subset && !state.rotation.has(r.target)) state.rotation.set(r.target, r.read.subset.to);
+      if (r.trigger === 'scheduled' && r.read.data !== 'none' && !state.lastRead.has(r.target)) state.lastRead.set(r.target, new Date(r.finished));
+    }
+  }
+  return states;
+}
+
+export function atRestStateOf(states: Map<string, AtRestState>, repository: string): AtRestState {
+  return states.get(repository) ?? emptyState();
+}
+
+/** A repository's `verify.reread-within` (or the host's), in milliseconds; undefined for `never`. */
+export function rereadPeriod(config: Config, repo: RepositoryConfig): number | undefined {
+  const setting = repo.verify?.['reread-within'] ?? config.verify?.['reread-within'];
+  if (setting === 'never') return undefined;
+  return setting ? parseDuration(setting)! : DEFAULT_REREAD_MS;
+}
+
+/**
+ * What `respaldo run` reads on a target now, or undefined when nothing is due: once a day
+ * (or once per period, when shorter), the share of the rotation that the time since the last
+ * read is of the period; everything once a whole period has gone by. Before the first read,
+ * a day's share once the oldest snapshot is a day old: a deployment that turns this on does
+ * not read years of snapshots at once at 3 a.m.
+ */
+export function scheduledRead(period: number, lastRead: Date | undefined, oldest: Date | undefined, now: Date): DataRead | undefined {
+  const step = Math.min(DAY_MS, period);
+  const since = lastRead ?? (oldest ? new Date(Math.max(oldest.getTime(), now.getTime() - step)) : undefined);
+  if (!since) return undefined;
+  const elapsed = now.getTime() - since.getTime();
+  if (elapsed < step) return undefined;
+  const share = elapsed / period;
+  return share >= 1 ? { data: 'all' } : { data: 'subset', share };
+}
+
+/** Where a file stands in the rotation: the first 32 bits of its SHA-256, as a fraction of 1. */
+export function position(sha256: string): number {
+  return parseInt(sha256.slice(0, 8), 16) / 2 ** 32;
+}
+
+/** Rounded to six places, as records keep positions. */
+const round = (x: number) => Math.round(x * 1e6) / 1e6;
+
+/** The arc of the rotation a subset read covers: from `from`, `share` of the circle, wrapping past 1. */
+export function arc(from: number, share: number): { from: number; to: number } {
+  const s = Math.min(Math.max(share, 0.001), 0.999);
+  return { from, to: round((from + s) % 1) };
+}
+
+/** True when `p` lies on the arc from `from` to `to` (its end excluded, past 1 to 0). */
+export function onArc(p: number, a: { from: number; to: number }): boolean {
+  return (p - a.from + 1) % 1 < (a.to - a.from + 1) % 1;
+}
+
+export interface AtRestJob {
+  ctx: Context;
+  config: Config;
+  repository: RepositoryConfig;
+  records: RecordStore;
+  role: Role;
+  primary: RepositoryStore;
+  /** CSC's store of the repository, for `role: secondary`. */
+  secondary?: SecondaryRepository;
+  read: DataRead;
+  state: AtRestState;
+  trigger: 'scheduled' | 'manual';
+  operator: string | undefined;
+}
+
+export type AtRestOutcome =
+  | { skipped: string }
+  | { seq: number; result: 'ok' | 'failed'; snapshots: number; problems: number; files: number; bytes: number; subset?: { from: number; to: number }; first?: string };
+
+/** Checks every snapshot of a repository on one target and writes the `verify` record. Throws a BackupFailure when the target cannot be read. */
+export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
+  const { ctx, repository: repo, primary, secondary, role, state } = job;
+  const started = ctx.now();
+  const onPrimary = await primary.snapshots();
+  const ids = role === 'primary' ? onPrimary : await secondary!.snapshots(ctx.signal);
+  if (!ids.length) return { skipped: `no snapshots on the ${role} target` };
+  const primaryHas = new Set(onPrimary);
+
+  const snapshots: StoredSnapshot[] = [];
+  for (const id of ids) {
+    const expected = state.digests.get(id);
+    let entries = () => primary.manifestEntries(id);
+    // At CSC, the files are matched against the primary's manifest when it is the one the
+    // record names (nothing crosses the connection), or else against CSC's own.
+    if (role === 'secondary') {
+      const primaryOk = primaryHas.has(id) && (expected === undefined || (await sha256File(join(primary.snapshotDir(id), 'manifest.jsonl')).catch(() => undefined)) === `sha256:${expected.manifest}`);
+      if (!primaryOk) {
+        const bytes = await secondary!.readManifest(id).catch(() => undefined);
+        entries = () => parseManifest(bytes ?? Buffer.alloc(0));
+      }
+    }
+    snapshots.push({ id, entries, manifest: expected?.manifest, summary: expected?.summary });
+  }
+
+  const subset = job.read.data === 'subset' ? arc(state.rotation.get(role) ?? 0, job.read.share) : undefined;
+  const pick = job.read.data === 'all' ? () => true : subset ? (e: ManifestEntry) => onArc(position(e.sha256 ?? ''), subset) : () => false;
+  const check: StoredCheck =
+    role === 'primary'
+      ? await checkStored(localShell, primary.base, snapshots, pick, 'on the primary target', ctx.signal, (what, result) =>
+          new BackupFailure('verify', `${what} failed on the primary target: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'the target needs GNU find and OpenSSL or coreutils\' sha256sum; check the target disk (dmesg)', { detail: result.stderr }),
+        )
+      : await secondary!.checkStored(snapshots, pick, async (id) => (primaryHas.has(id) ? primary.snapshotDir(id) : undefined), ctx.signal);
+
+  const problems = ids.flatMap((id) => (check.problems.get(id) ?? []).map((p) => ({ snapshot: id, ...p })));
+  const result = problems.length ? ('failed' as const) : ('ok' as const);
+  const location = role === 'primary' ? (id: string) => primary.snapshotLocation(id) : (id: string) => secondary!.snapshotLocation(id);
+  const body: RecordBody<'verify'> = {
+    repository: repo.name,
+    kind: repo.kind,
+    trigger: job.trigger,
+    ...(job.operator ? { operator: job.operator } : {}),
+    started: started.toISOString(),
+    finished: ctx.now().toISOString(),
+    reason: 'at-rest',
+    target: role,
+    method: role === 'primary' ? 'rehash' : secondary!.method,
+    read: { data: job.read.data, ...(subset ? { subset } : {}), files: check.files, bytes: check.bytes },
+    snapshots: snapshots.map((s) => {
+      const found = check.problems.get(s.id)?.length ?? 0;
+      return { id: s.id, location: location(s.id), digest: s.summary ? `sha256:${s.summary}` : null, manifest: s.manifest ? `sha256:${s.manifest}` : null, result: found ? 'failed' : 'ok', problems: found };
+    }),
+    result,
+    problems: problems.slice(0, 20),
+  };
+  const appended = await job.records.append('verify', body);
+  if (subset) state.rotation.set(role, subset.to);
+  if (job.trigger === 'scheduled' && job.read.data !== 'none') state.lastRead.set(role, new Date(body.finished));
+  const first = problems[0];
+  return {
+    seq: appended.seq,
+    result,
+    snapshots: ids.length,
+    problems: problems.length,
+    files: check.files,
+    bytes: check.bytes,
+    ...(subset ? { subset } : {}),
+    ...(first ? { first: `snapshot ${first.snapshot}: ${first.path ? `${first.path}: ` : ''}${first.problem}` } : {}),
+  };
+}
+
+/** A manifest's entries from its bytes (a copy's own, fetched from CSC); a line that does not parse ends it with an error. */
+async function* parseManifest(bytes: Buffer): AsyncGenerator<ManifestEntry> {
+  let n = 0;
+  for await (const line of createInterface({ input: Readable.from([bytes]), crlfDelay: Infinity })) {
+    n++;
+    if (!line) continue;
+    try {
+      yield JSON.parse(line) as ManifestEntry;
+    } catch {
+      throw new Error(`line ${n} of the copy's manifest.jsonl is not a manifest line`);
+    }
+  }
+}
