@@ -19,14 +19,14 @@ import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import type { RepositoryConfig } from '../schemas/config.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
-import { parseDuration } from '../schemas/common.js';
+import { compareSnapshotIds, parseDuration } from '../schemas/common.js';
 import type { RecordBody } from '../schemas/record.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
 import { checkStored, localShell, type StoredCheck, type StoredSnapshot } from './copy-check.js';
 import { BackupFailure } from './errors.js';
 import { lastLines } from './exec.js';
-import { sha256File } from './fsutil.js';
+import { exists, sha256File } from './fsutil.js';
 import type { RecordStore } from './records.js';
 import type { SecondaryRepository } from './secondary.js';
 import type { RepositoryStore } from './target.js';
@@ -42,34 +42,53 @@ const DAY_MS = 86_400_000;
 
 /** What the host's records say that verify at rest needs, per repository. */
 export interface AtRestState {
-  /** Snapshot id → the SHA-256 (hex) of its `snapshot.yaml` and `manifest.jsonl`, from its backup (or copy) record. */
+  /**
+   * Snapshot id → the SHA-256 (hex) of its `snapshot.yaml` and `manifest.jsonl` from its
+   * backup record (a copy record's only when no backup record names it): what the snapshot
+   * was when it was made, not what a later copy found.
+   */
   digests: Map<string, { summary: string; manifest: string }>;
-  /** Per target: when the newest scheduled check that read files finished. */
+  /** Per target: the snapshots the records keep there (made or copied, and not pruned), with the record that put each there. */
+  kept: Map<Role, Map<string, number>>;
+  /** Per target: when the newest daily share of `respaldo run` started. */
   lastRead: Map<Role, Date>;
   /** Per target: where the rotation stopped (the newest subset's `to`); 0 before the first. */
   rotation: Map<Role, number>;
 }
 
-const emptyState = (): AtRestState => ({ digests: new Map(), lastRead: new Map(), rotation: new Map() });
+const emptyState = (): AtRestState => ({ digests: new Map(), kept: new Map([['primary', new Map()], ['secondary', new Map()]]), lastRead: new Map(), rotation: new Map() });
 
-/** Reads, once, the host's backup, copy and verify records; by repository. */
+/** Reads, once, the host's backup, copy, prune and verify records; by repository. */
 export async function readAtRestStates(records: RecordStore): Promise<Map<string, AtRestState>> {
   const states = new Map<string, AtRestState>();
   const of = (repository: string) => states.get(repository) ?? states.set(repository, emptyState()).get(repository)!;
   const hex = (digest: string) => digest.replace(/^sha256:/, '');
+  const copied = new Map<string, { summary: string; manifest: string }>();
+  const pruned = new Set<string>();
   // Newest first.
   for (const file of await records.list()) {
-    if (file.type !== 'backup' && file.type !== 'copy' && file.type !== 'verify') continue;
+    if (file.type !== 'backup' && file.type !== 'copy' && file.type !== 'verify' && file.type !== 'prune') continue;
     const r = await records.read(file);
     if (!r) continue;
     if (r.type === 'backup' || r.type === 'copy') {
       const state = of(r.repository);
-      if (!state.digests.has(r.snapshot.id)) state.digests.set(r.snapshot.id, { summary: hex(r.snapshot.digest), manifest: hex(r.snapshot.manifest) });
-    } else if (r.type === 'verify' && r.reason === 'at-rest') {
+      const digests = { summary: hex(r.snapshot.digest), manifest: hex(r.snapshot.manifest) };
+      const role: Role = r.type === 'backup' ? 'primary' : 'secondary';
+      if (r.type === 'backup' && !state.digests.has(r.snapshot.id)) state.digests.set(r.snapshot.id, digests);
+      if (r.type === 'copy' && !copied.has(`${r.repository}/${r.snapshot.id}`)) copied.set(`${r.repository}/${r.snapshot.id}`, digests);
+      if (!pruned.has(`${r.repository}/${role}/${r.snapshot.id}`) && !state.kept.get(role)!.has(r.snapshot.id)) state.kept.get(role)!.set(r.snapshot.id, r.seq);
+    } else if (r.type === 'prune') {
+      for (const id of r.deleted) pruned.add(`${r.repository}/${r.target}/${id}`);
+    } else if (r.type === 'verify' && r.reason !== 'before-copy') {
       const state = of(r.repository);
       if (r.read.subset && !state.rotation.has(r.target)) state.rotation.set(r.target, r.read.subset.to);
-      if (r.trigger === 'scheduled' && r.read.data !== 'none' && !state.lastRead.has(r.target)) state.lastRead.set(r.target, new Date(r.finished));
+      if (r.reason === 'rotation' && !state.lastRead.has(r.target)) state.lastRead.set(r.target, new Date(r.started));
     }
+  }
+  for (const [key, digests] of copied) {
+    const [repository, id] = key.split('/') as [string, string];
+    const state = of(repository);
+    if (!state.digests.has(id)) state.digests.set(id, digests);
   }
   return states;
 }
@@ -97,10 +116,15 @@ export function scheduledRead(period: number, lastRead: Date | undefined, oldest
   const since = lastRead ?? (oldest ? new Date(Math.max(oldest.getTime(), now.getTime() - step)) : undefined);
   if (!since) return undefined;
   const elapsed = now.getTime() - since.getTime();
-  if (elapsed < step) return undefined;
+  // An hourly cron reaches this a little earlier or later each day: a few minutes short of
+  // a day is a day (the share counts the time as it is).
+  if (elapsed < step - Math.min(DUE_EARLY_MS, step / 4)) return undefined;
   const share = elapsed / period;
-  return share >= 1 ? { data: 'all' } : { data: 'subset', share };
+  return share >= 0.99 ? { data: 'all' } : { data: 'subset', share };
 }
+
+/** How early a daily share may start: an hourly cron's jitter. */
+const DUE_EARLY_MS = 30 * 60_000;
 
 /** Where a file stands in the rotation: the first 32 bits of its SHA-256, as a fraction of 1. */
 export function position(sha256: string): number {
@@ -112,7 +136,7 @@ const round = (x: number) => Math.round(x * 1e6) / 1e6;
 
 /** The arc of the rotation a subset read covers: from `from`, `share` of the circle, wrapping past 1. */
 export function arc(from: number, share: number): { from: number; to: number } {
-  const s = Math.min(Math.max(share, 0.001), 0.999);
+  const s = Math.min(Math.max(share, 0.000001), 0.999999);
   return { from, to: round((from + s) % 1) };
 }
 
@@ -132,35 +156,47 @@ export interface AtRestJob {
   secondary?: SecondaryRepository;
   read: DataRead;
   state: AtRestState;
+  /** `rotation`: respaldo run's daily share; `at-rest`: respaldo verify. */
+  reason: 'at-rest' | 'rotation';
   trigger: 'scheduled' | 'manual';
   operator: string | undefined;
 }
 
 export type AtRestOutcome =
   | { skipped: string }
-  | { seq: number; result: 'ok' | 'failed'; snapshots: number; problems: number; files: number; bytes: number; subset?: { from: number; to: number }; first?: string };
+  | { seq: number; result: 'ok' | 'failed'; snapshots: number; problems: number; files: number; bytes: number; subset?: { from: number; to: number }; first?: string; unchecked: string[] };
 
 /** Checks every snapshot of a repository on one target and writes the `verify` record. Throws a BackupFailure when the target cannot be read. */
 export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
   const { ctx, repository: repo, primary, secondary, role, state } = job;
   const started = ctx.now();
   const onPrimary = await primary.snapshots();
-  const ids = role === 'primary' ? onPrimary : await secondary!.snapshots(ctx.signal);
-  if (!ids.length) return { skipped: `no snapshots on the ${role} target` };
+  const listed = role === 'primary' ? onPrimary : await secondary!.snapshots(ctx.signal);
   const primaryHas = new Set(onPrimary);
+  // What the records keep on this target and is not there: lost, unless moved aside by hand
+  // as damaged (backup.ts's advice for a damaged snapshot on the primary).
+  const missing = new Map<string, number>();
+  for (const [id, seq] of state.kept.get(role) ?? []) {
+    if (listed.includes(id)) continue;
+    if (role === 'primary' && (await exists(join(primary.base, `damaged-${id}`)))) continue;
+    missing.set(id, seq);
+  }
+  const ids = [...listed, ...missing.keys()].sort(compareSnapshotIds);
+  if (!ids.length) return { skipped: `no snapshots on the ${role} target` };
 
   const snapshots: StoredSnapshot[] = [];
-  for (const id of ids) {
+  for (const id of listed) {
     const expected = state.digests.get(id);
     let entries = () => primary.manifestEntries(id);
     // At CSC, the files are matched against the primary's manifest when it is the one the
-    // record names (nothing crosses the connection), or else against CSC's own.
+    // record names (nothing crosses the connection), or else against CSC's own, fetched
+    // when it is needed.
     if (role === 'secondary') {
       const primaryOk = primaryHas.has(id) && (expected === undefined || (await sha256File(join(primary.snapshotDir(id), 'manifest.jsonl')).catch(() => undefined)) === `sha256:${expected.manifest}`);
-      if (!primaryOk) {
-        const bytes = await secondary!.readManifest(id).catch(() => undefined);
-        entries = () => parseManifest(bytes ?? Buffer.alloc(0));
-      }
+      if (!primaryOk)
+        entries = async function* () {
+          yield* parseManifest((await secondary!.readManifest(id, ctx.signal)) ?? Buffer.alloc(0));
+        };
     }
     snapshots.push({ id, entries, manifest: expected?.manifest, summary: expected?.summary });
   }
@@ -170,13 +206,15 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
   const check: StoredCheck =
     role === 'primary'
       ? await checkStored(localShell, primary.base, snapshots, pick, 'on the primary target', ctx.signal, (what, result) =>
-          new BackupFailure('verify', `${what} failed on the primary target: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'the target needs GNU find and OpenSSL or coreutils\' sha256sum; check the target disk (dmesg)', { detail: result.stderr }),
+          new BackupFailure('verify', `${what} failed on the primary target: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, "the target needs GNU find and OpenSSL or coreutils' sha256sum; check the target disk (dmesg); the check is tried again on the next run", { detail: result.stderr }),
         )
       : await secondary!.checkStored(snapshots, pick, async (id) => (primaryHas.has(id) ? primary.snapshotDir(id) : undefined), ctx.signal);
+  for (const [id, seq] of missing) check.problems.set(id, [{ path: '', problem: `missing on the ${role} target, yet record ${seq} keeps it there and no prune record deleted it` }]);
 
   const problems = ids.flatMap((id) => (check.problems.get(id) ?? []).map((p) => ({ snapshot: id, ...p })));
   const result = problems.length ? ('failed' as const) : ('ok' as const);
   const location = role === 'primary' ? (id: string) => primary.snapshotLocation(id) : (id: string) => secondary!.snapshotLocation(id);
+  const unchecked = [...check.unchecked].map(([id, why]) => `snapshot ${id}: ${why}`);
   const body: RecordBody<'verify'> = {
     repository: repo.name,
     kind: repo.kind,
@@ -184,20 +222,28 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
     ...(job.operator ? { operator: job.operator } : {}),
     started: started.toISOString(),
     finished: ctx.now().toISOString(),
-    reason: 'at-rest',
+    reason: job.reason,
     target: role,
     method: role === 'primary' ? 'rehash' : secondary!.method,
     read: { data: job.read.data, ...(subset ? { subset } : {}), files: check.files, bytes: check.bytes },
-    snapshots: snapshots.map((s) => {
-      const found = check.problems.get(s.id)?.length ?? 0;
-      return { id: s.id, location: location(s.id), digest: s.summary ? `sha256:${s.summary}` : null, manifest: s.manifest ? `sha256:${s.manifest}` : null, result: found ? 'failed' : 'ok', problems: found };
+    snapshots: ids.map((id) => {
+      const found = check.problems.get(id)?.length ?? 0;
+      const expected = state.digests.get(id);
+      return {
+        id,
+        location: location(id),
+        digest: expected ? `sha256:${expected.summary}` : null,
+        manifest: expected ? `sha256:${expected.manifest}` : null,
+        result: found ? 'failed' : check.unchecked.has(id) ? 'unchecked' : 'ok',
+        problems: found,
+      };
     }),
     result,
-    problems: problems.slice(0, 20),
+    problems: [...problems.slice(0, 20), ...[...check.unchecked].slice(0, Math.max(0, 20 - problems.length)).map(([id, why]) => ({ snapshot: id, path: '', problem: `not checked: ${why}` }))],
   };
   const appended = await job.records.append('verify', body);
   if (subset) state.rotation.set(role, subset.to);
-  if (job.trigger === 'scheduled' && job.read.data !== 'none') state.lastRead.set(role, new Date(body.finished));
+  if (job.reason === 'rotation') state.lastRead.set(role, started);
   const first = problems[0];
   return {
     seq: appended.seq,
@@ -208,6 +254,7 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
     bytes: check.bytes,
     ...(subset ? { subset } : {}),
     ...(first ? { first: `snapshot ${first.snapshot}: ${first.path ? `${first.path}: ` : ''}${first.problem}` } : {}),
+    unchecked,
   };
 }
 

@@ -282,15 +282,17 @@ export interface StoredSnapshot {
 /** What `checkStored` found: each snapshot's problems (by id, in the order given), and what it read. */
 export interface StoredCheck {
   problems: Map<string, Difference[]>;
+  /** Snapshots the target could not check, and why (neither good nor bad). */
+  unchecked: Map<string, string>;
   files: number;
   bytes: number;
 }
 
-/** A file `checkStored` reads: relative to the repository's folder, with the snapshots whose copy it is (hard links). */
+/** A file `checkStored` reads: relative to the repository's folder, with the other snapshots that hold it (hard links) and their paths. */
 interface StoredRead extends Read {
   snapshot: number;
   path: string;
-  sharers?: number[];
+  sharers?: [number, string][];
 }
 
 /**
@@ -361,7 +363,11 @@ export async function checkStored(sh: TargetShell, base: string, snapshots: Stor
         seen[i] = 1;
         const problem = metadataDifference(batch, i, e, where);
         if (problem) add(k, path, problem);
-        if (e.type !== 'f' || !e.sha256 || !batch.isFile(i) || !pick(e)) continue;
+        if (e.type !== 'f' || !batch.isFile(i) || !pick(e)) continue;
+        if (!e.sha256) {
+          add(k, path, 'the manifest gives no SHA-256 for this file: it cannot be checked');
+          continue;
+        }
         const ino = batch.ino[i]!;
         const read = claimed.get(ino);
         if (!read) {
@@ -369,7 +375,7 @@ export async function checkStored(sh: TargetShell, base: string, snapshots: Stor
           claimed.set(ino, r);
           reads.push(r);
         } else if (read.sha256 !== e.sha256) add(k, path, `it is the same stored file as ${read.path} of snapshot ${snapshots[read.snapshot]!.id} (a hard link), whose manifest gives it other bytes: one of the two manifests is wrong`);
-        else (read.sharers ??= []).push(k);
+        else (read.sharers ??= []).push([k, path]);
       }
     } catch (e) {
       if (signal?.aborted) throw e;
@@ -381,10 +387,11 @@ export async function checkStored(sh: TargetShell, base: string, snapshots: Stor
   for (const part of parts)
     for (const { read, problem } of part) {
       add(read.snapshot, read.path, problem);
-      for (const k of read.sharers ?? []) add(k, read.path, problem);
+      for (const [k, path] of read.sharers ?? []) add(k, path, problem);
     }
   return {
     problems: new Map([...problems].map(([id, found]) => [id, [...found].map(([path, problem]) => ({ path, problem }))])),
+    unchecked: new Map(),
     // What was read of the data: manifest.jsonl and snapshot.yaml are read for every snapshot.
     files: reads.filter((r) => r.path.startsWith('data/')).length,
     bytes: reads.reduce((n, r) => n + (r.path.startsWith('data/') ? r.size : 0), 0),

@@ -23,7 +23,7 @@ import { failureBody } from './backup.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
 import { BackupFailure, messageOf, RespaldoError } from './errors.js';
-import { exists } from './fsutil.js';
+import { exists, sha256File } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import { checkSnapshot } from './manifest.js';
 import type { CopyReference, Difference } from './copy-check.js';
@@ -43,9 +43,11 @@ export interface CopyState {
    * CSC's receipt (answering that copy record), or a check at rest of CSC's copies.
    */
   mismatched: Map<string, string>;
+  /** Snapshot id → the digests of its `snapshot.yaml` and `manifest.jsonl` in its backup record ("sha256:…"): what a repair's source must still be. */
+  digests: Map<string, { summary: string; manifest: string }>;
 }
 
-const emptyState = (): CopyState => ({ recorded: new Map(), copied: new Map(), mismatched: new Map() });
+const emptyState = (): CopyState => ({ recorded: new Map(), copied: new Map(), mismatched: new Map(), digests: new Map() });
 
 /**
  * Reads, once per run, the host's backup and copy records and the receipts other hosts
@@ -62,13 +64,14 @@ export async function readCopyStates(records: RecordStore): Promise<Map<string, 
     if (!record || (record.type !== 'backup' && record.type !== 'copy' && record.type !== 'verify')) continue;
     const state = of(record.repository);
     if (record.type === 'verify') {
-      // A copy at CSC found damaged at rest, and not copied again since: copied again now.
-      if (record.reason === 'at-rest' && record.target === 'secondary')
+      // A copy at CSC found damaged (or lost) at rest, and not copied again since: copied again now.
+      if (record.reason !== 'before-copy' && record.target === 'secondary')
         for (const s of record.snapshots) if (s.result === 'failed' && !copiedSince.has(`${record.repository}/${s.id}`) && !state.mismatched.has(s.id)) state.mismatched.set(s.id, `the check at rest of CSC's copies (verify record ${record.seq}) found it does not match its manifest`);
       continue;
     }
     if (record.type === 'copy') copiedSince.add(`${record.repository}/${record.snapshot.id}`);
     if (record.type === 'backup') {
+      if (!state.digests.has(record.snapshot.id)) state.digests.set(record.snapshot.id, { summary: record.snapshot.digest, manifest: record.snapshot.manifest });
       const at = new Date(record.at);
       const known = state.recorded.get(record.snapshot.id);
       if (!known || known > at) state.recorded.set(record.snapshot.id, at);
@@ -197,6 +200,18 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     return true;
   };
 
+  // A repair that cannot be made (the primary's copy is damaged too) must not hold back the
+  // copies of newer snapshots: it is reported once they are done.
+  const unrepaired: BackupFailure[] = [];
+  const attempt = (work: Promise<unknown>): Promise<boolean> =>
+    work.then(
+      () => true,
+      (e: unknown) => {
+        if (!(e instanceof BackupFailure) || ctx.signal.aborted) throw e;
+        unrepaired.push(e);
+        return false;
+      },
+    );
   try {
     await secondary.check(ctx.signal);
     const there = await store.prepare(ctx.signal);
@@ -217,12 +232,12 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       });
       if (differences.length) {
         ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the copy of snapshot ${recheck} at the secondary target differs from the primary's in ${differences.length} place(s) (record ${appended.seq}); copying it again` });
-        await repaired(recheck, started, differences);
+        await attempt(repaired(recheck, started, differences));
         // A damaged file at CSC is one inode, hard-linked into the older copies that share
         // it: those are compared too, and replaced where they differ.
         for (const id of onPrimary.filter((x) => x !== recheck && state.copied.has(x) && there.includes(x))) {
           if (ctx.signal.aborted) break;
-          await repaired(id, ctx.now());
+          await attempt(repaired(id, ctx.now()));
         }
       }
     }
@@ -231,9 +246,11 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const started = ctx.now();
       const why = state.mismatched.get(id)!;
       ctx.reporter.event({ type: 'warning', repository: repo.name, message: `${why}: copying snapshot ${id} again` });
-      await repaired(id, started, [{ path: '', problem: why }]);
+      await attempt(repaired(id, started, [{ path: '', problem: why }]));
     }
-    for (const id of pending) {
+    // Copies lost at CSC (a check at rest found them missing) go again like new ones.
+    const lost = mismatched.filter((id) => !there.includes(id));
+    for (const id of [...pending, ...lost].sort(compareSnapshotIds)) {
       if (ctx.signal.aborted) break;
       const started = ctx.now();
       if (there.includes(id)) {
@@ -241,11 +258,13 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
         if (!(await repaired(id, started))) await record(id, started, false);
         continue;
       }
+      // A lost copy goes again from a primary copy re-read against its manifest and record.
+      if (lost.includes(id) && !(await attempt(checkPrimary(job, id, `the copy of snapshot ${id} at the secondary target is lost, and `)))) continue;
       // A snapshot that waited for CSC (it was down) may have decayed on JAA's disk since its
       // backup checked it: a copy must not carry damage to CSC under an "ok" record. A copy
       // checked against the manifest cannot; one compared with the primary's files can.
       const waited = ctx.now().getTime() - (state.recorded.get(id)?.getTime() ?? 0);
-      if (waited > STALE_MS && store.method === 'rsync-checksum') await checkPrimary(job, id);
+      if (waited > STALE_MS && store.method === 'rsync-checksum' && !lost.includes(id)) await checkPrimary(job, id);
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
       const t0 = performance.now();
       const before = linkFrom && store.method === 'rehash' ? await inodesOf(primary, linkFrom) : undefined;
@@ -261,9 +280,10 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       await store.publish(primary.snapshotDir(id), id, false, ctx.signal);
       there.push(id);
       there.sort(compareSnapshotIds);
-      await record(id, started, false, { list, ...phases, publish: seconds(performance.now() - t1) });
+      await record(id, started, lost.includes(id), { list, ...phases, publish: seconds(performance.now() - t1) });
     }
     if (archive && !ctx.signal.aborted) await store.deliverArchive(archive, ctx.signal);
+    if (unrepaired.length) throw unrepaired[0];
     return { ok: true, copied };
   } catch (e) {
     if (e instanceof RespaldoError) throw e;
@@ -330,8 +350,23 @@ async function deliverExact(store: SecondaryRepository, ref: CopyReference, id: 
   }
 }
 
-/** Re-reads the primary's copy of a snapshot against its manifest; fails, changing nothing, when it does not match. */
+/**
+ * Re-reads the primary's copy of a snapshot against its manifest, and its manifest and
+ * summary against the digests of its backup record; fails, changing nothing, when they do
+ * not match.
+ */
 async function checkPrimary(job: CopyJob, id: string, context = '', differences: Difference[] = []): Promise<void> {
+  const recorded = job.state.digests.get(id);
+  if (recorded) {
+    const dir = job.primary.snapshotDir(id);
+    for (const [name, digest] of [['manifest.jsonl', recorded.manifest], ['snapshot.yaml', recorded.summary]] as const)
+      if ((await sha256File(join(dir, name)).catch(() => undefined)) !== digest)
+        throw new BackupFailure(
+          'copy',
+          `${context}the primary's ${name} of snapshot ${id} no longer matches the digest its backup record carries: nothing was sent to the secondary target`,
+          "check the primary disk (dmesg, smartctl); respaldo verify names what else is damaged; restore from whichever copy matches (respaldo restore checks every file, and borrows CSC's copy when JAA's is damaged)",
+        );
+  }
   const check = await checkSnapshot(job.primary, id, job.pool, job.ctx.signal);
   if (check.checksum.mismatches > 0)
     throw new BackupFailure(

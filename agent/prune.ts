@@ -185,9 +185,10 @@ export async function readVerifications(records: RecordStore): Promise<Map<strin
     if (record?.type !== 'verify') continue;
     const key = verificationKey(record.repository, record.target);
     // Newest first: the first record of a snapshot is its latest check. A check that read
-    // only some files (or none) and found nothing does not clear damage an earlier one found.
+    // only some files (or none), or could not check the snapshot, does not clear damage an
+    // earlier one found.
     for (const snapshot of record.snapshots) {
-      if (snapshot.result === 'ok' && record.read.data !== 'all') continue;
+      if (snapshot.result === 'unchecked' || (snapshot.result === 'ok' && record.read.data !== 'all')) continue;
       const snapshotKey = `${key}\0${snapshot.id}`;
       if (seen.has(snapshotKey)) continue;
       seen.add(snapshotKey);

@@ -34,10 +34,13 @@ import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
 import { COPY_ARGS, SecondaryTarget, type Secondary, type SecondaryRepository } from './secondary.js';
 import type { CopyReference, Difference, StoredCheck, StoredSnapshot } from './copy-check.js';
-import { entryPath, type ManifestEntry } from '../schemas/manifest.js';
+import { entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
 import { sha256File } from './fsutil.js';
 
 type DaemonLocation = Extract<SecondaryLocation, { kind: 'rsync' }>;
+
+/** What to do when a check at rest could not run. */
+const CHECK_AGAIN = 'the check is tried again on the next run';
 
 /** The marker of a complete copy, and the filter rules that send (or compare) it alone. */
 const MARKER = 'snapshot.yaml';
@@ -426,12 +429,15 @@ class RsyncDaemonStore implements SecondaryRepository {
    * Verify at rest in a daemon's module, which runs nothing: each copy is compared with the
    * primary's snapshot by rsync, every entry by type, size, time, permissions and link
    * target (nothing missing, nothing more), and the files `pick` selects, with
-   * `manifest.jsonl` and `snapshot.yaml`, by checksum (the daemon reads them back). The
-   * primary's own files are matched against the manifest by its own check; its
-   * `manifest.jsonl` and `snapshot.yaml` against the digests the records carry, here.
+   * `manifest.jsonl` and `snapshot.yaml`, by checksum (the daemon reads them back). Where a
+   * file differs, the primary's is read against the manifest: when it is the one that no
+   * longer matches (damaged on JAA's disk, which the primary's own check names), CSC's copy of
+   * it could not be checked, which is not counted against CSC. The primary's
+   * `manifest.jsonl` and `snapshot.yaml` must match the digests the records carry.
    */
   async checkStored(snapshots: StoredSnapshot[], pick: (e: ManifestEntry) => boolean, primaryDir: (id: string) => Promise<string | undefined>, signal?: AbortSignal): Promise<StoredCheck> {
     const problems = new Map<string, Difference[]>();
+    const unchecked = new Map<string, string>();
     let files = 0;
     let bytes = 0;
     for (const snap of snapshots) {
@@ -442,39 +448,66 @@ class RsyncDaemonStore implements SecondaryRepository {
       };
       const dir = await primaryDir(snap.id);
       if (!dir) {
-        add({ path: '', problem: "the primary no longer holds this snapshot, and a copy in an rsync daemon's module can only be compared with the primary's: it was not checked" });
-      } else {
-        for (const [name, sha256] of [['manifest.jsonl', snap.manifest], ['snapshot.yaml', snap.summary]] as const) {
-          const own = await sha256File(join(dir, name)).catch(() => undefined);
-          if (sha256 === undefined) add({ path: name, problem: 'no backup or copy record of this host names this snapshot: there is no signed digest to check it against' });
-          else if (own !== `sha256:${sha256}`) add({ path: name, problem: "the primary's, which the copy is compared with, does not match the digest its record carries: the copy was compared with a damaged snapshot" });
+        unchecked.set(snap.id, "the primary no longer holds this snapshot, and a copy in an rsync daemon's module can only be compared with the primary's");
+        problems.set(snap.id, []);
+        continue;
+      }
+      let primaryDamaged: string | undefined;
+      for (const [name, sha256] of [['manifest.jsonl', snap.manifest], ['snapshot.yaml', snap.summary]] as const) {
+        const own = await sha256File(join(dir, name)).catch(() => undefined);
+        if (sha256 === undefined) add({ path: name, problem: 'no backup or copy record of this host names this snapshot: there is no signed digest to check it against' });
+        else if (own !== `sha256:${sha256}`) primaryDamaged ??= `the primary's ${name}, which the copy would be compared with, does not match the digest its record carries`;
+      }
+      if (primaryDamaged) {
+        unchecked.set(snap.id, primaryDamaged);
+        problems.set(snap.id, [...found].map(([path, problem]) => ({ path, problem })));
+        continue;
+      }
+      const digests = new Map<string, string>();
+      const picked: Buffer[] = [Buffer.from('manifest.jsonl'), Buffer.from('snapshot.yaml')];
+      for await (const e of snap.entries()) {
+        const rel = entryPath(e);
+        if (!insideSnapshot(rel)) {
+          add({ path: `data/${rel.toString('utf8')}`, problem: 'the manifest names a path outside the snapshot: it was altered' });
+          continue;
         }
-        for (const d of await this.itemize([...COPY_ARGS, '--dry-run', `${dir}/`, this.url(snap.id)], snap.id, signal)) add(d);
-        const picked: Buffer[] = [Buffer.from('manifest.jsonl'), Buffer.from('snapshot.yaml')];
-        for await (const e of snap.entries())
-          if (e.type === 'f' && pick(e)) {
-            picked.push(Buffer.concat([Buffer.from('data/'), entryPath(e)]));
-            files++;
-            bytes += e.size;
-          }
-        const checked = await withScratch(async (scratch) => {
+        const path = Buffer.concat([Buffer.from('data/'), rel]);
+        if (e.type !== 'f') continue;
+        if (e.sha256) digests.set(path.toString('utf8'), e.sha256);
+        if (pick(e)) {
+          picked.push(path);
+          files++;
+          bytes += e.size;
+        }
+      }
+      const differences = [
+        ...(await this.itemize([...COPY_ARGS, '--dry-run', `${dir}/`, this.url(snap.id)], snap.id, signal, CHECK_AGAIN)),
+        ...(await withScratch(async (scratch) => {
           const list = join(scratch, 'files');
           await writeFile(list, Buffer.concat(picked.flatMap((p) => [p, Buffer.from([0])])));
-          // --files-from reads only the files named (-a without -r with it), by checksum.
-          return this.itemize([...COPY_ARGS.filter((a) => a !== '--delete'), '--checksum', '--dry-run', '--from0', `--files-from=${list}`, `${dir}/`, this.url(snap.id)], snap.id, signal);
-        });
-        for (const d of checked) add(d);
+          // --files-from reads only the files named (-a without -r with it), by checksum; one
+          // missing on the primary is the primary's check's to name.
+          return this.itemize([...COPY_ARGS.filter((a) => a !== '--delete'), '--checksum', '--dry-run', '--ignore-missing-args', '--from0', `--files-from=${list}`, `${dir}/`, this.url(snap.id)], snap.id, signal, CHECK_AGAIN);
+        })),
+      ];
+      for (const d of differences) {
+        const sha256 = digests.get(d.path);
+        if (sha256 !== undefined && (await sha256File(join(dir, d.path)).catch(() => undefined)) !== `sha256:${sha256}`) {
+          unchecked.set(snap.id, `the primary's ${d.path}, which the copy is compared with, does not match the manifest (damaged on JAA's disk: the primary's check names it)`);
+          continue;
+        }
+        add(d);
       }
       problems.set(snap.id, [...found].map(([path, problem]) => ({ path, problem })));
     }
-    return { problems, files, bytes };
+    return { problems, unchecked, files, bytes };
   }
 
   /** rsync's itemized differences between a primary snapshot's folder and its copy, for `args`. */
-  private async itemize(args: string[], id: string, signal?: AbortSignal): Promise<Difference[]> {
+  private async itemize(args: string[], id: string, signal?: AbortSignal, hint = 'the comparison is retried on the next run'): Promise<Difference[]> {
     const chunks: Buffer[] = [];
     const result = await this.target.rsync(['--itemize-changes', '--out-format=%i %n', ...args], { signal, onStdout: (c) => chunks.push(c) });
-    if (result.code !== 0) throw this.target.failure(`comparing snapshot ${id} with its copy`, result, 'the comparison is retried on the next run');
+    if (result.code !== 0) throw this.target.failure(`comparing snapshot ${id} with its copy`, result, hint);
     return Buffer.concat(chunks)
       .toString('utf8')
       .split('\n')

@@ -95,8 +95,8 @@ export interface SecondaryRepository extends PruneStore {
    * of a snapshot, for a target that can only compare with it (an rsync daemon).
    */
   checkStored(snapshots: StoredSnapshot[], pick: (e: ManifestEntry) => boolean, primaryDir: (id: string) => Promise<string | undefined>, signal?: AbortSignal): Promise<StoredCheck>;
-  /** A complete copy's `manifest.jsonl` as the target holds it; undefined when it has none. */
-  readManifest(id: string): Promise<Buffer | undefined>;
+  /** A complete copy's `manifest.jsonl` as the target holds it; undefined when it has none; throws when the target cannot be read. */
+  readManifest(id: string, signal?: AbortSignal): Promise<Buffer | undefined>;
 }
 
 export class SecondaryTarget implements Secondary {
@@ -347,22 +347,22 @@ export class SecondaryStore implements SecondaryRepository {
 
   private readonly shell = (script: string, args: string[], signal?: AbortSignal, input?: Buffer) => this.target.shBytes(script, args, signal, input);
 
-  /** How the target failing to run a check (`what`, then `of`) becomes a BackupFailure. */
-  private failing(of: string): Fail {
+  /** How the target failing to run a check (`what`, then `of`) becomes a BackupFailure; `after`: what happens next. */
+  private failing(of: string, after = 'the copy waits and is retried on the next run'): Fail {
     return (what, result, unreachable) =>
       unreachable
-        ? new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while ${what}${of}: ${lastLines(result.stderr, 2)}`, 'the copy waits and is retried on the next run')
-        : new BackupFailure('copy', `${what}${of} failed on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'the target needs GNU find and OpenSSL or coreutils\' sha256sum; the comparison is retried on the next run', { detail: result.stderr });
+        ? new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while ${what}${of}: ${lastLines(result.stderr, 2)}`, after)
+        : new BackupFailure('copy', `${what}${of} failed on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, `the target needs GNU find and OpenSSL or coreutils' sha256sum; ${after}`, { detail: result.stderr });
   }
 
   async checkStored(snapshots: StoredSnapshot[], pick: (e: ManifestEntry) => boolean, _primaryDir: (id: string) => Promise<string | undefined>, signal?: AbortSignal): Promise<StoredCheck> {
-    return checkStored(this.shell, this.base, snapshots, pick, 'at the secondary target', signal, this.failing(''));
+    return checkStored(this.shell, this.base, snapshots, pick, 'at the secondary target', signal, this.failing('', 'the check is tried again on the next run'));
   }
 
-  async readManifest(id: string): Promise<Buffer | undefined> {
-    const { result, bytes, unreachable } = await this.target.shBytes('[ -f "$1" ] || exit 3; cat -- "$1"', [posix.join(this.dir('snapshots', id), 'manifest.jsonl')]);
+  async readManifest(id: string, signal?: AbortSignal): Promise<Buffer | undefined> {
+    const { result, bytes, unreachable } = await this.target.shBytes('[ -f "$1" ] || exit 3; cat -- "$1"', [posix.join(this.dir('snapshots', id), 'manifest.jsonl')], signal);
     if (result.code === 3) return undefined;
-    if (unreachable || result.code !== 0) throw new Error(`cannot read the manifest of snapshot ${id} at ${this.target.display}: ${lastLines(result.stderr, 2)}`);
+    if (unreachable || result.code !== 0) throw this.failing(` of snapshot ${id}`, 'the check is tried again on the next run')('reading the manifest', result, unreachable);
     return bytes;
   }
 

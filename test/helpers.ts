@@ -194,10 +194,10 @@ export function describeTree(dir: string | Buffer): Map<string, TreeEntry> {
  * Flips one bit of a file and keeps its modification time to the nanosecond, as a manifest
  * keeps it (utimes through a Date keeps milliseconds): damage only reading the bytes can tell.
  */
-export function flipBit(file: string): void {
+export function flipBit(file: string, at = 0): void {
   const { mtimeNs } = statSync(file, { bigint: true });
   const bytes = readFileSync(file);
-  bytes[0] ^= 0x01;
+  bytes[at]! ^= 0x01;
   writeFileSync(file, bytes);
   setMtimeNs(file, mtimeNs);
 }

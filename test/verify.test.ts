@@ -8,11 +8,12 @@
  * record is signed and chained.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { runRun } from '../dist/agent/commands/run.js';
+import { runVerify } from '../dist/agent/commands/verify.js';
 import { memoryReporter } from '../dist/agent/report.js';
 import { clock, type Deployment, deployment, flipBit, lastRecord, recordsOf, ROOT, tempDir, verified, writeTree } from './helpers.js';
 import { rsyncd, type Rsyncd } from './rsyncd.js';
@@ -114,6 +115,19 @@ describe('respaldo verify on the primary target', () => {
     expect(problems).toContainEqual({ snapshot: ids[2], path: `data${source}/planted.sh`, problem: "on the primary target but not in the snapshot's manifest" });
     expect(problems).toContainEqual({ snapshot: ids[0], path: `data${source}/sub/c.txt`, problem: 'missing on the primary target' });
     expect(lastRecord(d).snapshots.map((s: any) => s.result)).toEqual(['failed', 'failed', 'failed']);
+
+    // A snapshot gone from the disk is named, since its backup record keeps it there; one
+    // moved aside as damaged (what backup.ts advises for a damaged snapshot) is not.
+    renameSync(dirs[1]!, join(d.target, 'web01/docs', `damaged-${ids[1]}`));
+    rmSync(dirs[2]!, { recursive: true });
+    const lost = await d.run('verify', 'docs');
+    expect(lost.code).toBe(3);
+    const gone = lastRecord(d);
+    expect(gone.snapshots.map((s: any) => [s.id, s.result])).toEqual([
+      [ids[0], 'failed'],
+      [ids[2], 'failed'],
+    ]);
+    expect(gone.problems).toContainEqual({ snapshot: ids[2], path: '', problem: `missing on the primary target, yet record ${backups[2]!.seq} keeps it there and no prune record deleted it` });
     await verified(d);
   });
 
@@ -183,8 +197,9 @@ describe('respaldo run reads a share of the stored files every day', () => {
     setConfig(d, (c) => (c.repositories[0].paths = [source]));
     const c = clock('2026-11-02T03:00:00Z');
     const reporter = memoryReporter();
-    const run = () => runRun({ cwd: ROOT, env: process.env, now: c.now, reporter, signal: new AbortController().signal }, { config: d.config, repos: [], all: false, manual: false, verify: undefined, progress: false });
-    const atRest = () => recordsOf(d, 'verify').filter((v) => v.reason === 'at-rest');
+    const ctx = { cwd: ROOT, env: process.env, now: c.now, reporter, signal: new AbortController().signal };
+    const run = () => runRun(ctx, { config: d.config, repos: [], all: false, manual: false, verify: undefined, progress: false });
+    const atRest = () => recordsOf(d, 'verify').filter((v) => v.reason === 'rotation');
 
     expect(await run()).toBe(0);
     expect(atRest()).toHaveLength(0); // the snapshot is new: nothing to re-read yet
@@ -195,13 +210,17 @@ describe('respaldo run reads a share of the stored files every day', () => {
     expect(await run()).toBe(0);
     expect(atRest()).toHaveLength(1);
     expect(atRest()[0]).toMatchObject({ trigger: 'scheduled', target: 'primary', read: { data: 'subset', subset: { from: 0, to: 0.25 } }, result: 'ok' });
-    // The server is off for two days: the next run reads two days' share.
-    c.advance(48);
+    // A person reads a tenth more by hand: the rotation moves on, the daily pace does not change.
+    c.advance(12);
+    expect(await runVerify(ctx, { config: d.config, repos: ['docs'], all: false, target: undefined, readData: false, subset: '10%', manual: true })).toBe(0);
+    expect(lastRecord(d)).toMatchObject({ reason: 'at-rest', trigger: 'manual', read: { subset: { from: 0.25, to: 0.35 } } });
+    // The server is off for a day and a half more: two days after the last daily share, two days' share.
+    c.advance(36);
     const [id] = d.snapshots('docs') as [string];
-    const victim = Object.keys(files).find((name) => onArc(position(files[name]!), { from: 0.25, to: 0.75 }))!;
+    const victim = Object.keys(files).find((name) => onArc(position(files[name]!), { from: 0.35, to: 0.85 }))!;
     flipBit(join(d.target, 'web01/docs/snapshots', id, 'data', source, victim));
     expect(await run()).toBe(3);
-    expect(atRest()[1]).toMatchObject({ read: { data: 'subset', subset: { from: 0.25, to: 0.75 } }, result: 'failed', problems: [{ snapshot: id, path: `data${source}/${victim}` }] });
+    expect(atRest()[1]).toMatchObject({ read: { data: 'subset', subset: { from: 0.35, to: 0.85 } }, result: 'failed', problems: [{ snapshot: id, path: `data${source}/${victim}` }] });
     expect(reporter.events).toContainEqual({ type: 'warning', repository: 'docs', message: expect.stringContaining(`the primary target's copy does not match its manifest: snapshot ${id}: data${source}/${victim}`) });
     // A whole period without a read: everything is read.
     c.advance(5 * 24);
@@ -228,7 +247,7 @@ describe('verify at rest at CSC', () => {
   });
 
   for (const via of ['ssh', 'rsync daemon'] as const) {
-    it(`over ${via}: finds a copy damaged at CSC, names its snapshot and file, and the next run copies it again`, async () => {
+    it(`over ${via}: finds a copy damaged or lost at CSC, names its snapshot and file, the next run copies it again, never from a primary that rotted itself`, async () => {
       const name = `dse-${randomBytes(4).toString('hex')}`;
       const csc = via === 'ssh' ? join(tempDir(), 'csc disk') : join(daemon.module, name);
       mkdirSync(csc, { recursive: true });
@@ -271,10 +290,56 @@ describe('verify at rest at CSC', () => {
       expect((await d.run('run')).code).toBe(0);
       expect(recordsOf(d, 'copy')).toHaveLength(copies);
 
-      // A file lost at CSC is found by the listing alone.
+      // A file lost at CSC is found by the listing alone, and a whole copy lost too; the
+      // next run copies both again.
       rmSync(join(atCsc(id2), 'data', source, 'b.bin'));
       expect((await d.run('verify', 'docs', '--target', 'secondary')).code).toBe(3);
       expect(lastRecord(d).problems).toContainEqual({ snapshot: id2, path: `data${source}/b.bin`, problem: 'missing at the secondary target' });
+      rmSync(atCsc(id1), { recursive: true });
+      expect((await d.run('verify', 'docs', '--target', 'secondary')).code).toBe(3);
+      expect(lastRecord(d).problems[0]).toEqual({ snapshot: id1, path: '', problem: expect.stringMatching(/^missing on the secondary target, yet record \d+ keeps it there and no prune record deleted it$/) });
+      const again = await d.run('run');
+      expect(again.code, again.stderr).toBe(0);
+      expect(recordsOf(d, 'copy').slice(-2)).toMatchObject([
+        { snapshot: { id: id2 }, repair: true },
+        { snapshot: { id: id1 }, repair: true },
+      ]);
+      expect((await d.run('verify', 'docs', '--target', 'secondary', '--read-data')).code).toBe(0);
+      expect(readFileSync(join(atCsc(id1), 'data', source, 'a.txt'), 'utf8')).toBe('alpha\n');
+
+      // The primary's snapshot.yaml rots: the primary's check names it; CSC's copy is checked
+      // against the record's digest over SSH, and cannot be compared at a daemon, which is not
+      // counted against CSC.
+      const summary = join(d.target, 'web01/docs/snapshots', id1, 'snapshot.yaml');
+      const goodSummary = readFileSync(summary);
+      // A digit of its finish time, so that it still reads as a summary: only its digest tells.
+      flipBit(summary, goodSummary.indexOf('finished: ') + 'finished: '.length + 3);
+      expect((await d.run('verify', 'docs', '--target', 'primary')).code).toBe(3);
+      expect(lastRecord(d).problems).toEqual([{ snapshot: id1, path: 'snapshot.yaml', problem: expect.stringMatching(/^its digest is not the one the backup record carries/) }]);
+      const atCscCheck = await d.run('verify', 'docs', '--target', 'secondary', '--read-data');
+      if (via === 'ssh') {
+        expect(atCscCheck.code).toBe(0);
+        expect(lastRecord(d).snapshots.map((s: any) => s.result)).toEqual(['ok', 'ok']);
+      } else {
+        expect(atCscCheck.code).toBe(3);
+        expect(atCscCheck.stdout).toContain(`not checked: snapshot ${id1}: the primary's snapshot.yaml, which the copy would be compared with, does not match the digest its record carries`);
+        expect(lastRecord(d)).toMatchObject({ result: 'ok', snapshots: [{ id: id1, result: 'unchecked' }, { id: id2, result: 'ok' }] });
+      }
+      // CSC's copy is damaged too: its repair would copy the primary's rotten snapshot.yaml, so
+      // it is refused, and the copy of a new backup still goes.
+      flipBit(join(atCsc(id1), 'data', source, 'a.txt'));
+      if (via === 'ssh') expect((await d.run('verify', 'docs', '--target', 'secondary', '--read-data')).code).toBe(3);
+      else expect((await d.run('run')).code).toBe(0); // a daemon's check cannot tell which side is damaged: nothing to repair
+      writeFileSync(join(source, 'c.txt'), 'gamma\n');
+      const third = await d.run('run', '--all');
+      const id3 = d.snapshots('docs')[2]!;
+      expect(recordsOf(d, 'copy').at(-1)).toMatchObject({ snapshot: { id: id3 } });
+      expect(recordsOf(d, 'copy').at(-1)!.repair).toBeUndefined();
+      if (via === 'ssh') {
+        expect(third.code).toBe(3);
+        expect(recordsOf(d, 'failure').at(-1)!.cause).toContain(`the primary's snapshot.yaml of snapshot ${id1} no longer matches the digest its backup record carries: nothing was sent to the secondary target`);
+      } else expect(third.code, third.stderr).toBe(0);
+      expect(readFileSync(join(atCsc(id1), 'snapshot.yaml'))).toEqual(goodSummary);
       await verified(d);
     });
   }

@@ -173,7 +173,6 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
  */
 async function verifyDue(ctx: Context, host: Host, target: LocalTarget, secondary: Secondary | undefined): Promise<{ failed: number; done: string[] }> {
   const { config, records } = host;
-  const now = ctx.now();
   let failed = 0;
   const done: string[] = [];
   let states: Awaited<ReturnType<typeof readAtRestStates>> | undefined;
@@ -190,10 +189,11 @@ async function verifyDue(ctx: Context, host: Host, target: LocalTarget, secondar
         const ids = store ? await store.snapshots(ctx.signal) : await primary.snapshots();
         states ??= await readAtRestStates(records);
         const state = atRestStateOf(states, repo.name);
-        const read = scheduledRead(period, state.lastRead.get(role), ids[0] ? snapshotTime(ids[0]) : undefined, now);
+        const read = scheduledRead(period, state.lastRead.get(role), ids[0] ? snapshotTime(ids[0]) : undefined, ctx.now());
         if (!read) continue;
-        const outcome = await verifyAtRest({ ctx, config, repository: repo, records, role, primary, ...(store ? { secondary: store } : {}), read, state, trigger: 'scheduled', operator: undefined });
+        const outcome = await verifyAtRest({ ctx, config, repository: repo, records, role, primary, ...(store ? { secondary: store } : {}), read, state, reason: 'rotation', trigger: 'scheduled', operator: undefined });
         if ('skipped' in outcome) continue;
+        for (const note of outcome.unchecked) ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the check at rest of the ${role} target could not check ${note}` });
         if (outcome.result === 'failed') {
           failed++;
           done.push(`${repo.name} verify at rest on the ${role} target FAILED`);

@@ -5,8 +5,8 @@
  * `verify` record per repository and target (agent/at-rest.ts). Without a read option the
  * folders are listed and the manifests and summaries matched against the records' digests;
  * `--read-data` reads every file's bytes too; `--read-data-subset` the next share of the
- * rotation that `respaldo run` also advances. Exit 3 when a snapshot does not match or a
- * target could not be checked.
+ * rotation that `respaldo run` also advances. Exit 3 when a snapshot does not match, is
+ * missing, or could not be checked, or a target could not be reached.
  */
 import type { RepositoryConfig } from '../../schemas/config.js';
 import { atRestStateOf, readAtRestStates, verifyAtRest, type DataRead, type Role } from '../at-rest.js';
@@ -94,6 +94,7 @@ export async function runVerify(ctx: Context, opts: VerifyOptions): Promise<Exit
             ...(secondary ? { secondary: secondary.repository(config.host, repo.name) } : {}),
             read,
             state: atRestStateOf(states, repo.name),
+            reason: 'at-rest',
             trigger: opts.manual ? 'manual' : 'scheduled',
             operator: opts.manual ? operatorName(ctx.env) : undefined,
           });
@@ -103,10 +104,12 @@ export async function runVerify(ctx: Context, opts: VerifyOptions): Promise<Exit
             continue;
           }
           const what = read.data === 'none' ? 'listed, manifests matched; no file read' : `${outcome.files} file(s), ${formatBytes(outcome.bytes)} read${outcome.subset ? ` (rotation ${outcome.subset.from.toFixed(3)} to ${outcome.subset.to.toFixed(3)})` : ''}`;
-          if (outcome.result === 'ok') lines.push(`${head}: ok, ${outcome.snapshots} snapshot(s); ${what}; record ${outcome.seq}`);
+          const notChecked = outcome.unchecked.map((u) => `\n  not checked: ${u}`).join('');
+          if (outcome.unchecked.length) bad++;
+          if (outcome.result === 'ok') lines.push(`${head}: ok, ${outcome.snapshots} snapshot(s); ${what}; record ${outcome.seq}${notChecked}`);
           else {
             bad++;
-            lines.push(`${head}: FAILED, ${outcome.problems} problem(s) in ${outcome.snapshots} snapshot(s); ${what}; record ${outcome.seq}\n  first: ${outcome.first}`);
+            lines.push(`${head}: FAILED, ${outcome.problems} problem(s) in ${outcome.snapshots} snapshot(s); ${what}; record ${outcome.seq}\n  first: ${outcome.first}${notChecked}`);
             ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the ${role} target's copy does not match its manifest: ${outcome.first} (record ${outcome.seq}); ${damageHint(role)}` });
           }
           rows.push({ repository: repo.name, target: role, ...outcome });

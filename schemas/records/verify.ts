@@ -17,11 +17,11 @@ export const verifyRecord = z
     ...runBy,
     ...timeSpan,
     /**
-     * `at-rest`: `respaldo verify`, or the share `respaldo run` reads each day so that every
-     * file is read within `verify.reread-within`; `before-copy`: the newest copy at CSC re-read
-     * in full before a new copy is linked to it.
+     * `at-rest`: `respaldo verify`; `rotation`: the share `respaldo run` reads each day so that
+     * every file is read within `verify.reread-within`; `before-copy`: the newest copy at CSC
+     * re-read in full before a new copy is linked to it.
      */
-    reason: z.enum(['at-rest', 'before-copy']),
+    reason: z.enum(['at-rest', 'rotation', 'before-copy']),
     target: z.enum(['primary', 'secondary']),
     /** How the bytes were read: at the target against the manifest (`rehash`), or by rsync's checksum against the primary's copy (`rsync-checksum`, an rsync daemon). */
     method: z.enum(['rehash', 'rsync-checksum']),
@@ -46,7 +46,8 @@ export const verifyRecord = z
             location: z.string().regex(/^[a-z0-9][a-z0-9.-]*\/[a-z0-9][a-z0-9._-]*\/snapshots\/\d{8}T\d{6}Z(-\d+)?$/, 'a location such as web01/portal/snapshots/20261122T031500Z'),
             digest: sha256Digest.nullable(),
             manifest: sha256Digest.nullable(),
-            result: z.enum(['ok', 'failed']),
+            /** `unchecked`: the target could not check it (a daemon's copy of a snapshot the primary no longer holds); neither good nor bad. */
+            result: z.enum(['ok', 'failed', 'unchecked']),
             /** How many problems this snapshot has (the first ones are listed under `problems`). */
             problems: z.number().int().nonnegative(),
           })
