@@ -4,7 +4,7 @@
  * a folder that is not empty without --force; never outside the destination.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -48,6 +48,14 @@ describe('respaldo restore (files)', () => {
     expect(readFileSync(join(to, source, 'index.html'), 'utf8')).toBe('<h1>hola</h1>\n');
     const record = recordsOf(d, 'restore').at(-1)!;
     expect(record).toMatchObject({ repository: 'www', snapshot: { id: first, target: 'primary' }, source_copy: 'primary', reason: 'deleted-by-mistake', reason_detail: 'se borró el sitio', paths: [], destination: to, result: 'ok', verification: { mismatches: 0, files: 4 } });
+    // Into an empty folder others may write to, rsync restores instead of cp (it never
+    // follows a link someone could plant there): the same tree.
+    const shared = join(tempDir(), 'shared');
+    mkdirSync(shared, { mode: 0o777 });
+    chmodSync(shared, 0o1777);
+    const viaRsync = await d.run('restore', 'www', '--snapshot', first, '--to', shared);
+    expect(viaRsync.code, viaRsync.stderr).toBe(0);
+    expect(withoutInodes(describeTree(shared))).toEqual(withoutInodes(describeTree(to)));
   });
 
   it('restores one file by its original path, and only that file', async () => {
@@ -172,7 +180,7 @@ describe('a manifest that names paths outside the snapshot', () => {
 });
 
 describe('respaldo restore of a larger tree', () => {
-  it('reads the files back while rsync restores the others, and still names each damaged one', async () => {
+  it('reads the files back while the others are restored, and still names each damaged one', async () => {
     const d = await deployment([{ name: 'data', paths: ['/placeholder'] }]);
     const source = join(d.root, 'data');
     // Enough for rsync to take a while: 3,000 small files and three of 40 MB.
