@@ -54,9 +54,11 @@ export interface AtRestState {
   lastRead: Map<Role, Date>;
   /** Per target: where the rotation stopped (the newest subset's `to`); 0 before the first. */
   rotation: Map<Role, number>;
+  /** Per target: the newest check at rest, what it found and its record (for `respaldo status`). */
+  lastCheck: Map<Role, { at: Date; result: 'ok' | 'failed'; seq: number }>;
 }
 
-const emptyState = (): AtRestState => ({ digests: new Map(), kept: new Map([['primary', new Map()], ['secondary', new Map()]]), lastRead: new Map(), rotation: new Map() });
+const emptyState = (): AtRestState => ({ digests: new Map(), kept: new Map([['primary', new Map()], ['secondary', new Map()]]), lastRead: new Map(), rotation: new Map(), lastCheck: new Map() });
 
 /** Reads, once, the host's backup, copy, prune and verify records; by repository. */
 export async function readAtRestStates(records: RecordStore): Promise<Map<string, AtRestState>> {
@@ -83,6 +85,7 @@ export async function readAtRestStates(records: RecordStore): Promise<Map<string
       const state = of(r.repository);
       if (r.read.subset && !state.rotation.has(r.target)) state.rotation.set(r.target, r.read.subset.to);
       if (r.reason === 'rotation' && !state.lastRead.has(r.target)) state.lastRead.set(r.target, new Date(r.started));
+      if (!state.lastCheck.has(r.target)) state.lastCheck.set(r.target, { at: new Date(r.finished), result: r.result, seq: r.seq });
     }
   }
   for (const [key, digests] of copied) {

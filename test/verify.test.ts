@@ -98,9 +98,12 @@ describe('respaldo verify on the primary target', () => {
       ['failed', 1],
     ]);
     expect(failed.problems).toEqual(ids.map((id) => ({ snapshot: id, path: `data${source}/keep.bin`, problem: expect.stringMatching(/^its bytes differ from the manifest's \(SHA-256 [0-9a-f]{12}… on the primary target\)$/) })));
-    // Cron's mail names the file and what to do.
+    // Cron's mail names the file and what to do; status shows the failed check.
     expect(found.stderr).toContain(`data${source}/keep.bin`);
     expect(found.stderr).toContain('smartctl');
+    const status = await d.run('status');
+    expect(status.stdout).toContain('CHECKED AT REST');
+    expect(status.stdout).toContain(`JAA FAILED (record ${failed.seq})`);
     flipBit(join(dirs[0]!, 'data', source, 'keep.bin'));
 
     // An edited manifest (a line changed to hide a changed file), a planted file and a removed one.

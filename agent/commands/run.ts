@@ -186,10 +186,12 @@ async function verifyDue(ctx: Context, host: Host, target: LocalTarget, secondar
       if (ctx.signal.aborted) return { failed, done };
       const store = role === 'secondary' ? secondary!.repository(config.host, repo.name) : undefined;
       try {
-        const ids = store ? await store.snapshots(ctx.signal) : await primary.snapshots();
         states ??= await readAtRestStates(records);
         const state = atRestStateOf(states, repo.name);
-        const read = scheduledRead(period, state.lastRead.get(role), ids[0] ? snapshotTime(ids[0]) : undefined, ctx.now());
+        const lastRead = state.lastRead.get(role);
+        // The oldest snapshot matters only before the first daily share: CSC is asked for its list then only.
+        const oldest = lastRead ? undefined : (store ? await store.snapshots(ctx.signal) : await primary.snapshots())[0];
+        const read = scheduledRead(period, lastRead, oldest ? snapshotTime(oldest) : undefined, ctx.now());
         if (!read) continue;
         const outcome = await verifyAtRest({ ctx, config, repository: repo, records, role, primary, ...(store ? { secondary: store } : {}), read, state, reason: 'rotation', trigger: 'scheduled', operator: undefined });
         if ('skipped' in outcome) continue;

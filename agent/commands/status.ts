@@ -1,5 +1,6 @@
 /** `respaldo status`: each repository's last good backup, next due time and state. */
 import { loadConfig } from '../config.js';
+import { atRestStateOf, readAtRestStates } from '../at-rest.js';
 import { copyStateOf, pendingCopies, readCopyStates } from '../copy.js';
 import type { Context } from '../context.js';
 import { Exit, type ExitCode } from '../errors.js';
@@ -60,6 +61,14 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
       ? 'primary not readable'
       : [p.count ? `${p.count} pending, oldest ${age(p.since!)} old` : backedUp ? 'up to date' : '-', ...(p.lost ? [`${p.lost} lost before the copy`] : [])].join('; ');
 
+  // The newest check at rest of each target (respaldo verify, or run's daily share).
+  const atRest = await readAtRestStates(records);
+  const roles = config.targets.secondary ? (['primary', 'secondary'] as const) : (['primary'] as const);
+  const checkedAtRest = (name: string) => {
+    const state = atRestStateOf(atRest, name);
+    return Object.fromEntries(roles.map((role) => [role, ((c) => (c ? { at: c.at.toISOString(), result: c.result, record: c.seq } : null))(state.lastCheck.get(role))]));
+  };
+
   const rows = config.repositories.map((repo) => {
     const plan = planFor(repo.kind, repo.schedule, config.timezone);
     const h = history.get(repo.name)!;
@@ -73,10 +82,13 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
       failing: h.failing ? { at: h.failing.at.toISOString(), record: h.failing.seq, cause: h.failing.cause } : null,
       nextDue: due.nextDue && due.state === 'ok' ? due.nextDue.toISOString() : now.toISOString(),
       ...(config.targets.secondary ? { copies: (({ count, since, lost, unreadable }) => ({ pending: count, since: since?.toISOString() ?? null, lost, primaryUnreadable: unreadable }))(pending.get(repo.name)!) } : {}),
+      atRest: checkedAtRest(repo.name),
     };
   });
+  const atRestCell = (checks: Record<string, { at: string; result: string; record: number } | null>) =>
+    roles.map((role) => ((c) => `${role === 'primary' ? 'JAA' : 'CSC'} ${c ? `${c.result === 'ok' ? 'ok' : `FAILED (record ${c.record})`} ${formatLocal(new Date(c.at), zone)}` : 'never'}`)(checks[role])).join('; ');
 
-  const table = [['REPOSITORY', 'KIND', 'SCHEDULE', 'LAST GOOD BACKUP', 'NEXT DUE', ...(config.targets.secondary ? ['COPY AT CSC'] : []), 'STATE']];
+  const table = [['REPOSITORY', 'KIND', 'SCHEDULE', 'LAST GOOD BACKUP', 'NEXT DUE', ...(config.targets.secondary ? ['COPY AT CSC'] : []), 'CHECKED AT REST', 'STATE']];
   for (const r of rows) {
     const p = pending.get(r.name);
     table.push([
@@ -86,6 +98,7 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
       r.lastGood ? `${formatLocal(new Date(r.lastGood.started), zone)} (${r.lastGood.unchanged ? 'unchanged since ' : ''}${r.lastGood.snapshot})` : '-',
       r.state === 'ok' ? formatLocal(new Date(r.nextDue), zone) : 'now',
       ...(config.targets.secondary ? [copyCell(p!, r.lastGood !== null)] : []),
+      atRestCell(r.atRest),
       STATE_TEXT[r.state] + (r.failing ? `; failing since ${formatLocal(new Date(r.failing.at), zone)} (record ${r.failing.record})` : ''),
     ]);
   }
