@@ -27,7 +27,7 @@ import { checkStored, localShell, type StoredCheck, type StoredSnapshot } from '
 import { BackupFailure } from './errors.js';
 import { lastLines } from './exec.js';
 import { exists, sha256File } from './fsutil.js';
-import type { RecordStore } from './records.js';
+import { workHeader, type RecordStore } from './records.js';
 import type { SecondaryRepository } from './secondary.js';
 import type { RepositoryStore } from './target.js';
 
@@ -219,12 +219,7 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
   const location = role === 'primary' ? (id: string) => primary.snapshotLocation(id) : (id: string) => secondary!.snapshotLocation(id);
   const unchecked = [...check.unchecked].map(([id, why]) => `snapshot ${id}: ${why}`);
   const body: RecordBody<'verify'> = {
-    repository: repo.name,
-    kind: repo.kind,
-    trigger: job.trigger,
-    ...(job.operator ? { operator: job.operator } : {}),
-    started: started.toISOString(),
-    finished: ctx.now().toISOString(),
+    ...workHeader(repo, job, started, ctx.now()),
     reason: job.reason,
     target: role,
     method: role === 'primary' ? 'rehash' : secondary!.method,

@@ -17,7 +17,7 @@ import { exists } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import type { RepositoryHistory } from './history.js';
 import { buildManifest, checkSnapshot, EarlyHasher } from './manifest.js';
-import type { Appended, RecordStore } from './records.js';
+import { workHeader, type Appended, type RecordStore } from './records.js';
 import { pathRedactor, type Redact } from './redact.js';
 import { formatBytes } from './report.js';
 import { databaseSource } from './sources/database.js';
@@ -141,12 +141,7 @@ async function recordUnchanged(job: BackupJob, store: RepositoryStore, previous:
   }
   const { bytes } = await store.readSummary(previous);
   const appended = await job.records.append('backup', {
-    repository: repo.name,
-    kind: repo.kind,
-    trigger: job.trigger,
-    ...(job.operator ? { operator: job.operator } : {}),
-    started: started.toISOString(),
-    finished: ctx.now().toISOString(),
+    ...workHeader(repo, job, started, ctx.now()),
     snapshot: { id: previous, target: 'primary', location: store.snapshotLocation(previous), digest: digestOf(bytes), manifest: summary.manifest },
     previous: { id: previous, bytes: summary.size.bytes },
     size: summary.size,

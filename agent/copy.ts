@@ -27,7 +27,7 @@ import { exists, sha256File } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import { checkSnapshot } from './manifest.js';
 import type { CopyReference, Difference } from './copy-check.js';
-import { RecordStore } from './records.js';
+import { RecordStore, workHeader } from './records.js';
 import type { Redact } from './redact.js';
 import type { Secondary, SecondaryRepository } from './secondary.js';
 import type { RepositoryStore } from './target.js';
@@ -157,7 +157,6 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   if (!pending.length && !recheck && !archive && !mismatched.length) return { ok: true, copied };
 
   const store = secondary.repository(config.host, repo.name);
-  const who = { trigger: job.trigger, ...(job.operator ? { operator: job.operator } : {}) };
   const summaries = new Map<string, ReturnType<RepositoryStore['readSummary']>>();
   const readSummary = (id: string) => summaries.get(id) ?? summaries.set(id, primary.readSummary(id)).get(id)!;
   const snapshotRef = async (id: string) => {
@@ -172,7 +171,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     return { dir: primary.snapshotDir(id), entries: () => primary.manifestEntries(id), manifest: hex(summary.manifest), summary: hex(digestOf(bytes)), ...(linked ? { reread: linked.reread, linkedFrom: linked.from } : {}) };
   };
   /** What copy and verify records begin with: the repository, who ran it, when. */
-  const about = (started: Date) => ({ repository: repo.name, kind: repo.kind, ...who, started: started.toISOString(), finished: ctx.now().toISOString() });
+  const about = (started: Date) => workHeader(repo, job, started, ctx.now());
   const record = async (id: string, started: Date, repair: boolean, seconds?: Record<string, number>) => {
     const { summary, ref } = await snapshotRef(id);
     const body: RecordBody<'copy'> = {

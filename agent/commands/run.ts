@@ -66,11 +66,16 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
   const command = `respaldo run${opts.manual ? ' --manual' : ''}`;
   const { lock, firstSeq } = await lockAndRecover(ctx, host, command, started);
   const pool = new HashPool();
+  let secondary: Secondary | undefined;
   try {
     const trigger = opts.manual ? ('manual' as const) : ('scheduled' as const);
     const operator = opts.manual ? operatorName(ctx.env) : undefined;
 
     const target = new LocalTarget('primary', config.targets.primary);
+    // CSC's connection (its handshake, a quarter of a second) is opened while the records are
+    // read and the backups run; its failure is each repository's copy to record.
+    secondary = config.targets.secondary ? openSecondary(config.targets.secondary, config.state) : undefined;
+    secondary?.check(ctx.signal).catch(() => {});
     const names = config.repositories.map((r) => r.name);
     let history = await readHistory(records, names);
     if (await recordUnrecorded(host, target, config.repositories, history, ctx)) history = await readHistory(records, names);
@@ -117,42 +122,35 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     // The second copy: every repository's snapshots that have not reached CSC yet, whether
     // or not it was due, so that copies queued while CSC was unreachable go out on the
     // first run after it is back.
-    const secondary = config.targets.secondary ? openSecondary(config.targets.secondary, config.state) : undefined;
-    try {
-      if (secondary) {
-        // The connection to CSC is opened while the records are read (its failure is each repository's to record).
-        secondary.check(ctx.signal).catch(() => {});
-        const states = await readCopyStates(records);
-        for (const repo of config.repositories) {
-          if (ctx.signal.aborted) break;
-          const outcome = await copyRepository({
-            ctx,
-            config,
-            repository: repo,
-            primary: target.repository(config.host, repo.name),
-            secondary,
-            records,
-            pool,
-            trigger,
-            operator,
-            verifyNewest: backedUp.has(repo.name),
-            redact: pathRedactor(config, repo),
-            state: copyStateOf(states, repo.name),
-          });
-          if (!outcome.ok) {
-            failed++;
-            done.push(`${repo.name} (copy failed)`);
-          } else if (outcome.copied.length) done.push(`${repo.name} copied (${outcome.copied.length})`);
-        }
+    if (secondary) {
+      const states = await readCopyStates(records);
+      for (const repo of config.repositories) {
+        if (ctx.signal.aborted) break;
+        const outcome = await copyRepository({
+          ctx,
+          config,
+          repository: repo,
+          primary: target.repository(config.host, repo.name),
+          secondary,
+          records,
+          pool,
+          trigger,
+          operator,
+          verifyNewest: backedUp.has(repo.name),
+          redact: pathRedactor(config, repo),
+          state: copyStateOf(states, repo.name),
+        });
+        if (!outcome.ok) {
+          failed++;
+          done.push(`${repo.name} (copy failed)`);
+        } else if (outcome.copied.length) done.push(`${repo.name} copied (${outcome.copied.length})`);
       }
-      // Verify at rest: each day, the share of every target's stored files that keeps each
-      // file read within verify.reread-within.
-      const checked = await verifyDue(ctx, host, target, secondary);
-      failed += checked.failed;
-      done.push(...checked.done);
-    } finally {
-      await secondary?.close();
     }
+    // Verify at rest: each day, the share of every target's stored files that keeps each
+    // file read within verify.reread-within.
+    const checked = await verifyDue(ctx, host, target, secondary);
+    failed += checked.failed;
+    done.push(...checked.done);
 
     const last = (await records.head())!.seq;
     const message = last >= firstSeq ? `respaldo ${config.host}: records ${firstSeq}–${last}${done.length ? `: ${done.join(', ')}` : ''}` : `respaldo ${config.host}: records`;
@@ -160,6 +158,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     if (ctx.signal.aborted) return Exit.interrupted;
     return failed ? Exit.partial : Exit.ok;
   } finally {
+    await secondary?.close();
     await pool.close();
     await lock.release();
   }
