@@ -54,7 +54,11 @@ export interface AtRestState {
   lastRead: Map<Role, Date>;
   /** Per target: where the rotation stopped (the newest subset's `to`); 0 before the first. */
   rotation: Map<Role, number>;
-  /** Per target: the newest check at rest, what it found and its record (for `respaldo status`). */
+  /**
+   * Per target, for `respaldo status`: the newest check of the stored copies, or the newest
+   * failed one when no check that read every file has passed since (a later share that read
+   * other files does not clear it).
+   */
   lastCheck: Map<Role, { at: Date; result: 'ok' | 'failed'; seq: number }>;
 }
 
@@ -67,6 +71,7 @@ export async function readAtRestStates(records: RecordStore): Promise<Map<string
   const hex = (digest: string) => digest.replace(/^sha256:/, '');
   const copied = new Map<string, { summary: string; manifest: string }>();
   const pruned = new Set<string>();
+  const passedInFull = new Set<string>();
   // Newest first.
   for (const file of await records.list()) {
     if (file.type !== 'backup' && file.type !== 'copy' && file.type !== 'verify' && file.type !== 'prune') continue;
@@ -81,11 +86,16 @@ export async function readAtRestStates(records: RecordStore): Promise<Map<string
       if (!pruned.has(`${r.repository}/${role}/${r.snapshot.id}`) && !state.kept.get(role)!.has(r.snapshot.id)) state.kept.get(role)!.set(r.snapshot.id, r.seq);
     } else if (r.type === 'prune') {
       for (const id of r.deleted) pruned.add(`${r.repository}/${r.target}/${id}`);
-    } else if (r.type === 'verify' && r.reason !== 'before-copy') {
+    } else if (r.type === 'verify') {
       const state = of(r.repository);
+      const check = { at: new Date(r.finished), result: r.result, seq: r.seq };
+      const shown = state.lastCheck.get(r.target);
+      const key = `${r.repository}/${r.target}`;
+      if (!shown || (shown.result === 'ok' && r.result === 'failed' && !passedInFull.has(key))) state.lastCheck.set(r.target, check);
+      if (r.reason !== 'before-copy' && r.read.data === 'all' && r.result === 'ok') passedInFull.add(key);
+      if (r.reason === 'before-copy') continue;
       if (r.read.subset && !state.rotation.has(r.target)) state.rotation.set(r.target, r.read.subset.to);
       if (r.reason === 'rotation' && !state.lastRead.has(r.target)) state.lastRead.set(r.target, new Date(r.started));
-      if (!state.lastCheck.has(r.target)) state.lastCheck.set(r.target, { at: new Date(r.finished), result: r.result, seq: r.seq });
     }
   }
   for (const [key, digests] of copied) {

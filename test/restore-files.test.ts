@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, st
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { type Deployment, deployment, describeTree, recordsOf, tempDir, verified, withoutInodes, writeTree } from './helpers.js';
+import { type Deployment, deployment, describeTree, recordsOf, respaldo, tempDir, verified, withoutInodes, writeTree } from './helpers.js';
 import { sshd, type Sshd } from './sshd.js';
 
 describe('respaldo restore (files)', () => {
@@ -42,20 +42,30 @@ describe('respaldo restore (files)', () => {
 
   it('restores a whole snapshot byte for byte, and records it', async () => {
     const to = join(tempDir(), 'whole');
-    const r = await d.run('restore', 'www', '--snapshot', first, '--to', to, '--reason', 'deleted-by-mistake', '--why', 'se borró el sitio');
+    const r = await d.run('restore', 'www', '--snapshot', first, '--to', to, '--reason', 'deleted-by-mistake', '--why', 'se borró el sitio', '--json');
     expect(r.code, r.stderr).toBe(0);
+    // A new folder, made by the restore under private folders: cp copies it.
+    const copiedBy = (out: string) => JSON.parse(out.trim().split('\n').at(-1)!).data.copied_by;
+    expect(copiedBy(r.stdout)).toBe('cp');
     expect(withoutInodes(describeTree(to))).toEqual(withoutInodes(describeTree(join(d.target, 'web01/www/snapshots', first, 'data'))));
     expect(readFileSync(join(to, source, 'index.html'), 'utf8')).toBe('<h1>hola</h1>\n');
     const record = recordsOf(d, 'restore').at(-1)!;
     expect(record).toMatchObject({ repository: 'www', snapshot: { id: first, target: 'primary' }, source_copy: 'primary', reason: 'deleted-by-mistake', reason_detail: 'se borró el sitio', paths: [], destination: to, result: 'ok', verification: { mismatches: 0, files: 4 } });
-    // Into an empty folder others may write to, rsync restores instead of cp (it never
-    // follows a link someone could plant there): the same tree.
+    // Into an empty folder others may write to, or one whose parent others may change, rsync
+    // restores instead of cp (it works inside the folder and never follows a link someone
+    // could plant there): the same tree.
     const shared = join(tempDir(), 'shared');
     mkdirSync(shared, { mode: 0o777 });
     chmodSync(shared, 0o1777);
-    const viaRsync = await d.run('restore', 'www', '--snapshot', first, '--to', shared);
-    expect(viaRsync.code, viaRsync.stderr).toBe(0);
-    expect(withoutInodes(describeTree(shared))).toEqual(withoutInodes(describeTree(to)));
+    const movable = join(tempDir(), 'open', 'mine');
+    mkdirSync(movable, { recursive: true, mode: 0o700 });
+    chmodSync(join(movable, '..'), 0o777);
+    for (const dest of [shared, movable]) {
+      const viaRsync = await d.run('restore', 'www', '--snapshot', first, '--to', dest, '--json');
+      expect(viaRsync.code, viaRsync.stderr).toBe(0);
+      expect(copiedBy(viaRsync.stdout)).toBe('rsync');
+      expect(withoutInodes(describeTree(dest))).toEqual(withoutInodes(describeTree(to)));
+    }
   });
 
   it('restores one file by its original path, and only that file', async () => {
@@ -144,6 +154,23 @@ describe('respaldo restore (files)', () => {
     expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ source_copy: 'secondary', snapshot: { target: 'secondary' }, verification: { mismatches: 0 }, result: 'ok' });
     bytes[1000] ^= 0xff;
     writeFileSync(file, bytes);
+  });
+
+  it("borrows CSC's copy when a file of the primary cannot be read", async () => {
+    const file = join(d.target, 'web01/www/snapshots', second, 'data', source, 'img/logo.png');
+    const { mode } = statSync(file);
+    // Unreadable to an agent without root's override of file permissions (setpriv drops it).
+    chmodSync(file, 0);
+    try {
+      const to = tempDir();
+      const r = await respaldo(['restore', 'www', '--to', to, '--json', '--config', d.config], { prefix: ['setpriv', '--bounding-set', '-dac_override,-dac_read_search', '--'] });
+      expect(r.code, r.stderr).toBe(0);
+      expect(readFileSync(join(to, source, 'img/logo.png')).equals(Buffer.alloc(300_000, 3))).toBe(true);
+      expect(recordsOf(d, 'media-loan').at(-1)!.reason).toMatch(/^the primary's copy of snapshot \S+ could not be read: reading the snapshot failed: .*img\/logo\.png/);
+      expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ source_copy: 'secondary', verification: { mismatches: 0 }, result: 'ok' });
+    } finally {
+      chmodSync(file, mode & 0o7777);
+    }
   });
 
   it('restores from CSC when the primary target lost the snapshot', async () => {

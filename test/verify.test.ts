@@ -104,7 +104,13 @@ describe('respaldo verify on the primary target', () => {
     const status = await d.run('status');
     expect(status.stdout).toContain('CHECKED AT REST');
     expect(status.stdout).toContain(`JAA FAILED (record ${failed.seq})`);
+    // A later check that does not read the file passes, and does not clear the failure; a
+    // full read once the file is whole again does.
+    expect((await d.run('verify', 'docs')).code).toBe(0);
+    expect((await d.run('status')).stdout).toContain(`JAA FAILED (record ${failed.seq})`);
     flipBit(join(dirs[0]!, 'data', source, 'keep.bin'));
+    expect((await d.run('verify', 'docs', '--read-data')).code).toBe(0);
+    expect((await d.run('status')).stdout).toMatch(/JAA ok \d{4}-\d\d-\d\d \d\d:\d\d/);
 
     // An edited manifest (a line changed to hide a changed file), a planted file and a removed one.
     const manifest = join(dirs[1]!, 'manifest.jsonl');

@@ -17,7 +17,7 @@
 import { lstatSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { compareSnapshotIds } from '../../schemas/common.js';
 import type { RepositoryConfig } from '../../schemas/config.js';
 import { entryPath, insideSnapshot } from '../../schemas/manifest.js';
@@ -160,6 +160,8 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
   const scratch = await mkdtemp(join(tmpdir(), 'respaldo-restore-'));
   const checked = { files: 0, bytes: 0, mismatches: 0 };
   let used: 'primary' | 'secondary' = 'primary';
+  /** What copied the files: the result says so (cp, or rsync; see copyTree). */
+  let copiedBy: 'cp' | 'rsync' | undefined;
   let secondary: Secondary | undefined;
   let resultRecorded = false;
   try {
@@ -174,7 +176,9 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       try {
         // Into a folder that was not empty, every file is written again: one already there
         // with the same size and time is not the snapshot's for that.
-        const restoring = copyTree(primary.linkDest(chosen.id), to, wanted, scratch, [], occupied ? 'rewrite' : 'quick', ctx.signal);
+        const restoring = copyTree(primary.linkDest(chosen.id), to, wanted, scratch, [], occupied ? 'rewrite' : 'quick', ctx.signal).then((tool) => {
+          copiedBy = tool;
+        });
         // A whole snapshot into an empty folder is read back while rsync restores the rest
         // (rsync writes each file once there; paths asked for may overlap, and write one twice).
         // Its failure is awaited there, not left unhandled meanwhile.
@@ -217,7 +221,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       });
       // --checksum: a file restored from the primary with the right size and time but the wrong bytes is replaced.
       await resolveWanted(local, chosen.id, wanted);
-      await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await borrowed.rsyncShell(), 'checksum', ctx.signal, (p) => borrowed.rsyncPath(p), await borrowed.rsyncEnv());
+      copiedBy = await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await borrowed.rsyncShell(), 'checksum', ctx.signal, (p) => borrowed.rsyncPath(p), await borrowed.rsyncEnv());
       Object.assign(checked, { files: 0, bytes: 0, mismatches: 0 });
       problems = await check(local, chosen.id, to, wanted, pool, checked, ctx.signal);
       if (problems.length) throw new RespaldoError(`CSC's copy of snapshot ${chosen.id} does not match its manifest either: ${problems.slice(0, 3).join('; ')}`, { exitCode: Exit.partial, hint: 'both copies are damaged for these files: pick another snapshot (--snapshot) for them' });
@@ -230,7 +234,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
         `restored ${wanted.length ? wanted.map((w) => `/${w.toString('utf8')}`).join(', ') : 'the whole snapshot'} of ${repo.name} from snapshot ${chosen.id} (${used === 'primary' ? "JAA's copy, the primary target" : "CSC's copy, borrowed: see the media-loan record"}) into ${to}`,
         `  ${checked.files} file(s), ${checked.bytes} bytes, each read back and matched against the snapshot's manifest; recorded as restore record ${appended.seq}`,
       ].join('\n'),
-      { repository: repo.name, snapshot: chosen.id, to, paths: wanted.map((w) => `/${w.toString('utf8')}`), source_copy: used, verification: checked, record: appended.seq },
+      { repository: repo.name, snapshot: chosen.id, to, paths: wanted.map((w) => `/${w.toString('utf8')}`), source_copy: used, copied_by: copiedBy, verification: checked, record: appended.seq },
     );
     return Exit.ok;
   } catch (e) {
@@ -247,17 +251,24 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
 
 /**
  * Copies the snapshot's data (all of it, or the wanted paths) into `to` with rsync; a
- * whole local snapshot into an empty folder that only this user can write to, with cp,
+ * whole local snapshot into an empty folder that no one else can write to or move, with cp,
  * which copies a file inside the kernel (copy_file_range) where rsync passes its bytes
- * between two processes: 5.4–6.5 s against 8.1–9.3 s for the 2 GiB benchmark tree. cp
- * writes into the folder by name; no one else can have put a link there.
+ * between two processes: 5.4–6.5 s against 8.1–9.3 s for the 2 GiB benchmark tree. cp runs
+ * inside the folder (`.`), so that a rename of the folder or of a folder above it cannot
+ * lead its writes elsewhere.
  */
-async function copyTree(data: string, to: string, wanted: Buffer[], scratch: string, shell: string[], mode: 'quick' | 'rewrite' | 'checksum', signal: AbortSignal, remote?: (p: string) => string, env?: NodeJS.ProcessEnv): Promise<void> {
-  if (mode === 'quick' && !wanted.length && !remote && (await privateFolder(to))) {
+async function copyTree(data: string, to: string, wanted: Buffer[], scratch: string, shell: string[], mode: 'quick' | 'rewrite' | 'checksum', signal: AbortSignal, remote?: (p: string) => string, env?: NodeJS.ProcessEnv): Promise<'cp' | 'rsync'> {
+  if (mode === 'quick' && !wanted.length && !remote && (await privatePath(to))) {
     // -d: links stay links; -R: folders, fifos and devices as they are; owners by number.
-    const result = await runTool('cp', ['-dR', '--preserve=mode,ownership,timestamps', '--no-target-directory', '--', data, to], { signal });
-    if (result.code !== 0) throw new RespaldoError(`cp could not restore into ${to}: exit code ${result.code}: ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: `check the space and permissions of ${to}` });
-    return;
+    const result = await runTool('cp', ['-dR', '--preserve=mode,ownership,timestamps', '--no-target-directory', '--', data, '.'], { signal, cwd: to });
+    if (result.code === 0) return 'cp';
+    // A file of the snapshot that cannot be read is the primary's to answer for (CSC's copy
+    // is borrowed); anything else is the destination's.
+    if (result.stderr.includes(`'${data}/`)) throw new RespaldoError(`reading the snapshot failed: ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: 'check the primary disk (dmesg)' });
+    throw new RespaldoError(`cp could not restore into ${to}: exit code ${result.code}: ${lastLines(result.stderr, 2)}`, {
+      exitCode: Exit.nothing,
+      hint: `check the space and permissions of ${to}; it holds what was copied before the error, the last file perhaps cut short: empty it and run again`,
+    });
   }
   const list = join(scratch, 'files-from');
   if (wanted.length) await writeFile(list, Buffer.concat(wanted.flatMap((w) => [w, Buffer.from([0])])));
@@ -275,7 +286,11 @@ async function copyTree(data: string, to: string, wanted: Buffer[], scratch: str
   const result = await runTool('rsync', args, { signal, ...(env ? { env } : {}) });
   if (result.code === 23 && wanted.length && /link_stat .* failed: No such file/.test(result.stderr))
     throw usageError(`a path asked for is not in the snapshot: ${lastLines(result.stderr, 1)}`, 'give the original path of a file or folder that was backed up (e.g. --path /etc/nginx/nginx.conf)');
+  // A file of JAA's snapshot that cannot be read is the primary's to answer for (CSC's copy is borrowed).
+  if (result.code !== 0 && !remote && result.stderr.includes('[sender]') && result.stderr.includes(`"${data}/`))
+    throw new RespaldoError(`reading the snapshot failed: ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: 'check the primary disk (dmesg)' });
   if (result.code !== 0) throw new RespaldoError(`rsync could not restore into ${to}: exit code ${result.code}: ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: `check the space and permissions of ${to}` });
+  return 'rsync';
 }
 
 /** Copies one file from the secondary target into `dest`. */
@@ -422,8 +437,18 @@ async function record(
 }
 
 
-/** A folder owned by this user that no one else may write to (nor, through a parent, replace). */
-async function privateFolder(dir: string): Promise<boolean> {
+/**
+ * A folder owned by this user that no one else may write to, under folders that no one else
+ * may change either: each owned by root or this user, and writable by others only with the
+ * sticky bit (as /tmp), where only the owner of a name may move it.
+ */
+async function privatePath(dir: string): Promise<boolean> {
+  const me = process.getuid?.();
   const info = await lstat(dir).catch(() => undefined);
-  return info !== undefined && info.isDirectory() && info.uid === process.getuid?.() && (info.mode & 0o022) === 0;
+  if (!info?.isDirectory() || info.uid !== me || (info.mode & 0o022) !== 0) return false;
+  for (let up = dirname(dir); ; up = dirname(up)) {
+    const above = await lstat(up).catch(() => undefined);
+    if (!above?.isDirectory() || (above.uid !== 0 && above.uid !== me) || ((above.mode & 0o022) !== 0 && (above.mode & 0o1000) === 0)) return false;
+    if (up === dirname(up)) return true;
+  }
 }

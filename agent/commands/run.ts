@@ -72,10 +72,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     const operator = opts.manual ? operatorName(ctx.env) : undefined;
 
     const target = new LocalTarget('primary', config.targets.primary);
-    // CSC's connection (its handshake, a quarter of a second) is opened while the records are
-    // read and the backups run; its failure is each repository's copy to record.
     secondary = config.targets.secondary ? openSecondary(config.targets.secondary, config.state) : undefined;
-    secondary?.check(ctx.signal).catch(() => {});
     const names = config.repositories.map((r) => r.name);
     let history = await readHistory(records, names);
     if (await recordUnrecorded(host, target, config.repositories, history, ctx)) history = await readHistory(records, names);
@@ -123,6 +120,8 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     // or not it was due, so that copies queued while CSC was unreachable go out on the
     // first run after it is back.
     if (secondary) {
+      // The connection to CSC is opened while the records are read (its failure is each repository's to record).
+      secondary.check(ctx.signal).catch(() => {});
       const states = await readCopyStates(records);
       for (const repo of config.repositories) {
         if (ctx.signal.aborted) break;
