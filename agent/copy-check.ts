@@ -16,7 +16,7 @@ import { WALK_FORMAT, WalkBatch } from './target.js';
 export interface CopyReference {
   /** The primary snapshot's folder: rsync's source, for a target compared by rsync. */
   dir: string;
-  /** Its manifest's entries. */
+  /** Its manifest's entries, read afresh on each call. */
   entries: () => AsyncIterable<ManifestEntry>;
   /** SHA-256 of its `manifest.jsonl` and of its `snapshot.yaml`. */
   manifest: string;
@@ -81,9 +81,9 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
     { rel: Buffer.from('manifest.jsonl'), sha256: ref.manifest, size: 0 },
     { rel: Buffer.from('snapshot.yaml'), sha256: ref.summary, size: 0 },
   ];
-  const entries: ManifestEntry[] = [];
+  // The manifest is read twice, for the files to read now and for the comparison with the
+  // listing later, rather than held: 200,000 entries as objects take 40 MB and more.
   for await (const e of ref.entries()) {
-    entries.push(e);
     if (e.type !== 'f' || !e.sha256) continue;
     const read = { rel: Buffer.concat([DATA, entryPath(e)]), sha256: e.sha256, size: e.size };
     (!ref.reread || ref.reread(e) ? reads : skipped).push(read);
@@ -128,7 +128,7 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
         if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(name, `is ${TYPES[batch.type(i)]} ${SECONDARY}`);
       }
     }
-    for (const e of entries) {
+    for await (const e of ref.entries()) {
       const rel = Buffer.concat([DATA, entryPath(e)]);
       const path = rel.toString('utf8');
       const i = index.get(rel.toString('latin1'));
