@@ -28,7 +28,7 @@ import { mediaLoanRecord } from './records/media-loan.js';
 import { pruneRecord } from './records/prune.js';
 import { receiptRecord } from './records/receipt.js';
 import { restoreRecord } from './records/restore.js';
-import { verifyRecord } from './records/verify.js';
+import { fromLegacyVerify, legacyVerifyRecord, verifyRecord } from './records/verify.js';
 
 export const RECORD_SCHEMA = 'respaldo/v1';
 
@@ -102,6 +102,12 @@ export function parseRecord(text: string): ParsedRecord {
   }
   const schema = recordHeader.merge(recordBodies[header.type] as unknown as z.AnyZodObject).strict();
   const result = schema.safeParse(data);
+  // A record of an earlier shape is still the record it was: read as today's.
+  const legacy = !result.success && header.type === 'verify' ? recordHeader.merge(legacyVerifyRecord).strict().safeParse(data) : undefined;
+  if (legacy?.success) {
+    const { schema: s, type, host, seq, prev, at, ...body } = legacy.data;
+    return { ok: true, record: { schema: s, type, host, seq, prev, at, ...fromLegacyVerify(body) } as AnyRecord };
+  }
   if (!result.success) {
     const first = result.error.issues[0]!;
     return { ok: false, error: `field ${first.path.join('.') || '(top)'}: ${first.message}` };

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { sha256Digest, snapshotId } from '../common.js';
-import { about, runBy, timeSpan } from './shared.js';
+import { about, checksumCheck, runBy, snapshotRef, timeSpan } from './shared.js';
 
 /** A position in the rotation of a subset read: files are placed by the first 32 bits of their SHA-256. */
 const position = z.number().min(0).max(1);
@@ -23,8 +23,12 @@ export const verifyRecord = z
      */
     reason: z.enum(['at-rest', 'rotation', 'before-copy']),
     target: z.enum(['primary', 'secondary']),
-    /** How the bytes were read: at the target against the manifest (`rehash`), or by rsync's checksum against the primary's copy (`rsync-checksum`, an rsync daemon). */
-    method: z.enum(['rehash', 'rsync-checksum']),
+    /**
+     * How the bytes were read: at the target against the manifest (`rehash`), or by rsync's
+     * checksum against the primary's copy (`rsync-checksum`, an rsync daemon). Always written;
+     * absent from a record of the earlier shape (below), which did not say.
+     */
+    method: z.enum(['rehash', 'rsync-checksum']).optional(),
     read: z
       .object({
         /** Every file, the next share of the rotation, or none (the listing and the manifests only). */
@@ -59,3 +63,33 @@ export const verifyRecord = z
     problems: z.array(z.object({ snapshot: snapshotId.optional(), path: z.string(), problem: z.string() }).strict()),
   })
   .strict();
+
+/**
+ * The shape `verify` records had before respaldo verify existed: one snapshot, the newest
+ * copy at CSC re-read in full before a new copy was linked to it. Such records are read, as
+ * the record above (`fromLegacyVerify`), and never written: they stay genuine after an upgrade.
+ */
+export const legacyVerifyRecord = z
+  .object({
+    ...about,
+    ...runBy,
+    ...timeSpan,
+    snapshot: snapshotRef,
+    checksum: checksumCheck,
+    result: z.enum(['ok', 'failed']),
+    problems: z.array(z.object({ path: z.string(), problem: z.string() }).strict()),
+  })
+  .strict();
+
+/** A record of the earlier shape as one of today's: a check before a copy of one snapshot, every file read. */
+export function fromLegacyVerify(r: z.infer<typeof legacyVerifyRecord>): z.infer<typeof verifyRecord> {
+  const { snapshot, checksum, problems, ...rest } = r;
+  return {
+    ...rest,
+    reason: 'before-copy',
+    target: snapshot.target,
+    read: { data: 'all', files: checksum.files, bytes: checksum.bytes },
+    snapshots: [{ id: snapshot.id, location: snapshot.location, digest: snapshot.digest, manifest: snapshot.manifest, result: r.result, problems: checksum.mismatches }],
+    problems: problems.map((p) => ({ snapshot: snapshot.id, ...p })),
+  };
+}
