@@ -14,7 +14,6 @@
  * file is read at least once within it, whatever days the server was off. A file hard-linked
  * into several snapshots is read once.
  */
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { join } from 'node:path';
 import type { RepositoryConfig } from '../schemas/config.js';
@@ -29,7 +28,7 @@ import { lastLines } from './exec.js';
 import { exists, sha256File } from './fsutil.js';
 import { workHeader, type RecordStore } from './records.js';
 import type { SecondaryRepository } from './secondary.js';
-import type { RepositoryStore } from './target.js';
+import { parseManifest, type RepositoryStore } from './target.js';
 
 export type Role = 'primary' | 'secondary';
 
@@ -69,7 +68,6 @@ export async function readAtRestStates(records: RecordStore): Promise<Map<string
   const states = new Map<string, AtRestState>();
   const of = (repository: string) => states.get(repository) ?? states.set(repository, emptyState()).get(repository)!;
   const hex = (digest: string) => digest.replace(/^sha256:/, '');
-  const copied = new Map<string, { summary: string; manifest: string }>();
   const pruned = new Set<string>();
   const passedInFull = new Set<string>();
   // Newest first.
@@ -81,8 +79,8 @@ export async function readAtRestStates(records: RecordStore): Promise<Map<string
       const state = of(r.repository);
       const digests = { summary: hex(r.snapshot.digest), manifest: hex(r.snapshot.manifest) };
       const role: Role = r.type === 'backup' ? 'primary' : 'secondary';
-      if (r.type === 'backup' && !state.digests.has(r.snapshot.id)) state.digests.set(r.snapshot.id, digests);
-      if (r.type === 'copy' && !copied.has(`${r.repository}/${r.snapshot.id}`)) copied.set(`${r.repository}/${r.snapshot.id}`, digests);
+      // A backup record is older than the copy records of its snapshot, so read after them: its digests win.
+      if (r.type === 'backup' || !state.digests.has(r.snapshot.id)) state.digests.set(r.snapshot.id, digests);
       if (!pruned.has(`${r.repository}/${role}/${r.snapshot.id}`) && !state.kept.get(role)!.has(r.snapshot.id)) state.kept.get(role)!.set(r.snapshot.id, r.seq);
     } else if (r.type === 'prune') {
       for (const id of r.deleted) pruned.add(`${r.repository}/${r.target}/${id}`);
@@ -97,11 +95,6 @@ export async function readAtRestStates(records: RecordStore): Promise<Map<string
       if (r.read.subset && !state.rotation.has(r.target)) state.rotation.set(r.target, r.read.subset.to);
       if (r.reason === 'rotation' && !state.lastRead.has(r.target)) state.lastRead.set(r.target, new Date(r.started));
     }
-  }
-  for (const [key, digests] of copied) {
-    const [repository, id] = key.split('/') as [string, string];
-    const state = of(repository);
-    if (!state.digests.has(id)) state.digests.set(id, digests);
   }
   return states;
 }
@@ -208,7 +201,7 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
       const primaryOk = primaryHas.has(id) && (expected === undefined || (await sha256File(join(primary.snapshotDir(id), 'manifest.jsonl')).catch(() => undefined)) === `sha256:${expected.manifest}`);
       if (!primaryOk)
         entries = async function* () {
-          yield* parseManifest((await secondary!.readManifest(id, ctx.signal)) ?? Buffer.alloc(0));
+          yield* parseManifest(Readable.from([(await secondary!.readManifest(id, ctx.signal)) ?? Buffer.alloc(0)]), `CSC's manifest.jsonl of snapshot ${id}`);
         };
     }
     snapshots.push({ id, entries, manifest: expected?.manifest, summary: expected?.summary });
@@ -226,7 +219,6 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
 
   const problems = ids.flatMap((id) => (check.problems.get(id) ?? []).map((p) => ({ snapshot: id, ...p })));
   const result = problems.length ? ('failed' as const) : ('ok' as const);
-  const location = role === 'primary' ? (id: string) => primary.snapshotLocation(id) : (id: string) => secondary!.snapshotLocation(id);
   const unchecked = [...check.unchecked].map(([id, why]) => `snapshot ${id}: ${why}`);
   const body: RecordBody<'verify'> = {
     ...workHeader(repo, job, started, ctx.now()),
@@ -239,7 +231,7 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
       const expected = state.digests.get(id);
       return {
         id,
-        location: location(id),
+        location: (role === 'primary' ? primary : secondary!).snapshotLocation(id),
         digest: expected ? `sha256:${expected.summary}` : null,
         manifest: expected ? `sha256:${expected.manifest}` : null,
         result: found ? 'failed' : check.unchecked.has(id) ? 'unchecked' : 'ok',
@@ -264,18 +256,4 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
     ...(first ? { first: `snapshot ${first.snapshot}: ${first.path ? `${first.path}: ` : ''}${first.problem}` } : {}),
     unchecked,
   };
-}
-
-/** A manifest's entries from its bytes (a copy's own, fetched from CSC); a line that does not parse ends it with an error. */
-async function* parseManifest(bytes: Buffer): AsyncGenerator<ManifestEntry> {
-  let n = 0;
-  for await (const line of createInterface({ input: Readable.from([bytes]), crlfDelay: Infinity })) {
-    n++;
-    if (!line) continue;
-    try {
-      yield JSON.parse(line) as ManifestEntry;
-    } catch {
-      throw new Error(`line ${n} of the copy's manifest.jsonl is not a manifest line`);
-    }
-  }
 }

@@ -116,34 +116,13 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
       throw fail('listing the copy', list.result, list.unreachable);
     }
     const { batch } = WalkBatch.parse(list.bytes);
-    const index = new Map<string, number>();
-    for (let i = 0; i < batch.length; i++) index.set(batch.rel(i).toString('latin1'), i);
-    const seen = new Uint8Array(batch.length);
     let notFile = false;
-    for (const name of OWN) {
-      const i = index.get(name);
-      if (i === undefined) add(name, `missing ${SECONDARY}`);
-      else {
-        seen[i] = 1;
-        if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(name, `is ${TYPES[batch.type(i)]} ${SECONDARY}`);
-      }
-    }
-    for await (const e of ref.entries()) {
-      const rel = Buffer.concat([DATA, entryPath(e)]);
-      const path = rel.toString('utf8');
-      const i = index.get(rel.toString('latin1'));
-      if (i === undefined) {
-        add(path, `missing ${SECONDARY}`);
-        continue;
-      }
-      seen[i] = 1;
-      const problem = metadataDifference(batch, i, e, SECONDARY);
-      if (problem) add(path, problem);
+    const index = listingIndex(batch);
+    await compareListing(batch, index, ref.entries(), SECONDARY, 'the primary snapshot', add, (e, i) => {
       if (e.type === 'f' && batch.type(i) !== 'f') notFile = true;
-    }
+    });
     // The copy differs already: reading its files would add nothing but a wait.
     if (notFile) stop();
-    for (let i = 0; i < batch.length; i++) if (!seen[i]) add(batch.rel(i).toString('utf8'), `${SECONDARY} but not in the primary snapshot`);
 
     // A file not read back must share its inode with the same path in the older copy; one
     // that does not (the older copy lacks it, or rsync could not link it) is read back too.
@@ -200,6 +179,54 @@ function metadataDifference(batch: WalkBatch, i: number, e: ManifestEntry, where
   if (batch.mode(i) !== parseInt(e.mode, 8)) return `its permissions differ: ${batch.mode(i).toString(8).padStart(4, '0')} ${where}, ${e.mode} in the manifest`;
   if (batch.mtime(i) !== e.mtime) return `its modification time differs: ${batch.mtime(i)} ${where}, ${e.mtime} in the manifest`;
   return undefined;
+}
+
+/** A listing's places by path (latin1, so that any byte name is a key). */
+function listingIndex(batch: WalkBatch): Map<string, number> {
+  const index = new Map<string, number>();
+  for (let i = 0; i < batch.length; i++) index.set(batch.rel(i).toString('latin1'), i);
+  return index;
+}
+
+/**
+ * Compares the listing of a snapshot's folder (`index` from listingIndex) with its manifest,
+ * calling `add(path, problem)` for each difference: the folder's own entries (data/,
+ * manifest.jsonl, snapshot.yaml), every entry of the manifest (`where` names the target; a
+ * path that leaves the snapshot is named as an altered manifest), and nothing more
+ * (`manifestName` names what lacks an entry). `found` sees each entry that is in the
+ * listing, with its place there and its path in the folder. Throws when the manifest cannot
+ * be read.
+ */
+async function compareListing(batch: WalkBatch, index: Map<string, number>, entries: AsyncIterable<ManifestEntry>, where: string, manifestName: string, add: (path: string, problem: string) => void, found?: (e: ManifestEntry, i: number, path: string) => void): Promise<void> {
+  const seen = new Uint8Array(batch.length);
+  for (const name of OWN) {
+    const i = index.get(name);
+    if (i === undefined) add(name, `missing ${where}`);
+    else {
+      seen[i] = 1;
+      if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(name, `is ${TYPES[batch.type(i)]} ${where}`);
+    }
+  }
+  for await (const e of entries) {
+    const rel = entryPath(e);
+    const path = `data/${rel.toString('utf8')}`;
+    // A manifest that names a path above the snapshot was not written by respaldo: reading
+    // it would read some other file.
+    if (!insideSnapshot(rel)) {
+      add(path, 'the manifest names a path outside the snapshot: it was altered');
+      continue;
+    }
+    const i = index.get(Buffer.concat([DATA, rel]).toString('latin1'));
+    if (i === undefined) {
+      add(path, `missing ${where}`);
+      continue;
+    }
+    seen[i] = 1;
+    const problem = metadataDifference(batch, i, e, where);
+    if (problem) add(path, problem);
+    found?.(e, i, path);
+  }
+  for (let i = 0; i < batch.length; i++) if (!seen[i]) add(batch.rel(i).toString('utf8'), `${where} but not in ${manifestName}`);
 }
 
 /** The reads in READERS parts of about the same number of bytes, each in manifest order; one part when they are few. */
@@ -325,63 +352,29 @@ export async function checkStored(sh: TargetShell, base: string, snapshots: Stor
     }
     if (list.result.code !== 0 || list.unreachable) throw fail(`listing snapshot ${snap.id}`, list.result, list.unreachable);
     const { batch } = WalkBatch.parse(list.bytes);
-    const index = new Map<string, number>();
-    for (let i = 0; i < batch.length; i++) index.set(batch.rel(i).toString('latin1'), i);
-    const seen = new Uint8Array(batch.length);
-    for (const name of OWN) {
+    const here = (path: string, problem: string) => add(k, path, problem);
+    const pickRead = (e: ManifestEntry, i: number, path: string) => {
+      if (e.type !== 'f' || !batch.isFile(i) || !pick(e)) return;
+      if (!e.sha256) return here(path, 'the manifest gives no SHA-256 for this file: it cannot be checked');
+      const ino = batch.ino[i]!;
+      const read = claimed.get(ino);
+      if (!read) {
+        const r: StoredRead = { rel: Buffer.from(`${dir}/${path}`), sha256: e.sha256, size: batch.size[i]!, snapshot: k, path };
+        claimed.set(ino, r);
+        reads.push(r);
+      } else if (read.sha256 !== e.sha256) here(path, `it is the same stored file as ${read.path} of snapshot ${snapshots[read.snapshot]!.id} (a hard link), whose manifest gives it other bytes: one of the two manifests is wrong`);
+      else (read.sharers ??= []).push([k, path]);
+    };
+    const index = listingIndex(batch);
+    for (const [name, sha256] of [['manifest.jsonl', snap.manifest], ['snapshot.yaml', snap.summary]] as const) {
       const i = index.get(name);
-      if (i === undefined) add(k, name, `missing ${where}`);
-      else {
-        seen[i] = 1;
-        if (batch.type(i) !== (name === 'data' ? 'd' : 'f')) add(k, name, `is ${TYPES[batch.type(i)]} ${where}`);
-      }
-    }
-    const digests = [
-      ['manifest.jsonl', snap.manifest],
-      ['snapshot.yaml', snap.summary],
-    ] as const;
-    for (const [name, sha256] of digests) {
-      const i = index.get(name);
-      if (sha256 === undefined) add(k, name, 'no backup or copy record of this host names this snapshot: there is no signed digest to check it against (respaldo run records a snapshot an interrupted run left unrecorded)');
+      if (sha256 === undefined) here(name, 'no backup or copy record of this host names this snapshot: there is no signed digest to check it against (respaldo run records a snapshot an interrupted run left unrecorded)');
       else if (i !== undefined && batch.isFile(i)) reads.push({ rel: Buffer.from(`${dir}/${name}`), sha256, size: batch.size[i]!, snapshot: k, path: name, mismatch: 'its digest is not the one the backup record carries: it was altered or damaged' });
     }
-    try {
-      for await (const e of snap.entries()) {
-        const rel = entryPath(e);
-        const path = `data/${rel.toString('utf8')}`;
-        // A manifest that names a path above the snapshot was not written by respaldo:
-        // reading it would read some other file.
-        if (!insideSnapshot(rel)) {
-          add(k, path, 'the manifest names a path outside the snapshot: it was altered');
-          continue;
-        }
-        const i = index.get(Buffer.concat([DATA, rel]).toString('latin1'));
-        if (i === undefined) {
-          add(k, path, `missing ${where}`);
-          continue;
-        }
-        seen[i] = 1;
-        const problem = metadataDifference(batch, i, e, where);
-        if (problem) add(k, path, problem);
-        if (e.type !== 'f' || !batch.isFile(i) || !pick(e)) continue;
-        if (!e.sha256) {
-          add(k, path, 'the manifest gives no SHA-256 for this file: it cannot be checked');
-          continue;
-        }
-        const ino = batch.ino[i]!;
-        const read = claimed.get(ino);
-        if (!read) {
-          const r: StoredRead = { rel: Buffer.concat([Buffer.from(`${dir}/`), DATA, rel]), sha256: e.sha256, size: batch.size[i]!, snapshot: k, path };
-          claimed.set(ino, r);
-          reads.push(r);
-        } else if (read.sha256 !== e.sha256) add(k, path, `it is the same stored file as ${read.path} of snapshot ${snapshots[read.snapshot]!.id} (a hard link), whose manifest gives it other bytes: one of the two manifests is wrong`);
-        else (read.sharers ??= []).push([k, path]);
-      }
-    } catch (e) {
+    await compareListing(batch, index, snap.entries(), where, "the snapshot's manifest", here, pickRead).catch((e: unknown) => {
       if (signal?.aborted) throw e;
-      add(k, 'manifest.jsonl', `cannot be read: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    for (let i = 0; i < batch.length; i++) if (!seen[i]) add(k, batch.rel(i).toString('utf8'), `${where} but not in the snapshot's manifest`);
+      here('manifest.jsonl', `cannot be read: ${e instanceof Error ? e.message : String(e)}`);
+    });
   }
   const parts = await Promise.all(split(reads).map((part) => hashPart(sh, base, part, where, signal, fail)));
   for (const part of parts)

@@ -57,19 +57,18 @@ export async function readCopyStates(records: RecordStore): Promise<Map<string, 
   const states = new Map<string, CopyState>();
   const of = (repository: string) => states.get(repository) ?? states.set(repository, emptyState()).get(repository)!;
   // Newest first: the first copy record of a snapshot is its newest.
-  const copiedSince = new Set<string>();
   for (const file of await records.list()) {
     if (file.type !== 'backup' && file.type !== 'copy' && file.type !== 'verify') continue;
     const record = await records.read(file);
     if (!record || (record.type !== 'backup' && record.type !== 'copy' && record.type !== 'verify')) continue;
     const state = of(record.repository);
     if (record.type === 'verify') {
-      // A copy at CSC found damaged (or lost) at rest, and not copied again since: copied again now.
+      // A copy at CSC found damaged (or lost) at rest, and not copied again since (no newer
+      // copy record, read before this one): copied again now.
       if (record.reason !== 'before-copy' && record.target === 'secondary')
-        for (const s of record.snapshots) if (s.result === 'failed' && !copiedSince.has(`${record.repository}/${s.id}`) && !state.mismatched.has(s.id)) state.mismatched.set(s.id, `the check at rest of CSC's copies (verify record ${record.seq}) found it does not match its manifest`);
+        for (const s of record.snapshots) if (s.result === 'failed' && !state.copied.has(s.id) && !state.mismatched.has(s.id)) state.mismatched.set(s.id, `the check at rest of CSC's copies (verify record ${record.seq}) found it does not match its manifest`);
       continue;
     }
-    if (record.type === 'copy') copiedSince.add(`${record.repository}/${record.snapshot.id}`);
     if (record.type === 'backup') {
       if (!state.digests.has(record.snapshot.id)) state.digests.set(record.snapshot.id, { summary: record.snapshot.digest, manifest: record.snapshot.manifest });
       const at = new Date(record.at);

@@ -53,3 +53,8 @@ export class BackupFailure extends Error {
     this.name = 'BackupFailure';
   }
 }
+
+/** What went wrong and, for a BackupFailure, what to do: "message; hint". */
+export function withHint(e: unknown): string {
+  return e instanceof BackupFailure ? `${e.message}; ${e.hint}` : messageOf(e);
+}

@@ -75,11 +75,18 @@ export class RecordStore {
     return this.headCache ?? undefined;
   }
 
-  /** Reads and parses one record; undefined when it does not parse (verify reports why). */
+  /**
+   * Reads and parses one record; undefined when it does not parse (verify reports why).
+   * Records never change once written: each is parsed once per store, however many of a
+   * run's scans (history, copies, checks at rest, prune) read it.
+   */
   async read(file: RecordFile): Promise<AnyRecord | undefined> {
-    const parsed = parseRecord(await readFile(file.path, 'utf8'));
-    return parsed.ok ? parsed.record : undefined;
+    let parsed = this.parsed.get(file.path);
+    if (!parsed) this.parsed.set(file.path, (parsed = readFile(file.path, 'utf8').then((text) => ((r) => (r.ok ? r.record : undefined))(parseRecord(text)))));
+    return parsed;
   }
+
+  private readonly parsed = new Map<string, Promise<AnyRecord | undefined>>();
 
   /**
    * Removes what an interrupted append leaves: temporary files and a signature whose record

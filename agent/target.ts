@@ -252,6 +252,25 @@ export class LocalTarget {
   }
 }
 
+/** A manifest line that is not one: `name:line: not a manifest line (why)`. */
+export class ManifestLineError extends Error {}
+
+/** A manifest's entries from a stream of its bytes, `name` naming it in a ManifestLineError. */
+export async function* parseManifest(input: NodeJS.ReadableStream, name: string): AsyncGenerator<ManifestEntry> {
+  let n = 0;
+  for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+    n++;
+    if (!line) continue;
+    let entry: ManifestEntry;
+    try {
+      entry = JSON.parse(line) as ManifestEntry;
+    } catch (e) {
+      throw new ManifestLineError(`${name}:${n}: not a manifest line (${messageOf(e)})`);
+    }
+    yield entry;
+  }
+}
+
 export class RepositoryStore {
   constructor(
     readonly base: string,
@@ -428,22 +447,10 @@ export class RepositoryStore {
   /** The entries of a complete snapshot's manifest, streamed; a line that does not parse is named by file and line. */
   async *manifestEntries(id: string): AsyncGenerator<ManifestEntry> {
     const file = join(this.snapshotDir(id), 'manifest.jsonl');
-    const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-    let n = 0;
     try {
-      for await (const line of lines) {
-        n++;
-        if (!line) continue;
-        let entry: ManifestEntry;
-        try {
-          entry = JSON.parse(line) as ManifestEntry;
-        } catch (e) {
-          throw new BackupFailure('manifest', `${file}:${n}: not a manifest line (${messageOf(e)})`, this.damaged(id));
-        }
-        yield entry;
-      }
+      yield* parseManifest(createReadStream(file), file);
     } catch (e) {
-      if (e instanceof BackupFailure) throw e;
+      if (e instanceof ManifestLineError) throw new BackupFailure('manifest', e.message, this.damaged(id));
       throw new BackupFailure('manifest', `cannot read ${file}: ${messageOf(e)}`, this.damaged(id));
     }
   }

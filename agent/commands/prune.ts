@@ -10,7 +10,7 @@ import type { Retention, RepositoryConfig } from '../../schemas/config.js';
 import type { Config } from '../config.js';
 import { loadConfig } from '../config.js';
 import type { Context } from '../context.js';
-import { BackupFailure, Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
+import { Exit, messageOf, RespaldoError, usageError, withHint, type ExitCode } from '../errors.js';
 import { copyStateOf, pendingCopies, readCopyStates } from '../copy.js';
 import { readHistory } from '../history.js';
 import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
@@ -88,7 +88,7 @@ export async function runPrune(ctx: Context, opts: PruneOptions): Promise<ExitCo
     const verifications = await readVerifications(records);
     const unreachable = new Map<string, string>();
     for (const t of targets)
-      await t.check().catch((e: unknown) => unreachable.set(t.role, e instanceof BackupFailure ? `${e.message}; ${e.hint}` : messageOf(e)));
+      await t.check().catch((e: unknown) => unreachable.set(t.role, withHint(e)));
 
     for (const repo of selected) {
       if (ctx.signal.aborted) break;

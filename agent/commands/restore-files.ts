@@ -27,7 +27,7 @@ import { copyLabel } from '../copy.js';
 import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { lastLines, runTool } from '../exec.js';
 import { exists, sha256File } from '../fsutil.js';
-import { HashPool } from '../hashing.js';
+import { HashPool, statOf } from '../hashing.js';
 import { snapshotTime } from '../retention.js';
 import { lockAndRecover, operatorName, publishRecords, type Host } from '../host.js';
 import type { Secondary } from '../secondary.js';
@@ -179,9 +179,9 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
         const restoring = copyTree(primary.linkDest(chosen.id), to, wanted, scratch, [], occupied ? 'rewrite' : 'quick', ctx.signal).then((tool) => {
           copiedBy = tool;
         });
-        // A whole snapshot into an empty folder is read back while rsync restores the rest
-        // (rsync writes each file once there; paths asked for may overlap, and write one twice).
-        // Its failure is awaited there, not left unhandled meanwhile.
+        // A whole snapshot into an empty folder is read back while the copy restores the rest
+        // (cp or rsync writes each file once there; paths asked for may overlap, and write one
+        // twice). Its failure is awaited there, not left unhandled meanwhile.
         const early = !occupied && !wanted.length;
         restoring.catch(() => {});
         if (!early) await restoring;
@@ -264,7 +264,7 @@ async function copyTree(data: string, to: string, wanted: Buffer[], scratch: str
     if (result.code === 0) return 'cp';
     // A file of the snapshot that cannot be read is the primary's to answer for (CSC's copy
     // is borrowed); anything else is the destination's.
-    if (result.stderr.includes(`'${data}/`)) throw new RespaldoError(`reading the snapshot failed: ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: 'check the primary disk (dmesg)' });
+    if (result.stderr.includes(`'${data}/`)) throw unreadableSnapshot(result.stderr);
     throw new RespaldoError(`cp could not restore into ${to}: exit code ${result.code}: ${lastLines(result.stderr, 2)}`, {
       exitCode: Exit.nothing,
       hint: `check the space and permissions of ${to}; it holds what was copied before the error, the last file perhaps cut short: empty it and run again`,
@@ -287,10 +287,14 @@ async function copyTree(data: string, to: string, wanted: Buffer[], scratch: str
   if (result.code === 23 && wanted.length && /link_stat .* failed: No such file/.test(result.stderr))
     throw usageError(`a path asked for is not in the snapshot: ${lastLines(result.stderr, 1)}`, 'give the original path of a file or folder that was backed up (e.g. --path /etc/nginx/nginx.conf)');
   // A file of JAA's snapshot that cannot be read is the primary's to answer for (CSC's copy is borrowed).
-  if (result.code !== 0 && !remote && result.stderr.includes('[sender]') && result.stderr.includes(`"${data}/`))
-    throw new RespaldoError(`reading the snapshot failed: ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: 'check the primary disk (dmesg)' });
+  if (result.code !== 0 && !remote && result.stderr.includes('[sender]') && result.stderr.includes(`"${data}/`)) throw unreadableSnapshot(result.stderr);
   if (result.code !== 0) throw new RespaldoError(`rsync could not restore into ${to}: exit code ${result.code}: ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: `check the space and permissions of ${to}` });
   return 'rsync';
+}
+
+/** A file of JAA's snapshot that the copy could not read: the caller borrows CSC's copy (its message does not name the destination). */
+function unreadableSnapshot(stderr: string): RespaldoError {
+  return new RespaldoError(`reading the snapshot failed: ${lastLines(stderr, 2)}`, { exitCode: Exit.nothing, hint: 'check the primary disk (dmesg)' });
 }
 
 /** Copies one file from the secondary target into `dest`. */
@@ -328,7 +332,7 @@ async function check(store: RepositoryStore, id: string, to: string, wanted: Buf
     try {
       left = await readWhileRestoring(expected, read, restoring, signal);
     } catch (e) {
-      await restoring.catch(() => {}); // rsync stops writing into `to` before the restore ends
+      await restoring.catch(() => {}); // the copy stops writing into `to` before the restore ends
       throw e;
     }
   for (let i = 0; i < left.length; i += 512) await read(left.slice(i, i + 512));
@@ -343,17 +347,17 @@ interface Expected {
   mtime: string;
 }
 
-/** Files looked at per pass while rsync restores, and the pause between passes that find none. */
+/** Files looked at per pass while the copy restores, and the pause between passes that find none. */
 const PASS_FILES = 20_000;
 const PASS_PAUSE_MS = 200;
 
 /**
- * Reads back, while rsync restores into a folder that was empty, the files already in
- * place; returns those left for after it. rsync writes each file under a temporary name
- * and renames it once its bytes, owner and times are set, and writes it only once: a file
- * at its final path with the manifest's size and time to the nanosecond is complete. So the
- * check runs on the second core while rsync copies, instead of after it. Waits for
- * `restoring` and fails as it does.
+ * Reads back, while cp or rsync restores into a folder that was empty, the files already in
+ * place; returns those left for after it. Each writes a file only once, and sets its times
+ * only after all its bytes (rsync renames a temporary file into place once its bytes, owner
+ * and times are set; cp writes the bytes, then sets the times): a file at its final path with
+ * the manifest's size and time to the nanosecond is complete. So the check runs on the second
+ * core while the copy runs, instead of after it. Waits for `restoring` and fails as it does.
  */
 async function readWhileRestoring(expected: Expected[], read: (batch: Expected[]) => Promise<void>, restoring: Promise<void>, signal: AbortSignal): Promise<Expected[]> {
   let over = false;
@@ -391,12 +395,11 @@ function inPlace(e: Expected): boolean {
   try {
     st = lstatSync(e.path, { bigint: true, throwIfNoEntry: false });
   } catch {
-    return false; // read once rsync is done, where its error is reported
+    return false; // read once the copy is done, where its error is reported
   }
   if (!st?.isFile() || Number(st.size) !== e.size) return false;
-  const sec = st.mtimeNs / 1_000_000_000n - (st.mtimeNs < 0n && st.mtimeNs % 1_000_000_000n !== 0n ? 1n : 0n);
-  const nanos = st.mtimeNs - sec * 1_000_000_000n;
-  return isoFromEpoch(`${sec}.${nanos.toString().padStart(9, '0')}`) === e.mtime;
+  const { mtimeSec, mtimeNsec } = statOf(st);
+  return isoFromEpoch(`${mtimeSec}.${String(mtimeNsec).padStart(9, '0')}`) === e.mtime;
 }
 
 async function record(
@@ -435,7 +438,6 @@ async function record(
   await publishRecords(ctx, host, [`hosts/${config.host}`], `respaldo ${config.host}: record ${appended.seq}: restore of ${repo.name} from ${chosen.id} (${result})`);
   return appended;
 }
-
 
 /**
  * A folder owned by this user that no one else may write to, under folders that no one else

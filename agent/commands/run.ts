@@ -4,7 +4,7 @@ import { backupRepository, recordSnapshot } from '../backup.js';
 import { copyRepository, copyStateOf, readCopyStates } from '../copy.js';
 import type { Context } from '../context.js';
 import { compareSnapshotIds } from '../../schemas/common.js';
-import { BackupFailure, Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
+import { Exit, messageOf, RespaldoError, usageError, withHint, type ExitCode } from '../errors.js';
 import { HashPool } from '../hashing.js';
 import { readHistory, type RepositoryHistory } from '../history.js';
 import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
@@ -173,18 +173,18 @@ async function verifyDue(ctx: Context, host: Host, target: LocalTarget, secondar
   const { config, records } = host;
   let failed = 0;
   const done: string[] = [];
-  let states: Awaited<ReturnType<typeof readAtRestStates>> | undefined;
+  const repos = config.repositories.filter((r) => rereadPeriod(config, r) !== undefined);
+  if (!repos.length) return { failed, done };
+  const states = await readAtRestStates(records);
   const cscUp = secondary ? await secondary.check(ctx.signal).then(() => true, () => false) : false;
-  for (const repo of config.repositories) {
-    const period = rereadPeriod(config, repo);
-    if (period === undefined) continue;
+  for (const repo of repos) {
+    const period = rereadPeriod(config, repo)!;
     const primary = target.repository(config.host, repo.name);
     const roles: Role[] = cscUp ? ['primary', 'secondary'] : ['primary'];
     for (const role of roles) {
       if (ctx.signal.aborted) return { failed, done };
       const store = role === 'secondary' ? secondary!.repository(config.host, repo.name) : undefined;
       try {
-        states ??= await readAtRestStates(records);
         const state = atRestStateOf(states, repo.name);
         const lastRead = state.lastRead.get(role);
         // The oldest snapshot matters only before the first daily share: CSC is asked for its list then only.
@@ -202,7 +202,7 @@ async function verifyDue(ctx: Context, host: Host, target: LocalTarget, secondar
       } catch (e) {
         if (e instanceof RespaldoError) throw e;
         if (ctx.signal.aborted) return { failed, done };
-        ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the check at rest of the ${role} target could not run: ${e instanceof BackupFailure ? `${e.message}; ${e.hint}` : messageOf(e)}; it is tried again on the next run` });
+        ctx.reporter.event({ type: 'warning', repository: repo.name, message: `the check at rest of the ${role} target could not run: ${withHint(e)}; it is tried again on the next run` });
       }
     }
   }

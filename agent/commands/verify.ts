@@ -11,7 +11,7 @@
 import type { RepositoryConfig } from '../../schemas/config.js';
 import { atRestStateOf, readAtRestStates, verifyAtRest, type DataRead, type Role } from '../at-rest.js';
 import type { Context } from '../context.js';
-import { BackupFailure, Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
+import { Exit, RespaldoError, usageError, withHint, type ExitCode } from '../errors.js';
 import { lockAndRecover, openHost, operatorName, publishRecords } from '../host.js';
 import { formatBytes } from '../report.js';
 import { openSecondary } from '../secondary-rsyncd.js';
@@ -70,8 +70,8 @@ export async function runVerify(ctx: Context, opts: VerifyOptions): Promise<Exit
   try {
     const states = await readAtRestStates(records);
     const reachable = new Map<Role, string | undefined>();
-    reachable.set('primary', await primary.check().then(() => undefined, (e: unknown) => describeError(e)));
-    if (secondary) reachable.set('secondary', await secondary.check(ctx.signal).then(() => undefined, (e: unknown) => describeError(e)));
+    reachable.set('primary', await primary.check().then(() => undefined, (e: unknown) => withHint(e)));
+    if (secondary) reachable.set('secondary', await secondary.check(ctx.signal).then(() => undefined, (e: unknown) => withHint(e)));
     for (const repo of selected) {
       for (const role of roles) {
         if (ctx.signal.aborted) break;
@@ -117,7 +117,7 @@ export async function runVerify(ctx: Context, opts: VerifyOptions): Promise<Exit
           if (e instanceof RespaldoError) throw e;
           if (ctx.signal.aborted) break;
           bad++;
-          const why = describeError(e);
+          const why = withHint(e);
           lines.push(`${head}: NOT CHECKED: ${why}`);
           rows.push({ repository: repo.name, target: role, error: why });
         }
@@ -132,10 +132,6 @@ export async function runVerify(ctx: Context, opts: VerifyOptions): Promise<Exit
   ctx.reporter.result(lines.join('\n'), { repositories: rows });
   if (ctx.signal.aborted) return Exit.interrupted;
   return bad ? Exit.partial : Exit.ok;
-}
-
-function describeError(e: unknown): string {
-  return e instanceof BackupFailure ? `${e.message}; ${e.hint}` : messageOf(e);
 }
 
 /** What to do about a copy found damaged at rest. */
