@@ -17,7 +17,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareSnapshotIds } from '../schemas/common.js';
 import type { RepositoryConfig } from '../schemas/config.js';
-import type { ManifestEntry } from '../schemas/manifest.js';
+import { entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
 import { digestOf, type RecordBody } from '../schemas/record.js';
 import { failureBody } from './backup.js';
 import type { Config } from './config.js';
@@ -29,7 +29,7 @@ import { checkSnapshot } from './manifest.js';
 import type { CopyReference, Difference } from './copy-check.js';
 import { RecordStore, workHeader } from './records.js';
 import type { Redact } from './redact.js';
-import type { Secondary, SecondaryRepository } from './secondary.js';
+import type { Delivery, LinkPlan, Secondary, SecondaryRepository } from './secondary.js';
 import type { RepositoryStore } from './target.js';
 
 /** What the records say about one repository's copies. */
@@ -120,6 +120,8 @@ export interface CopyJob {
   state: CopyState;
 }
 
+/** How often what a transfer wrote at CSC is flushed while it goes on. */
+const EARLY_FLUSH_MS = 2000;
 /** Milliseconds as seconds to the millisecond, as the events report them. */
 const seconds = (ms: number) => Math.round(ms) / 1000;
 
@@ -264,21 +266,22 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const waited = ctx.now().getTime() - (state.recorded.get(id)?.getTime() ?? 0);
       if (waited > STALE_MS && store.method === 'rsync-checksum' && !lost.includes(id)) await checkPrimary(job, id);
       const linkFrom = there.filter((s) => compareSnapshotIds(s, id) < 0).at(-1);
-      const t0 = performance.now();
-      const before = linkFrom && store.method === 'rehash' ? await inodesOf(primary, linkFrom) : undefined;
-      const ref = await reference(id, before && linkFrom ? { from: linkFrom, reread: (e) => !before.has(e.ino) } : undefined);
-      const list = seconds(performance.now() - t0);
+      // What changed since the older copy is worked out from the manifests while CSC links it.
+      const changes = linkFrom && store.method === 'rehash' ? changesSince(primary, linkFrom, id).catch(() => undefined) : Promise.resolve(undefined);
+      const ref = changes.then((c) => reference(id, c && linkFrom ? { from: linkFrom, reread: (e) => !c.inodes.has(e.ino) } : undefined));
+      ref.catch(() => {});
       // What the backup stored anew since its previous snapshot is what goes to CSC, when
       // CSC has that one: under SMALL_BYTES it shares the run's SSH connection.
       const { summary } = await readSummary(id);
-      const small = before !== undefined && summary.previous?.id === linkFrom && summary.changed.bytes < SMALL_BYTES;
-      const phases = await deliverExact(store, ref, id, linkFrom, ctx.signal, false, small);
+      const small = store.method === 'rehash' && linkFrom !== undefined && summary.previous?.id === linkFrom && summary.changed.bytes < SMALL_BYTES;
+      const phases = await deliverExact(store, primary.snapshotDir(id), ref, id, { ...(linkFrom ? { linkFrom } : {}), small, plan: changes.then((c) => c?.plan) }, ctx.signal);
+      const before = await changes;
       scope.set(id, before ? 'changed' : 'full');
       const t1 = performance.now();
       await store.publish(primary.snapshotDir(id), id, false, ctx.signal);
       there.push(id);
       there.sort(compareSnapshotIds);
-      await record(id, started, lost.includes(id), { list, ...phases, publish: seconds(performance.now() - t1) });
+      await record(id, started, lost.includes(id), { ...phases, publish: seconds(performance.now() - t1) });
     }
     if (archive && !ctx.signal.aborted) await store.deliverArchive(archive, ctx.signal);
     if (unrepaired.length) throw unrepaired[0];
@@ -295,53 +298,127 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   }
 }
 
+/** Markers in changesSince's map of the older snapshot, where a file has its inode. */
+const FOLDER = -1;
+const OTHER = -2;
+/** A copy's own entries outside `data/`, sent by every LinkPlan ("." for the folder's mode and time). */
+const OWN_ENTRIES = ['.', 'data', 'manifest.jsonl', 'snapshot.yaml'];
+
 /**
- * The inodes of snapshot `linkFrom`'s files on the primary: a file of a later snapshot with
- * another inode was stored anew (the others are hard links there, and rsync links them to
- * the copy of `linkFrom` at CSC too). Undefined when `linkFrom` is no longer on the
- * primary: then every file is read back.
+ * What snapshot `id` changed since `linkFrom`, by their manifests on the primary:
+ * - `inodes`, of `linkFrom`'s files there: a file of `id` with another inode was stored
+ *   anew, and is read back at CSC; the others are hard links on the primary, and at CSC too.
+ * - `plan`, what a target that runs scripts removes from a hard-linked copy of `linkFrom`,
+ *   and what rsync sends (see LinkPlan in secondary.ts).
+ *
+ * Undefined when `linkFrom` is no longer on the primary (every file is then read back);
+ * without a plan when a path would lead through something that is not a folder, of the
+ * older copy for what is removed or of the snapshot for what is sent (a manifest altered:
+ * rsync then walks the tree as it does without a plan, and the check says what differs).
  */
-async function inodesOf(primary: RepositoryStore, linkFrom: string): Promise<Set<number> | undefined> {
+async function changesSince(primary: RepositoryStore, linkFrom: string, id: string): Promise<{ inodes: Set<number>; plan?: LinkPlan } | undefined> {
   const inodes = new Set<number>();
+  // The older snapshot's entries by path (bytes as latin1): inode, FOLDER or OTHER.
+  const older = new Map<string, number>();
+  const olderFolders = new Set<string>();
   try {
-    for await (const e of primary.manifestEntries(linkFrom)) if (e.type === 'f') inodes.add(e.ino);
+    for await (const e of primary.manifestEntries(linkFrom)) {
+      const rel = entryPath(e);
+      // A path no snapshot holds (a manifest altered): no plan removes anything by it.
+      if (!insideSnapshot(rel)) return undefined;
+      const key = rel.toString('latin1');
+      if (e.type === 'f') inodes.add(e.ino);
+      else if (e.type === 'd') olderFolders.add(key);
+      older.set(key, e.type === 'f' ? e.ino : e.type === 'd' ? FOLDER : OTHER);
+    }
   } catch {
     return undefined;
   }
-  return inodes;
+  const send: string[] = [];
+  const remove: string[] = [];
+  const folders = new Set<string>();
+  try {
+    for await (const e of primary.manifestEntries(id)) {
+      const rel = entryPath(e);
+      if (!insideSnapshot(rel)) return { inodes };
+      const key = rel.toString('latin1');
+      const was = older.get(key);
+      older.delete(key);
+      if (e.type === 'f' && was === e.ino) continue;
+      send.push(key);
+      if (e.type === 'd') folders.add(key);
+      // Another type there, or a link or special file (made anew): removed first. A file
+      // that changed stays, as the base of rsync's delta, until rsync renames its new one over it.
+      if (was !== undefined && !(e.type === 'f' && was >= 0) && !(e.type === 'd' && was === FOLDER)) remove.push(key);
+    }
+  } catch {
+    return { inodes };
+  }
+  remove.push(...older.keys());
+  const through = (key: string, dirs: Set<string>) => {
+    for (let i = key.indexOf('/'); i !== -1; i = key.indexOf('/', i + 1)) if (!dirs.has(key.slice(0, i))) return false;
+    return true;
+  };
+  if (!remove.every((k) => through(k, olderFolders)) || !send.every((k) => through(k, folders))) return { inodes };
+  const list = (keys: string[], own: string[] = []) => Buffer.from([...own.map((k) => `${k}\0`), ...keys.map((k) => `data/${k}\0`)].join(''), 'latin1');
+  return { inodes, plan: { send: list(send, OWN_ENTRIES), remove: list(remove) } };
 }
 
 /** "path: what differs", for messages. */
 const describe = (d: Difference) => (d.path ? `${d.path}: ${d.problem}` : d.problem);
 
 /**
- * Copies a snapshot into `incomplete/` at the target and compares it there with the
- * reference: with its `reread`, the files stored anew are read back and the whole tree is
- * listed (the hard links to the older copy were read when it was made; the newest copy's
- * full comparison on later runs and CSC's receipts re-read them); otherwise every file is
- * read. A file linked from an older copy that was damaged since makes a comparison differ:
- * the snapshot is then copied once more with `--checksum`, which links a file only when
- * its bytes match, and every file is read back.
+ * Copies the primary's snapshot folder `dir` into `incomplete/` at the target (as `how`
+ * says) and compares it there with the reference, which may still be being worked out
+ * while the transfer starts: with its `reread`, the files stored anew are read back and the
+ * whole tree is listed (the hard links to the older copy were read when it was made; the
+ * newest copy's full comparison on later runs and CSC's receipts re-read them); otherwise
+ * every file is read. A file linked from an older copy that was damaged since, or a plan
+ * that went wrong, makes a comparison differ: the snapshot is then copied once more with
+ * `--checksum` over the whole tree, which links a file only when its bytes match, and
+ * every file is read back. The phases' seconds are returned for the `copied` event.
  */
-async function deliverExact(store: SecondaryRepository, ref: CopyReference, id: string, linkFrom: string | undefined, signal: AbortSignal, checksum = false, small = false): Promise<{ transfer: number; compare: number }> {
+async function deliverExact(store: SecondaryRepository, dir: string, reference: CopyReference | Promise<CopyReference>, id: string, how: Delivery, signal: AbortSignal): Promise<{ link?: number; transfer: number; compare: number; again?: number }> {
   const t0 = performance.now();
   let t1 = t0;
-  const { reread: _reread, linkedFrom: _linkedFrom, ...all } = ref;
+  let again: number | undefined;
   try {
     // The disk at CSC writes the copy back while the comparison reads it from its cache.
     const compare = async (r: CopyReference) => (await Promise.all([store.differences(r, id, 'incomplete', signal), store.flush(id, signal)]))[0];
-    await store.deliver(ref.dir, id, linkFrom, checksum, signal, small);
+    // What arrives at CSC goes to its disk while the transfer goes on (the kernel would hold
+    // it for 30 s): the flush after the transfer is then left with the last seconds' bytes
+    // (a second less for 2 GiB).
+    let flushing: Promise<void> | undefined;
+    const early = setInterval(() => {
+      flushing ??= store.flush(id, signal).then(
+        () => (flushing = undefined),
+        () => (flushing = undefined),
+      );
+    }, EARLY_FLUSH_MS);
+    let linked: number | undefined;
+    try {
+      linked = await store.deliver(dir, id, how, signal);
+    } finally {
+      clearInterval(early);
+      await flushing;
+    }
     t1 = performance.now();
-    let differences = await compare(checksum ? all : ref);
-    if (differences.length && linkFrom && !checksum) {
-      await store.deliver(ref.dir, id, linkFrom, true, signal);
+    const ref = await reference;
+    const { reread: _reread, linkedFrom: _linkedFrom, ...all } = ref;
+    let differences = await compare(how.checksum ? all : ref);
+    if (differences.length && how.linkFrom && !how.checksum) {
+      const t2 = performance.now();
+      await store.deliver(ref.dir, id, { linkFrom: how.linkFrom, checksum: true }, signal);
+      again = seconds(performance.now() - t2);
       differences = await compare(all);
     }
     if (differences.length)
       throw new BackupFailure('copy', `the copy of snapshot ${id} at the secondary target does not match the primary's manifest after the transfer: ${differences.length} difference(s); first: ${describe(differences[0]!)}`, "check both disks (dmesg, smartctl): a file that differs from the manifest on JAA's disk too was damaged there, and respaldo verify on the primary names it; the copy is retried on the next run", {
         detail: differences.slice(0, 20).map(describe).join('\n'),
       });
-    return { transfer: seconds(t1 - t0), compare: seconds(performance.now() - t1) };
+    // `again`: the transfer made once more with --checksum, after the first copy differed.
+    const compared = seconds(performance.now() - t1 - (again ?? 0) * 1000);
+    return { ...(linked !== undefined ? { link: seconds(linked * 1000) } : {}), transfer: seconds(t1 - t0 - (linked ?? 0) * 1000), compare: compared, ...(again !== undefined ? { again } : {}) };
   } catch (e) {
     await store.discard(id);
     throw e;
@@ -382,6 +459,6 @@ async function checkPrimary(job: CopyJob, id: string, context = '', differences:
 async function replace(job: CopyJob, store: SecondaryRepository, ref: CopyReference, id: string, differences: Difference[]): Promise<void> {
   await checkPrimary(job, id, `the copy of snapshot ${id} at the secondary target differs from the primary's (${differences.length} place(s)), and `, differences);
   // Linked to the damaged copy only where the bytes match (--checksum from the start).
-  await deliverExact(store, ref, id, id, job.ctx.signal, true);
+  await deliverExact(store, ref.dir, ref, id, { linkFrom: id, checksum: true }, job.ctx.signal);
   await store.publish(ref.dir, id, true, job.ctx.signal);
 }

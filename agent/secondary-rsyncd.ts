@@ -32,7 +32,7 @@ import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import type { SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
-import { COPY_ARGS, SecondaryTarget, type Secondary, type SecondaryRepository } from './secondary.js';
+import { COPY_ARGS, SecondaryTarget, type Delivery, type Secondary, type SecondaryRepository } from './secondary.js';
 import type { CopyReference, Difference, StoredCheck, StoredSnapshot } from './copy-check.js';
 import { entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
 import { sha256File } from './fsutil.js';
@@ -342,7 +342,7 @@ class RsyncDaemonStore implements SecondaryRepository {
    * short, or a damaged copy being repaired, whose `snapshot.yaml` goes first) is reused,
    * with `--checksum`: a file in it is kept only when its bytes match.
    */
-  async deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal): Promise<void> {
+  async deliver(dir: string, id: string, { linkFrom, checksum = false }: Delivery, signal?: AbortSignal): Promise<undefined> {
     const { exists, ids } = await this.folders(signal);
     if (!exists) await this.makeFolders(signal);
     const there = ids.get(id);
@@ -362,6 +362,7 @@ class RsyncDaemonStore implements SecondaryRepository {
       const known = this.target.explain(result);
       throw this.target.failure(`copying snapshot ${id}`, result, known?.unreachable ? 'the connection to CSC was lost: the copy is retried on the next run' : undefined);
     }
+    return undefined;
   }
 
   /**

@@ -42,8 +42,58 @@ function rsyncWord(word: string): string {
   throw new BackupFailure('copy', `${word} holds both kinds of quote, which rsync's -e cannot pass to ssh`, 'rename the key file, known_hosts file or state folder');
 }
 
+/**
+ * `rmtree PATH`: `rm -rf`, for a login that is not root too: a folder that came read-only
+ * (0555, as Go's module cache has them) is made writable first, or rm could not empty it.
+ * Only folders change mode, and a folder is never a hard link: no other copy changes.
+ */
+export const RMTREE = 'rmtree() { if [ "$(id -u)" != 0 ] && [ -d "$1" ] && [ ! -L "$1" ]; then find "$1" -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; fi; rm -rf -- "$1"; }; ';
+/** A later copy begun from the older copy $2 (see LinkPlan): hard-linked whole into $1. */
+export const LINK = `${RMTREE}rmtree "$1" && exec cp -al -- "$2" "$1"`;
+/**
+ * Then what stdin names (NUL-separated, relative to the copy $1) removed from it, each
+ * folder it is removed from made writable (its mode is sent again after).
+ */
+export const REMOVE = 'cd "$1" && exec xargs -0 -r sh -c "$2" sh';
+export const REMOVE_EACH = `${RMTREE}for p; do case $p in */*) d=\${p%/*} ;; *) d=. ;; esac; [ -w "$d" ] || chmod u+wx -- "$d"; rmtree "$p"; done`;
+
 /** rsync's options for copies and for comparing them: the primary's snapshot exactly, times to the nanosecond. */
 export const COPY_ARGS = ['-a', '--numeric-ids', '--modify-window=-1', '--delete'];
+
+/** How `deliver` copies a snapshot. */
+export interface Delivery {
+  /** An older complete copy at the target: files unchanged since are hard links to it. */
+  linkFrom?: string;
+  /** A file is linked only when its bytes match: a repair must not link the damaged file it replaces. */
+  checksum?: boolean;
+  /** A few files to send (a later copy after a small change), worth no connection of their own. */
+  small?: boolean;
+  /**
+   * What the manifests say changed since `linkFrom` (see LinkPlan), worked out while the
+   * target links the older copy; undefined: rsync walks the whole tree.
+   */
+  plan?: Promise<LinkPlan | undefined>;
+  /** After a plan's transfer failed: what it left at the target goes first. */
+  again?: boolean;
+}
+
+/**
+ * A later copy made from the older copy at the target, as the two snapshots' manifests
+ * tell, rather than by rsync's walk of the whole tree: `--link-dest` looks up and links
+ * every file one at a time (3 s of the 3.3 s that rsync took for a 1% change of 20,000
+ * files). The target hard-links the older copy whole (`cp -al`, 0.3 s there), removes
+ * what `remove` names, and rsync sends only what `send` names (`--files-from`, with
+ * `--ignore-times`: a file that changed keeps neither its old bytes nor its old inode,
+ * as rsync writes it anew and renames it into place). The copy is then checked as any
+ * other: what the plan got wrong is a difference, and the copy is made again with
+ * `--checksum` over the whole tree.
+ */
+export interface LinkPlan {
+  /** Paths relative to the snapshot's folder, each ended by a NUL: every folder, and every entry that is not the older copy's file. */
+  send: Buffer;
+  /** Paths relative to the snapshot's folder, each ended by a NUL: what the older copy holds that the snapshot does not, or holds as another type. */
+  remove: Buffer;
+}
 
 /**
  * CSC's target as the copy, the restore and the prune use it, however it is reached:
@@ -75,8 +125,11 @@ export interface SecondaryRepository extends PruneStore {
   snapshots(signal?: AbortSignal): Promise<string[]>;
   /** `snapshots`, for a run that copies: what a copy cut short left is cleared, the folders made. */
   prepare(signal?: AbortSignal): Promise<string[]>;
-  /** `small`: a few files to send (a later copy after a small change), worth no connection of their own. */
-  deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal, small?: boolean): Promise<void>;
+  /**
+   * Copies the primary's snapshot folder `dir` into `incomplete/<id>` at the target. Returns
+   * the seconds spent linking the older copy when `how.plan` was followed, else undefined.
+   */
+  deliver(dir: string, id: string, how: Delivery, signal?: AbortSignal): Promise<number | undefined>;
   /**
    * How `differences` compares, as copy records say: `rehash` honours the reference's
    * `reread`; `rsync-checksum` reads every file back.
@@ -285,7 +338,7 @@ export class SecondaryStore implements SecondaryRepository {
    * same connection: `deliver` needs nothing more done at the target.
    */
   async prepare(signal?: AbortSignal): Promise<string[]> {
-    return this.list('umask 077; mkdir -p "$1" "$2" && rm -rf "$2" && mkdir "$2" || exit 1;', signal);
+    return this.list(`${RMTREE}umask 077; mkdir -p "$1" "$2" && rmtree "$2" && mkdir "$2" || exit 1;`, signal);
   }
 
   private async list(before: string, signal?: AbortSignal): Promise<string[]> {
@@ -306,33 +359,54 @@ export class SecondaryStore implements SecondaryRepository {
 
   /**
    * Copies a complete primary snapshot (its folder, `dir`) into `incomplete/<id>` at the
-   * target: files unchanged since `linkFrom` (an older snapshot there) become hard links to
-   * it. With `checksum`, a file is linked only when its bytes match too: a repair must not
-   * link the damaged file it replaces.
+   * target: files unchanged since `how.linkFrom` (an older snapshot there) become hard
+   * links to it, following `how.plan` when there is one (see LinkPlan).
    */
-  async deliver(dir: string, id: string, linkFrom: string | undefined, checksum: boolean, signal?: AbortSignal, small = false): Promise<void> {
+  async deliver(dir: string, id: string, how: Delivery, signal?: AbortSignal): Promise<number | undefined> {
+    const { linkFrom, checksum = false, small = false, plan } = how;
     const incomplete = this.dir('incomplete', id);
+    let linked: number | undefined;
+    let send: Buffer | undefined;
+    if (plan && linkFrom && !checksum) {
+      const t0 = performance.now();
+      const link = this.target.shBytes(LINK, [incomplete, this.dir('snapshots', linkFrom)], signal);
+      const [done, changes] = await Promise.all([link, plan]);
+      if (signal?.aborted) throw signal.reason;
+      // cp cannot link everything (a folder it may not read): rsync walks the whole tree instead.
+      const removed = done.result.code === 0 && changes ? await this.target.shBytes(REMOVE, [incomplete, REMOVE_EACH], signal, changes.remove) : done;
+      if (signal?.aborted) throw signal.reason;
+      if (removed.unreachable) throw new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while linking the copy of snapshot ${id} to ${linkFrom}: ${lastLines(removed.result.stderr, 2)}`, 'the copy waits and is retried on the next run');
+      if (removed.result.code === 0 && changes) {
+        linked = (performance.now() - t0) / 1000;
+        send = changes.send;
+      }
+    }
     // After `prepare`, `incomplete/` is empty but for a copy made again (with --checksum)
-    // after its check differed: that one starts afresh too.
-    if (checksum) await this.must('rm -rf "$1"', [incomplete], 'preparing the copy', signal);
+    // after its check differed, or an older copy's links where no plan followed: that one
+    // starts afresh too.
+    if (checksum || (plan && send === undefined) || how.again) await this.must(`${RMTREE}rmtree "$1"`, [incomplete], 'preparing the copy', signal);
     const args = [
-      ...COPY_ARGS,
+      ...COPY_ARGS.filter((a) => !send || a !== '--delete'),
       ...(checksum ? ['--checksum'] : []),
-      ...(linkFrom ? [`--link-dest=${this.linkDest(linkFrom)}`] : []),
+      ...(send ? ['--ignore-times', '--from0', '--files-from=-'] : linkFrom ? [`--link-dest=${this.linkDest(linkFrom)}`] : []),
       // A small transfer goes through the run's shared connection: a handshake of its own
       // would cost more than the bytes passing through the master ssh process.
       ...(await this.target.rsyncShell(!small)),
       `${dir}/`,
       `${this.target.rsyncPath(incomplete)}/`,
     ];
-    const result = await runTool('rsync', args, signal ? { signal } : {});
+    const result = await runTool('rsync', args, { ...(signal ? { signal } : {}), ...(send ? { input: send } : {}) });
     if (result.code !== 0) {
       const lost = result.code === 255 || /connection unexpectedly closed|Connection refused|timed out/i.test(result.stderr);
+      // What the plan left (a path it did not foresee, that rsync could not make way through)
+      // goes, and rsync walks the whole tree.
+      if (send && !lost && !signal?.aborted) return this.deliver(dir, id, { ...(linkFrom ? { linkFrom } : {}), checksum, small, again: true }, signal).then(() => undefined);
       throw new BackupFailure('copy', `the copy of snapshot ${id} to ${this.target.display} failed: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, lost ? 'the connection to CSC was lost: the copy is retried on the next run' : 'check the secondary target\'s disk (space: df; permissions); the copy is retried on the next run', {
         detail: result.stderr,
         ...(result.code === null ? {} : { exitCode: result.code }),
       });
     }
+    return linked;
   }
 
   /**
@@ -378,7 +452,7 @@ export class SecondaryStore implements SecondaryRepository {
    */
   async publish(_dir: string, id: string, replace: boolean, signal?: AbortSignal): Promise<void> {
     const script = replace
-      ? 'mkdir -p "$4" && rm -rf "$4/$5" && { [ ! -e "$2" ] || mv -T "$2" "$4/$5"; } && mv -T "$1" "$2" && sync -f "$3" && rm -rf "$4/$5"'
+      ? `${RMTREE}mkdir -p "$4" && rmtree "$4/$5" && { [ ! -e "$2" ] || mv -T "$2" "$4/$5"; } && mv -T "$1" "$2" && sync -f "$3" && rmtree "$4/$5"`
       : '[ ! -e "$2" ] && mv -T "$1" "$2" && sync -f "$3"';
     await this.must(script, [this.dir('incomplete', id), this.dir('snapshots', id), posix.join(this.base, 'snapshots'), posix.join(this.base, 'replaced'), id], `publishing snapshot ${id}`, signal);
   }
@@ -404,11 +478,11 @@ export class SecondaryStore implements SecondaryRepository {
 
   /** Out of `snapshots/` with one rename (flushed), then removed: a crash leaves it whole or in `pruning/`. */
   async removeSnapshot(id: string): Promise<void> {
-    await this.must('mkdir -p "$3" && mv -T "$1" "$3/$4" && sync -f "$2" && rm -rf "$3/$4"', [this.dir('snapshots', id), posix.join(this.base, 'snapshots'), posix.join(this.base, 'pruning'), id], `deleting snapshot ${id}`);
+    await this.must(`${RMTREE}mkdir -p "$3" && mv -T "$1" "$3/$4" && sync -f "$2" && rmtree "$3/$4"`, [this.dir('snapshots', id), posix.join(this.base, 'snapshots'), posix.join(this.base, 'pruning'), id], `deleting snapshot ${id}`);
   }
 
   async removeLeftovers(): Promise<string[]> {
-    const out = await this.must('[ -d "$1" ] || exit 0; cd "$1" && for f in *; do [ -e "$f" ] && printf "%s\\n" "$f" && rm -rf -- "$f"; done; exit 0', [posix.join(this.base, 'pruning')], 'clearing an interrupted prune');
+    const out = await this.must(`${RMTREE}[ -d "$1" ] || exit 0; cd "$1" && for f in *; do [ -e "$f" ] && printf "%s\\n" "$f" && rmtree "$f"; done; exit 0`, [posix.join(this.base, 'pruning')], 'clearing an interrupted prune');
     return out.split('\n').filter(Boolean);
   }
 
@@ -439,6 +513,6 @@ export class SecondaryStore implements SecondaryRepository {
 
   /** Removes what a failed copy left in `incomplete/`. */
   async discard(id: string): Promise<void> {
-    await this.target.sh('rm -rf "$1"', [this.dir('incomplete', id)]).catch(() => {});
+    await this.target.sh(`${RMTREE}rmtree "$1"`, [this.dir('incomplete', id)]).catch(() => {});
   }
 }

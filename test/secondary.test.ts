@@ -3,13 +3,14 @@
  * loopback) or on a local path, compared there by checksum, recorded by `copy` records;
  * damage at CSC is found and repaired; copies wait while CSC is down and all arrive after.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { type Deployment, deployment, describeTree, inodeOf, recordsOf, respaldo, tempDir, verified, withoutInodes, writeTree } from './helpers.js';
+import { type Deployment, deployment, describeTree, inodeOf, recordsOf, respaldo, setMtimeNs, tempDir, verified, withoutInodes, writeTree } from './helpers.js';
 import { sshd, type Sshd } from './sshd.js';
+import { LINK, REMOVE, REMOVE_EACH, RMTREE } from '../dist/agent/secondary.js';
 
 /** The data trees of a snapshot on the primary and at CSC, compared as a user would: every entry's type, mode, time, bytes. */
 function sameTree(a: string, b: string): void {
@@ -137,6 +138,109 @@ describe('the second copy over SSH', () => {
     for (const id of waiting) sameTree(join(d.target, 'web01/docs/snapshots', id), join(csc, 'web01/docs/snapshots', id));
     expect((await d.run('status')).stdout).toMatch(/docs .*up to date/);
     await verified(d);
+  });
+
+  it('makes a later copy from the older one as the manifests tell, whatever changed, and leaves the older copy as it was', async () => {
+    const e = await deployment([{ name: 'tree', paths: ['/placeholder'] }]);
+    const src = join(e.root, 'tree');
+    const cscRoot = join(e.root, 'csc');
+    mkdirSync(cscRoot);
+    writeTree(src, {
+      'keep.txt': 'kept\n',
+      'same-size.txt': 'aaaa\n',
+      'gone.txt': 'gone\n',
+      'gone-dir/x.txt': 'x\n',
+      'gone-dir/sub/y.txt': 'y\n',
+      'file-to-dir': 'a file first\n',
+      'dir-to-file/z.txt': 'z\n',
+      'mode-dir/inside.txt': 'inside\n',
+      'renamed-old.txt': 'renamed\n',
+      'big.bin': Buffer.alloc(300_000, 3),
+    });
+    symlinkSync('keep.txt', join(src, 'link'));
+    symlinkSync('keep.txt', join(src, 'link-to-file'));
+    const config = parse(readFileSync(e.config, 'utf8'));
+    config.repositories[0].paths = [src];
+    config.targets.secondary = { url: `root@127.0.0.1:${cscRoot}`, port: server.port, identity: server.identity, 'host-key': server.hostKey };
+    writeFileSync(e.config, JSON.stringify(config));
+    const first = await e.run('run', '--all');
+    expect(first.code, first.stderr).toBe(0);
+    const [id1] = e.snapshots('tree');
+    const at = (id: string) => join(cscRoot, 'web01/tree/snapshots', id);
+    const olderBefore = describeTree(at(id1!));
+
+    // Every kind of change: bytes of the same size, deleted files and folders, a file become
+    // a folder and a folder a file, a link retargeted or become a file, a folder's mode, a
+    // rename, a new empty folder, a changed block in a large file.
+    const sameSize = join(src, 'same-size.txt');
+    const { mtimeNs } = statSync(sameSize, { bigint: true });
+    writeFileSync(sameSize, 'bbbb\n');
+    setMtimeNs(sameSize, mtimeNs + 1_000_000_000n);
+    rmSync(join(src, 'gone.txt'));
+    rmSync(join(src, 'gone-dir'), { recursive: true });
+    rmSync(join(src, 'file-to-dir'));
+    writeTree(src, { 'file-to-dir/now-inside.txt': 'now a folder\n' });
+    rmSync(join(src, 'dir-to-file'), { recursive: true });
+    writeFileSync(join(src, 'dir-to-file'), 'now a file\n');
+    rmSync(join(src, 'link'));
+    symlinkSync('renamed-new.txt', join(src, 'link'));
+    rmSync(join(src, 'link-to-file'));
+    writeFileSync(join(src, 'link-to-file'), 'no longer a link\n');
+    chmodSync(join(src, 'mode-dir'), 0o700);
+    renameSync(join(src, 'renamed-old.txt'), join(src, 'renamed-new.txt'));
+    mkdirSync(join(src, 'empty-new'));
+    const big = readFileSync(join(src, 'big.bin'));
+    big.fill(9, 100_000, 100_100);
+    writeFileSync(join(src, 'big.bin'), big);
+    const second = await e.run('run', '--all', '--json');
+    expect(second.code, second.stderr).toBe(0);
+    const [, id2] = e.snapshots('tree');
+    sameTree(join(e.target, 'web01/tree/snapshots', id2!), at(id2!));
+    // The copy was linked at CSC and sent by name, and needed no second transfer.
+    const copied = second.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((ev) => ev.type === 'copied');
+    expect(copied).toMatchObject({ snapshot: id2, seconds: { link: expect.any(Number), transfer: expect.any(Number) } });
+    expect(copied.seconds.again).toBeUndefined();
+    expect(recordsOf(e, 'copy').map((c) => c.verified.scope)).toEqual(['full', 'changed']);
+    // Unchanged files share their inode with the older copy; changed ones do not.
+    const data = (id: string, rel: string) => join(at(id), 'data', src, rel);
+    expect(inodeOf(data(id2!, 'keep.txt'))).toBe(inodeOf(data(id1!, 'keep.txt')));
+    expect(inodeOf(data(id2!, 'same-size.txt'))).not.toBe(inodeOf(data(id1!, 'same-size.txt')));
+    expect(readFileSync(data(id2!, 'same-size.txt'), 'utf8')).toBe('bbbb\n');
+    // The older copy: every entry as it was, bytes, modes, times and inodes.
+    expect(describeTree(at(id1!))).toEqual(olderBefore);
+    await verified(e);
+  });
+});
+
+describe('removing at CSC under a login that is not root', () => {
+  it('empties folders that came read-only, and never changes what an older copy shares', () => {
+    const root = tempDir();
+    chmodSync(root, 0o755);
+    const older = join(root, 'older');
+    const copy = join(root, 'copy');
+    writeTree(older, { 'ro/f.txt': 'f\n', 'ro/deep/g.txt': 'g\n', 'keep/h.txt': 'h\n', 'shared.txt': 's\n' });
+    chmodSync(join(older, 'shared.txt'), 0o444);
+    execFileSync('chown', ['-R', '65534:65534', root]);
+    // Folders as a Go module cache has them: read-only for their owner too.
+    for (const dir of ['ro/deep', 'ro', 'keep']) chmodSync(join(older, dir), 0o555);
+    const before = describeTree(older);
+    const asNobody = (script: string, args: string[], input?: Buffer) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', script, 'sh', ...args], input ? { input } : {});
+
+    const linked = asNobody(LINK, [copy, older]);
+    expect(linked.status, linked.stderr.toString()).toBe(0);
+    expect(inodeOf(join(copy, 'keep/h.txt'))).toBe(inodeOf(join(older, 'keep/h.txt')));
+    const removed = asNobody(REMOVE, [copy, REMOVE_EACH], Buffer.from('ro/f.txt\0ro/deep\0shared.txt\0'));
+    expect(removed.status, removed.stderr.toString()).toBe(0);
+    for (const gone of ['ro/f.txt', 'ro/deep', 'shared.txt']) expect(existsSync(join(copy, gone))).toBe(false);
+    expect(readFileSync(join(copy, 'keep/h.txt'), 'utf8')).toBe('h\n');
+    // The older copy: every file, folder, mode and time as it was.
+    expect(describeTree(older)).toEqual(before);
+
+    // And a whole copy goes, read-only folders and all.
+    const whole = asNobody(`${RMTREE}rmtree "$1"`, [copy]);
+    expect(whole.status, whole.stderr.toString()).toBe(0);
+    expect(existsSync(copy)).toBe(false);
+    expect(describeTree(older)).toEqual(before);
   });
 });
 
