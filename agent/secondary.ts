@@ -46,8 +46,10 @@ function rsyncWord(word: string): string {
  * `rmtree PATH`: `rm -rf`, for a login that is not root too: a folder that came read-only
  * (0555, as Go's module cache has them) is made writable first, or rm could not empty it.
  * Only folders change mode, and a folder is never a hard link: no other copy changes.
+ * find starts inside the folder: it fails where it cannot come back to where it started
+ * (sudo from root's home).
  */
-export const RMTREE = 'rmtree() { if [ "$(id -u)" != 0 ] && [ -d "$1" ] && [ ! -L "$1" ]; then find "$1" -type d ! -perm -u=rwx -exec chmod u+rwx {} \\; 2>/dev/null; fi; rm -rf -- "$1"; }; ';
+export const RMTREE = 'rmtree() { if [ "$(id -u)" != 0 ] && [ -d "$1" ] && [ ! -L "$1" ]; then chmod u+rwx -- "$1" && (cd -- "$1" && exec find . -type d ! -perm -u=rwx -exec chmod u+rwx {} \\;); fi 2>/dev/null; rm -rf -- "$1"; }; ';
 /** A later copy begun from the older copy $2 (see LinkPlan): hard-linked whole into $1. */
 export const LINK = `${RMTREE}rmtree "$1" && exec cp -al -- "$2" "$1"`;
 /**

@@ -30,16 +30,21 @@ describe('the second copy over SSH', () => {
     await server?.stop();
   });
 
+  /** Points the deployment's one repository at `source`, and its secondary target at `dir` through the test's sshd. */
+  function overSsh(dep: Deployment, source: string, dir: string): void {
+    const config = parse(readFileSync(dep.config, 'utf8'));
+    config.repositories[0].paths = [source];
+    config.targets.secondary = { url: `root@127.0.0.1:${dir}`, port: server.port, identity: server.identity, 'host-key': server.hostKey };
+    writeFileSync(dep.config, JSON.stringify(config));
+  }
+
   it('reaches CSC, shares inodes with the previous copy, and a damaged copy at CSC is found and repaired', async () => {
     d = await deployment([{ name: 'docs', paths: ['/placeholder'] }]);
     source = join(d.root, 'docs');
     csc = join(d.root, 'csc storage (CSC)');
     mkdirSync(csc);
     writeTree(source, { 'a.txt': 'alpha\n', 'sub/b.bin': Buffer.alloc(100_000, 7), "odd name $HOME 'q'.txt": 'odd\n' });
-    const config = parse(readFileSync(d.config, 'utf8'));
-    config.repositories[0].paths = [source];
-    config.targets.secondary = { url: `root@127.0.0.1:${csc}`, port: server.port, identity: server.identity, 'host-key': server.hostKey };
-    writeFileSync(d.config, JSON.stringify(config));
+    overSsh(d, source, csc);
 
     const first = await d.run('run', '--all');
     expect(first.code, first.stderr).toBe(0);
@@ -159,10 +164,7 @@ describe('the second copy over SSH', () => {
     });
     symlinkSync('keep.txt', join(src, 'link'));
     symlinkSync('keep.txt', join(src, 'link-to-file'));
-    const config = parse(readFileSync(e.config, 'utf8'));
-    config.repositories[0].paths = [src];
-    config.targets.secondary = { url: `root@127.0.0.1:${cscRoot}`, port: server.port, identity: server.identity, 'host-key': server.hostKey };
-    writeFileSync(e.config, JSON.stringify(config));
+    overSsh(e, src, cscRoot);
     const first = await e.run('run', '--all');
     expect(first.code, first.stderr).toBe(0);
     const [id1] = e.snapshots('tree');
@@ -224,7 +226,10 @@ describe('removing at CSC under a login that is not root', () => {
     // Folders as a Go module cache has them: read-only for their owner too.
     for (const dir of ['ro/deep', 'ro', 'keep']) chmodSync(join(older, dir), 0o555);
     const before = describeTree(older);
-    const asNobody = (script: string, args: string[], input?: Buffer) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', script, 'sh', ...args], input ? { input } : {});
+    // Run from a folder the login cannot enter, as sudo from root's home does.
+    const home = join(root, 'home');
+    mkdirSync(home, { mode: 0o700 });
+    const asNobody = (script: string, args: string[], input?: Buffer) => spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', script, 'sh', ...args], { cwd: home, ...(input ? { input } : {}) });
 
     const linked = asNobody(LINK, [copy, older]);
     expect(linked.status, linked.stderr.toString()).toBe(0);
@@ -236,7 +241,11 @@ describe('removing at CSC under a login that is not root', () => {
     // The older copy: every file, folder, mode and time as it was.
     expect(describeTree(older)).toEqual(before);
 
-    // And a whole copy goes, read-only folders and all.
+    // And a whole copy goes, read-only folders and all, and folders that cannot be listed.
+    writeTree(copy, { 'locked/inner/i.txt': 'i\n' });
+    execFileSync('chown', ['-R', '65534:65534', join(copy, 'locked')]);
+    chmodSync(join(copy, 'locked/inner'), 0o000);
+    chmodSync(join(copy, 'locked'), 0o000);
     const whole = asNobody(`${RMTREE}rmtree "$1"`, [copy]);
     expect(whole.status, whole.stderr.toString()).toBe(0);
     expect(existsSync(copy)).toBe(false);
