@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { deployment, type Deployment, ids, lastRecord, onFullTarget, respaldo, ROOT, ownedTempDir, sleep, tempDir, verified } from './helpers.js';
+import { deployment, type Deployment, ids, lastRecord, onFullTarget, respaldo, ROOT, ownedTempDir, ownProcesses, sleep, tempDir, verified } from './helpers.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 const psql = (db: string, sql: string, env: NodeJS.ProcessEnv = {}) =>
@@ -244,7 +244,7 @@ describe('postgresql', () => {
       const d = await deployment([repo], { host: 'db01' });
       // Watch every process's argv while the agent runs.
       const seen: string[] = [];
-      const watch = setInterval(() => seen.push(spawnSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).stdout), 20);
+      const watch = setInterval(() => seen.push(ownProcesses().map((p) => p.argv).join('\n')), 20);
       const good = await d.run('run', '--all', '--json');
       expect(good.code, good.stderr).toBe(0);
       const [before] = d.snapshots('shop-db');

@@ -171,6 +171,40 @@ export interface TreeEntry {
   link?: string;
 }
 
+/**
+ * The processes this test file started and theirs (the agent, and what it runs), read from
+ * /proc: argv and environment. Other test files run in other workers at the same time, with
+ * passwords of their own in their setup commands: a scan of every process would see them.
+ */
+export function ownProcesses(): { pid: string; argv: string; environ: string }[] {
+  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  const parent = new Map<string, string>();
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // pid (comm) state ppid …: comm may hold spaces and parentheses.
+      parent.set(pid, stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]!);
+    } catch {
+      // gone already
+    }
+  }
+  const me = String(process.pid);
+  const mine = (pid: string) => {
+    for (let p: string | undefined = pid, hops = 0; p && p !== '0' && hops < 64; p = parent.get(p), hops++) if (p === me) return true;
+    return false;
+  };
+  const out: { pid: string; argv: string; environ: string }[] = [];
+  for (const pid of pids) {
+    if (pid === me || !mine(pid)) continue;
+    try {
+      out.push({ pid, argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' '), environ: readFileSync(`/proc/${pid}/environ`, 'utf8') });
+    } catch {
+      // gone already
+    }
+  }
+  return out;
+}
+
 /** Every entry under `dir` by relative path (as a latin1 string, so any byte name survives), with what a user would compare. */
 export function describeTree(dir: string | Buffer): Map<string, TreeEntry> {
   const out = new Map<string, TreeEntry>();

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { deployment, type Deployment, freePort, ids, lastRecord, onFullTarget, ownedTempDir, sleep, tempDir, verified } from './helpers.js';
+import { deployment, type Deployment, freePort, ids, lastRecord, onFullTarget, ownedTempDir, ownProcesses, sleep, tempDir, verified } from './helpers.js';
 
 const SECRET = `S3cret:with\\odd "chars' #x`;
 const sqlString = (s: string) => `'${s.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
@@ -230,15 +230,9 @@ describe('mariadb', () => {
     const seen: string[] = [];
     let exposed = '';
     const watch = setInterval(() => {
-      for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-        try {
-          const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-          if (argv.includes('mariadb')) seen.push(argv);
-          const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
-          for (const text of [argv, environ]) if (text.includes('S3cret') || text.includes('not-the-password') || text.includes('MYSQL_PWD')) exposed += `${pid}: ${text}\n`;
-        } catch {
-          // gone already
-        }
+      for (const { pid, argv, environ } of ownProcesses()) {
+        if (argv.includes('mariadb')) seen.push(argv);
+        for (const text of [argv, environ]) if (text.includes('S3cret') || text.includes('not-the-password') || text.includes('MYSQL_PWD')) exposed += `${pid}: ${text}\n`;
       }
     }, 5);
     const good = await d.run('run', '--all', '--json');
