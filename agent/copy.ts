@@ -275,8 +275,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       const { summary } = await readSummary(id);
       const small = store.method === 'rehash' && linkFrom !== undefined && summary.previous?.id === linkFrom && summary.changed.bytes < SMALL_BYTES;
       const phases = await deliverExact(store, primary.snapshotDir(id), ref, id, { ...(linkFrom ? { linkFrom } : {}), small, plan: changes.then((c) => c?.plan) }, ctx.signal);
-      const before = await changes;
-      scope.set(id, before ? 'changed' : 'full');
+      scope.set(id, (await changes) ? 'changed' : 'full');
       const t1 = performance.now();
       await store.publish(primary.snapshotDir(id), id, false, ctx.signal);
       there.push(id);
@@ -380,48 +379,56 @@ const describe = (d: Difference) => (d.path ? `${d.path}: ${d.problem}` : d.prob
  */
 async function deliverExact(store: SecondaryRepository, dir: string, reference: CopyReference | Promise<CopyReference>, id: string, how: Delivery, signal: AbortSignal): Promise<{ link?: number; transfer: number; compare: number; again?: number }> {
   const t0 = performance.now();
-  let t1 = t0;
-  let again: number | undefined;
   try {
     // The disk at CSC writes the copy back while the comparison reads it from its cache.
     const compare = async (r: CopyReference) => (await Promise.all([store.differences(r, id, 'incomplete', signal), store.flush(id, signal)]))[0];
-    // What arrives at CSC goes to its disk while the transfer goes on (the kernel would hold
-    // it for 30 s): the flush after the transfer is then left with the last seconds' bytes
-    // (a second less for 2 GiB).
-    let flushing: Promise<void> | undefined;
-    const early = setInterval(() => {
-      flushing ??= store.flush(id, signal).then(
-        () => (flushing = undefined),
-        () => (flushing = undefined),
-      );
-    }, EARLY_FLUSH_MS);
-    let linked: number | undefined;
-    try {
-      linked = await store.deliver(dir, id, how, signal);
-    } finally {
-      clearInterval(early);
-      await flushing;
-    }
-    t1 = performance.now();
+    const linkMs = await flushingAlong(store, id, signal, store.deliver(dir, id, how, signal));
+    const t1 = performance.now();
     const ref = await reference;
     const { reread: _reread, linkedFrom: _linkedFrom, ...all } = ref;
     let differences = await compare(how.checksum ? all : ref);
+    // The transfer made once more with --checksum, after the first copy differed.
+    let againMs: number | undefined;
     if (differences.length && how.linkFrom && !how.checksum) {
       const t2 = performance.now();
-      await store.deliver(ref.dir, id, { linkFrom: how.linkFrom, checksum: true }, signal);
-      again = seconds(performance.now() - t2);
+      await store.deliver(dir, id, { linkFrom: how.linkFrom, checksum: true }, signal);
+      againMs = performance.now() - t2;
       differences = await compare(all);
     }
     if (differences.length)
       throw new BackupFailure('copy', `the copy of snapshot ${id} at the secondary target does not match the primary's manifest after the transfer: ${differences.length} difference(s); first: ${describe(differences[0]!)}`, "check both disks (dmesg, smartctl): a file that differs from the manifest on JAA's disk too was damaged there, and respaldo verify on the primary names it; the copy is retried on the next run", {
         detail: differences.slice(0, 20).map(describe).join('\n'),
       });
-    // `again`: the transfer made once more with --checksum, after the first copy differed.
-    const compared = seconds(performance.now() - t1 - (again ?? 0) * 1000);
-    return { ...(linked !== undefined ? { link: seconds(linked * 1000) } : {}), transfer: seconds(t1 - t0 - (linked ?? 0) * 1000), compare: compared, ...(again !== undefined ? { again } : {}) };
+    return {
+      ...(linkMs !== undefined ? { link: seconds(linkMs) } : {}),
+      transfer: seconds(t1 - t0 - (linkMs ?? 0)),
+      compare: seconds(performance.now() - t1 - (againMs ?? 0)),
+      ...(againMs !== undefined ? { again: seconds(againMs) } : {}),
+    };
   } catch (e) {
     await store.discard(id);
     throw e;
+  }
+}
+
+/**
+ * Awaits `work` (a transfer into `incomplete/<id>`), flushing what it wrote at CSC to disk
+ * every EARLY_FLUSH_MS meanwhile (the kernel would hold it for 30 s): the flush after the
+ * transfer is then left with the last seconds' bytes (a second less for 2 GiB).
+ */
+async function flushingAlong<T>(store: SecondaryRepository, id: string, signal: AbortSignal, work: Promise<T>): Promise<T> {
+  let flushing: Promise<void> | undefined;
+  const early = setInterval(() => {
+    flushing ??= store.flush(id, signal).then(
+      () => (flushing = undefined),
+      () => (flushing = undefined),
+    );
+  }, EARLY_FLUSH_MS);
+  try {
+    return await work;
+  } finally {
+    clearInterval(early);
+    await flushing;
   }
 }
 

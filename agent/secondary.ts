@@ -50,8 +50,10 @@ function rsyncWord(word: string): string {
  * (sudo from root's home).
  */
 export const RMTREE = 'rmtree() { if [ "$(id -u)" != 0 ] && [ -d "$1" ] && [ ! -L "$1" ]; then chmod u+rwx -- "$1" && (cd -- "$1" && exec find . -type d ! -perm -u=rwx -exec chmod u+rwx {} \\;); fi 2>/dev/null; rm -rf -- "$1"; }; ';
+/** $1 removed, whatever its folders' modes. */
+const CLEAR = `${RMTREE}rmtree "$1"`;
 /** A later copy begun from the older copy $2 (see LinkPlan): hard-linked whole into $1. */
-export const LINK = `${RMTREE}rmtree "$1" && exec cp -al -- "$2" "$1"`;
+export const LINK = `${CLEAR} && exec cp -al -- "$2" "$1"`;
 /**
  * Then what stdin names (NUL-separated, relative to the copy $1) removed from it, each
  * folder it is removed from made writable (its mode is sent again after).
@@ -129,7 +131,7 @@ export interface SecondaryRepository extends PruneStore {
   prepare(signal?: AbortSignal): Promise<string[]>;
   /**
    * Copies the primary's snapshot folder `dir` into `incomplete/<id>` at the target. Returns
-   * the seconds spent linking the older copy when `how.plan` was followed, else undefined.
+   * the milliseconds spent linking the older copy when `how.plan` was followed, else undefined.
    */
   deliver(dir: string, id: string, how: Delivery, signal?: AbortSignal): Promise<number | undefined>;
   /**
@@ -379,14 +381,14 @@ export class SecondaryStore implements SecondaryRepository {
       if (signal?.aborted) throw signal.reason;
       if (removed.unreachable) throw new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while linking the copy of snapshot ${id} to ${linkFrom}: ${lastLines(removed.result.stderr, 2)}`, 'the copy waits and is retried on the next run');
       if (removed.result.code === 0 && changes) {
-        linked = (performance.now() - t0) / 1000;
+        linked = performance.now() - t0;
         send = changes.send;
       }
     }
     // After `prepare`, `incomplete/` is empty but for a copy made again (with --checksum)
     // after its check differed, or an older copy's links where no plan followed: that one
     // starts afresh too.
-    if (checksum || (plan && send === undefined) || how.again) await this.must(`${RMTREE}rmtree "$1"`, [incomplete], 'preparing the copy', signal);
+    if (checksum || (plan && send === undefined) || how.again) await this.must(CLEAR, [incomplete], 'preparing the copy', signal);
     const args = [
       ...COPY_ARGS.filter((a) => !send || a !== '--delete'),
       ...(checksum ? ['--checksum'] : []),
@@ -515,6 +517,6 @@ export class SecondaryStore implements SecondaryRepository {
 
   /** Removes what a failed copy left in `incomplete/`. */
   async discard(id: string): Promise<void> {
-    await this.target.sh(`${RMTREE}rmtree "$1"`, [this.dir('incomplete', id)]).catch(() => {});
+    await this.target.sh(CLEAR, [this.dir('incomplete', id)]).catch(() => {});
   }
 }
