@@ -22,13 +22,11 @@ import { compareSnapshotIds, parseDuration } from '../schemas/common.js';
 import type { RecordBody } from '../schemas/record.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
-import { checkStored, localShell, type StoredCheck, type StoredSnapshot } from './copy-check.js';
-import { BackupFailure } from './errors.js';
-import { lastLines } from './exec.js';
-import { exists, sha256File } from './fsutil.js';
+import type { StoredCheck, StoredSnapshot } from './copy-check.js';
+import { sha256File } from './fsutil.js';
 import { workHeader, type RecordStore } from './records.js';
 import type { SecondaryRepository } from './secondary.js';
-import { parseManifest, type RepositoryStore } from './target.js';
+import { parseManifest, type PrimaryStore } from './target.js';
 
 export type Role = 'primary' | 'secondary';
 
@@ -157,7 +155,7 @@ export interface AtRestJob {
   repository: RepositoryConfig;
   records: RecordStore;
   role: Role;
-  primary: RepositoryStore;
+  primary: PrimaryStore;
   /** CSC's store of the repository, for `role: secondary`. */
   secondary?: SecondaryRepository;
   read: DataRead;
@@ -184,7 +182,7 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
   const missing = new Map<string, number>();
   for (const [id, seq] of state.kept.get(role) ?? []) {
     if (listed.includes(id)) continue;
-    if (role === 'primary' && (await exists(join(primary.base, `damaged-${id}`)))) continue;
+    if (role === 'primary' && (await primary.movedAside(id))) continue;
     missing.set(id, seq);
   }
   const ids = [...listed, ...missing.keys()].sort(compareSnapshotIds);
@@ -211,9 +209,7 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
   const pick = job.read.data === 'all' ? () => true : subset ? (e: ManifestEntry) => onArc(position(e.sha256 ?? ''), subset) : () => false;
   const check: StoredCheck =
     role === 'primary'
-      ? await checkStored(localShell, primary.base, snapshots, pick, 'on the primary target', ctx.signal, (what, result) =>
-          new BackupFailure('verify', `${what} failed on the primary target: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, "the target needs GNU find and OpenSSL or coreutils' sha256sum; check the target disk (dmesg); the check is tried again on the next run", { detail: result.stderr }),
-        )
+      ? await primary.checkStored(snapshots, pick, ctx.signal)
       : await secondary!.checkStored(snapshots, pick, async (id) => (primaryHas.has(id) ? primary.snapshotDir(id) : undefined), ctx.signal);
   for (const [id, seq] of missing) check.problems.set(id, [{ path: '', problem: `missing on the ${role} target, yet record ${seq} keeps it there and no prune record deleted it` }]);
 

@@ -2,7 +2,6 @@
  * One repository's backup: snapshot, manifest and verification, size comparison, publish,
  * record. Any failure becomes a `failure` record; the previous snapshot is never touched.
  */
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { compareSnapshotIds } from '../schemas/common.js';
@@ -13,7 +12,6 @@ import type { SnapshotSummary } from '../schemas/snapshot.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
 import { BackupFailure, messageOf, RespaldoError } from './errors.js';
-import { exists } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import type { RepositoryHistory } from './history.js';
 import { buildManifest, checkSnapshot, EarlyHasher } from './manifest.js';
@@ -24,7 +22,7 @@ import { databaseSource } from './sources/database.js';
 import { filesSource } from './sources/files.js';
 import { gitRepositories, gitSource } from './sources/git.js';
 import type { Source } from './sources/source.js';
-import type { LocalTarget, RepositoryStore } from './target.js';
+import type { PrimaryStore, PrimaryTarget } from './target.js';
 import { TransferLog } from './transfers.js';
 
 const sources: Record<RepositoryConfig['kind'], Source> = { config: filesSource, files: filesSource, source: filesSource, database: databaseSource };
@@ -33,7 +31,7 @@ export interface BackupJob {
   ctx: Context;
   config: Config;
   repository: RepositoryConfig;
-  target: LocalTarget;
+  target: PrimaryTarget;
   records: RecordStore;
   pool: HashPool;
   trigger: 'scheduled' | 'manual';
@@ -97,7 +95,7 @@ export function failureBody(repo: RepositoryConfig, who: { trigger: 'scheduled' 
 }
 
 /** The backup record of a published snapshot, from its snapshot.yaml. */
-export async function recordSnapshot(records: RecordStore, store: RepositoryStore, id: string, recovered: boolean, redact: Redact): Promise<Appended> {
+export async function recordSnapshot(records: RecordStore, store: PrimaryStore, id: string, recovered: boolean, redact: Redact): Promise<Appended> {
   const { summary, bytes } = await store.readSummary(id);
   const body: RecordBody<'backup'> = {
     repository: summary.repository,
@@ -129,10 +127,10 @@ function sameSelection(summary: SnapshotSummary, repo: RepositoryConfig): boolea
  * Records a backup that is the previous snapshot: nothing changed since it was made. With
  * scope `full`, every stored file is re-read against the manifest first.
  */
-async function recordUnchanged(job: BackupJob, store: RepositoryStore, previous: string, summary: SnapshotSummary, started: Date, scope: 'changed' | 'full'): Promise<BackupOutcome> {
+async function recordUnchanged(job: BackupJob, store: PrimaryStore, previous: string, summary: SnapshotSummary, started: Date, scope: 'changed' | 'full'): Promise<BackupOutcome> {
   const { ctx, repository: repo } = job;
   ctx.reporter.event({ type: 'repo-start', repository: repo.name, kind: repo.kind, snapshot: previous });
-  const checked = scope === 'full' ? await checkSnapshot(store, previous, job.pool, ctx.signal) : undefined;
+  const checked = scope === 'full' ? await checkSnapshot(store, previous, store.hasher(job.pool), ctx.signal) : undefined;
   if (checked && checked.checksum.mismatches > 0) {
     const first = checked.problems[0]!;
     throw new BackupFailure('verify', `snapshot ${previous} no longer matches its manifest: ${checked.checksum.mismatches} damaged file(s); first: ${first.path}: ${first.problem}`, `check the target disk (dmesg, smartctl); then move the damaged snapshot aside (mv ${store.snapshotDir(previous)} ${store.base}/damaged-${previous}) so that the next run makes a fresh full copy`, {
@@ -170,13 +168,13 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
   let previous: string | undefined;
   let totals: { bytes: number; files: number; changedFiles: number; changedBytes: number; level: string; seconds: Record<'copy' | 'verify' | 'flush' | 'publish', number> } | undefined;
   try {
-    await target.check();
+    await target.check(ctx.signal);
     // A mount point stays behind, empty, when its disk is not mounted: backing up into it
     // would fill the system disk with copies that vanish once the disk is back.
-    if (job.lastGood && !(await exists(target.hostDir(config.host))))
+    if (job.lastGood && !(await target.hasHost(config.host)))
       throw new BackupFailure(
         'target',
-        `the ${target.role} target ${target.root} has no folder for host ${config.host}, yet record ${job.lastGood.seq} keeps snapshot ${job.lastGood.snapshot} there: is the backup disk mounted?`,
+        `the ${target.role} target ${target.display} has no folder for host ${config.host}, yet record ${job.lastGood.seq} keeps snapshot ${job.lastGood.snapshot} there: is the backup disk mounted?`,
         `mount the backup disk on ${target.root} and run again; if it is a new, empty disk on purpose, create the host's folder (mkdir ${target.hostDir(config.host)}) and run again`,
       );
     // Source code in git repositories is stored as bundles; plain folders as files.
@@ -190,7 +188,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     // linked from the previous one but for what changed (linkPrevious).
     const comparison =
       previous && prevSummary && source.compare && sameSelection(prevSummary, repo)
-        ? await source.compare({ repository: repo, snapshotData: store.linkDest(previous), summary: prevSummary, limit: Math.max(1000, Math.floor(prevSummary.size.files / 5)), signal: ctx.signal, env: ctx.env })
+        ? await source.compare({ repository: repo, snapshotData: store.snapshotData(previous), rsh: await store.rsh(), summary: prevSummary, limit: Math.max(1000, Math.floor(prevSummary.size.files / 5)), signal: ctx.signal, env: ctx.env })
         : undefined;
     if (previous && prevSummary && comparison?.unchanged) return await recordUnchanged(job, store, previous, prevSummary, started, scope);
     id = newSnapshotId(started, existing);
@@ -201,15 +199,20 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
 
     const t0 = performance.now();
     const transferred = new TransferLog();
-    const early = new EarlyHasher(job.pool, transferred, (rel) => store.partialPath(partial, rel));
+    // The stored copies are hashed while rsync copies, where they can be read here.
+    const early = store.local ? new EarlyHasher(job.pool, transferred, (rel) => store.partialPath(partial, rel)) : undefined;
     const linked = previous && comparison?.stale ? await store.linkPrevious(previous, partial, comparison.stale, ctx.signal) : false;
+    // A remote target takes rsync's copy of the sources; files a source makes (dumps,
+    // bundles) are made here first (`staged`), checked here, then sent.
+    const staged = source === filesSource ? undefined : await store.stage(partial);
     const captured = await source
       .snapshot({
         repository: repo,
-        dest: store.dataDest(partial),
+        dest: staged ? `${staged}/` : store.dataDest(partial),
+        rsh: staged ? [] : await store.rsh(),
         store,
         id: partial,
-        linkDest: previous && !linked ? store.linkDest(previous) : undefined,
+        linkDest: previous && !linked && !staged ? store.linkDest(previous) : undefined,
         keepExisting: linked,
         signal: ctx.signal,
         env: ctx.env,
@@ -217,23 +220,27 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
         transferred,
       })
       .catch(async (e: unknown) => {
-        await early.drain(false);
+        await early?.drain(false);
         throw e;
       });
+    if (staged) await store.sendStaged(partial, previous, ctx.signal);
     // Flush the copied data while the last copies are hashed and the manifest is built:
     // the disk writes overlap the reading.
     const t1 = performance.now();
     const flushing = store.flush(id);
     flushing.catch(() => {});
-    await early.drain(true);
+    await early?.drain(true);
     const manifest = await buildManifest({
       store,
       id,
       previous,
-      transferred,
-      origin: captured.origin,
+      // At a remote target, each new file's stored copy is read there and matched with its
+      // original (or the file made here) rather than with rsync's transfer checksum.
+      transferred: store.local ? transferred : new TransferLog(),
+      origin: staged ? (rel) => Buffer.concat([Buffer.from(`${staged}/`), rel]) : captured.origin,
       scope,
-      pool: job.pool,
+      ...(store.local ? {} : { light: false }),
+      pool: store.hasher(job.pool),
       signal: ctx.signal,
       progress: job.progress ? (files) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'verify', done: files, total: 0 }) : () => {},
     });
@@ -248,7 +255,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     let restore: RestoreCheck | undefined;
     if (captured.dump && source.testRestore && repo.kind === 'database' && repo.verify?.restore !== false) {
       ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'restore', done: 0, total: captured.dump.info.databases.length });
-      restore = await source.testRestore({ repository: repo, dataDir: join(store.partialDir(id), 'data'), dump: captured.dump, signal: ctx.signal, env: ctx.env });
+      restore = await source.testRestore({ repository: repo, dataDir: staged ?? join(store.partialDir(id), 'data'), dump: captured.dump, signal: ctx.signal, env: ctx.env });
       if (restore.result !== 'ok') {
         // Checks read "name: ok" or "row counts: match" when they pass.
         const problems = (d: RestoreCheck['databases'][number]) => [...d.checks.filter((c) => !/: (ok|match)$/.test(c)), ...d.mismatches.slice(0, 3)];
@@ -302,7 +309,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       trigger: job.trigger,
       ...(job.operator ? { operator: job.operator } : {}),
     };
-    await writeFile(join(store.partialDir(id), 'snapshot.yaml'), stringify(summary, { lineWidth: 0 }), { flag: 'wx' });
+    await store.writePartialFile(id, 'snapshot.yaml', stringify(summary, { lineWidth: 0 }));
     if (ctx.signal.aborted) throw asFailure(undefined, ctx.signal);
     await store.publish(id);
     const secs = (ms: number) => Math.round(ms) / 1000;

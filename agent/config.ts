@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isMap, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { ZodIssue } from 'zod';
-import { configExamples, hostConfig, parseRsyncUrl, parseSshUrl, type HostConfig, type SecondarySpec } from '../schemas/config.js';
+import { configExamples, hostConfig, parseRsyncUrl, parseSshUrl, type HostConfig, type SecondarySpec, type TargetSpec } from '../schemas/config.js';
 import { Exit, RespaldoError } from './errors.js';
 
 export const DEFAULT_CONFIG = '/etc/respaldo/agent.yaml';
@@ -21,11 +21,34 @@ export type SecondaryLocation =
   | { kind: 'ssh'; user: string | undefined; host: string; path: string; port: number | undefined; identity: string | undefined; hostKey: string | undefined; knownHosts: string | undefined }
   | { kind: 'rsync'; user: string | undefined; host: string; port: number | undefined; module: string; path: string; passwordFile: string | undefined };
 
+/** Where JAA's copy goes: a local path (a mounted disk or share), or a folder on a host reached over SSH. */
+export type TargetLocation = Exclude<SecondaryLocation, { kind: 'rsync' }>;
+
 /** A validated host config with every path made absolute. */
-export type Config = Omit<HostConfig, 'targets'> & { file: string; state: string; targets: { primary: string; secondary: SecondaryLocation | undefined } };
+export type Config = Omit<HostConfig, 'targets'> & { file: string; state: string; targets: { primary: TargetLocation; secondary: SecondaryLocation | undefined } };
+
+/** The primary target's folder, for what needs it on this machine; undefined for a remote primary. */
+export function localPrimary(config: Config): string | undefined {
+  return config.targets.primary.kind === 'local' ? config.targets.primary.path : undefined;
+}
+
+/** How messages name a target: its path, or `user@host:/path`. */
+export function targetDisplay(l: TargetLocation): string {
+  return l.kind === 'local' ? l.path : `${l.user ? `${l.user}@` : ''}${l.host}:${l.path}`;
+}
+
+/** The primary target's folder for a command (`what`) that works on it only on this machine; a usage error for a remote one. */
+export function requireLocalPrimary(config: Config, what: string): string {
+  const path = localPrimary(config);
+  if (path !== undefined) return path;
+  throw new RespaldoError(`${what} needs the primary target on this machine, and ${config.file} keeps it at ${targetDisplay(config.targets.primary)} over SSH`, {
+    exitCode: Exit.usage,
+    hint: 'run it on the host that holds the primary target, or keep the primary target on a disk or share mounted here',
+  });
+}
 
 /** The secondary target as the agent uses it (the schema checked its form). */
-function secondaryLocation(spec: SecondarySpec, abs: (p: string) => string): SecondaryLocation {
+function secondaryLocation(spec: SecondarySpec | TargetSpec, abs: (p: string) => string): SecondaryLocation {
   const url = typeof spec === 'string' ? spec : spec.url;
   const daemon = parseRsyncUrl(url);
   if (daemon) {
@@ -90,7 +113,7 @@ export function parseConfig(text: string, file: string): Config {
     key: abs(data.key),
     records: abs(data.records),
     state: abs(data.state ?? DEFAULT_STATE),
-    targets: { primary: abs(data.targets.primary), secondary: data.targets.secondary === undefined ? undefined : secondaryLocation(data.targets.secondary, abs) },
+    targets: { primary: secondaryLocation(data.targets.primary, abs) as TargetLocation, secondary: data.targets.secondary === undefined ? undefined : secondaryLocation(data.targets.secondary, abs) },
     repositories: data.repositories.map((r) =>
       r.kind === 'database'
         ? {
@@ -105,7 +128,8 @@ export function parseConfig(text: string, file: string): Config {
   // A target inside a source would back up the backups, growing each time without end.
   const inside = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith('/') ? parent : `${parent}/`);
   const secondary = config.targets.secondary;
-  const locals: [string, string][] = [['primary', config.targets.primary], ...(secondary?.kind === 'local' ? [['secondary', secondary.path] as [string, string]] : [])];
+  const primary = localPrimary(config);
+  const locals: [string, string][] = [...(primary ? [['primary', primary] as [string, string]] : []), ...(secondary?.kind === 'local' ? [['secondary', secondary.path] as [string, string]] : [])];
   config.repositories.forEach((repo, i) =>
     repo.paths.forEach((path, j) => {
       for (const [role, target] of locals) {
@@ -118,10 +142,23 @@ export function parseConfig(text: string, file: string): Config {
       }
     }),
   );
-  if (secondary?.kind === 'local' && (inside(secondary.path, config.targets.primary) || inside(config.targets.primary, secondary.path)))
-    throw new RespaldoError(`the configuration has an error:\n  ${file}:${lineOf(nodeAt(doc.contents, ['targets', 'secondary']), lineCounter)}: targets.secondary: ${secondary.path} and the primary target ${config.targets.primary} overlap: the second copy must be on another disk`, {
+  if (primary && secondary?.kind === 'local' && (inside(secondary.path, primary) || inside(primary, secondary.path)))
+    throw new RespaldoError(`the configuration has an error:\n  ${file}:${lineOf(nodeAt(doc.contents, ['targets', 'secondary']), lineCounter)}: targets.secondary: ${secondary.path} and the primary target ${primary} overlap: the second copy must be on another disk`, {
       exitCode: Exit.usage,
       hint: "point targets.secondary at CSC's copy: another disk or share, or user@host:/path over SSH",
+    });
+  // The archive of point-in-time recovery is written by the database server, here.
+  const pitr = primary ? -1 : config.repositories.findIndex((r) => r.kind === 'database' && r.pitr);
+  if (pitr >= 0)
+    throw new RespaldoError(`the configuration has an error:\n  ${file}:${lineOf(nodeAt(doc.contents, ['repositories', pitr, 'pitr']), lineCounter)}: repositories[${pitr}].pitr: point-in-time recovery needs the primary target on this machine (the server archives its WAL or binary logs there), and targets.primary is remote`, {
+      exitCode: Exit.usage,
+      hint: 'keep the primary target on a disk or share mounted here, or back the database up by dumps alone (leave "pitr" out)',
+    });
+  // A copy to CSC is sent from the primary's snapshot, which must then be on this machine.
+  if (!primary && secondary)
+    throw new RespaldoError(`the configuration has an error:\n  ${file}:${lineOf(nodeAt(doc.contents, ['targets', 'secondary']), lineCounter)}: targets.secondary: the primary target is remote (${targetDisplay(config.targets.primary)}), and a copy to CSC is sent from the primary's snapshot on this machine: copies from a remote primary are not supported yet`, {
+      exitCode: Exit.usage,
+      hint: 'keep the primary target on this machine (a mounted disk or share) to copy to CSC, or leave targets.secondary out',
     });
   return config;
 }

@@ -245,28 +245,39 @@ function split<T extends { size: number }>(reads: T[]): T[][] {
 
 /** Reads one part's files at the target; the problems found. */
 async function hashPart<T extends { rel: Buffer; sha256: string; mismatch?: string }>(sh: TargetShell, dir: string, part: T[], where: string, signal: AbortSignal | undefined, fail: Fail): Promise<{ read: T; problem: string }[]> {
-  const newline = part.some((r) => r.rel.includes(0x0a));
-  const input = Buffer.concat(part.flatMap((r) => [r.rel, Buffer.from([0])]));
+  const digests = await digestsAt(sh, dir, part.map((r) => r.rel), signal, fail);
+  const problems: { read: T; problem: string }[] = [];
+  part.forEach((r, k) => {
+    const digest = digests[k];
+    if (digest === undefined) problems.push({ read: r, problem: `could not be read ${where}` });
+    else if (digest !== r.sha256) problems.push({ read: r, problem: `${r.mismatch ?? "its bytes differ from the manifest's"} (SHA-256 ${digest.slice(0, 12)}… ${where})` });
+  });
+  return problems;
+}
+
+/**
+ * SHA-256 (hex) of the files `rels` (relative to `dir`) read at the target, in the order
+ * given; undefined for a file that could not be read. Throws (from `fail`) when the
+ * target could not run the reading at all.
+ */
+export async function digestsAt(sh: TargetShell, dir: string, rels: Buffer[], signal: AbortSignal | undefined, fail: Fail): Promise<(string | undefined)[]> {
+  const newline = rels.some((r) => r.includes(0x0a));
+  const input = Buffer.concat(rels.flatMap((r) => [r, Buffer.from([0])]));
   const { result, bytes, unreachable } = await sh(HASH, [dir, newline ? 'z' : ''], signal, input);
   // xargs exits 123 when a file could not be read: the output then lacks its line, which
   // the parse below reports. Anything else is the target failing to run the check.
-  if (unreachable || result.code === 3 || (result.code !== 0 && result.code !== 123)) throw fail('reading the copy back', result, unreachable);
+  if (unreachable || result.code === 3 || (result.code !== 0 && result.code !== 123)) throw fail('reading files back', result, unreachable);
   const tool = bytes.subarray(0, bytes.indexOf(0x0a)).toString('latin1');
   const out = bytes.subarray(bytes.indexOf(0x0a) + 1);
-  const problems: { read: T; problem: string }[] = [];
   // One record per file read, in the order given; a file that could not be read has none.
   const records = splitRecords(out, tool === 'openssl' ? 0x0a : 0x00);
   let k = 0;
-  for (const r of part) {
+  return rels.map((rel) => {
     const parsed = k < records.length ? parseDigest(records[k]!, tool) : undefined;
-    if (!parsed || !parsed.name.equals(r.rel)) {
-      problems.push({ read: r, problem: `could not be read ${where}` });
-      continue;
-    }
+    if (!parsed || !parsed.name.equals(rel)) return undefined;
     k++;
-    if (parsed.digest !== r.sha256) problems.push({ read: r, problem: `${r.mismatch ?? "its bytes differ from the manifest's"} (SHA-256 ${parsed.digest.slice(0, 12)}… ${where})` });
-  }
-  return problems;
+    return parsed.digest;
+  });
 }
 
 function splitRecords(out: Buffer, end: number): Buffer[] {

@@ -20,10 +20,10 @@ import { statOf, type HashJob, type HashPool, type HashResult } from './hashing.
 import { FixedRecords, IntMap, writeHex } from './tables.js';
 import type { TransferLog } from './transfers.js';
 import { BackupFailure, messageOf } from './errors.js';
-import { isoFromEpoch, MTIME_LENGTH, type RepositoryStore, type WalkBatch } from './target.js';
+import { isoFromEpoch, MTIME_LENGTH, type Hasher, type PrimaryStore, type WalkBatch } from './target.js';
 
 export interface ManifestInput {
-  store: RepositoryStore;
+  store: PrimaryStore;
   /** The partial snapshot being built. */
   id: string;
   /** The previous complete snapshot, whose manifest supplies hashes of unchanged files. */
@@ -39,7 +39,7 @@ export interface ManifestInput {
    * where every file was copied and hashed. Entries without a hash are stat'ed on their own.
    */
   light?: boolean;
-  pool: HashPool;
+  pool: Hasher;
   signal: AbortSignal;
   progress: (files: number) => void;
 }
@@ -378,6 +378,16 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
     // Most batches need no reading at all (hard links, copies hashed while rsync ran): no await.
     const results = parts.length ? (await Promise.all(parts)).flat() : [];
     if (input.signal.aborted) throw input.signal.reason;
+    // A file read at a remote target comes back with its digest alone: what it is (size,
+    // time) is what the walk listed there, as nothing else writes into a partial snapshot.
+    if (!st)
+      for (let j = 0; j < n; j++) {
+        const r = storedJob[j]! >= 0 ? results[storedJob[j]!]! : undefined;
+        if (!r || r.size !== undefined) continue;
+        r.size = w.size[from + j]!;
+        if (r.sha256) r.bytes = r.size;
+        [r.mtimeSec, r.mtimeNsec] = w.mtimeParts(from + j);
+      }
     if (st) {
       // The stat of each entry that was read or stat'ed now; the originals of copies without
       // a transfer checksum, read up to the copy's size.
@@ -520,7 +530,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
  * `copy`, only the files under `copy.prefix` (a path under data/, ending in "/"), read
  * where they were copied to, under `copy.root`: a restore's check of what it restored.
  */
-export async function checkSnapshot(store: RepositoryStore, id: string, pool: HashPool, signal: AbortSignal, copy?: { prefix: string; root: string }): Promise<Pick<ManifestOutcome, 'checksum' | 'problems'>> {
+export async function checkSnapshot(store: PrimaryStore, id: string, pool: Hasher, signal: AbortSignal, copy?: { prefix: string; root: string }): Promise<Pick<ManifestOutcome, 'checksum' | 'problems'>> {
   const checksum = { scope: 'full' as const, files: 0, bytes: 0, mismatches: 0 };
   const problems: { path: string; problem: string }[] = [];
   let batch: ManifestEntry[] = [];
@@ -536,7 +546,8 @@ export async function checkSnapshot(store: RepositoryStore, id: string, pool: Ha
     entries.forEach((e, i) => {
       const r = results[i]!;
       checksum.files++;
-      checksum.bytes += r.bytes ?? 0;
+      // A file read at a remote target reports no count: its size, if it matched.
+      checksum.bytes += r.bytes ?? (r.sha256 ? e.size : 0);
       const problem = r.error ? `cannot read the stored copy (${r.error})` : r.sha256 !== e.sha256 ? 'the stored copy no longer matches the hash it had when it was backed up (damaged backup disk?)' : undefined;
       if (problem) {
         checksum.mismatches++;

@@ -11,7 +11,13 @@ export type Redact = (text: string) => string;
 
 export function pathRedactor(config: Config, repo: RepositoryConfig | undefined): Redact {
   const names: [string, string][] = [
-    [config.targets.primary, '{target}'],
+    ...(config.targets.primary.kind === 'local' ? [[config.targets.primary.path, '{target}'] as [string, string]] : []),
+    ...(config.targets.primary.kind === 'ssh'
+      ? ([
+          [config.targets.primary.identity, '{target.identity}'],
+          [config.targets.primary.knownHosts, '{target.known-hosts}'],
+        ].filter((r): r is [string, string] => r[0] !== undefined))
+      : []),
     ...(config.targets.secondary?.kind === 'local' ? [[config.targets.secondary.path, '{secondary}'] as [string, string]] : []),
     ...(config.targets.secondary?.kind === 'ssh'
       ? ([

@@ -11,7 +11,7 @@ describe('rsync', () => {
   });
 
   it('passes every path as one argument, after --', () => {
-    const args = rsyncArgs({ sources: ['/srv/a b (1)', '/srv/$HOME'], dest: '/t/x/', linkDest: '/t/prev data/', keepExisting: false, exclude: ['*.tmp'], progress: undefined }, 'xxh128');
+    const args = rsyncArgs({ sources: ['/srv/a b (1)', '/srv/$HOME'], dest: '/t/x/', rsh: [], linkDest: '/t/prev data/', keepExisting: false, exclude: ['*.tmp'], progress: undefined }, 'xxh128');
     expect(args.slice(-3)).toEqual(['/srv/a b (1)', '/srv/$HOME', '/t/x/']);
     expect(args[args.length - 4]).toBe('--');
     expect(args).toContain('--link-dest=/t/prev data/');

@@ -32,6 +32,8 @@ const EXIT_MEANING: Record<number, string> = {
 export interface RsyncJob {
   sources: string[];
   dest: string;
+  /** rsync's options to reach `dest` (`-e 'ssh …'`); none for a local one. */
+  rsh: string[];
   linkDest: string | undefined;
   /** Leave every file already in `dest` as it is (see SnapshotJob.keepExisting). */
   keepExisting: boolean;
@@ -75,9 +77,10 @@ function commonArgs(exclude: string[]): string[] {
   ];
 }
 
-export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'linkDest' | 'keepExisting' | 'exclude' | 'progress'>, checksum: TransferChecksum): string[] {
+export function rsyncArgs(job: Pick<RsyncJob, 'sources' | 'dest' | 'rsh' | 'linkDest' | 'keepExisting' | 'exclude' | 'progress'>, checksum: TransferChecksum): string[] {
   return [
     ...commonArgs(job.exclude),
+    ...job.rsh,
     ...(job.linkDest ? [`--link-dest=${job.linkDest}`] : []),
     // The destination already holds hard links to the previous snapshot's unchanged files:
     // never write through one (not even its permissions or times), whatever changed since.
@@ -179,7 +182,7 @@ export interface Comparison {
  * /var/www…) are not part of what is backed up, so a change to them alone does not count.
  * Any doubt (an error, a vanished file) answers "changed", with no list.
  */
-export async function rsyncCompare(job: { sources: string[]; exclude: string[]; snapshotData: string; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison> {
+export async function rsyncCompare(job: { sources: string[]; exclude: string[]; snapshotData: string; rsh: string[]; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison> {
   const parents = new Set<string>(['']);
   for (const source of job.sources) {
     const parts = source.split('/').filter(Boolean);
@@ -191,7 +194,7 @@ export async function rsyncCompare(job: { sources: string[]; exclude: string[]; 
   // Past the limit the list is no use: stop rsync rather than read the rest.
   const enough = new AbortController();
   const signal = AbortSignal.any([job.signal, enough.signal]);
-  const result = await runTool('rsync', [...commonArgs(job.exclude), '--dry-run', '--delete', '--itemize-changes', '--out-format=%i %n', '--', ...job.sources, `${job.snapshotData}/`], {
+  const result = await runTool('rsync', [...commonArgs(job.exclude), ...job.rsh, '--dry-run', '--delete', '--itemize-changes', '--out-format=%i %n', '--', ...job.sources, `${job.snapshotData}/`], {
     env: job.env,
     signal,
     onStdout: (chunk) => {

@@ -156,15 +156,20 @@ export interface SecondaryRepository extends PruneStore {
   readManifest(id: string, signal?: AbortSignal): Promise<Buffer | undefined>;
 }
 
-export class SecondaryTarget implements Secondary {
-  readonly role = 'secondary' as const;
+/**
+ * A target reached as a path or over SSH, where fixed scripts run: CSC's (SecondaryTarget)
+ * or a remote primary (remote-target.ts). `role` names it in messages and in the name of
+ * the known_hosts file its pinned host key is written to.
+ */
+export class ShellTarget {
   /** How messages name the target: `csc@host:/srv/respaldos` or the local path. */
   readonly display: string;
 
   constructor(
     readonly location: Exclude<SecondaryLocation, { kind: 'rsync' }>,
     /** The agent's state folder, where the pinned host key is written as a known_hosts file. */
-    private readonly state: string,
+    protected readonly state: string,
+    readonly role: 'primary' | 'secondary',
   ) {
     this.display = location.kind === 'local' ? location.path : `${location.user ? `${location.user}@` : ''}${location.host}:${location.path}`;
   }
@@ -186,7 +191,7 @@ export class SecondaryTarget implements Secondary {
   private knownHostsFile(): string {
     const l = this.location;
     if (l.kind !== 'ssh') throw new Error('not an SSH target');
-    return l.knownHosts ?? join(this.state, 'secondary_known_hosts');
+    return l.knownHosts ?? join(this.state, `${this.role}_known_hosts`);
   }
 
   /** ssh's options: batch mode, the pinned host key and nothing else, the key file, the port. */
@@ -295,11 +300,27 @@ export class SecondaryTarget implements Secondary {
 
   private async probe(signal?: AbortSignal): Promise<void> {
     const { result, stdout, unreachable } = await this.sh('if [ ! -d "$1" ]; then echo missing; elif [ ! -w "$1" ]; then echo readonly; else echo ok; fi', [this.root], signal);
+    const { stage, waits } = roleWords(this.role);
+    const where = this.role === 'secondary' ? 'at CSC' : 'on the target host';
     if (unreachable || result.code !== 0)
-      throw new BackupFailure('copy', `the secondary target ${this.display} cannot be reached: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'the copies wait and are retried on every run, nothing is dropped; check the network, CSC\'s ssh server, the key (targets.secondary.identity) and the pinned host key');
+      throw new BackupFailure(stage, `the ${this.role} target ${this.display} cannot be reached: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, `${this.role === 'secondary' ? 'the copies wait and are retried on every run, nothing is dropped' : waits}; check the network, the ssh server ${where}, the key (targets.${this.role}.identity) and the pinned host key`);
     if (stdout.trim() === 'missing')
-      throw new BackupFailure('copy', `the secondary target's folder ${this.display} does not exist`, `create it at CSC (mkdir ${this.root}), or mount its disk; respaldo does not create a target's top folder, so that an unmounted disk is noticed`);
-    if (stdout.trim() === 'readonly') throw new BackupFailure('copy', `the secondary target ${this.display} is not writable`, `check the permissions of ${this.root} for the user that logs in`);
+      throw new BackupFailure(stage, `the ${this.role} target's folder ${this.display} does not exist`, `create it ${where} (mkdir ${this.root}), or mount its disk; respaldo does not create a target's top folder, so that an unmounted disk is noticed`);
+    if (stdout.trim() === 'readonly') throw new BackupFailure(stage, `the ${this.role} target ${this.display} is not writable`, `check the permissions of ${this.root} for the user that logs in`);
+  }
+
+}
+
+/** How failures at a target of this role are recorded: the record's stage, and what happens next. */
+export function roleWords(role: 'primary' | 'secondary'): { stage: 'copy' | 'target'; waits: string } {
+  return role === 'secondary' ? { stage: 'copy', waits: 'the copy waits and is retried on the next run' } : { stage: 'target', waits: 'run again once the target is back; the previous snapshot is intact' };
+}
+
+export class SecondaryTarget extends ShellTarget implements Secondary {
+  declare readonly role: 'secondary';
+
+  constructor(location: Exclude<SecondaryLocation, { kind: 'rsync' }>, state: string) {
+    super(location, state, 'secondary');
   }
 
   repository(host: string, name: string): SecondaryStore {
@@ -311,7 +332,7 @@ export class SecondaryTarget implements Secondary {
 export class SecondaryStore implements SecondaryRepository {
   readonly method = 'rehash';
   constructor(
-    readonly target: SecondaryTarget,
+    readonly target: ShellTarget,
     readonly base: string,
     readonly rel: string,
   ) {}
@@ -324,10 +345,12 @@ export class SecondaryStore implements SecondaryRepository {
     return posix.join(this.base, where, id);
   }
 
-  private async must(script: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
+  protected async must(script: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
     const { result, stdout, unreachable } = await this.target.sh(script, args, signal);
-    if (unreachable) throw new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while ${what}: ${lastLines(result.stderr, 2)}`, 'the copy waits and is retried on the next run');
-    if (result.code !== 0) throw new BackupFailure('copy', `${what} failed on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, 'check the secondary target\'s disk (space, permissions, what is in the repository\'s folder there); the copy is retried on the next run');
+    const role = this.target.role;
+    const { stage, waits } = roleWords(role);
+    if (unreachable) throw new BackupFailure(stage, `the ${role} target ${this.target.display} became unreachable while ${what}: ${lastLines(result.stderr, 2)}`, waits);
+    if (result.code !== 0) throw new BackupFailure(stage, `${what} failed on the ${role} target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, `check the ${role} target's disk (space, permissions, what is in the repository's folder there); ${waits}`);
     return stdout;
   }
 
@@ -423,18 +446,20 @@ export class SecondaryStore implements SecondaryRepository {
     return checkCopy(this.shell, this.dir(where, id), ref, signal, this.failing(` of snapshot ${id}`), ref.linkedFrom ? this.dir('snapshots', ref.linkedFrom) : undefined);
   }
 
-  private readonly shell = (script: string, args: string[], signal?: AbortSignal, input?: Buffer) => this.target.shBytes(script, args, signal, input);
+  readonly shell = (script: string, args: string[], signal?: AbortSignal, input?: Buffer) => this.target.shBytes(script, args, signal, input);
 
   /** How the target failing to run a check (`what`, then `of`) becomes a BackupFailure; `after`: what happens next. */
-  private failing(of: string, after = 'the copy waits and is retried on the next run'): Fail {
+  failing(of: string, after = roleWords(this.target.role).waits): Fail {
+    const { stage } = roleWords(this.target.role);
+    const role = this.target.role;
     return (what, result, unreachable) =>
       unreachable
-        ? new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while ${what}${of}: ${lastLines(result.stderr, 2)}`, after)
-        : new BackupFailure('copy', `${what}${of} failed on the secondary target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, `the target needs GNU find and OpenSSL or coreutils' sha256sum; ${after}`, { detail: result.stderr });
+        ? new BackupFailure(stage, `the ${role} target ${this.target.display} became unreachable while ${what}${of}: ${lastLines(result.stderr, 2)}`, after)
+        : new BackupFailure(stage, `${what}${of} failed on the ${role} target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, `the target needs GNU find and OpenSSL or coreutils' sha256sum; ${after}`, { detail: result.stderr });
   }
 
   async checkStored(snapshots: StoredSnapshot[], pick: (e: ManifestEntry) => boolean, _primaryDir: (id: string) => Promise<string | undefined>, signal?: AbortSignal): Promise<StoredCheck> {
-    return checkStored(this.shell, this.base, snapshots, pick, 'at the secondary target', signal, this.failing('', 'the check is tried again on the next run'));
+    return checkStored(this.shell, this.base, snapshots, pick, `at the ${this.target.role} target`, signal, this.failing('', 'the check is tried again on the next run'));
   }
 
   async readManifest(id: string, signal?: AbortSignal): Promise<Buffer | undefined> {

@@ -4,12 +4,11 @@
  * one rename after it is verified and flushed, so a crash leaves the old state or the new
  * one, never a snapshot that claims to be whole and is not.
  *
- * Only local paths (a mounted disk or share) for now. rsync is handed destination strings
- * (`dataDest`, `linkDest`) so that remote targets can slot in: everything else a backup
- * needs from the target goes through this class.
+ * Here a local path (a mounted disk or share); remote-target.ts keeps the same layout on
+ * a host reached over SSH, behind the same interfaces (PrimaryTarget, PrimaryStore).
  */
 import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { access, constants, lstat, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { access, constants, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parse as parseYaml } from 'yaml';
@@ -17,9 +16,13 @@ import { ZodError } from 'zod';
 import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
+import type { ManifestEntry as Entry } from '../schemas/manifest.js';
+import { checkStored, localShell, type StoredCheck, type StoredSnapshot } from './copy-check.js';
 import { BackupFailure, messageOf } from './errors.js';
-import { capture, runTool, streamTool } from './exec.js';
-import { fsyncDir } from './fsutil.js';
+import { capture, lastLines, runTool, streamTool } from './exec.js';
+import { exists, fsyncDir } from './fsutil.js';
+import type { HashPool } from './hashing.js';
+import type { PruneStore } from './prune.js';
 
 /** find's -printf for the walk (also of a copy at CSC): each field is read in place by WalkBatch. */
 export const WALK_FORMAT = '%y %i %s %T@ %TY-%Tm-%TdT%TH:%TM:%TS %m %P\\0%l\\0';
@@ -144,6 +147,13 @@ export class WalkBatch {
     return isoFromEpoch(this.buf.toString('latin1', this.at[o]!, this.at[o + 1]!));
   }
 
+  /** Modification time as seconds and nanoseconds (≥ 0), as HashResult has it, from find's %T@. */
+  mtimeParts(i: number): [number, number] {
+    const o = i * W_STRIDE + W_EPOCH;
+    const [sec = '0', frac = ''] = this.buf.toString('latin1', this.at[o]!, this.at[o + 1]!).split('.');
+    return [Number(sec), Number(frac.padEnd(9, '0').slice(0, 9))];
+  }
+
   /** Writes mtime(i) at `pos`; returns the position after it. */
   writeMtime(i: number, out: Buffer, pos: number): number {
     const s = this.isoAt(i);
@@ -221,11 +231,80 @@ export function isoFromEpoch(text: string): string {
   return `${y}-${two(month)}-${two(day)}T${time}.${nanos.toString().padStart(9, '0')}Z`;
 }
 
-export class LocalTarget {
+/** What reads files for a manifest: the hash pool, or a remote store's `hasher` around it. */
+export type Hasher = Pick<HashPool, 'size' | 'hash'>;
+
+/** The primary target, local (LocalTarget) or over SSH (RemotePrimaryTarget in remote-target.ts). */
+export interface PrimaryTarget {
+  readonly role: 'primary';
+  /** How messages name it: the path, or `user@host:/path`. */
+  readonly display: string;
+  readonly root: string;
+  /** Fails when the target cannot take a snapshot. */
+  check(signal?: AbortSignal): Promise<void>;
+  /** Whether `<target>/<host>` exists: an unmounted backup disk has none. */
+  hasHost(host: string): Promise<boolean>;
+  hostDir(host: string): string;
+  repository(host: string, name: string): PrimaryStore;
+  /** Ends what the run opened (a shared SSH connection). */
+  close(): Promise<void>;
+}
+
+/**
+ * One repository's folder on the primary target: what a backup builds a snapshot in, and
+ * what verify, prune, status and restore read. `local`: on this machine (RepositoryStore).
+ */
+export interface PrimaryStore extends PruneStore {
+  readonly local: boolean;
+  /** `<root>/<host>/<repository>` at the target. */
+  readonly base: string;
+  snapshotLocation(id: string): string;
+  snapshotDir(id: string): string;
+  partialDir(id: string): string;
+  prepare(): Promise<void>;
+  readSummary(id: string, where?: 'snapshots' | 'incomplete'): Promise<{ summary: SnapshotSummary; bytes: Buffer }>;
+  linkDest(id: string): string;
+  /** A complete snapshot's data folder as rsync names it (for a comparison with the sources). */
+  snapshotData(id: string): string;
+  dataDest(id: string): string;
+  /** rsync's options to reach the target; none for a local one. */
+  rsh(): Promise<string[]>;
+  begin(id: string): Promise<string[]>;
+  linkPrevious(previous: string, id: string, stale: Buffer[], signal: AbortSignal): Promise<boolean>;
+  /** A folder on this machine for what a source makes (dumps, bundles) when the partial snapshot is not; undefined for a local target. */
+  stage(id: string): Promise<string | undefined>;
+  sendStaged(id: string, previous: string | undefined, signal: AbortSignal): Promise<void>;
+  partialPath(id: string, rel: Buffer): Buffer;
+  storedPath(id: string, rel: Buffer): Buffer;
+  hasher(local: Hasher): Hasher;
+  walk(id: string, signal?: AbortSignal, light?: boolean): AsyncGenerator<WalkBatch>;
+  manifestEntries(id: string): AsyncGenerator<Entry>;
+  openPartialFile(id: string, name: string): WriteStream;
+  writePartialFile(id: string, name: string, text: string): Promise<void>;
+  flush(id: string): Promise<void>;
+  publish(id: string): Promise<void>;
+  discard(id: string): Promise<void>;
+  /** Whether a damaged snapshot was moved aside by hand (`damaged-<id>`). */
+  movedAside(id: string): Promise<boolean>;
+  /** Verify at rest, where the snapshots lie (checkStored in copy-check.ts). */
+  checkStored(snapshots: StoredSnapshot[], pick: (e: Entry) => boolean, signal?: AbortSignal): Promise<StoredCheck>;
+}
+
+export class LocalTarget implements PrimaryTarget {
   constructor(
     readonly role: 'primary',
     readonly root: string,
   ) {}
+
+  get display(): string {
+    return this.root;
+  }
+
+  async hasHost(host: string): Promise<boolean> {
+    return exists(this.hostDir(host));
+  }
+
+  async close(): Promise<void> {}
 
   /** Fails when the target cannot take a snapshot: missing (an unmounted disk), not a folder, or read-only. */
   async check(): Promise<void> {
@@ -271,7 +350,9 @@ export async function* parseManifest(input: NodeJS.ReadableStream, name: string)
   }
 }
 
-export class RepositoryStore {
+export class RepositoryStore implements PrimaryStore {
+  readonly local = true;
+
   constructor(
     readonly base: string,
     /** `<host>/<repository>`: where the store is inside its target. */
@@ -308,6 +389,40 @@ export class RepositoryStore {
   /** rsync's --link-dest for a complete snapshot, as a path on the receiving side. */
   linkDest(id: string): string {
     return join(this.snapshotDir(id), 'data');
+  }
+
+  snapshotData(id: string): string {
+    return this.linkDest(id);
+  }
+
+  async rsh(): Promise<string[]> {
+    return [];
+  }
+
+  /** Sources make their files in the partial snapshot itself. */
+  async stage(): Promise<undefined> {
+    return undefined;
+  }
+
+  async sendStaged(): Promise<void> {}
+
+  /** The files are read here, by the pool itself. */
+  hasher(local: Hasher): Hasher {
+    return local;
+  }
+
+  async writePartialFile(id: string, name: string, text: string): Promise<void> {
+    await writeFile(join(this.partialDir(id), name), text, { flag: 'wx' });
+  }
+
+  async movedAside(id: string): Promise<boolean> {
+    return exists(join(this.base, `damaged-${id}`));
+  }
+
+  checkStored(snapshots: StoredSnapshot[], pick: (e: Entry) => boolean, signal?: AbortSignal): Promise<StoredCheck> {
+    return checkStored(localShell, this.base, snapshots, pick, 'on the primary target', signal, (what, result) =>
+      new BackupFailure('verify', `${what} failed on the primary target: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, "the target needs GNU find and OpenSSL or coreutils' sha256sum; check the target disk (dmesg); the check is tried again on the next run", { detail: result.stderr }),
+    );
   }
 
   /** Complete snapshots, oldest first. */

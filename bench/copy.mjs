@@ -11,14 +11,14 @@
  * openssh-server, restic and GNU time (apt-get install -y rsync openssh-server restic time),
  * and a built respaldo (npx tsc -p .).
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { createProbe, ensureTree, fail, has, log, measure, modifyTree, restoreTree, setup, sh, version, warmTree } from './lib.mjs';
+import { createProbe, ensureTree, fail, has, inTurn, log, measure, median, modifyTree, restoreTree, settled, setup, sh, startSshd, version, warmTree } from './lib.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opt } = parseArgs({
@@ -44,26 +44,6 @@ setup({ work: WORK, scale });
 
 for (const p of ['rsync', 'restic', 'git', 'ssh-keygen', '/usr/sbin/sshd', '/usr/bin/time']) if (!(p.startsWith('/') ? existsSync(p) : has(p))) fail(`${p} is not installed: apt-get install -y rsync openssh-server restic time git`);
 if (!existsSync(CLI)) fail(`${CLI} is missing: build respaldo first (npx tsc -p .)`);
-
-/** A throwaway sshd on a loopback port: its own host key, one client key for root. */
-async function startSshd(dir) {
-  mkdirSync(dir, { recursive: true });
-  for (const k of ['host_key', 'client_key']) if (!existsSync(join(dir, k))) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, k)]);
-  writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')), { mode: 0o600 });
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  writeFileSync(
-    join(dir, 'sshd_config'),
-    [`Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${join(dir, 'host_key')}`, `PidFile ${join(dir, 'sshd.pid')}`, `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`, 'StrictModes no', 'PasswordAuthentication no', 'UsePAM no', 'PermitRootLogin prohibit-password', 'LogLevel ERROR', ''].join('\n'),
-  );
-  mkdirSync('/run/sshd', { recursive: true });
-  const child = spawn('/usr/sbin/sshd', ['-D', '-f', join(dir, 'sshd_config')], { stdio: 'ignore' });
-  for (let i = 0; i < 100 && spawnSync('ssh-keyscan', ['-p', String(port), '127.0.0.1'], { stdio: 'ignore' }).status !== 0; i++) await new Promise((r) => setTimeout(r, 100));
-  const hostKey = readFileSync(join(dir, 'host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
-  writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${port} ${hostKey}\n`);
-  // What plain rsync gets: the same options respaldo gives ssh.
-  const ssh = `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${join(dir, 'known_hosts')} -o IdentitiesOnly=yes -i ${join(dir, 'client_key')} -p ${port}`;
-  return { port, hostKey, identity: join(dir, 'client_key'), ssh, stop: () => child.kill('SIGTERM') };
-}
 
 /** A respaldo deployment backing up the tree to a local primary; `secondary` (or not) in its config. */
 function deployRespaldo(dir, tree, server) {
@@ -98,28 +78,6 @@ function deployRespaldo(dir, tree, server) {
 function readdirSorted(dir) {
   return existsSync(dir) ? sh('ls', ['-1', dir]).split('\n').filter(Boolean).sort() : [];
 }
-
-/**
- * The two measurements of round `r`, plain rsync's first in odd rounds and respaldo's in
- * even ones: the disk is not in the same state for the second writer as for the first.
- */
-function inTurn(r, plain, ours) {
-  if (r % 2) return [plain(), ours()];
-  const o = ours();
-  return [plain(), o];
-}
-
-/**
- * `measure` from a clean page cache state: what the previous step wrote is on the disk
- * first, so that neither tool pays for the other's writes (respaldo flushes its copy before
- * it records it; plain rsync leaves its writes in the page cache, for the next to pay).
- */
-function settled(measure) {
-  sh('sync', []);
-  return measure();
-}
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 async function main() {
   mkdirSync(WORK, { recursive: true });

@@ -3,7 +3,7 @@
  * names, sizes, contents and mtimes, cached between runs) and timing a command under GNU
  * time. Call `setup({ work, scale })` once before using the trees.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -312,3 +312,44 @@ export function measure(cmd, args, { env, cwd, logFile }) {
   return { wall, user, sys, cpu, peakMB: Math.round((maxKB / 1024) * 10) / 10, otherCpu: other, steal };
 }
 
+/** A throwaway sshd on a loopback port: its own host key, one client key for root. */
+export async function startSshd(dir) {
+  mkdirSync(dir, { recursive: true });
+  for (const k of ['host_key', 'client_key']) if (!existsSync(join(dir, k))) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, k)]);
+  writeFileSync(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_key.pub')), { mode: 0o600 });
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  writeFileSync(
+    join(dir, 'sshd_config'),
+    [`Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${join(dir, 'host_key')}`, `PidFile ${join(dir, 'sshd.pid')}`, `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`, 'StrictModes no', 'PasswordAuthentication no', 'UsePAM no', 'PermitRootLogin prohibit-password', 'LogLevel ERROR', ''].join('\n'),
+  );
+  mkdirSync('/run/sshd', { recursive: true });
+  const child = spawn('/usr/sbin/sshd', ['-D', '-f', join(dir, 'sshd_config')], { stdio: 'ignore' });
+  for (let i = 0; i < 100 && spawnSync('ssh-keyscan', ['-p', String(port), '127.0.0.1'], { stdio: 'ignore' }).status !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+  const hostKey = readFileSync(join(dir, 'host_key.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ');
+  writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${port} ${hostKey}\n`);
+  // What plain rsync gets: the same options respaldo gives ssh.
+  const ssh = `ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${join(dir, 'known_hosts')} -o IdentitiesOnly=yes -i ${join(dir, 'client_key')} -p ${port}`;
+  return { port, hostKey, identity: join(dir, 'client_key'), ssh, stop: () => child.kill('SIGTERM') };
+}
+
+/**
+ * The two measurements of round `r`, plain rsync's first in odd rounds and respaldo's in
+ * even ones: the disk is not in the same state for the second writer as for the first.
+ */
+export function inTurn(r, plain, ours) {
+  if (r % 2) return [plain(), ours()];
+  const o = ours();
+  return [plain(), o];
+}
+
+/**
+ * `measure` from a clean page cache state: what the previous step wrote is on the disk
+ * first, so that neither tool pays for the other's writes (respaldo flushes its copy before
+ * it records it; plain rsync leaves its writes in the page cache, for the next to pay).
+ */
+export function settled(measure) {
+  sh('sync', []);
+  return measure();
+}
+
+export const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];

@@ -48,19 +48,6 @@ export const verifySettings = z
   .strict();
 export type VerifySettings = z.infer<typeof verifySettings>;
 
-/**
- * The primary target (JAA's copy): a local path, a mounted disk or share. Snapshots are
- * made, hashed and verified there, so it must be reachable as a path.
- */
-export const targetSpec = z.string().min(1).superRefine((spec, ctx) => {
-  if (spec.startsWith('rsync://') || /^[^/]*:/.test(spec)) {
-    ctx.addIssue({
-      code: z.ZodIssueCode.custom,
-      message: `the primary target must be a local path (a mounted disk or share): snapshots are made and verified there; put the remote target ("${spec}") under targets.secondary`,
-    });
-  }
-});
-
 /** `user@host:/path` (or `host:/path`, `user@[::1]:/path`): an rsync destination over SSH. */
 const SSH_URL_RE = /^(?:([A-Za-z0-9._][A-Za-z0-9._-]*)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\/.*)$/;
 
@@ -89,38 +76,27 @@ export function parseRsyncUrl(url: string): { user: string | undefined; host: st
   return { user: m[1], host: m[2]!.replace(/^\[|\]$/g, ''), port, module: m[4]!, path };
 }
 
-/**
- * The secondary target (CSC's copy, clause 4.1.6): a local path, `user@host:/path` over
- * SSH with CSC's host key pinned, in BatchMode (never a prompt at 3 a.m.), or a module of
- * an rsync daemon, `rsync://user@host/module/path`, with its password in a file.
- */
-export const secondarySpec = z.union([
-  z.string().min(1),
-  z
-    .object({
-      url: z.string().min(1),
-      port: z.number().int().min(1).max(65535).optional(),
-      /** The private key ssh logs in with (mode 0600); default: ssh's own (~/.ssh/id_ed25519…). */
-      identity: z.string().min(1).optional(),
-      /** CSC's host key as one public-key line ("ssh-ed25519 AAAA…"), checked out of band. */
-      'host-key': z
-        .string()
-        .regex(/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+=*( .*)?$/, 'a public-key line such as "ssh-ed25519 AAAAC3Nza… csc", as ssh-keyscan prints it after the host name')
-        .optional(),
-      /** Or a known_hosts file that holds CSC's host key. */
-      'known-hosts': z.string().min(1).optional(),
-      /** rsync daemon targets: a file holding the module's password alone (mode 0600). */
-      'password-file': z.string().min(1).optional(),
-    })
-    .strict(),
-]).superRefine((spec, ctx) => {
-  const url = typeof spec === 'string' ? spec : spec.url;
-  const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
-  if (url.startsWith('rsync://')) {
-    if (!parseRsyncUrl(url)) at(`"${url}" is not an rsync daemon target: write it as rsync://user@host/module/path (rsync://user@host:8873/module when the daemon listens on another port than 873); the path's names may not be "." or ".." nor hold * ? [ or \\`);
-    if (typeof spec !== 'string') for (const field of ['port', 'identity', 'host-key', 'known-hosts'] as const) if (spec[field] !== undefined) at(`"${field}" is for SSH targets (user@host:/path)${field === 'port' ? `; an rsync daemon's port goes in the url: rsync://host:8873/module` : ''}`);
-    return;
-  }
+/** A target's fields: `url` and, over SSH, how to log in and the pinned host key. */
+const remoteFields = z
+  .object({
+    url: z.string().min(1),
+    port: z.number().int().min(1).max(65535).optional(),
+    /** The private key ssh logs in with (mode 0600); default: ssh's own (~/.ssh/id_ed25519…). */
+    identity: z.string().min(1).optional(),
+    /** The target's host key as one public-key line ("ssh-ed25519 AAAA…"), checked out of band. */
+    'host-key': z
+      .string()
+      .regex(/^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+=*( .*)?$/, 'a public-key line such as "ssh-ed25519 AAAAC3Nza… csc", as ssh-keyscan prints it after the host name')
+      .optional(),
+    /** Or a known_hosts file that holds the target's host key. */
+    'known-hosts': z.string().min(1).optional(),
+    /** rsync daemon targets: a file holding the module's password alone (mode 0600). */
+    'password-file': z.string().min(1).optional(),
+  })
+  .strict();
+
+/** The checks of an SSH or local target's spec; `whose` names its host in messages ("CSC's"). */
+function checkSshSpec(spec: string | z.infer<typeof remoteFields>, url: string, whose: string, at: (message: string) => void): void {
   if (typeof spec !== 'string' && spec['password-file'] !== undefined) at(`"password-file" is for rsync daemon targets (rsync://user@host/module/path); "${url}" is not one`);
   const ssh = parseSshUrl(url);
   if (!ssh) {
@@ -130,9 +106,41 @@ export const secondarySpec = z.union([
     }
     return;
   }
-  if (typeof spec === 'string') at(`pin CSC's host key: write the target as { url: ${url}, host-key: "ssh-ed25519 AAAA…" } (the key from ssh-keyscan -t ed25519 ${ssh.host}, checked out of band) or with known-hosts: FILE`);
-  else if (!spec['host-key'] && !spec['known-hosts']) at(`pin CSC's host key: add host-key: "ssh-ed25519 AAAA…" (ssh-keyscan -t ed25519 ${ssh.host}, checked out of band) or known-hosts: FILE`);
+  if (typeof spec === 'string') at(`pin ${whose} host key: write the target as { url: ${url}, host-key: "ssh-ed25519 AAAA…" } (the key from ssh-keyscan -t ed25519 ${ssh.host}, checked out of band) or with known-hosts: FILE`);
+  else if (!spec['host-key'] && !spec['known-hosts']) at(`pin ${whose} host key: add host-key: "ssh-ed25519 AAAA…" (ssh-keyscan -t ed25519 ${ssh.host}, checked out of band) or known-hosts: FILE`);
   else if (spec['host-key'] && spec['known-hosts']) at('give the host key either as host-key or in a known-hosts file, not both');
+}
+
+/**
+ * The primary target (JAA's copy): a local path (a mounted disk or share) or
+ * `user@host:/path` over SSH, with the host key pinned. Snapshots are hashed and verified
+ * where they are stored, which needs a shell there: an rsync daemon cannot be the primary.
+ */
+export const targetSpec = z.union([z.string().min(1), remoteFields]).superRefine((spec, ctx) => {
+  const url = typeof spec === 'string' ? spec : spec.url;
+  const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+  if (url.startsWith('rsync://')) {
+    at(`an rsync daemon ("${url}") cannot be the primary target: snapshots are hashed and verified where they are stored, which needs a shell there; reach the host over SSH (user@host:/path), or put the daemon under targets.secondary`);
+    return;
+  }
+  checkSshSpec(spec, url, "the target's", at);
+});
+export type TargetSpec = z.infer<typeof targetSpec>;
+
+/**
+ * The secondary target (CSC's copy, clause 4.1.6): a local path, `user@host:/path` over
+ * SSH with CSC's host key pinned, in BatchMode (never a prompt at 3 a.m.), or a module of
+ * an rsync daemon, `rsync://user@host/module/path`, with its password in a file.
+ */
+export const secondarySpec = z.union([z.string().min(1), remoteFields]).superRefine((spec, ctx) => {
+  const url = typeof spec === 'string' ? spec : spec.url;
+  const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+  if (url.startsWith('rsync://')) {
+    if (!parseRsyncUrl(url)) at(`"${url}" is not an rsync daemon target: write it as rsync://user@host/module/path (rsync://user@host:8873/module when the daemon listens on another port than 873); the path's names may not be "." or ".." nor hold * ? [ or \\`);
+    if (typeof spec !== 'string') for (const field of ['port', 'identity', 'host-key', 'known-hosts'] as const) if (spec[field] !== undefined) at(`"${field}" is for SSH targets (user@host:/path)${field === 'port' ? `; an rsync daemon's port goes in the url: rsync://host:8873/module` : ''}`);
+    return;
+  }
+  checkSshSpec(spec, url, "CSC's", at);
 });
 export type SecondarySpec = z.infer<typeof secondarySpec>;
 /** A number of snapshots to keep under one rule. */

@@ -55,7 +55,7 @@ describe('configuration errors', () => {
     const twice = await check('twice.yaml', `${base}repositories:\n  - name: b\n    kind: files\n    paths: [/b]\n  - name: b\n    kind: files\n    paths: [/c]\n`);
     expect(twice).toMatch(/twice\.yaml:10: repositories\[1\]\.name: repository name "b" is used twice/);
     const remote = await check('remote.yaml', `host: web01\nkey: /k\nrecords: /r\ntargets:\n  primary: csc@respaldos.example:/srv\nrepositories:\n  - name: a\n    kind: files\n    paths: [/a]\n`);
-    expect(remote).toMatch(/remote\.yaml:5: targets\.primary: the primary target must be a local path .*put the remote target .* under targets\.secondary/);
+    expect(remote).toMatch(/remote\.yaml:5: targets\.primary: pin the target's host key: write the target as \{ url: csc@respaldos\.example:\/srv, host-key: /);
     const daemon = await check('daemon.yaml', `host: web01\nkey: /k\nrecords: /r\ntargets:\n  primary: /mnt/b\n  secondary: rsync://csc\nrepositories:\n  - name: a\n    kind: files\n    paths: [/a]\n`);
     expect(daemon).toMatch(/daemon\.yaml:6: targets\.secondary: "rsync:\/\/csc" is not an rsync daemon target: write it as rsync:\/\/user@host\/module\/path/);
     // MariaDB: a port written into the host, a socket without its path.

@@ -20,6 +20,7 @@ async function snapshot(store: ReturnType<LocalTarget['repository']>, id: string
   await filesSource.snapshot({
     repository: { name: 'app', kind: 'files', paths: [src] },
     dest: store.dataDest(id),
+    rsh: [],
     linkDest,
     keepExisting,
     signal,
@@ -44,7 +45,7 @@ describe('linking the previous snapshot', () => {
 
     // c.txt changes before the comparison; a.txt (content) and b.txt (permissions only) after it.
     writeFileSync(join(src, 'c.txt'), 'charlie, changed\n');
-    const comparison = await rsyncCompare({ sources: [src], exclude: [], snapshotData: store.linkDest('20261101T000000Z'), limit: 1000, signal, env: process.env });
+    const comparison = await rsyncCompare({ sources: [src], exclude: [], snapshotData: store.linkDest('20261101T000000Z'), rsh: [], limit: 1000, signal, env: process.env });
     expect(comparison.unchanged).toBe(false);
     expect(comparison.stale!.map((b: Buffer) => b.toString())).toEqual([`${src.slice(1)}/c.txt`]);
     writeFileSync(join(src, 'a.txt'), 'ALPHA\n');
@@ -57,6 +58,7 @@ describe('linking the previous snapshot', () => {
     await filesSource.snapshot({
       repository: { name: 'app', kind: 'files', paths: [src] },
       dest: store.dataDest(id),
+    rsh: [],
       linkDest: undefined,
       keepExisting: true,
       signal,

@@ -312,7 +312,7 @@ describe('the second copy on a local path', () => {
 });
 
 describe('secondary target configuration', () => {
-  it('refuses an SSH target without a pinned host key, and a remote primary, naming the field', async () => {
+  it('refuses an SSH target without a pinned host key, for either target, naming the field', async () => {
     const d = await deployment([{ name: 'etc', kind: 'config', paths: ['/etc/hostname'] }]);
     const config = parse(readFileSync(d.config, 'utf8'));
     config.targets.secondary = 'csc@respaldos.csc.example:/srv/respaldos';
@@ -330,7 +330,7 @@ describe('secondary target configuration', () => {
     writeFileSync(d.config, JSON.stringify(config));
     const remote = await d.run('run', '--all');
     expect(remote.code).toBe(2);
-    expect(remote.stderr).toMatch(/targets\.primary.*must be a local path/);
+    expect(remote.stderr).toMatch(/targets\.primary: pin the target's host key/);
   });
 });
 

@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { repositoryName } from '../../schemas/common.js';
 import { digestOf, parseRecord } from '../../schemas/record.js';
 import type { SnapshotSummary } from '../../schemas/snapshot.js';
-import { loadConfig, type Config } from '../config.js';
+import { loadConfig, requireLocalPrimary, targetDisplay, type Config } from '../config.js';
 import type { Context } from '../context.js';
 import { BackupFailure, Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { sha256File, writeFileAtomic } from '../fsutil.js';
@@ -71,7 +71,7 @@ async function recordOf(records: RecordStore, summary: SnapshotSummary): Promise
 function listDevices(ctx: Context, config: Config): ExitCode {
   const devices = config.devices ?? [];
   const secondary = config.targets.secondary;
-  const targets: Record<string, string | undefined> = { primary: config.targets.primary, secondary: secondary && openSecondary(secondary, config.state).display };
+  const targets: Record<string, string | undefined> = { primary: targetDisplay(config.targets.primary), secondary: secondary && openSecondary(secondary, config.state).display };
   const rows = devices.map((d) => ({ ...d, target: d.target ?? null, path: d.target ? (targets[d.target] ?? null) : null }));
   if (rows.length === 0) {
     ctx.reporter.result(`no devices listed in ${config.file}; list them under "devices:" (label, location, capacity, target), see "Labels" in the README`, { host: config.host, devices: [] });
@@ -90,17 +90,18 @@ export async function runLabel(ctx: Context, opts: LabelOptions): Promise<ExitCo
     if (opts.repo || opts.snapshot || opts.svg || opts.pdf) throw usageError('--devices lists the device inventory: it takes no repository, snapshot, --svg or --pdf', 'respaldo label --devices; or a snapshot\'s label: respaldo label REPOSITORY [SNAPSHOT] --svg FILE');
     return listDevices(ctx, config);
   }
-  const target = new LocalTarget('primary', config.targets.primary);
+  const root = requireLocalPrimary(config, '"respaldo label"');
+  const target = new LocalTarget('primary', root);
   const names = await repositoryNames(config, target);
   if (!opts.repo) throw usageError('"respaldo label" needs a repository', `e.g. respaldo label ${names[0]} latest --pdf ${names[0]}.pdf; repositories: ${names.join(', ')}`);
-  if (!names.includes(opts.repo)) throw usageError(`no repository named "${opts.repo}" in ${config.file} or on the primary target ${config.targets.primary}`, `repositories: ${names.join(', ')}`);
+  if (!names.includes(opts.repo)) throw usageError(`no repository named "${opts.repo}" in ${config.file} or on the primary target ${root}`, `repositories: ${names.join(', ')}`);
   const store = target.repository(config.host, opts.repo);
   const ids = await store.snapshots();
   if (ids.length === 0)
-    throw usageError(`repository "${opts.repo}" has no snapshot on the primary target ${config.targets.primary}`, `is the backup disk mounted? make one with: respaldo run --repo ${opts.repo} --manual`);
+    throw usageError(`repository "${opts.repo}" has no snapshot on the primary target ${root}`, `is the backup disk mounted? make one with: respaldo run --repo ${opts.repo} --manual`);
   const wanted = opts.snapshot ?? 'latest';
   const id = wanted === 'latest' ? ids.at(-1)! : ids.find((i) => i === wanted);
-  if (!id) throw usageError(`no snapshot "${wanted}" of repository "${opts.repo}" on the primary target ${config.targets.primary}`, `snapshots there, oldest first: ${listIds(ids)}; or "latest"`);
+  if (!id) throw usageError(`no snapshot "${wanted}" of repository "${opts.repo}" on the primary target ${root}`, `snapshots there, oldest first: ${listIds(ids)}; or "latest"`);
 
   let summary: SnapshotSummary;
   let summaryBytes: Buffer;

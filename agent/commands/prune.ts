@@ -18,7 +18,7 @@ import { applyPrune, planPrune, pruneRecordBody, readVerifications, verification
 import { RecordStore } from '../records.js';
 import { describeRules, snapshotTime } from '../retention.js';
 import { openSecondary } from '../secondary-rsyncd.js';
-import { LocalTarget } from '../target.js';
+import { openPrimary } from '../remote-target.js';
 import { hostZone } from '../zoned.js';
 import { formatLocal } from './status.js';
 
@@ -43,8 +43,8 @@ interface TargetHandle {
 
 /** The host's targets: JAA's copy, and CSC's when the config has one, pruned by the same rules. */
 function targetsOf(config: Config): TargetHandle[] {
-  const primary = new LocalTarget('primary', config.targets.primary);
-  const handles: TargetHandle[] = [{ role: 'primary', check: () => primary.check(), store: (name) => primary.repository(config.host, name) }];
+  const primary = openPrimary(config);
+  const handles: TargetHandle[] = [{ role: 'primary', check: () => primary.check(), store: (name) => primary.repository(config.host, name), close: () => primary.close() }];
   if (config.targets.secondary) {
     const secondary = openSecondary(config.targets.secondary, config.state);
     handles.push({ role: 'secondary', check: () => secondary.check(), store: (name) => secondary.repository(config.host, name), close: () => secondary.close() });

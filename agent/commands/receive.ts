@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { sha256File } from '../fsutil.js';
 import { verifyRecordsFolder } from '../../schemas/chain.js';
 import type { Context } from '../context.js';
+import { requireLocalPrimary } from '../config.js';
 import { Exit, messageOf, RespaldoError, type ExitCode } from '../errors.js';
 import { HashPool } from '../hashing.js';
 import { lockAndRecover, openHost, operatorName, publishRecords } from '../host.js';
@@ -79,7 +80,7 @@ export async function runReceive(ctx: Context, opts: ReceiveOptions): Promise<Ex
       if (r?.type === 'receipt') answered.add(`${r.origin}/${r.repository}/${r.snapshot}/${r.copy.seq}`);
     }
 
-    const root = config.targets.primary;
+    const root = requireLocalPrimary(config, '"respaldo receive"');
     const copies = copyRecords(config.records);
     for (const origin of await folders(root, NAME_RE)) {
       if (origin === config.host) continue;

@@ -32,6 +32,7 @@ import { snapshotTime } from '../retention.js';
 import { lockAndRecover, operatorName, publishRecords, type Host } from '../host.js';
 import type { Secondary } from '../secondary.js';
 import { openSecondary } from '../secondary-rsyncd.js';
+import { RemotePrimaryTarget } from '../remote-target.js';
 import { isoFromEpoch, LocalTarget, RepositoryStore } from '../target.js';
 import { formatZoned, hostZone, parseZoned } from '../zoned.js';
 
@@ -163,13 +164,23 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
   /** What copied the files: the result says so (cp, or rsync; see copyTree). */
   let copiedBy: 'cp' | 'rsync' | undefined;
   let secondary: Secondary | undefined;
+  let remotePrimary: RemotePrimaryTarget | undefined;
   let resultRecorded = false;
   try {
     await mkdir(to, { recursive: true, mode: 0o700 });
-    const primary = new LocalTarget('primary', config.targets.primary).repository(config.host, repo.name);
     let whyNotPrimary: string | undefined;
     let problems: string[] = [];
-    if (!(await exists(join(primary.snapshotDir(chosen.id), 'manifest.jsonl')))) whyNotPrimary = `snapshot ${chosen.id} is not on the primary target (${primary.snapshotDir(chosen.id)} is missing: disk not mounted, or lost)`;
+    const primaryAt = config.targets.primary;
+    const primary = primaryAt.kind === 'local' ? new LocalTarget('primary', primaryAt.path).repository(config.host, repo.name) : undefined;
+    if (!primary) {
+      // A primary on another host: restored as CSC's copy is, without a loan.
+      const target = new RemotePrimaryTarget(primaryAt as Extract<typeof primaryAt, { kind: 'ssh' }>, config.state);
+      remotePrimary = target;
+      const restored = await fromRemote(target, target.repository(config.host, repo.name), chosen, wanted, to, scratch, 'the primary target', occupied ? 'checksum' : 'quick', ctx.signal);
+      copiedBy = restored.copiedBy;
+      problems = await check(restored.local, chosen.id, to, wanted, pool, checked, ctx.signal);
+      if (problems.length) throw new RespaldoError(`${problems.length} restored file(s) from the primary's copy (${target.display}) do not match the manifest: ${problems.slice(0, 3).join('; ')}`, { exitCode: Exit.partial, hint: "check the target host's disk (dmesg, smartctl) or pick another snapshot (--snapshot)" });
+    } else if (!(await exists(join(primary.snapshotDir(chosen.id), 'manifest.jsonl')))) whyNotPrimary = `snapshot ${chosen.id} is not on the primary target (${primary.snapshotDir(chosen.id)} is missing: disk not mounted, or lost)`;
     else if ((await sha256File(join(primary.snapshotDir(chosen.id), 'manifest.jsonl'))) !== chosen.manifest) whyNotPrimary = `the primary's manifest of snapshot ${chosen.id} is not the one its backup record names (damaged or altered)`;
     else {
       await resolveWanted(primary, chosen.id, wanted);
@@ -201,13 +212,6 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       used = 'secondary';
       const borrowed = openSecondary(config.targets.secondary, config.state);
       secondary = borrowed;
-      const remote = borrowed.repository(config.host, repo.name);
-      // The manifest from CSC, checked against the backup record before it is believed.
-      const local = new RepositoryStore(join(scratch, 'csc'), remote.rel);
-      await mkdir(local.snapshotDir(chosen.id), { recursive: true });
-      await fetch(secondary, `${remote.base}/snapshots/${chosen.id}/manifest.jsonl`, join(local.snapshotDir(chosen.id), 'manifest.jsonl'), ctx.signal);
-      if ((await sha256File(join(local.snapshotDir(chosen.id), 'manifest.jsonl'))) !== chosen.manifest)
-        throw new RespaldoError(`CSC's copy of snapshot ${chosen.id} has a manifest that is not the one its backup record names`, { exitCode: Exit.nothing, hint: 'neither copy can be trusted for this snapshot: pick another (--snapshot), and check both disks' });
       await host.records.append('media-loan', {
         repository: repo.name,
         kind: repo.kind,
@@ -220,10 +224,10 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
         request: opts.request ?? null,
       });
       // --checksum: a file restored from the primary with the right size and time but the wrong bytes is replaced.
-      await resolveWanted(local, chosen.id, wanted);
-      copiedBy = await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await borrowed.rsyncShell(), 'checksum', ctx.signal, (p) => borrowed.rsyncPath(p), await borrowed.rsyncEnv());
+      const restored = await fromRemote(borrowed, borrowed.repository(config.host, repo.name), chosen, wanted, to, scratch, "CSC's copy", 'checksum', ctx.signal);
+      copiedBy = restored.copiedBy;
       Object.assign(checked, { files: 0, bytes: 0, mismatches: 0 });
-      problems = await check(local, chosen.id, to, wanted, pool, checked, ctx.signal);
+      problems = await check(restored.local, chosen.id, to, wanted, pool, checked, ctx.signal);
       if (problems.length) throw new RespaldoError(`CSC's copy of snapshot ${chosen.id} does not match its manifest either: ${problems.slice(0, 3).join('; ')}`, { exitCode: Exit.partial, hint: 'both copies are damaged for these files: pick another snapshot (--snapshot) for them' });
     }
 
@@ -243,6 +247,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
     throw e instanceof RespaldoError ? e : new RespaldoError(`the restore of ${repo.name} failed: ${messageOf(e)}`, { exitCode: Exit.nothing, hint: 'check the message; what was restored so far is in the destination folder, unverified' });
   } finally {
     await secondary?.close();
+    await remotePrimary?.close();
     await pool.close();
     await rm(scratch, { recursive: true, force: true });
     await lock.release();
@@ -298,10 +303,30 @@ function unreadableSnapshot(stderr: string): RespaldoError {
 }
 
 /** Copies one file from the secondary target into `dest`. */
-async function fetch(secondary: Secondary, path: string, dest: string, signal: AbortSignal): Promise<void> {
-  const env = await secondary.rsyncEnv();
-  const result = await runTool('rsync', ['-a', ...(await secondary.rsyncShell()), secondary.rsyncPath(path), dest], { signal, ...(env ? { env } : {}) });
-  if (result.code !== 0) throw new RespaldoError(`cannot read CSC's copy (${secondary.display}): ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: "is CSC reachable, and does it still hold the snapshot? (the copy records say which it received)" });
+/** A target on another host as a restore reads it: CSC's, or a primary over SSH. */
+type Reach = Pick<Secondary, 'display' | 'rsyncShell' | 'rsyncPath' | 'rsyncEnv'>;
+
+/**
+ * Restores from a copy on another host (`whose`: "CSC's copy", "the primary target"): its
+ * manifest fetched into the scratch folder and matched against the backup record before it
+ * is believed, then the files copied with rsync. Returns the local store that holds the
+ * manifest, for the check of what was restored.
+ */
+async function fromRemote(reach: Reach, remote: { base: string; rel: string }, chosen: { id: string; manifest: string }, wanted: Buffer[], to: string, scratch: string, whose: string, mode: 'quick' | 'checksum', signal: AbortSignal): Promise<{ local: RepositoryStore; copiedBy: 'cp' | 'rsync' }> {
+  const local = new RepositoryStore(join(scratch, 'remote'), remote.rel);
+  await mkdir(local.snapshotDir(chosen.id), { recursive: true });
+  await fetch(reach, whose, `${remote.base}/snapshots/${chosen.id}/manifest.jsonl`, join(local.snapshotDir(chosen.id), 'manifest.jsonl'), signal);
+  if ((await sha256File(join(local.snapshotDir(chosen.id), 'manifest.jsonl'))) !== chosen.manifest)
+    throw new RespaldoError(`${whose} of snapshot ${chosen.id} has a manifest that is not the one its backup record names`, { exitCode: Exit.nothing, hint: 'that copy cannot be trusted for this snapshot: pick another (--snapshot), and check the disks' });
+  await resolveWanted(local, chosen.id, wanted);
+  const copiedBy = await copyTree(`${remote.base}/snapshots/${chosen.id}/data`, to, wanted, scratch, await reach.rsyncShell(true), mode, signal, (p) => reach.rsyncPath(p), await reach.rsyncEnv());
+  return { local, copiedBy };
+}
+
+async function fetch(reach: Reach, whose: string, path: string, dest: string, signal: AbortSignal): Promise<void> {
+  const env = await reach.rsyncEnv();
+  const result = await runTool('rsync', ['-a', ...(await reach.rsyncShell()), reach.rsyncPath(path), dest], { signal, ...(env ? { env } : {}) });
+  if (result.code !== 0) throw new RespaldoError(`cannot read ${whose} (${reach.display}): ${lastLines(result.stderr, 2)}`, { exitCode: Exit.nothing, hint: 'is the target reachable, and does it still hold the snapshot? (the records say which snapshots it holds)' });
 }
 
 /** Every restored file read back against the manifest; the problems, as "path: problem". */

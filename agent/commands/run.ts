@@ -11,7 +11,8 @@ import { lockAndRecover, openHost, operatorName, publishRecords, type Host } fro
 import { pathRedactor } from '../redact.js';
 import { dueState, planFor } from '../schedule.js';
 import { openSecondary } from '../secondary-rsyncd.js';
-import { LocalTarget } from '../target.js';
+import { LocalTarget, type PrimaryTarget } from '../target.js';
+import { openPrimary } from '../remote-target.js';
 import { atRestStateOf, readAtRestStates, rereadPeriod, scheduledRead, verifyAtRest, type Role } from '../at-rest.js';
 import type { Secondary } from '../secondary.js';
 import { snapshotTime } from '../retention.js';
@@ -35,7 +36,7 @@ export interface RunOptions {
  * folder cannot be read is left to its backup, which records the failure. True when it
  * recorded any.
  */
-async function recordUnrecorded(host: Host, target: LocalTarget, repos: RepositoryConfig[], history: Map<string, RepositoryHistory>, ctx: Context): Promise<boolean> {
+async function recordUnrecorded(host: Host, target: PrimaryTarget, repos: RepositoryConfig[], history: Map<string, RepositoryHistory>, ctx: Context): Promise<boolean> {
   let adopted = false;
   for (const repo of repos) {
     const store = target.repository(host.config.host, repo.name);
@@ -67,11 +68,12 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
   const { lock, firstSeq } = await lockAndRecover(ctx, host, command, started);
   const pool = new HashPool();
   let secondary: Secondary | undefined;
+  let target: PrimaryTarget | undefined;
   try {
     const trigger = opts.manual ? ('manual' as const) : ('scheduled' as const);
     const operator = opts.manual ? operatorName(ctx.env) : undefined;
 
-    const target = new LocalTarget('primary', config.targets.primary);
+    target = openPrimary(config);
     secondary = config.targets.secondary ? openSecondary(config.targets.secondary, config.state) : undefined;
     const names = config.repositories.map((r) => r.name);
     let history = await readHistory(records, names);
@@ -119,7 +121,8 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     // The second copy: every repository's snapshots that have not reached CSC yet, whether
     // or not it was due, so that copies queued while CSC was unreachable go out on the
     // first run after it is back.
-    if (secondary) {
+    // (A secondary target comes with a primary on this machine: the config refuses others.)
+    if (secondary && target instanceof LocalTarget) {
       // The connection to CSC is opened while the records are read (its failure is each repository's to record).
       secondary.check(ctx.signal).catch(() => {});
       const states = await readCopyStates(records);
@@ -158,6 +161,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     return failed ? Exit.partial : Exit.ok;
   } finally {
     await secondary?.close();
+    await target?.close();
     await pool.close();
     await lock.release();
   }
@@ -169,7 +173,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
  * match is a failure of the run (exit 3), recorded by its `verify` record; a target that
  * cannot be checked is a warning, and its check stays due.
  */
-async function verifyDue(ctx: Context, host: Host, target: LocalTarget, secondary: Secondary | undefined): Promise<{ failed: number; done: string[] }> {
+async function verifyDue(ctx: Context, host: Host, target: PrimaryTarget, secondary: Secondary | undefined): Promise<{ failed: number; done: string[] }> {
   const { config, records } = host;
   let failed = 0;
   const done: string[] = [];

@@ -8,7 +8,7 @@ import { RecordsGit } from '../git.js';
 import { readHistory } from '../history.js';
 import { RecordStore } from '../records.js';
 import { dueState, planFor } from '../schedule.js';
-import { LocalTarget } from '../target.js';
+import { openPrimary } from '../remote-target.js';
 import { hostZone } from '../zoned.js';
 
 export interface StatusOptions {
@@ -35,7 +35,7 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
   const zone = hostZone(config.timezone);
 
   // Copies that have not reached CSC yet, from the records and the primary's snapshots.
-  const primary = new LocalTarget('primary', config.targets.primary);
+  const primary = openPrimary(config);
   const pending = new Map<string, { count: number; since: Date | undefined; lost: number; unreadable: boolean }>();
   if (config.targets.secondary) {
     const states = await readCopyStates(records);

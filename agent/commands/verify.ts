@@ -16,7 +16,7 @@ import { lockAndRecover, openHost, operatorName, publishRecords } from '../host.
 import { formatBytes } from '../report.js';
 import { openSecondary } from '../secondary-rsyncd.js';
 import type { Secondary } from '../secondary.js';
-import { LocalTarget } from '../target.js';
+import { openPrimary } from '../remote-target.js';
 
 export interface VerifyOptions {
   config: string;
@@ -62,7 +62,7 @@ export async function runVerify(ctx: Context, opts: VerifyOptions): Promise<Exit
 
   const started = ctx.now();
   const { lock, firstSeq } = await lockAndRecover(ctx, host, `respaldo verify${opts.manual ? ' --manual' : ''}`, started);
-  const primary = new LocalTarget('primary', config.targets.primary);
+  const primary = openPrimary(config);
   const secondary: Secondary | undefined = roles.includes('secondary') && config.targets.secondary ? openSecondary(config.targets.secondary, config.state) : undefined;
   const lines: string[] = [];
   const rows: Record<string, unknown>[] = [];
@@ -127,6 +127,7 @@ export async function runVerify(ctx: Context, opts: VerifyOptions): Promise<Exit
     if (last >= firstSeq) await publishRecords(ctx, host, [`hosts/${config.host}`], `respaldo ${config.host}: records ${firstSeq}–${last}: verify ${selected.map((r) => r.name).join(', ')}`);
   } finally {
     await secondary?.close();
+    await primary.close();
     await lock.release();
   }
   ctx.reporter.result(lines.join('\n'), { repositories: rows });

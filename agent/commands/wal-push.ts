@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import type { DatabaseRepositoryConfig } from '../../schemas/config.js';
 import type { DatabaseEngine } from '../../schemas/database.js';
 import type { Config } from '../config.js';
-import { loadConfig } from '../config.js';
+import { loadConfig, requireLocalPrimary } from '../config.js';
 import type { Context } from '../context.js';
 import { walDir, walPush } from '../databases/postgresql-pitr.js';
 import { Exit, usageError, type ExitCode } from '../errors.js';
@@ -36,7 +36,7 @@ export function pitrRepository(config: Config, name: string | undefined, command
       repo.kind === 'database' && repo.pitr ? `repository "${name}" in ${config.file} is a ${ENGINE_NAMES[repo.engine]} repository: "respaldo ${command}" is for ${names}` : `repository "${name}" in ${config.file} does not ask for point-in-time recovery`,
       `a ${names} repository needs "pitr: true" (kind: database, engine: ${engines.join(' | ')})`,
     );
-  const target = new LocalTarget('primary', config.targets.primary);
+  const target = new LocalTarget('primary', requireLocalPrimary(config, `"respaldo ${command}"`));
   return { repo, store: target.repository(config.host, repo.name), target };
 }
 

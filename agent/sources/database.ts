@@ -10,6 +10,7 @@ import { mariadbEngine } from '../databases/mariadb.js';
 import { postgresqlEngine } from '../databases/postgresql.js';
 import { sqliteEngine } from '../databases/sqlite.js';
 import type { Source } from './source.js';
+import type { RepositoryStore } from '../target.js';
 
 const engines: Record<DatabaseRepositoryConfig['engine'], Engine> = {
   postgresql: postgresqlEngine,
@@ -25,7 +26,9 @@ export const databaseSource = {
     // The dumps' SHA-1, computed over the bytes as they were written, is what the stored copies are checked against.
     job.transferred.algorithm = 'sha1';
     const dataDir = job.dest.replace(/\/+$/, '');
-    const dump = await engineOf(repo).dump({ repository: repo, dataDir, store: job.store, id: job.id, signal: job.signal, env: job.env, written: (rel, sha1) => job.transferred.add(Buffer.from(rel), sha1) });
+    const dump = await engineOf(repo).dump({ repository: repo, dataDir, // Point-in-time recovery, which uses the store's archive, needs a primary on this
+    // machine: the config refuses it with a remote one.
+    store: job.store as RepositoryStore, id: job.id, signal: job.signal, env: job.env, written: (rel, sha1) => job.transferred.add(Buffer.from(rel), sha1) });
     return { warnings: dump.warnings, origin: undefined, dump };
   },
 

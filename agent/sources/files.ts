@@ -39,6 +39,7 @@ export const filesSource = {
       transferred: job.transferred,
       sources: job.repository.paths,
       dest: job.dest,
+      rsh: job.rsh,
       linkDest: job.linkDest,
       keepExisting: job.keepExisting,
       exclude: job.repository.exclude ?? [],
@@ -51,6 +52,6 @@ export const filesSource = {
   },
 
   compare(job) {
-    return rsyncCompare({ sources: job.repository.paths, exclude: job.repository.exclude ?? [], snapshotData: job.snapshotData, limit: job.limit, signal: job.signal, env: job.env });
+    return rsyncCompare({ sources: job.repository.paths, exclude: job.repository.exclude ?? [], snapshotData: job.snapshotData, rsh: job.rsh, limit: job.limit, signal: job.signal, env: job.env });
   },
 } satisfies Source;

@@ -375,7 +375,7 @@ export const gitSource = {
       job.transferred.add(Buffer.from(name), written.sha1, written.bytes);
       // The scratch clone goes beside data/ in the partial snapshot: on the target, which has
       // room for the bundle, and removed with the rest of an interrupted run by the next one.
-      const checked = await verifyBundle({ bundle: file, scratch: join(job.store.partialDir(job.id), 'git-check'), env, signal, label: `${name} of ${r.path}` });
+      const checked = await verifyBundle({ bundle: file, scratch: join(dirname(dataDir), 'git-check'), env, signal, label: `${name} of ${r.path}` });
       // The bundle must hold every ref of the repository, each at the same object. A push
       // while the bundle was made can move a ref: read them again before calling it a fault.
       const bundled = new Map(checked.refs.map((ref) => [ref.name, ref.object]));

@@ -9,15 +9,17 @@ import type { GitInfo } from '../../schemas/git.js';
 import type { SnapshotSummary } from '../../schemas/snapshot.js';
 import type { DumpResult } from '../databases/engine.js';
 import type { Comparison } from '../rsync.js';
-import type { RepositoryStore } from '../target.js';
+import type { PrimaryStore } from '../target.js';
 import type { TransferLog } from '../transfers.js';
 
 export interface SnapshotJob {
   repository: RepositoryConfig;
-  /** rsync-style destination of the partial snapshot's data folder. */
+  /** rsync-style destination of the partial snapshot's data folder (a folder here for a source that makes its files). */
   dest: string;
+  /** rsync's options to reach `dest` (`-e 'ssh …'` for a remote primary target); none for a local one. */
+  rsh: string[];
   /** The repository's store and the partial snapshot's id. */
-  store: RepositoryStore;
+  store: PrimaryStore;
   id: string;
   /** The previous complete snapshot's data folder, for hard links to unchanged files. */
   linkDest: string | undefined;
@@ -56,5 +58,5 @@ export interface Source {
    * sources that cannot tell cheaply leave it out. `summary` is that snapshot's snapshot.yaml;
    * `limit` caps the list of stale entries.
    */
-  compare?(job: { repository: RepositoryConfig; snapshotData: string; summary: SnapshotSummary; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison>;
+  compare?(job: { repository: RepositoryConfig; snapshotData: string; rsh: string[]; summary: SnapshotSummary; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison>;
 }

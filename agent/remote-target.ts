@@ -1,0 +1,337 @@
+/**
+ * A primary target on another host, reached over SSH (`targets.primary: { url:
+ * user@host:/path, host-key: … }`): the same layout as a local one, built the same way.
+ * rsync copies the sources straight into `incomplete/<id>/data` there, with `--link-dest`
+ * to the previous snapshot on that host, so a backup sends only what changed. The stored
+ * snapshot is then listed (GNU find) and its new files read back (OpenSSL or sha256sum)
+ * where they lie, each matched against its original here; files that are hard links to
+ * the previous snapshot take their digest from its manifest. The manifest and the summary
+ * are written here, in a staging folder under the agent's state, and sent last; the
+ * snapshot is flushed and published with one rename, as on a local disk.
+ *
+ * Sources that make files (database dumps, git bundles) make them in the staging folder,
+ * from which rsync sends them: the checks that need them (a test restore, `git bundle
+ * verify`) read them here.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { Readable } from 'node:stream';
+import { parse as parseYaml } from 'yaml';
+import { ZodError } from 'zod';
+import type { ManifestEntry } from '../schemas/manifest.js';
+import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
+import type { Config, TargetLocation } from './config.js';
+import { checkStored, digestsAt, type StoredCheck, type StoredSnapshot } from './copy-check.js';
+import { BackupFailure, messageOf } from './errors.js';
+import { lastLines, runTool } from './exec.js';
+import type { HashJob, HashResult } from './hashing.js';
+import { RMTREE, SecondaryStore, ShellTarget } from './secondary.js';
+import { LocalTarget, ManifestLineError, parseManifest, WALK_FORMAT, WalkBatch, type Hasher, type PrimaryStore, type PrimaryTarget } from './target.js';
+
+/**
+ * The first byte of a stored file's path handed to the hash pool: no path on this machine
+ * holds a NUL, so `hasher` tells the files to read at the target from the originals to
+ * read here without any other mark, and a local read of one fails instead of reading some
+ * other file.
+ */
+const AT_TARGET = Buffer.from([0]);
+/** $1 (empty) replaced by hard links to the previous snapshot's data $2, then what stdin names (NUL-separated, relative to $1) removed by the script $3. */
+const LINK_PREVIOUS = 'rmdir -- "$1" && cp -al -- "$2" "$1" && cd "$1" && exec xargs -0 -r sh -c "$3" sh';
+/**
+ * Removes each path given, when every folder above it in the new tree is a real folder or
+ * gone (removed as stale itself): a removal never follows a link out of the snapshot.
+ * Anything else fails the whole linking.
+ */
+const REMOVE_STALE = 'for p; do d=$p; while :; do case $d in */*) d=${d%/*} ;; *) break ;; esac; if [ -L "$d" ] || { [ -e "$d" ] && [ ! -d "$d" ]; }; then exit 9; fi; done; rm -rf -- "$p" || exit 9; done';
+
+/** A stale name from rsync's listing: relative, and never through `..`. */
+function safeStale(rel: Buffer): boolean {
+  return rel.length > 0 && rel[0] !== 0x2f && !rel.includes(0) && !rel.toString('latin1').split('/').includes('..');
+}
+
+/** How many reading processes run at the target at once (each an ssh session of the shared connection). */
+const READERS = 2;
+
+/** The primary target the config names: a local path, or a host over SSH. */
+export function openPrimary(config: Config): PrimaryTarget {
+  const l = config.targets.primary;
+  return l.kind === 'local' ? new LocalTarget('primary', l.path) : new RemotePrimaryTarget(l, config.state);
+}
+
+export class RemotePrimaryTarget extends ShellTarget implements PrimaryTarget {
+  declare readonly role: 'primary';
+
+  constructor(location: Extract<TargetLocation, { kind: 'ssh' }>, state: string) {
+    super(location, state, 'primary');
+  }
+
+  async hasHost(host: string): Promise<boolean> {
+    const { result, unreachable } = await this.sh('[ -d "$1" ]', [posix.join(this.root, host)]);
+    if (unreachable) throw new BackupFailure('target', `the primary target ${this.display} became unreachable: ${lastLines(result.stderr, 2)}`, 'run again once the target is back; the previous snapshot is intact');
+    return result.code === 0;
+  }
+
+  hostDir(host: string): string {
+    return posix.join(this.root, host);
+  }
+
+  repository(host: string, name: string): RemoteRepositoryStore {
+    return new RemoteRepositoryStore(this, posix.join(this.root, host, name), `${host}/${name}`, join(this.state, 'staging', host, name));
+  }
+}
+
+export class RemoteRepositoryStore implements PrimaryStore {
+  readonly local = false;
+  /** The scripts CSC's copies use for listing, reading, flushing, publishing and pruning. */
+  private readonly at: SecondaryStore;
+
+  constructor(
+    readonly target: RemotePrimaryTarget,
+    readonly base: string,
+    readonly rel: string,
+    /** Where the manifest, the summary and made files (dumps, bundles) wait to be sent. */
+    private readonly staging: string,
+  ) {
+    this.at = new SecondaryStore(target, base, rel);
+  }
+
+  snapshotLocation(id: string): string {
+    return `${this.rel}/snapshots/${id}`;
+  }
+
+  snapshotDir(id: string): string {
+    return posix.join(this.base, 'snapshots', id);
+  }
+
+  partialDir(id: string): string {
+    return posix.join(this.base, 'incomplete', id);
+  }
+
+  private stagingDir(id: string): string {
+    return join(this.staging, id);
+  }
+
+  async prepare(): Promise<void> {
+    await this.must('umask 077; mkdir -p "$1"', [posix.join(this.base, 'snapshots')], 'preparing the repository\'s folder');
+  }
+
+  snapshots(signal?: AbortSignal): Promise<string[]> {
+    return this.at.snapshots(signal);
+  }
+
+  private must(script: string, args: string[], what: string, signal?: AbortSignal, input?: Buffer): Promise<Buffer> {
+    return this.target.shBytes(script, args, signal, input).then(({ result, bytes, unreachable }) => {
+      if (unreachable || result.code !== 0) throw this.at.failing('', 'run again; the previous snapshot is intact')(what, result, unreachable);
+      return bytes;
+    });
+  }
+
+  /** What to do about a complete snapshot whose own files are damaged. */
+  private damaged(id: string): string {
+    return `the snapshot was damaged after it was made (check the target host's disk: dmesg, smartctl); move it aside there (mv ${this.snapshotDir(id)} ${posix.join(this.base, `damaged-${id}`)}) so that the next run makes a fresh copy`;
+  }
+
+  async readSummary(id: string, where: 'snapshots' | 'incomplete' = 'snapshots'): Promise<{ summary: SnapshotSummary; bytes: Buffer }> {
+    const file = posix.join(this.base, where, id, 'snapshot.yaml');
+    const bytes = await this.must('cat -- "$1"', [file], `reading ${file}`);
+    try {
+      return { summary: snapshotSummary.parse(parseYaml(bytes.toString('utf8'))), bytes };
+    } catch (e) {
+      const why = e instanceof ZodError ? `field ${e.issues[0]!.path.join('.') || '(top)'}: ${e.issues[0]!.message}` : messageOf(e);
+      throw new BackupFailure('manifest', `the summary ${this.target.rsyncPath(file)} of snapshot ${id} cannot be read: ${why}`, this.damaged(id));
+    }
+  }
+
+  /**
+   * rsync's --link-dest for a complete snapshot, on the target: its absolute path, or for a
+   * root relative to the login's home, the way from `incomplete/<id>/data` (rsync walks a
+   * relative basis from the destination folder).
+   */
+  linkDest(id: string): string {
+    return this.base.startsWith('/') ? posix.join(this.snapshotDir(id), 'data') : `../../../snapshots/${id}/data`;
+  }
+
+  /** A complete snapshot's data folder as rsync's destination for a comparison. */
+  snapshotData(id: string): string {
+    return this.target.rsyncPath(posix.join(this.snapshotDir(id), 'data'));
+  }
+
+  dataDest(id: string): string {
+    return `${this.target.rsyncPath(posix.join(this.partialDir(id), 'data'))}/`;
+  }
+
+  /** rsync's options to reach the target: its own connection, for the bulk of the bytes. */
+  rsh(): Promise<string[]> {
+    return this.target.rsyncShell(true);
+  }
+
+  /** Clears what interrupted runs left in `incomplete/` (at the target and here) and makes a fresh partial snapshot. */
+  async begin(id: string): Promise<string[]> {
+    const out = await this.must(`${RMTREE}umask 077; mkdir -p "$1" && cd "$1" && for f in *; do [ -e "$f" ] && printf "%s\\n" "$f" && rmtree "$f"; done; mkdir -p "$2"`, [posix.join(this.base, 'incomplete'), posix.join(this.partialDir(id), 'data')], 'preparing the snapshot\'s folder');
+    await rm(this.staging, { recursive: true, force: true, maxRetries: 5 });
+    await mkdir(this.stagingDir(id), { recursive: true, mode: 0o700 });
+    return out.toString('utf8').split('\n').filter(Boolean);
+  }
+
+  /** A folder here for a source that makes its files (dumps, bundles), sent by `sendStaged`. */
+  async stage(id: string): Promise<string> {
+    const data = join(this.stagingDir(id), 'data');
+    await mkdir(data, { recursive: true, mode: 0o700 });
+    return data;
+  }
+
+  /** Sends what a source made in `stage(id)` into the partial snapshot, files unchanged since `previous` hard-linked there. */
+  async sendStaged(id: string, previous: string | undefined, signal: AbortSignal): Promise<void> {
+    const args = ['-a', '--numeric-ids', '--modify-window=-1', ...(previous ? [`--link-dest=${this.linkDest(previous)}`] : []), ...(await this.rsh()), `${join(this.stagingDir(id), 'data')}/`, this.dataDest(id)];
+    const result = await runTool('rsync', args, { signal });
+    if (result.code !== 0) throw new BackupFailure('transfer', `sending the snapshot's files to ${this.target.display} failed: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, 'check the network and the target host\'s disk (space: df); the previous snapshot is intact', { detail: result.stderr, ...(result.code === null ? {} : { exitCode: result.code }) });
+  }
+
+  /**
+   * Fills the partial snapshot's data at the target with hard links to the previous
+   * snapshot's entries but the stale ones, as RepositoryStore.linkPrevious does here: one
+   * `cp -al` there instead of rsync's lookup of each file in --link-dest. False when it could
+   * not be done (the data folder is then left empty, and rsync links with --link-dest).
+   */
+  async linkPrevious(previous: string, id: string, stale: Buffer[], signal: AbortSignal): Promise<boolean> {
+    const data = posix.join(this.partialDir(id), 'data');
+    if (!stale.every(safeStale)) return false;
+    const input = Buffer.concat(stale.flatMap((rel) => [rel, Buffer.from([0])]));
+    const linked = await this.target.shBytes(LINK_PREVIOUS, [data, posix.join(this.snapshotDir(previous), 'data'), REMOVE_STALE], signal, input);
+    if (signal.aborted) throw new BackupFailure('interrupted', `the run was interrupted (${String(signal.reason)})`, 'run again; the previous snapshot is intact');
+    if (linked.unreachable) throw this.at.failing('', 'run again; the previous snapshot is intact')('linking the previous snapshot', linked.result, true);
+    if (linked.result.code === 0) return true;
+    await this.must(`${RMTREE}rmtree "$1" && mkdir "$1"`, [data], 'clearing the snapshot\'s folder', signal);
+    return false;
+  }
+
+  private paths(where: 'snapshots' | 'incomplete', id: string, rel: Buffer): Buffer {
+    return Buffer.concat([AT_TARGET, Buffer.from(`${posix.join(this.base, where, id, 'data')}/`), rel]);
+  }
+
+  partialPath(id: string, rel: Buffer): Buffer {
+    return this.paths('incomplete', id, rel);
+  }
+
+  storedPath(id: string, rel: Buffer): Buffer {
+    return this.paths('snapshots', id, rel);
+  }
+
+  /**
+   * The hash pool for this store's manifest: stored files (their paths from `partialPath`,
+   * `storedPath`) are read at the target, READERS parts at a time; originals here, by `local`.
+   */
+  hasher(local: Hasher): Hasher {
+    let running = 0;
+    const waiting: (() => void)[] = [];
+    const slot = async <T>(work: () => Promise<T>): Promise<T> => {
+      if (running >= READERS) await new Promise<void>((resolve) => waiting.push(resolve));
+      running++;
+      try {
+        return await work();
+      } finally {
+        running--;
+        waiting.shift()?.();
+      }
+    };
+    // The paths are read from the root, or from the login's home for a relative root.
+    const absolute = this.base.startsWith('/');
+    const remote = async (jobs: HashJob[]): Promise<HashResult[]> => {
+      const rels = jobs.map((j) => j.path.subarray(AT_TARGET.length + (absolute ? 1 : 0)));
+      const digests = await slot(() => digestsAt(this.at.shell, absolute ? '/' : '.', rels, undefined, this.at.failing('', 'run again; the previous snapshot is intact')));
+      return digests.map((sha256) => (sha256 ? { sha256 } : { error: 'EIO' }));
+    };
+    return {
+      size: local.size,
+      hash: async (jobs) => {
+        const there: number[] = [];
+        const here: number[] = [];
+        jobs.forEach((j, i) => (j.path[0] === AT_TARGET[0] ? there : here).push(i));
+        const [a, b] = await Promise.all([there.length ? remote(there.map((i) => jobs[i]!)) : [], here.length ? local.hash(here.map((i) => jobs[i]!)) : []]);
+        const results = new Array<HashResult>(jobs.length);
+        there.forEach((i, k) => (results[i] = a[k]!));
+        here.forEach((i, k) => (results[i] = b[k]!));
+        return results;
+      },
+    };
+  }
+
+  /** Every entry of a partial snapshot's data, listed at the target by GNU find, with its inode, size, time and mode. */
+  async *walk(id: string, signal?: AbortSignal): AsyncGenerator<WalkBatch> {
+    const bytes = await this.must('cd "$1" || exit 3; TZ=UTC LC_ALL=C exec find . -mindepth 1 -printf "$2"', [posix.join(this.partialDir(id), 'data'), WALK_FORMAT], 'listing the stored snapshot', signal);
+    const { batch } = WalkBatch.parse(bytes);
+    if (batch.length) yield batch;
+  }
+
+  async *manifestEntries(id: string): AsyncGenerator<ManifestEntry> {
+    const file = this.target.rsyncPath(posix.join(this.snapshotDir(id), 'manifest.jsonl'));
+    const bytes = await this.at.readManifest(id);
+    if (!bytes) throw new BackupFailure('manifest', `${file} is missing`, this.damaged(id));
+    try {
+      yield* parseManifest(Readable.from([bytes]), file);
+    } catch (e) {
+      if (e instanceof ManifestLineError) throw new BackupFailure('manifest', e.message, this.damaged(id));
+      throw e;
+    }
+  }
+
+  openPartialFile(id: string, name: string): WriteStream {
+    return createWriteStream(join(this.stagingDir(id), name), { flags: 'wx' });
+  }
+
+  async writePartialFile(id: string, name: string, text: string): Promise<void> {
+    await writeFile(join(this.stagingDir(id), name), text, { flag: 'wx' });
+  }
+
+  flush(id: string, signal?: AbortSignal): Promise<void> {
+    return this.at.flush(id, signal);
+  }
+
+  /** Sends the manifest and the summary, flushes the snapshot at the target and makes it visible with one rename. */
+  async publish(id: string, signal?: AbortSignal): Promise<void> {
+    for (const name of ['manifest.jsonl', 'snapshot.yaml']) {
+      const text = await readFile(join(this.stagingDir(id), name));
+      await this.must('umask 077; cat > "$1"', [posix.join(this.partialDir(id), name)], `writing ${name}`, signal, text);
+    }
+    await this.at.flush(id, signal);
+    await this.at.publish('', id, false, signal);
+    await rm(this.stagingDir(id), { recursive: true, force: true });
+  }
+
+  async discard(id: string): Promise<void> {
+    await this.at.discard(id);
+    await rm(this.stagingDir(id), { recursive: true, force: true });
+  }
+
+  readSnapshotFile(id: string, rel: string): Promise<Buffer | undefined> {
+    return this.at.readSnapshotFile(id, rel);
+  }
+
+  removeSnapshot(id: string): Promise<void> {
+    return this.at.removeSnapshot(id);
+  }
+
+  removeLeftovers(): Promise<string[]> {
+    return this.at.removeLeftovers();
+  }
+
+  archiveFiles(folder: 'wal' | 'binlog'): Promise<string[]> {
+    return this.at.archiveFiles(folder);
+  }
+
+  removeArchiveFile(folder: 'wal' | 'binlog', name: string): Promise<void> {
+    return this.at.removeArchiveFile(folder, name);
+  }
+
+  /** Whether a damaged snapshot was moved aside (`damaged-<id>`) at the target. */
+  async movedAside(id: string): Promise<boolean> {
+    const { result } = await this.target.sh('[ -e "$1" ]', [posix.join(this.base, `damaged-${id}`)]);
+    return result.code === 0;
+  }
+
+  /** Verify at rest, where the snapshots lie (see checkStored in copy-check.ts). */
+  checkStored(snapshots: StoredSnapshot[], pick: (e: ManifestEntry) => boolean, signal?: AbortSignal): Promise<StoredCheck> {
+    return checkStored(this.at.shell, this.base, snapshots, pick, 'on the primary target', signal, this.at.failing('', 'the check is tried again on the next run'));
+  }
+}
