@@ -194,7 +194,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     id = newSnapshotId(started, existing);
     const partial = id;
     ctx.reporter.event({ type: 'repo-start', repository: repo.name, kind: repo.kind, snapshot: id });
-    const leftovers = await store.begin(id);
+    const leftovers = await store.begin(id, previous);
     if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed the unfinished snapshot(s) of an interrupted run: ${leftovers.join(', ')}` });
 
     const t0 = performance.now();

@@ -42,8 +42,8 @@ export type Fail = (what: string, result: ToolResult, unreachable: boolean) => E
 
 const SECONDARY = 'at the secondary target';
 
-/** Runs a fixed `sh -c` script at the target with `args` as $1, $2…, `input` on its stdin. */
-export type TargetShell = (script: string, args: string[], signal?: AbortSignal, input?: Buffer) => Promise<{ result: ToolResult; bytes: Buffer; unreachable: boolean }>;
+/** Runs a fixed `sh -c` script at the target with `args` as $1, $2…, `input` on its stdin; `onStdout` sees the output as it comes. */
+export type TargetShell = (script: string, args: string[], signal?: AbortSignal, input?: Buffer, onStdout?: (chunk: Buffer) => void) => Promise<{ result: ToolResult; bytes: Buffer; unreachable: boolean }>;
 
 /** The copy's folder listed: one find over the whole folder, paths relative to it. */
 const LIST = 'cd "$1" 2>/dev/null || exit 3; TZ=UTC LC_ALL=C exec find . -mindepth 1 -printf "$2"';
@@ -230,7 +230,7 @@ async function compareListing(batch: WalkBatch, index: Map<string, number>, entr
 }
 
 /** The reads in READERS parts of about the same number of bytes, each in manifest order; one part when they are few. */
-function split<T extends { size: number }>(reads: T[]): T[][] {
+export function split<T extends { size: number }>(reads: T[]): T[][] {
   const total = reads.reduce((n, r) => n + r.size, 0);
   const count = total < ONE_READER_BYTES ? 1 : READERS;
   const parts: T[][] = Array.from({ length: count }, () => []);
@@ -261,34 +261,52 @@ async function hashPart<T extends { rel: Buffer; sha256: string; mismatch?: stri
  * target could not run the reading at all.
  */
 export async function digestsAt(sh: TargetShell, dir: string, rels: Buffer[], signal: AbortSignal | undefined, fail: Fail): Promise<(string | undefined)[]> {
-  const newline = rels.some((r) => r.includes(0x0a));
-  const input = Buffer.concat(rels.flatMap((r) => [r, Buffer.from([0])]));
-  const { result, bytes, unreachable } = await sh(HASH, [dir, newline ? 'z' : ''], signal, input);
-  // xargs exits 123 when a file could not be read: the output then lacks its line, which
-  // the parse below reports. Anything else is the target failing to run the check.
-  if (unreachable || result.code === 3 || (result.code !== 0 && result.code !== 123)) throw fail('reading files back', result, unreachable);
-  const tool = bytes.subarray(0, bytes.indexOf(0x0a)).toString('latin1');
-  const out = bytes.subarray(bytes.indexOf(0x0a) + 1);
-  // One record per file read, in the order given; a file that could not be read has none.
-  const records = splitRecords(out, tool === 'openssl' ? 0x0a : 0x00);
-  let k = 0;
-  return rels.map((rel) => {
-    const parsed = k < records.length ? parseDigest(records[k]!, tool) : undefined;
-    if (!parsed || !parsed.name.equals(rel)) return undefined;
-    k++;
-    return parsed.digest;
-  });
+  const digests = new Array<string | undefined>(rels.length);
+  await streamDigestsAt(sh, dir, rels, signal, fail, (k, digest) => (digests[k] = digest));
+  return digests;
 }
 
-function splitRecords(out: Buffer, end: number): Buffer[] {
-  const records: Buffer[] = [];
-  for (let start = 0; start < out.length; ) {
-    const e = out.indexOf(end, start);
-    if (e < 0) break;
-    records.push(out.subarray(start, e));
-    start = e + 1;
-  }
-  return records;
+/**
+ * `digestsAt`, each file's digest given to `found(k, digest)` as the target prints it (in
+ * the order given; undefined for a file that could not be read), so that what needs the
+ * first files need not wait for the last.
+ */
+export async function streamDigestsAt(sh: TargetShell, dir: string, rels: Buffer[], signal: AbortSignal | undefined, fail: Fail, found: (k: number, digest: string | undefined) => void): Promise<void> {
+  const newline = rels.some((r) => r.includes(0x0a));
+  const input = Buffer.concat(rels.flatMap((r) => [r, Buffer.from([0])]));
+  let pending: Buffer = Buffer.alloc(0);
+  let tool: string | undefined;
+  let k = 0;
+  // One record per file read, in the order given; a file that could not be read has none.
+  const take = (record: Buffer) => {
+    const parsed = parseDigest(record, tool!);
+    if (!parsed) return;
+    let j = k;
+    while (j < rels.length && !rels[j]!.equals(parsed.name)) j++;
+    if (j === rels.length) return;
+    for (; k < j; k++) found(k, undefined);
+    found(k++, parsed.digest);
+  };
+  const { result, unreachable } = await sh(HASH, [dir, newline ? 'z' : ''], signal, input, (chunk) => {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    if (tool === undefined) {
+      const nl = pending.indexOf(0x0a);
+      if (nl < 0) return;
+      tool = pending.toString('latin1', 0, nl);
+      pending = pending.subarray(nl + 1);
+    }
+    const end = tool === 'openssl' ? 0x0a : 0x00;
+    let start = 0;
+    for (let e = pending.indexOf(end); e >= 0; e = pending.indexOf(end, start)) {
+      take(pending.subarray(start, e));
+      start = e + 1;
+    }
+    pending = pending.subarray(start);
+  });
+  // xargs exits 123 when a file could not be read: the output then lacks its line, which
+  // counts as unread above. Anything else is the target failing to run the check.
+  if (unreachable || result.code === 3 || (result.code !== 0 && result.code !== 123)) throw fail('reading files back', result, unreachable);
+  for (; k < rels.length; k++) found(k, undefined);
 }
 
 /** `<hex> *<name>` (openssl -r; no name holds a newline) or `<hex>  <name>` (sha256sum -z). */
@@ -301,9 +319,9 @@ function parseDigest(body: Buffer, tool: string): { digest: string; name: Buffer
 }
 
 /** `TargetShell` on this machine: the primary target, a secondary on a local path. */
-export const localShell: TargetShell = async (script, args, signal, input) => {
+export const localShell: TargetShell = async (script, args, signal, input, onStdout) => {
   const chunks: Buffer[] = [];
-  const result = await runTool('sh', ['-c', script, 'sh', ...args], { onStdout: (c) => chunks.push(c), ...(signal ? { signal } : {}), ...(input ? { input } : {}) });
+  const result = await runTool('sh', ['-c', script, 'sh', ...args], { onStdout: (c) => (chunks.push(c), onStdout?.(c)), ...(signal ? { signal } : {}), ...(input ? { input } : {}) });
   return { result, bytes: Buffer.concat(chunks), unreachable: false };
 };
 

@@ -19,10 +19,11 @@ import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
+import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import type { Config, TargetLocation } from './config.js';
-import { checkStored, digestsAt, type StoredCheck, type StoredSnapshot } from './copy-check.js';
+import { checkStored, digestsAt, split, streamDigestsAt, type StoredCheck, type StoredSnapshot } from './copy-check.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool } from './exec.js';
 import type { HashJob, HashResult } from './hashing.js';
@@ -49,6 +50,12 @@ const REMOVE_STALE = 'for p; do d=$p; while :; do case $d in */*) d=${d%/*} ;; *
 function safeStale(rel: Buffer): boolean {
   return rel.length > 0 && rel[0] !== 0x2f && !rel.includes(0) && !rel.toString('latin1').split('/').includes('..');
 }
+
+/**
+ * The partial snapshot $1 given its summary (the first $4 bytes of stdin: dd reads no more
+ * than a block) and its manifest (the rest), flushed, and renamed to $2 in $3.
+ */
+const PUBLISH = 'umask 077; dd of="$1/snapshot.yaml" bs="$4" count=1 iflag=fullblock status=none && cat > "$1/manifest.jsonl" && sync -f "$1" && [ ! -e "$2" ] && mv -T "$1" "$2" && sync -f "$3"';
 
 /** How many reading processes run at the target at once (each an ssh session of the shared connection). */
 const READERS = 2;
@@ -112,12 +119,19 @@ export class RemoteRepositoryStore implements PrimaryStore {
     return join(this.staging, id);
   }
 
+  /** The listing `prepare` made, for the `snapshots` call that follows it (each command at the target costs a round trip, and the login's shell start). */
+  private listed: string[] | undefined;
+
+  /** Makes the repository's folders and lists its snapshots, in one command. */
   async prepare(): Promise<void> {
-    await this.must('umask 077; mkdir -p "$1"', [posix.join(this.base, 'snapshots')], 'preparing the repository\'s folder');
+    const out = await this.must('umask 077; mkdir -p "$1" && cd "$1" && for f in *; do [ -d "$f" ] && printf "%s\\n" "$f"; done; exit 0', [posix.join(this.base, 'snapshots')], 'preparing the repository\'s folder');
+    this.listed = out.toString('utf8').split('\n').filter((n) => SNAPSHOT_ID_RE.test(n)).sort(compareSnapshotIds);
   }
 
-  snapshots(signal?: AbortSignal): Promise<string[]> {
-    return this.at.snapshots(signal);
+  async snapshots(signal?: AbortSignal): Promise<string[]> {
+    const listed = this.listed;
+    this.listed = undefined;
+    return listed ?? this.at.snapshots(signal);
   }
 
   private must(script: string, args: string[], what: string, signal?: AbortSignal, input?: Buffer): Promise<Buffer> {
@@ -132,9 +146,13 @@ export class RemoteRepositoryStore implements PrimaryStore {
     return `the snapshot was damaged after it was made (check the target host's disk: dmesg, smartctl); move it aside there (mv ${this.snapshotDir(id)} ${posix.join(this.base, `damaged-${id}`)}) so that the next run makes a fresh copy`;
   }
 
+  /** Summaries and manifests this run has already read or sent, by snapshot id: they are not fetched again. */
+  private readonly summaries = new Map<string, Buffer>();
+  private readonly manifests = new Map<string, Buffer>();
+
   async readSummary(id: string, where: 'snapshots' | 'incomplete' = 'snapshots'): Promise<{ summary: SnapshotSummary; bytes: Buffer }> {
     const file = posix.join(this.base, where, id, 'snapshot.yaml');
-    const bytes = await this.must('cat -- "$1"', [file], `reading ${file}`);
+    const bytes = (where === 'snapshots' ? this.summaries.get(id) : undefined) ?? (await this.must('cat -- "$1"', [file], `reading ${file}`));
     try {
       return { summary: snapshotSummary.parse(parseYaml(bytes.toString('utf8'))), bytes };
     } catch (e) {
@@ -166,8 +184,14 @@ export class RemoteRepositoryStore implements PrimaryStore {
     return this.target.rsyncShell(true);
   }
 
+  /** The previous snapshot of each partial one: its files are not read again (see `walk`). */
+  private readonly previousOf = new Map<string, string>();
+  /** Files of a partial snapshot being read at the target, by their path there (latin1): each one's digest, as it comes. */
+  private readonly reading = new Map<string, Promise<string | undefined>>();
+
   /** Clears what interrupted runs left in `incomplete/` (at the target and here) and makes a fresh partial snapshot. */
-  async begin(id: string): Promise<string[]> {
+  async begin(id: string, previous?: string): Promise<string[]> {
+    if (previous) this.previousOf.set(id, previous);
     const out = await this.must(`${RMTREE}umask 077; mkdir -p "$1" && cd "$1" && for f in *; do [ -e "$f" ] && printf "%s\\n" "$f" && rmtree "$f"; done; mkdir -p "$2"`, [posix.join(this.base, 'incomplete'), posix.join(this.partialDir(id), 'data')], 'preparing the snapshot\'s folder');
     await rm(this.staging, { recursive: true, force: true, maxRetries: 5 });
     await mkdir(this.stagingDir(id), { recursive: true, mode: 0o700 });
@@ -237,10 +261,23 @@ export class RemoteRepositoryStore implements PrimaryStore {
     };
     // The paths are read from the root, or from the login's home for a relative root.
     const absolute = this.base.startsWith('/');
+      const result = (sha256: string | undefined): HashResult => (sha256 ? { sha256 } : { error: 'EIO' });
     const remote = async (jobs: HashJob[]): Promise<HashResult[]> => {
-      const rels = jobs.map((j) => j.path.subarray(AT_TARGET.length + (absolute ? 1 : 0)));
-      const digests = await slot(() => digestsAt(this.at.shell, absolute ? '/' : '.', rels, undefined, this.at.failing('', 'run again; the previous snapshot is intact')));
-      return digests.map((sha256) => (sha256 ? { sha256 } : { error: 'EIO' }));
+      // Files the walk started reading (see `walk`) are waited for; the rest read now.
+      const results = new Array<HashResult>(jobs.length);
+      const rest: number[] = [];
+      await Promise.all(
+        jobs.map(async (j, i) => {
+          const started = this.reading.get(j.path.toString('latin1', AT_TARGET.length));
+          if (started) results[i] = result(await started);
+          else rest.push(i);
+        }),
+      );
+      if (!rest.length) return results;
+      const rels = rest.map((i) => jobs[i]!.path.subarray(AT_TARGET.length + (absolute ? 1 : 0)));
+      const digests = await slot(() => digestsAt(this.at.shell, absolute ? '/' : '.', rels, undefined, this.failing()));
+      rest.forEach((i, k) => (results[i] = result(digests[k])));
+      return results;
     };
     return {
       size: local.size,
@@ -257,17 +294,51 @@ export class RemoteRepositoryStore implements PrimaryStore {
     };
   }
 
-  /** Every entry of a partial snapshot's data, listed at the target by GNU find, with its inode, size, time and mode. */
+  private failing(): ReturnType<SecondaryStore['failing']> {
+    return this.at.failing('', 'run again; the previous snapshot is intact');
+  }
+
+  /**
+   * Every entry of a partial snapshot's data, listed at the target by GNU find, with its
+   * inode, size, time and mode. The files stored anew (not the previous snapshot's inodes)
+   * start being read there at once, READERS processes each reading about as many bytes, in
+   * the listing's order: the manifest waits for each file's digest as it comes, while the
+   * originals are read here, instead of one round trip to the target per batch of files.
+   */
   async *walk(id: string, signal?: AbortSignal): AsyncGenerator<WalkBatch> {
-    const bytes = await this.must('cd "$1" || exit 3; TZ=UTC LC_ALL=C exec find . -mindepth 1 -printf "$2"', [posix.join(this.partialDir(id), 'data'), WALK_FORMAT], 'listing the stored snapshot', signal);
+    const data = posix.join(this.partialDir(id), 'data');
+    const bytes = await this.must('cd "$1" || exit 3; TZ=UTC LC_ALL=C exec find . -mindepth 1 -printf "$2"', [data, WALK_FORMAT], 'listing the stored snapshot', signal);
     const { batch } = WalkBatch.parse(bytes);
-    if (batch.length) yield batch;
+    const previous = this.previousOf.get(id);
+    const linked = new Set<number>();
+    if (previous) for await (const e of this.manifestEntries(previous)) if (e.type === 'f') linked.add(e.ino);
+    const reads: { rel: Buffer; key: string; size: number; resolve: (digest: string | undefined) => void; reject: (e: unknown) => void }[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      if (!batch.isFile(i) || linked.has(batch.ino[i]!)) continue;
+      const rel = Buffer.from(batch.rel(i));
+      const key = `${data}/${rel.toString('latin1')}`;
+      let resolve!: (digest: string | undefined) => void;
+      let reject!: (e: unknown) => void;
+      const digest = new Promise<string | undefined>((res, rej) => ((resolve = res), (reject = rej)));
+      digest.catch(() => {});
+      this.reading.set(key, digest);
+      reads.push({ rel, key, size: batch.size[i]!, resolve, reject });
+    }
+    for (const part of split(reads))
+      streamDigestsAt(this.at.shell, data, part.map((r) => r.rel), signal, this.failing(), (k, digest) => part[k]!.resolve(digest)).catch((e: unknown) => part.forEach((r) => r.reject(e)));
+    try {
+      if (batch.length) yield batch;
+    } finally {
+      for (const r of reads) this.reading.delete(r.key);
+    }
   }
 
   async *manifestEntries(id: string): AsyncGenerator<ManifestEntry> {
     const file = this.target.rsyncPath(posix.join(this.snapshotDir(id), 'manifest.jsonl'));
-    const bytes = await this.at.readManifest(id);
+    const bytes = this.manifests.get(id) ?? (await this.at.readManifest(id));
     if (!bytes) throw new BackupFailure('manifest', `${file} is missing`, this.damaged(id));
+    // Read twice by a backup (the digests of linked files, the files stored anew): kept for the run.
+    this.manifests.set(id, bytes);
     try {
       yield* parseManifest(Readable.from([bytes]), file);
     } catch (e) {
@@ -288,14 +359,13 @@ export class RemoteRepositoryStore implements PrimaryStore {
     return this.at.flush(id, signal);
   }
 
-  /** Sends the manifest and the summary, flushes the snapshot at the target and makes it visible with one rename. */
+  /** Sends the summary and the manifest, flushes the snapshot at the target and makes it visible with one rename, all in one command. */
   async publish(id: string, signal?: AbortSignal): Promise<void> {
-    for (const name of ['manifest.jsonl', 'snapshot.yaml']) {
-      const text = await readFile(join(this.stagingDir(id), name));
-      await this.must('umask 077; cat > "$1"', [posix.join(this.partialDir(id), name)], `writing ${name}`, signal, text);
-    }
-    await this.at.flush(id, signal);
-    await this.at.publish('', id, false, signal);
+    const manifest = await readFile(join(this.stagingDir(id), 'manifest.jsonl'));
+    const summary = await readFile(join(this.stagingDir(id), 'snapshot.yaml'));
+    await this.must(PUBLISH, [this.partialDir(id), this.snapshotDir(id), posix.join(this.base, 'snapshots'), String(summary.length)], `publishing snapshot ${id}`, signal, Buffer.concat([summary, manifest]));
+    this.summaries.set(id, summary);
+    this.manifests.set(id, manifest);
     await rm(this.stagingDir(id), { recursive: true, force: true });
   }
 

@@ -23,7 +23,7 @@ import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { PruneStore } from './prune.js';
-import { checkCopy, checkStored, type CopyReference, type Difference, type Fail, type StoredCheck, type StoredSnapshot } from './copy-check.js';
+import { checkCopy, checkStored, type CopyReference, type Difference, type Fail, type StoredCheck, type StoredSnapshot, type TargetShell } from './copy-check.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
 
 /** One word for a POSIX shell: single-quoted unless plainly safe. */
@@ -275,9 +275,9 @@ export class ShellTarget {
   }
 
   /** `sh` with stdout as bytes; `input` on the script's stdin. */
-  async shBytes(script: string, args: string[], signal?: AbortSignal, input?: Buffer): Promise<{ result: ToolResult; bytes: Buffer; unreachable: boolean }> {
+  async shBytes(script: string, args: string[], signal?: AbortSignal, input?: Buffer, onStdout?: (chunk: Buffer) => void): Promise<{ result: ToolResult; bytes: Buffer; unreachable: boolean }> {
     const chunks: Buffer[] = [];
-    const opts = { onStdout: (c: Buffer) => chunks.push(c), ...(signal ? { signal } : {}), ...(input ? { input } : {}) };
+    const opts = { onStdout: (c: Buffer) => (chunks.push(c), onStdout?.(c)), ...(signal ? { signal } : {}), ...(input ? { input } : {}) };
     const argv = ['sh', '-c', script, 'sh', ...args];
     const result =
       this.location.kind === 'ssh'
@@ -446,7 +446,7 @@ export class SecondaryStore implements SecondaryRepository {
     return checkCopy(this.shell, this.dir(where, id), ref, signal, this.failing(` of snapshot ${id}`), ref.linkedFrom ? this.dir('snapshots', ref.linkedFrom) : undefined);
   }
 
-  readonly shell = (script: string, args: string[], signal?: AbortSignal, input?: Buffer) => this.target.shBytes(script, args, signal, input);
+  readonly shell: TargetShell = (script, args, signal, input, onStdout) => this.target.shBytes(script, args, signal, input, onStdout);
 
   /** How the target failing to run a check (`what`, then `of`) becomes a BackupFailure; `after`: what happens next. */
   failing(of: string, after = roleWords(this.target.role).waits): Fail {

@@ -269,7 +269,8 @@ export interface PrimaryStore extends PruneStore {
   dataDest(id: string): string;
   /** rsync's options to reach the target; none for a local one. */
   rsh(): Promise<string[]>;
-  begin(id: string): Promise<string[]>;
+  /** Starts a partial snapshot; `previous`, the complete one it follows. */
+  begin(id: string, previous?: string): Promise<string[]>;
   linkPrevious(previous: string, id: string, stale: Buffer[], signal: AbortSignal): Promise<boolean>;
   /** A folder on this machine for what a source makes (dumps, bundles) when the partial snapshot is not; undefined for a local target. */
   stage(id: string): Promise<string | undefined>;
