@@ -51,6 +51,9 @@ function safeStale(rel: Buffer): boolean {
   return rel.length > 0 && rel[0] !== 0x2f && !rel.includes(0) && !rel.toString('latin1').split('/').includes('..');
 }
 
+/** The folder $1 made, its snapshots listed (C order), then a NUL and the last one's summary, if it has one. */
+const PREPARE = 'umask 077; mkdir -p "$1" && cd "$1" || exit 1; last=; for f in *; do [ -d "$f" ] && printf "%s\\n" "$f" && last=$f; done; if [ -n "$last" ] && [ -f "$last/snapshot.yaml" ]; then printf "\\0" && cat -- "$last/snapshot.yaml"; fi; exit 0';
+
 /**
  * The partial snapshot $1 given its summary (the first $4 bytes of stdin: dd reads no more
  * than a block) and its manifest (the rest), flushed, and renamed to $2 in $3.
@@ -63,17 +66,23 @@ const READERS = 2;
 /** The primary target the config names: a local path, or a host over SSH. */
 export function openPrimary(config: Config): PrimaryTarget {
   const l = config.targets.primary;
-  return l.kind === 'local' ? new LocalTarget('primary', l.path) : new RemotePrimaryTarget(l, config.state);
+  return l.kind === 'local' ? new LocalTarget('primary', l.path) : new RemotePrimaryTarget(l, config.state, config.host);
 }
 
 export class RemotePrimaryTarget extends ShellTarget implements PrimaryTarget {
   declare readonly role: 'primary';
 
-  constructor(location: Extract<TargetLocation, { kind: 'ssh' }>, state: string) {
+  constructor(location: Extract<TargetLocation, { kind: 'ssh' }>, state: string, host?: string) {
     super(location, state, 'primary');
+    // The run's check looks for the host's folder too (see hasHost).
+    if (host) this.probed.push(host);
   }
 
   async hasHost(host: string): Promise<boolean> {
+    if (this.probed.includes(host)) {
+      await this.check();
+      return this.found.has(host);
+    }
     const { result, unreachable } = await this.sh('[ -d "$1" ]', [posix.join(this.root, host)]);
     if (unreachable) throw new BackupFailure('target', `the primary target ${this.display} became unreachable: ${lastLines(result.stderr, 2)}`, 'run again once the target is back; the previous snapshot is intact');
     return result.code === 0;
@@ -122,10 +131,17 @@ export class RemoteRepositoryStore implements PrimaryStore {
   /** The listing `prepare` made, for the `snapshots` call that follows it (each command at the target costs a round trip, and the login's shell start). */
   private listed: string[] | undefined;
 
-  /** Makes the repository's folders and lists its snapshots, in one command. */
+  /**
+   * Makes the repository's folders and lists its snapshots, with the summary of the last in
+   * the shell's order (the newest but for a run's second snapshot of one second), in one command.
+   */
   async prepare(): Promise<void> {
-    const out = await this.must('umask 077; mkdir -p "$1" && cd "$1" && for f in *; do [ -d "$f" ] && printf "%s\\n" "$f"; done; exit 0', [posix.join(this.base, 'snapshots')], 'preparing the repository\'s folder');
-    this.listed = out.toString('utf8').split('\n').filter((n) => SNAPSHOT_ID_RE.test(n)).sort(compareSnapshotIds);
+    const out = await this.must(PREPARE, [posix.join(this.base, 'snapshots')], 'preparing the repository\'s folder');
+    const cut = out.indexOf(0);
+    const names = out.toString('utf8', 0, cut < 0 ? out.length : cut).split('\n');
+    this.listed = names.filter((n) => SNAPSHOT_ID_RE.test(n)).sort(compareSnapshotIds);
+    const last = names.filter(Boolean).at(-1);
+    if (cut >= 0 && last && SNAPSHOT_ID_RE.test(last)) this.summaries.set(last, out.subarray(cut + 1));
   }
 
   async snapshots(signal?: AbortSignal): Promise<string[]> {
@@ -153,6 +169,7 @@ export class RemoteRepositoryStore implements PrimaryStore {
   async readSummary(id: string, where: 'snapshots' | 'incomplete' = 'snapshots'): Promise<{ summary: SnapshotSummary; bytes: Buffer }> {
     const file = posix.join(this.base, where, id, 'snapshot.yaml');
     const bytes = (where === 'snapshots' ? this.summaries.get(id) : undefined) ?? (await this.must('cat -- "$1"', [file], `reading ${file}`));
+    if (where === 'snapshots') this.summaries.set(id, bytes);
     try {
       return { summary: snapshotSummary.parse(parseYaml(bytes.toString('utf8'))), bytes };
     } catch (e) {

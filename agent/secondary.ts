@@ -298,8 +298,15 @@ export class ShellTarget {
     return this.checked;
   }
 
+  /** Folders under the root that the check also looks for (a host's), and those it found: one command for both. */
+  protected readonly probed: string[] = [];
+  protected readonly found = new Set<string>();
+
   private async probe(signal?: AbortSignal): Promise<void> {
-    const { result, stdout, unreachable } = await this.sh('if [ ! -d "$1" ]; then echo missing; elif [ ! -w "$1" ]; then echo readonly; else echo ok; fi', [this.root], signal);
+    const script = 'r=$1; shift; if [ ! -d "$r" ]; then echo missing; elif [ ! -w "$r" ]; then echo readonly; else echo ok; for f; do [ -d "$r/$f" ] && printf "has %s\\n" "$f"; done; fi; exit 0';
+    const { result, stdout: out, unreachable } = await this.sh(script, [this.root, ...this.probed], signal);
+    const [stdout = '', ...has] = out.split('\n');
+    for (const line of has) if (line.startsWith('has ')) this.found.add(line.slice(4));
     const { stage, waits } = roleWords(this.role);
     const where = this.role === 'secondary' ? 'at CSC' : 'on the target host';
     if (unreachable || result.code !== 0)

@@ -6,7 +6,7 @@
  * snapshot as it was.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -226,6 +226,13 @@ describe('a primary target over SSH', () => {
       await server.start();
     }
     expect(describeTree(at('docs'))).toEqual(before);
+    // A disk that is not mounted at the target: the host's folder is missing, the run says so.
+    renameSync(join(disk, 'web01'), join(disk, 'elsewhere'));
+    const unmounted = await d.run('run', '--all');
+    expect(unmounted.code).toBe(3);
+    expect(unmounted.stderr).toMatch(/the primary target root@127\.0\.0\.1:.* has no folder for host web01, yet record \d+ keeps snapshot .* there: is the backup disk mounted\?/);
+    expect(existsSync(join(disk, 'web01'))).toBe(false);
+    renameSync(join(disk, 'elsewhere'), join(disk, 'web01'));
     const back = await d.run('run', '--all');
     expect(back.code, back.stderr).toBe(0);
     expect(readdirSync(at('docs'))).toHaveLength(2);
