@@ -154,11 +154,11 @@ export function parseConfig(text: string, file: string): Config {
       exitCode: Exit.usage,
       hint: 'keep the primary target on a disk or share mounted here, or back the database up by dumps alone (leave "pitr" out)',
     });
-  // A copy to CSC is sent from the primary's snapshot, which must then be on this machine.
-  if (!primary && secondary)
-    throw new RespaldoError(`the configuration has an error:\n  ${file}:${lineOf(nodeAt(doc.contents, ['targets', 'secondary']), lineCounter)}: targets.secondary: the primary target is remote (${targetDisplay(config.targets.primary)}), and a copy to CSC is sent from the primary's snapshot on this machine: copies from a remote primary are not supported yet`, {
+  // An rsync daemon is compared with the primary's snapshot on this machine.
+  if (!primary && secondary?.kind === 'rsync')
+    throw new RespaldoError(`the configuration has an error:\n  ${file}:${lineOf(nodeAt(doc.contents, ['targets', 'secondary']), lineCounter)}: targets.secondary: the primary target is remote (${targetDisplay(config.targets.primary)}), and an rsync daemon's copies are compared with the primary's snapshot on this machine`, {
       exitCode: Exit.usage,
-      hint: 'keep the primary target on this machine (a mounted disk or share) to copy to CSC, or leave targets.secondary out',
+      hint: 'reach CSC over SSH (user@host:/path) or as a mounted path, or keep the primary target on this machine',
     });
   return config;
 }

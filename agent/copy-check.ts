@@ -287,7 +287,8 @@ export async function streamDigestsAt(sh: TargetShell, dir: string, rels: Buffer
     for (; k < j; k++) found(k, undefined);
     found(k++, parsed.digest);
   };
-  const { result, unreachable } = await sh(HASH, [dir, newline ? 'z' : ''], signal, input, (chunk) => {
+  let streamed = false;
+  const feed = (chunk: Buffer) => {
     pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
     if (tool === undefined) {
       const nl = pending.indexOf(0x0a);
@@ -302,7 +303,13 @@ export async function streamDigestsAt(sh: TargetShell, dir: string, rels: Buffer
       start = e + 1;
     }
     pending = pending.subarray(start);
+  };
+  const { result, bytes, unreachable } = await sh(HASH, [dir, newline ? 'z' : ''], signal, input, (chunk) => {
+    streamed = true;
+    feed(chunk);
   });
+  // A shell that does not stream gives all of it at the end.
+  if (!streamed && bytes.length) feed(bytes);
   // xargs exits 123 when a file could not be read: the output then lacks its line, which
   // counts as unread above. Anything else is the target failing to run the check.
   if (unreachable || result.code === 3 || (result.code !== 0 && result.code !== 123)) throw fail('reading files back', result, unreachable);

@@ -23,14 +23,14 @@ import { failureBody } from './backup.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
 import { BackupFailure, messageOf, RespaldoError } from './errors.js';
-import { exists, sha256File } from './fsutil.js';
+import { exists } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import { checkSnapshot } from './manifest.js';
 import type { CopyReference, Difference } from './copy-check.js';
 import { RecordStore, workHeader } from './records.js';
 import type { Redact } from './redact.js';
-import type { Delivery, LinkPlan, Secondary, SecondaryRepository } from './secondary.js';
-import type { RepositoryStore } from './target.js';
+import type { Delivery, LinkPlan, Secondary, SecondaryRepository, SnapshotSource } from './secondary.js';
+import type { PrimaryStore } from './target.js';
 
 /** What the records say about one repository's copies. */
 export interface CopyState {
@@ -107,7 +107,7 @@ export interface CopyJob {
   ctx: Context;
   config: Config;
   repository: RepositoryConfig;
-  primary: RepositoryStore;
+  primary: PrimaryStore;
   secondary: Secondary;
   records: RecordStore;
   pool: HashPool;
@@ -154,11 +154,11 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   const mismatched = onPrimary.filter((id) => state.mismatched.has(id));
   const copied: string[] = [];
   // The point-in-time-recovery archive grows between backups: it goes to CSC on every run.
-  const archive = repo.kind === 'database' && repo.pitr && (await exists(join(primary.base, 'archive'))) ? join(primary.base, 'archive') : undefined;
+  const archive = primary.local && repo.kind === 'database' && repo.pitr && (await exists(join(primary.base, 'archive'))) ? join(primary.base, 'archive') : undefined;
   if (!pending.length && !recheck && !archive && !mismatched.length) return { ok: true, copied };
 
   const store = secondary.repository(config.host, repo.name);
-  const summaries = new Map<string, ReturnType<RepositoryStore['readSummary']>>();
+  const summaries = new Map<string, ReturnType<PrimaryStore['readSummary']>>();
   const readSummary = (id: string) => summaries.get(id) ?? summaries.set(id, primary.readSummary(id)).get(id)!;
   const snapshotRef = async (id: string) => {
     const { summary, bytes } = await readSummary(id);
@@ -274,10 +274,10 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       // CSC has that one: under SMALL_BYTES it shares the run's SSH connection.
       const { summary } = await readSummary(id);
       const small = store.method === 'rehash' && linkFrom !== undefined && summary.previous?.id === linkFrom && summary.changed.bytes < SMALL_BYTES;
-      const phases = await deliverExact(store, primary.snapshotDir(id), ref, id, { ...(linkFrom ? { linkFrom } : {}), small, plan: changes.then((c) => c?.plan) }, ctx.signal);
+      const phases = await deliverExact(store, primary.snapshotSource(id), ref, id, { ...(linkFrom ? { linkFrom } : {}), small, plan: changes.then((c) => c?.plan) }, ctx.signal);
       scope.set(id, (await changes) ? 'changed' : 'full');
       const t1 = performance.now();
-      await store.publish(primary.snapshotDir(id), id, false, ctx.signal);
+      await store.publish(primary.snapshotSource(id), id, false, ctx.signal);
       there.push(id);
       there.sort(compareSnapshotIds);
       await record(id, started, lost.includes(id), { ...phases, publish: seconds(performance.now() - t1) });
@@ -315,7 +315,7 @@ const OWN_ENTRIES = ['.', 'data', 'manifest.jsonl', 'snapshot.yaml'];
  * older copy for what is removed or of the snapshot for what is sent (a manifest altered:
  * rsync then walks the tree as it does without a plan, and the check says what differs).
  */
-async function changesSince(primary: RepositoryStore, linkFrom: string, id: string): Promise<{ inodes: Set<number>; plan?: LinkPlan } | undefined> {
+async function changesSince(primary: PrimaryStore, linkFrom: string, id: string): Promise<{ inodes: Set<number>; plan?: LinkPlan } | undefined> {
   const inodes = new Set<number>();
   // The older snapshot's entries by path (bytes as latin1): inode, FOLDER or OTHER.
   const older = new Map<string, number>();
@@ -335,6 +335,7 @@ async function changesSince(primary: RepositoryStore, linkFrom: string, id: stri
   }
   const send: string[] = [];
   const remove: string[] = [];
+  const changed: string[] = [];
   const folders = new Set<string>();
   try {
     for await (const e of primary.manifestEntries(id)) {
@@ -349,6 +350,7 @@ async function changesSince(primary: RepositoryStore, linkFrom: string, id: stri
       // Another type there, or a link or special file (made anew): removed first. A file
       // that changed stays, as the base of rsync's delta, until rsync renames its new one over it.
       if (was !== undefined && !(e.type === 'f' && was >= 0) && !(e.type === 'd' && was === FOLDER)) remove.push(key);
+      else if (e.type === 'f' && was !== undefined && was >= 0) changed.push(key);
     }
   } catch {
     return { inodes };
@@ -360,7 +362,7 @@ async function changesSince(primary: RepositoryStore, linkFrom: string, id: stri
   };
   if (!remove.every((k) => through(k, olderFolders)) || !send.every((k) => through(k, folders))) return { inodes };
   const list = (keys: string[], own: string[] = []) => Buffer.from([...own.map((k) => `${k}\0`), ...keys.map((k) => `data/${k}\0`)].join(''), 'latin1');
-  return { inodes, plan: { send: list(send, OWN_ENTRIES), remove: list(remove) } };
+  return { inodes, plan: { send: list(send, OWN_ENTRIES), remove: list(remove), changed: list(changed) } };
 }
 
 /** "path: what differs", for messages. */
@@ -377,7 +379,7 @@ const describe = (d: Difference) => (d.path ? `${d.path}: ${d.problem}` : d.prob
  * `--checksum` over the whole tree, which links a file only when its bytes match, and
  * every file is read back. The phases' seconds are returned for the `copied` event.
  */
-async function deliverExact(store: SecondaryRepository, dir: string, reference: CopyReference | Promise<CopyReference>, id: string, how: Delivery, signal: AbortSignal): Promise<{ link?: number; transfer: number; compare: number; again?: number }> {
+async function deliverExact(store: SecondaryRepository, dir: SnapshotSource, reference: CopyReference | Promise<CopyReference>, id: string, how: Delivery, signal: AbortSignal): Promise<{ link?: number; transfer: number; compare: number; again?: number }> {
   const t0 = performance.now();
   try {
     // The disk at CSC writes the copy back while the comparison reads it from its cache.
@@ -440,16 +442,15 @@ async function flushingAlong<T>(store: SecondaryRepository, id: string, signal: 
 async function checkPrimary(job: CopyJob, id: string, context = '', differences: Difference[] = []): Promise<void> {
   const recorded = job.state.digests.get(id);
   if (recorded) {
-    const dir = job.primary.snapshotDir(id);
     for (const [name, digest] of [['manifest.jsonl', recorded.manifest], ['snapshot.yaml', recorded.summary]] as const)
-      if ((await sha256File(join(dir, name)).catch(() => undefined)) !== digest)
+      if ((await job.primary.fileDigest(id, name)) !== digest)
         throw new BackupFailure(
           'copy',
           `${context}the primary's ${name} of snapshot ${id} no longer matches the digest its backup record carries: nothing was sent to the secondary target`,
           "check the primary disk (dmesg, smartctl); respaldo verify names what else is damaged; restore from whichever copy matches (respaldo restore checks every file, and borrows CSC's copy when JAA's is damaged)",
         );
   }
-  const check = await checkSnapshot(job.primary, id, job.pool, job.ctx.signal);
+  const check = await checkSnapshot(job.primary, id, job.primary.hasher(job.pool), job.ctx.signal);
   if (check.checksum.mismatches > 0)
     throw new BackupFailure(
       'copy',
@@ -466,6 +467,6 @@ async function checkPrimary(job: CopyJob, id: string, context = '', differences:
 async function replace(job: CopyJob, store: SecondaryRepository, ref: CopyReference, id: string, differences: Difference[]): Promise<void> {
   await checkPrimary(job, id, `the copy of snapshot ${id} at the secondary target differs from the primary's (${differences.length} place(s)), and `, differences);
   // Linked to the damaged copy only where the bytes match (--checksum from the start).
-  await deliverExact(store, ref.dir, ref, id, { linkFrom: id, checksum: true }, job.ctx.signal);
-  await store.publish(ref.dir, id, true, job.ctx.signal);
+  await deliverExact(store, job.primary.snapshotSource(id), ref, id, { linkFrom: id, checksum: true }, job.ctx.signal);
+  await store.publish(job.primary.snapshotSource(id), id, true, job.ctx.signal);
 }

@@ -75,6 +75,36 @@ export function runTool(program: string, args: string[], opts: ToolOptions = {})
   return finished(child, opts);
 }
 
+/**
+ * Runs two programs, the first's stdout piped into the second's stdin (`ssh a tar -c | ssh
+ * b tar -x`), `input` on the first's stdin; resolves with both results. Rejects only when
+ * one cannot be started (the other is then stopped).
+ */
+export function pipeTools(from: [string, string[]], to: [string, string[]], opts: { input?: Buffer; signal?: AbortSignal } = {}): Promise<[ToolResult, ToolResult]> {
+  const common = opts.signal ? { signal: opts.signal } : {};
+  let a: ChildProcess;
+  let b: ChildProcess;
+  try {
+    a = start(from[0], from[1], common, 'pipe', opts.input ? 'pipe' : 'ignore');
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  try {
+    b = start(to[0], to[1], common, 'ignore', 'pipe');
+  } catch (e) {
+    a.kill('SIGKILL');
+    return Promise.reject(e);
+  }
+  // A side that exits early closes its end: its exit code tells, not an EPIPE here.
+  b.stdin!.on('error', () => {});
+  a.stdout!.pipe(b.stdin!);
+  if (opts.input) {
+    a.stdin!.on('error', () => {});
+    a.stdin!.end(opts.input);
+  }
+  return Promise.all([finished(a, common), finished(b, common)]);
+}
+
 /** Starts a program whose stdout the caller reads as a stream (with backpressure); `done` settles when it exits. */
 export function streamTool(program: string, args: string[], opts: Omit<ToolOptions, 'onStdout'> = {}): { child: ChildProcess; done: Promise<ToolResult> } {
   const child = start(program, args, opts, 'pipe');

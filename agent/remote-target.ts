@@ -27,7 +27,7 @@ import { checkStored, digestsAt, split, streamDigestsAt, type StoredCheck, type 
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool } from './exec.js';
 import type { HashJob, HashResult } from './hashing.js';
-import { RMTREE, SecondaryStore, ShellTarget } from './secondary.js';
+import { RMTREE, SecondaryStore, ShellTarget, type RelaySource } from './secondary.js';
 import { LocalTarget, ManifestLineError, parseManifest, WALK_FORMAT, WalkBatch, type Hasher, type PrimaryStore, type PrimaryTarget } from './target.js';
 
 /**
@@ -409,6 +409,15 @@ export class RemoteRepositoryStore implements PrimaryStore {
 
   removeArchiveFile(folder: 'wal' | 'binlog', name: string): Promise<void> {
     return this.at.removeArchiveFile(folder, name);
+  }
+
+  snapshotSource(id: string): RelaySource {
+    return { target: this.target, dir: this.snapshotDir(id) };
+  }
+
+  async fileDigest(id: string, name: string): Promise<string | undefined> {
+    const [digest] = await digestsAt(this.at.shell, this.snapshotDir(id), [Buffer.from(name)], undefined, this.failing()).catch(() => [undefined]);
+    return digest ? `sha256:${digest}` : undefined;
   }
 
   /** Whether a damaged snapshot was moved aside (`damaged-<id>`) at the target. */

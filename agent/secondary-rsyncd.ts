@@ -32,7 +32,7 @@ import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import type { SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool, type ToolResult } from './exec.js';
-import { COPY_ARGS, SecondaryTarget, type Delivery, type Secondary, type SecondaryRepository } from './secondary.js';
+import { COPY_ARGS, SecondaryTarget, type Delivery, type Secondary, type SecondaryRepository, type SnapshotSource } from './secondary.js';
 import type { CopyReference, Difference, StoredCheck, StoredSnapshot } from './copy-check.js';
 import { entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
 import { sha256File } from './fsutil.js';
@@ -342,7 +342,10 @@ class RsyncDaemonStore implements SecondaryRepository {
    * short, or a damaged copy being repaired, whose `snapshot.yaml` goes first) is reused,
    * with `--checksum`: a file in it is kept only when its bytes match.
    */
-  async deliver(dir: string, id: string, { linkFrom, checksum = false }: Delivery, signal?: AbortSignal): Promise<undefined> {
+  async deliver(source: SnapshotSource, id: string, { linkFrom, checksum = false }: Delivery, signal?: AbortSignal): Promise<undefined> {
+    // The config keeps a remote primary away from a daemon (it compares with the primary's folder here).
+    if (typeof source !== 'string') throw new BackupFailure('copy', 'a copy to an rsync daemon is sent from a primary target on this machine', 'keep the primary target on this machine, or reach CSC over SSH');
+    const dir = source;
     const { exists, ids } = await this.folders(signal);
     if (!exists) await this.makeFolders(signal);
     const there = ids.get(id);

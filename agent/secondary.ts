@@ -20,7 +20,7 @@ import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import type { SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
-import { lastLines, runTool, type ToolResult } from './exec.js';
+import { lastLines, pipeTools, runTool, type ToolResult } from './exec.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { PruneStore } from './prune.js';
 import { checkCopy, checkStored, type CopyReference, type Difference, type Fail, type StoredCheck, type StoredSnapshot, type TargetShell } from './copy-check.js';
@@ -97,7 +97,27 @@ export interface LinkPlan {
   send: Buffer;
   /** Paths relative to the snapshot's folder, each ended by a NUL: what the older copy holds that the snapshot does not, or holds as another type. */
   remove: Buffer;
+  /** The same for the older copy's files that the snapshot holds changed: removed too before a relay (tar writes a file anew only where there is none). */
+  changed: Buffer;
 }
+
+/**
+ * A snapshot folder on a remote primary target: rsync cannot copy from one remote host to
+ * another, so it goes through this machine as a tar stream (`tar -c` there, `tar -x` at
+ * CSC, POSIX format: times to the nanosecond), then is checked at CSC as any copy.
+ */
+export interface RelaySource {
+  target: ShellTarget;
+  dir: string;
+}
+
+/** Where a copy is sent from: the primary's snapshot folder here, or one on a remote primary. */
+export type SnapshotSource = string | RelaySource;
+
+/** The snapshot folder $1 as a tar stream: what stdin names (NUL-separated), or with $2 = all, everything. */
+const TAR = 'cd "$1" || exit 3; if [ "$2" = all ]; then exec tar --format=posix --pax-option=delete=atime,delete=ctime --numeric-owner -cf - .; else exec tar --format=posix --pax-option=delete=atime,delete=ctime --numeric-owner -cf - --null --verbatim-files-from --no-recursion -T -; fi';
+/** A tar stream extracted into the copy's folder $1, folders' modes and times set once their contents are in. */
+const UNTAR = 'umask 077; mkdir -p "$1" && cd "$1" && exec tar -xf - --numeric-owner --preserve-permissions --delay-directory-restore';
 
 /**
  * CSC's target as the copy, the restore and the prune use it, however it is reached:
@@ -133,7 +153,7 @@ export interface SecondaryRepository extends PruneStore {
    * Copies the primary's snapshot folder `dir` into `incomplete/<id>` at the target. Returns
    * the milliseconds spent linking the older copy when `how.plan` was followed, else undefined.
    */
-  deliver(dir: string, id: string, how: Delivery, signal?: AbortSignal): Promise<number | undefined>;
+  deliver(dir: SnapshotSource, id: string, how: Delivery, signal?: AbortSignal): Promise<number | undefined>;
   /**
    * How `differences` compares, as copy records say: `rehash` honours the reference's
    * `reread`; `rsync-checksum` reads every file back.
@@ -143,7 +163,7 @@ export interface SecondaryRepository extends PruneStore {
   differences(ref: CopyReference, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<Difference[]>;
   flush(id: string, signal?: AbortSignal): Promise<void>;
   /** Makes a delivered and compared copy of the primary's snapshot `dir` the complete snapshot. */
-  publish(dir: string, id: string, replace: boolean, signal?: AbortSignal): Promise<void>;
+  publish(dir: SnapshotSource, id: string, replace: boolean, signal?: AbortSignal): Promise<void>;
   deliverArchive(archive: string, signal?: AbortSignal): Promise<void>;
   discard(id: string): Promise<void>;
   /**
@@ -278,12 +298,17 @@ export class ShellTarget {
   async shBytes(script: string, args: string[], signal?: AbortSignal, input?: Buffer, onStdout?: (chunk: Buffer) => void): Promise<{ result: ToolResult; bytes: Buffer; unreachable: boolean }> {
     const chunks: Buffer[] = [];
     const opts = { onStdout: (c: Buffer) => (chunks.push(c), onStdout?.(c)), ...(signal ? { signal } : {}), ...(input ? { input } : {}) };
-    const argv = ['sh', '-c', script, 'sh', ...args];
-    const result =
-      this.location.kind === 'ssh'
-        ? await runTool('ssh', [...(await this.sshOptions()), this.sshDest(), argv.map(shellQuote).join(' ')], opts)
-        : await runTool(argv[0]!, argv.slice(1), opts);
+    const [program, argv] = await this.command(script, args);
+    const result = await runTool(program, argv, opts);
     return { result, bytes: Buffer.concat(chunks), unreachable: this.location.kind === 'ssh' && result.code === 255 };
+  }
+
+  /** The program and arguments that run `script` at the target (through ssh, or here); `bulk`: on a connection of its own. */
+  async command(script: string, args: string[], bulk = false): Promise<[string, string[]]> {
+    const argv = ['sh', '-c', script, 'sh', ...args];
+    if (this.location.kind !== 'ssh') return [argv[0]!, argv.slice(1)];
+    const own = bulk ? ['-o', 'ControlMaster=no', '-o', 'ControlPath=none'] : [];
+    return ['ssh', [...(await this.sshOptions(!bulk)), ...own, this.sshDest(), argv.map(shellQuote).join(' ')]];
   }
 
   private checked: Promise<void> | undefined;
@@ -396,8 +421,9 @@ export class SecondaryStore implements SecondaryRepository {
    * target: files unchanged since `how.linkFrom` (an older snapshot there) become hard
    * links to it, following `how.plan` when there is one (see LinkPlan).
    */
-  async deliver(dir: string, id: string, how: Delivery, signal?: AbortSignal): Promise<number | undefined> {
+  async deliver(dir: SnapshotSource, id: string, how: Delivery, signal?: AbortSignal): Promise<number | undefined> {
     const { linkFrom, checksum = false, small = false, plan } = how;
+    const relay = typeof dir === 'string' ? undefined : dir;
     const incomplete = this.dir('incomplete', id);
     let linked: number | undefined;
     let send: Buffer | undefined;
@@ -407,7 +433,7 @@ export class SecondaryStore implements SecondaryRepository {
       const [done, changes] = await Promise.all([link, plan]);
       if (signal?.aborted) throw signal.reason;
       // cp cannot link everything (a folder it may not read): rsync walks the whole tree instead.
-      const removed = done.result.code === 0 && changes ? await this.target.shBytes(REMOVE, [incomplete, REMOVE_EACH], signal, changes.remove) : done;
+      const removed = done.result.code === 0 && changes ? await this.target.shBytes(REMOVE, [incomplete, REMOVE_EACH], signal, relay ? Buffer.concat([changes.remove, changes.changed]) : changes.remove) : done;
       if (signal?.aborted) throw signal.reason;
       if (removed.unreachable) throw new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while linking the copy of snapshot ${id} to ${linkFrom}: ${lastLines(removed.result.stderr, 2)}`, 'the copy waits and is retried on the next run');
       if (removed.result.code === 0 && changes) {
@@ -419,6 +445,11 @@ export class SecondaryStore implements SecondaryRepository {
     // after its check differed, or an older copy's links where no plan followed: that one
     // starts afresh too.
     if (checksum || (plan && send === undefined) || how.again) await this.must(CLEAR, [incomplete], 'preparing the copy', signal);
+    if (relay) {
+      await this.relay(relay, incomplete, id, send, signal);
+      return linked;
+    }
+    if (typeof dir !== 'string') throw new Error('unreachable');
     const args = [
       ...COPY_ARGS.filter((a) => !send || a !== '--delete'),
       ...(checksum ? ['--checksum'] : []),
@@ -441,6 +472,25 @@ export class SecondaryStore implements SecondaryRepository {
       });
     }
     return linked;
+  }
+
+  /**
+   * Sends a remote primary's snapshot folder (what `send` names, or all of it) into
+   * `incomplete` at the target through this machine: `tar -c` there, `tar -x` here or at
+   * CSC, each on a connection of its own.
+   */
+  private async relay(from: RelaySource, incomplete: string, id: string, send: Buffer | undefined, signal?: AbortSignal): Promise<void> {
+    const source = await from.target.command(TAR, [from.dir, send ? 'list' : 'all'], true);
+    const sink = await this.target.command(UNTAR, [incomplete], true);
+    const [out, into] = await pipeTools(source, sink, { ...(send ? { input: send } : {}), ...(signal ? { signal } : {}) });
+    if (signal?.aborted) throw signal.reason;
+    if (out.code === 0 && into.code === 0) return;
+    const lost = (r: ToolResult) => r.code === 255;
+    const [side, r] = out.code !== 0 ? [`the primary target ${from.target.display}`, out] : [`the secondary target ${this.target.display}`, into];
+    throw new BackupFailure('copy', `the copy of snapshot ${id} through this machine failed at ${side}: tar exit code ${r.code}: ${lastLines(r.stderr, 2)}`, lost(out) || lost(into) ? 'the connection was lost: the copy is retried on the next run' : 'both hosts need GNU tar; check the disks (space: df; permissions); the copy is retried on the next run', {
+      detail: `${out.stderr}\n${into.stderr}`.trim(),
+      ...(r.code === null ? {} : { exitCode: r.code }),
+    });
   }
 
   /**
@@ -486,7 +536,7 @@ export class SecondaryStore implements SecondaryRepository {
    * `replace`, a damaged copy of the same snapshot is moved aside first and removed once
    * the new one is in place.
    */
-  async publish(_dir: string, id: string, replace: boolean, signal?: AbortSignal): Promise<void> {
+  async publish(_dir: SnapshotSource, id: string, replace: boolean, signal?: AbortSignal): Promise<void> {
     const script = replace
       ? `${RMTREE}mkdir -p "$4" && rmtree "$4/$5" && { [ ! -e "$2" ] || mv -T "$2" "$4/$5"; } && mv -T "$1" "$2" && sync -f "$3" && rmtree "$4/$5"`
       : '[ ! -e "$2" ] && mv -T "$1" "$2" && sync -f "$3"';

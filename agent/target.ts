@@ -20,9 +20,10 @@ import type { ManifestEntry as Entry } from '../schemas/manifest.js';
 import { checkStored, localShell, type StoredCheck, type StoredSnapshot } from './copy-check.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { capture, lastLines, runTool, streamTool } from './exec.js';
-import { exists, fsyncDir } from './fsutil.js';
+import { exists, fsyncDir, sha256File } from './fsutil.js';
 import type { HashPool } from './hashing.js';
 import type { PruneStore } from './prune.js';
+import type { SnapshotSource } from './secondary.js';
 
 /** find's -printf for the walk (also of a copy at CSC): each field is read in place by WalkBatch. */
 export const WALK_FORMAT = '%y %i %s %T@ %TY-%Tm-%TdT%TH:%TM:%TS %m %P\\0%l\\0';
@@ -287,6 +288,10 @@ export interface PrimaryStore extends PruneStore {
   discard(id: string): Promise<void>;
   /** Whether a damaged snapshot was moved aside by hand (`damaged-<id>`). */
   movedAside(id: string): Promise<boolean>;
+  /** Where a copy of a complete snapshot is sent from: its folder here, or at a remote target. */
+  snapshotSource(id: string): SnapshotSource;
+  /** "sha256:…" of a complete snapshot's own file (`manifest.jsonl`, `snapshot.yaml`); undefined when it cannot be read. */
+  fileDigest(id: string, name: string): Promise<string | undefined>;
   /** Verify at rest, where the snapshots lie (checkStored in copy-check.ts). */
   checkStored(snapshots: StoredSnapshot[], pick: (e: Entry) => boolean, signal?: AbortSignal): Promise<StoredCheck>;
 }
@@ -418,6 +423,14 @@ export class RepositoryStore implements PrimaryStore {
 
   async movedAside(id: string): Promise<boolean> {
     return exists(join(this.base, `damaged-${id}`));
+  }
+
+  snapshotSource(id: string): string {
+    return this.snapshotDir(id);
+  }
+
+  async fileDigest(id: string, name: string): Promise<string | undefined> {
+    return sha256File(join(this.snapshotDir(id), name)).catch(() => undefined);
   }
 
   checkStored(snapshots: StoredSnapshot[], pick: (e: Entry) => boolean, signal?: AbortSignal): Promise<StoredCheck> {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { type Deployment, deployment, describeTree, flipBit, git, inodeOf, lastRecord, recordsOf, tempDir, withoutInodes, writeTree } from './helpers.js';
+import { type Deployment, deployment, describeTree, flipBit, git, inodeOf, lastRecord, recordsOf, setMtimeNs, tempDir, withoutInodes, writeTree } from './helpers.js';
 import { sshd, type Sshd } from './sshd.js';
 import { RemotePrimaryTarget } from '../dist/agent/remote-target.js';
 
@@ -169,6 +169,11 @@ describe('a primary target over SSH', () => {
     const [appId] = readdirSync(at('app'));
     const bundles = readdirSync(join(at('app'), appId!, 'data'), { recursive: true }).map(String).filter((f) => f.endsWith('.bundle'));
     expect(bundles).toHaveLength(1);
+    // The dump comes back from the target as it was stored, checked against the manifest.
+    const into = join(tempDir(), 'dump');
+    const restored = await d.run('restore', 'shop-db', '--to', into);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(sha256(join(into, 'sqlite/1-shop.db'))).toBe(sha256(stored));
     // Nothing was left in the staging folder here.
     expect(readdirSync(join(d.root, 'state/staging/web01/app'))).toEqual([]);
   }, 120_000);
@@ -203,6 +208,57 @@ describe('a primary target over SSH', () => {
       await target.close();
     }
   }, 60_000);
+
+  it('copies from it to CSC through this machine, a later copy linked at CSC, and restores from CSC when its copy is gone', async () => {
+    const d = await deployment([{ name: 'tree', paths: ['/placeholder'] }]);
+    const source = join(d.root, 'tree');
+    writeTree(source, { 'keep.txt': 'keep\n', 'change.txt': 'v1\n', 'gone.txt': 'gone\n', 'sub/big.bin': Buffer.alloc(200_000, 3), 'odd name $x.txt': 'odd\n', 'file-to-dir': 'file\n' });
+    symlinkSync('keep.txt', join(source, 'link'));
+    setMtimeNs(join(source, 'keep.txt'), 1_700_000_000_123_456_789n);
+    const disk = join(d.root, 'jaa');
+    const csc = join(d.root, 'csc');
+    mkdirSync(disk);
+    mkdirSync(csc);
+    const at = remotePrimary(d, disk, (c) => {
+      c.repositories[0].paths = [source];
+      c.targets.secondary = { url: `root@127.0.0.1:${csc}`, port: server.port, identity: server.identity, 'host-key': server.hostKey };
+    });
+    const atCsc = (id: string) => join(csc, 'web01/tree/snapshots', id);
+    const first = await d.run('run', '--all', '--json');
+    expect(first.code, first.stderr).toBe(0);
+    const [id1] = readdirSync(at('tree'));
+    // CSC's copy is the primary's snapshot entry for entry: modes, times to the nanosecond, links.
+    expect(withoutInodes(describeTree(atCsc(id1!)))).toEqual(withoutInodes(describeTree(join(at('tree'), id1!))));
+    expect(recordsOf(d, 'copy')).toHaveLength(1);
+    expect(recordsOf(d, 'copy')[0]).toMatchObject({ snapshot: { id: id1, target: 'secondary' }, verified: { method: 'rehash', result: 'ok', scope: 'full' } });
+
+    writeFileSync(join(source, 'change.txt'), 'v2\n');
+    rmSync(join(source, 'gone.txt'));
+    rmSync(join(source, 'file-to-dir'));
+    writeTree(join(source, 'file-to-dir'), { 'inside.txt': 'now a folder\n' });
+    writeFileSync(join(source, 'new.txt'), 'new\n');
+    const olderAtCsc = describeTree(atCsc(id1!));
+    const second = await d.run('run', '--all', '--json');
+    expect(second.code, second.stderr).toBe(0);
+    const id2 = readdirSync(at('tree')).sort()[1]!;
+    expect(withoutInodes(describeTree(atCsc(id2)))).toEqual(withoutInodes(describeTree(join(at('tree'), id2))));
+    const copied = second.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((ev) => ev.type === 'copied');
+    expect(copied).toMatchObject({ snapshot: id2, seconds: { link: expect.any(Number), transfer: expect.any(Number) } });
+    expect(copied.seconds.again).toBeUndefined();
+    expect(recordsOf(d, 'copy').map((c) => c.verified.scope)).toEqual(['full', 'changed']);
+    const data = (id: string) => join(atCsc(id), 'data', source);
+    expect(inodeOf(join(data(id2), 'sub/big.bin'))).toBe(inodeOf(join(data(id1!), 'sub/big.bin')));
+    expect(inodeOf(join(data(id2), 'change.txt'))).not.toBe(inodeOf(join(data(id1!), 'change.txt')));
+    expect(describeTree(atCsc(id1!))).toEqual(olderAtCsc);
+
+    // JAA's copy of the newest snapshot is gone: the restore borrows CSC's, and says so.
+    rmSync(join(at('tree'), id2), { recursive: true });
+    const into = join(tempDir(), 'restored');
+    const restored = await d.run('restore', 'tree', '--snapshot', id2, '--to', into);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(withoutInodes(describeTree(join(into, source)))).toEqual(withoutInodes(describeTree(source)));
+    expect(recordsOf(d, 'media-loan').at(-1)).toMatchObject({ snapshot: id2, from: 'secondary' });
+  }, 180_000);
 
   it('records a failure when the target cannot be reached, and the previous snapshot stays as it was', async () => {
     const d = await deployment([{ name: 'docs', paths: ['/placeholder'] }]);
@@ -252,12 +308,12 @@ describe('a remote primary target: what the config refuses', () => {
     return r.stderr;
   }
 
-  it('wants the host key pinned, refuses an rsync daemon, a second copy from it, and point-in-time recovery on it', async () => {
+  it('wants the host key pinned, and refuses an rsync daemon as the primary or, after a remote primary, as CSC, and point-in-time recovery on it', async () => {
     const repo = 'repositories:\n  - name: a\n    kind: files\n    paths: [/a]\n';
     expect(await check('unpinned.yaml', `${base}targets:\n  primary: jaa@disk.example:/srv\n${repo}`)).toMatch(/unpinned\.yaml:6: targets\.primary: pin the target's host key: write the target as \{ url: jaa@disk\.example:\/srv, host-key:/);
     expect(await check('daemon.yaml', `${base}targets:\n  primary: rsync://disk.example/backups\n${repo}`)).toMatch(/daemon\.yaml:6: targets\.primary: an rsync daemon .* cannot be the primary target/);
     const remote = `targets:\n  primary: { url: "jaa@disk.example:/srv", host-key: "${hostKey}" }\n`;
-    expect(await check('copy.yaml', `${base}${remote}  secondary: /mnt/csc\n${repo}`)).toMatch(/copy\.yaml:7: targets\.secondary: the primary target is remote \(jaa@disk\.example:\/srv\).*not supported yet/);
+    expect(await check('daemon-csc.yaml', `${base}${remote}  secondary: rsync://csc.example/respaldos\n${repo}`)).toMatch(/daemon-csc\.yaml:7: targets\.secondary: the primary target is remote \(jaa@disk\.example:\/srv\), and an rsync daemon's copies are compared with the primary's snapshot on this machine/);
     expect(await check('pitr.yaml', `${base}${remote}repositories:\n  - name: pg\n    kind: database\n    engine: postgresql\n    pitr: true\n    databases: [shop]\n`)).toMatch(/pitr\.yaml:\d+: repositories\[0\]\.pitr: point-in-time recovery needs the primary target on this machine/);
   });
 });

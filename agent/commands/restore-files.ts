@@ -176,10 +176,16 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       // A primary on another host: restored as CSC's copy is, without a loan.
       const target = new RemotePrimaryTarget(primaryAt as Extract<typeof primaryAt, { kind: 'ssh' }>, config.state);
       remotePrimary = target;
-      const restored = await fromRemote(target, target.repository(config.host, repo.name), chosen, wanted, to, scratch, 'the primary target', occupied ? 'checksum' : 'quick', ctx.signal);
-      copiedBy = restored.copiedBy;
-      problems = await check(restored.local, chosen.id, to, wanted, pool, checked, ctx.signal);
-      if (problems.length) throw new RespaldoError(`${problems.length} restored file(s) from the primary's copy (${target.display}) do not match the manifest: ${problems.slice(0, 3).join('; ')}`, { exitCode: Exit.partial, hint: "check the target host's disk (dmesg, smartctl) or pick another snapshot (--snapshot)" });
+      try {
+        const restored = await fromRemote(target, target.repository(config.host, repo.name), chosen, wanted, to, scratch, "the primary target's copy", occupied ? 'checksum' : 'quick', ctx.signal);
+        copiedBy = restored.copiedBy;
+        problems = await check(restored.local, chosen.id, to, wanted, pool, checked, ctx.signal);
+        if (problems.length) whyNotPrimary = `${problems.length} restored file(s) from the primary's copy (${target.display}) do not match the manifest (first: ${problems[0]})`;
+      } catch (e) {
+        // An unreachable target, a snapshot missing there, a manifest altered: CSC's copy may still be whole.
+        if (!(e instanceof RespaldoError) || e.exitCode === Exit.usage || e.message.includes(to)) throw e;
+        whyNotPrimary = e.message;
+      }
     } else if (!(await exists(join(primary.snapshotDir(chosen.id), 'manifest.jsonl')))) whyNotPrimary = `snapshot ${chosen.id} is not on the primary target (${primary.snapshotDir(chosen.id)} is missing: disk not mounted, or lost)`;
     else if ((await sha256File(join(primary.snapshotDir(chosen.id), 'manifest.jsonl'))) !== chosen.manifest) whyNotPrimary = `the primary's manifest of snapshot ${chosen.id} is not the one its backup record names (damaged or altered)`;
     else {

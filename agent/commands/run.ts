@@ -11,7 +11,7 @@ import { lockAndRecover, openHost, operatorName, publishRecords, type Host } fro
 import { pathRedactor } from '../redact.js';
 import { dueState, planFor } from '../schedule.js';
 import { openSecondary } from '../secondary-rsyncd.js';
-import { LocalTarget, type PrimaryTarget } from '../target.js';
+import type { PrimaryTarget } from '../target.js';
 import { openPrimary } from '../remote-target.js';
 import { atRestStateOf, readAtRestStates, rereadPeriod, scheduledRead, verifyAtRest, type Role } from '../at-rest.js';
 import type { Secondary } from '../secondary.js';
@@ -121,8 +121,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
     // The second copy: every repository's snapshots that have not reached CSC yet, whether
     // or not it was due, so that copies queued while CSC was unreachable go out on the
     // first run after it is back.
-    // (A secondary target comes with a primary on this machine: the config refuses others.)
-    if (secondary && target instanceof LocalTarget) {
+    if (secondary) {
       // The connection to CSC is opened while the records are read (its failure is each repository's to record).
       secondary.check(ctx.signal).catch(() => {});
       const states = await readCopyStates(records);
