@@ -49,14 +49,14 @@ export function findProgram(name: string, env: NodeJS.ProcessEnv = process.env):
 
 let setpriv: string | null | undefined;
 
-function start(program: string, args: string[], opts: ToolOptions, stdout: 'pipe' | 'ignore', stdin: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
+function start(program: string, args: string[], opts: ToolOptions, stdout: 'pipe' | 'ignore', stdin: 'pipe' | 'ignore' | NodeJS.ReadableStream = 'ignore'): ChildProcess {
   const env = opts.env ?? process.env;
   const path = findProgram(program, env);
   if (!path) throw Object.assign(new Error(`${program} is not installed (not found on PATH)`), { code: 'ENOENT', program });
   // PR_SET_PDEATHSIG through util-linux's setpriv: Node cannot set it itself.
   if (setpriv === undefined) setpriv = findProgram('setpriv', env) ?? null;
   const [cmd, argv] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', path, ...args]] : [path, args];
-  return spawn(cmd, argv, { cwd: opts.cwd, env, stdio: [stdin, stdout, 'pipe'] });
+  return spawn(cmd, argv, { cwd: opts.cwd, env, stdio: [stdin as 'pipe', stdout, 'pipe'] });
 }
 
 /** Runs a program to completion. Rejects only when it cannot be started; exit codes are the caller's to judge. */
@@ -90,14 +90,15 @@ export function pipeTools(from: [string, string[]], to: [string, string[]], opts
     return Promise.reject(e);
   }
   try {
-    b = start(to[0], to[1], common, 'ignore', 'pipe');
+    // The second reads the first's pipe itself, and this process lets go of it: when the
+    // second exits early, the first gets SIGPIPE at its next write instead of waiting
+    // forever for a reader.
+    b = start(to[0], to[1], common, 'ignore', a.stdout!);
   } catch (e) {
     a.kill('SIGKILL');
     return Promise.reject(e);
   }
-  // A side that exits early closes its end: its exit code tells, not an EPIPE here.
-  b.stdin!.on('error', () => {});
-  a.stdout!.pipe(b.stdin!);
+  a.stdout!.destroy();
   if (opts.input) {
     a.stdin!.on('error', () => {});
     a.stdin!.end(opts.input);

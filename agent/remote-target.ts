@@ -23,7 +23,7 @@ import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import type { Config, TargetLocation } from './config.js';
-import { checkStored, digestsAt, split, streamDigestsAt, type StoredCheck, type StoredSnapshot } from './copy-check.js';
+import { checkStored, digestsAt, split, streamDigestsAt, type Fail, type StoredCheck, type StoredSnapshot } from './copy-check.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool } from './exec.js';
 import type { HashJob, HashResult } from './hashing.js';
@@ -58,7 +58,7 @@ const PREPARE = 'umask 077; mkdir -p "$1" && cd "$1" || exit 1; last=; for f in 
  * The partial snapshot $1 given its summary (the first $4 bytes of stdin: dd reads no more
  * than a block) and its manifest (the rest), flushed, and renamed to $2 in $3.
  */
-const PUBLISH = 'umask 077; dd of="$1/snapshot.yaml" bs="$4" count=1 iflag=fullblock status=none && cat > "$1/manifest.jsonl" && sync -f "$1" && [ ! -e "$2" ] && mv -T "$1" "$2" && sync -f "$3"';
+const PUBLISH = 'umask 077; dd of="$1/snapshot.yaml" bs="$4" count=1 iflag=fullblock status=none && cat > "$1/manifest.jsonl" && sync -f "$1" || exit 1; if [ -e "$2" ]; then echo "$2 already exists" >&2; exit 1; fi; mv -T "$1" "$2" && sync -f "$3"';
 
 /** How many reading processes run at the target at once (each an ssh session of the shared connection). */
 const READERS = 2;
@@ -152,7 +152,9 @@ export class RemoteRepositoryStore implements PrimaryStore {
 
   private must(script: string, args: string[], what: string, signal?: AbortSignal, input?: Buffer): Promise<Buffer> {
     return this.target.shBytes(script, args, signal, input).then(({ result, bytes, unreachable }) => {
-      if (unreachable || result.code !== 0) throw this.at.failing('', 'run again; the previous snapshot is intact')(what, result, unreachable);
+      const display = this.target.display;
+      if (unreachable) throw new BackupFailure('target', `the primary target ${display} became unreachable while ${what}: ${lastLines(result.stderr, 2)}`, 'run again once the target is back; the previous snapshot is intact');
+      if (result.code !== 0) throw new BackupFailure('target', `${what} failed on the primary target ${display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, `check the target host's disk there (space: df; permissions; what is in ${this.base}) and run again`, { detail: result.stderr });
       return bytes;
     });
   }
@@ -333,7 +335,8 @@ export class RemoteRepositoryStore implements PrimaryStore {
     for (let i = 0; i < batch.length; i++) {
       if (!batch.isFile(i) || linked.has(batch.ino[i]!)) continue;
       const rel = Buffer.from(batch.rel(i));
-      const key = `${data}/${rel.toString('latin1')}`;
+      // As the hasher finds it: the path's bytes, read as latin1 (a UTF-8 name is not its string).
+      const key = Buffer.concat([Buffer.from(`${data}/`), rel]).toString('latin1');
       let resolve!: (digest: string | undefined) => void;
       let reject!: (e: unknown) => void;
       const digest = new Promise<string | undefined>((res, rej) => ((resolve = res), (reject = rej)));
@@ -416,13 +419,17 @@ export class RemoteRepositoryStore implements PrimaryStore {
   }
 
   async fileDigest(id: string, name: string): Promise<string | undefined> {
-    const [digest] = await digestsAt(this.at.shell, this.snapshotDir(id), [Buffer.from(name)], undefined, this.failing()).catch(() => [undefined]);
+    // A file or folder that is not there reads as no digest; a target out of reach is a failure.
+    let down = false;
+    const fail: Fail = (what, result, unreachable) => ((down = unreachable), this.failing()(what, result, unreachable));
+    const [digest] = await digestsAt(this.at.shell, this.snapshotDir(id), [Buffer.from(name)], undefined, fail).catch((e: unknown) => (down ? Promise.reject(e) : [undefined]));
     return digest ? `sha256:${digest}` : undefined;
   }
 
   /** Whether a damaged snapshot was moved aside (`damaged-<id>`) at the target. */
   async movedAside(id: string): Promise<boolean> {
-    const { result } = await this.target.sh('[ -e "$1" ]', [posix.join(this.base, `damaged-${id}`)]);
+    const { result, unreachable } = await this.target.sh('[ -e "$1" ]', [posix.join(this.base, `damaged-${id}`)]);
+    if (unreachable) throw this.failing()('looking for a snapshot moved aside', result, true);
     return result.code === 0;
   }
 

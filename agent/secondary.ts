@@ -97,7 +97,11 @@ export interface LinkPlan {
   send: Buffer;
   /** Paths relative to the snapshot's folder, each ended by a NUL: what the older copy holds that the snapshot does not, or holds as another type. */
   remove: Buffer;
-  /** The same for the older copy's files that the snapshot holds changed: removed too before a relay (tar writes a file anew only where there is none). */
+  /**
+   * The same for the older copy's files that the snapshot holds changed: removed too before
+   * a relay, so that no tar (GNU tar unlinks a file before it writes one, not every tar
+   * does) can write through a hard link into the older copy.
+   */
   changed: Buffer;
 }
 
@@ -328,10 +332,11 @@ export class ShellTarget {
   protected readonly found = new Set<string>();
 
   private async probe(signal?: AbortSignal): Promise<void> {
-    const script = 'r=$1; shift; if [ ! -d "$r" ]; then echo missing; elif [ ! -w "$r" ]; then echo readonly; else echo ok; for f; do [ -d "$r/$f" ] && printf "has %s\\n" "$f"; done; fi; exit 0';
+    const script = 'r=$1; shift; if [ ! -d "$r" ]; then echo missing; elif [ ! -w "$r" ]; then echo readonly; else echo ok; echo "uid $(id -u)"; for f; do [ -d "$r/$f" ] && printf "has %s\\n" "$f"; done; fi; exit 0';
     const { result, stdout: out, unreachable } = await this.sh(script, [this.root, ...this.probed], signal);
-    const [stdout = '', ...has] = out.split('\n');
-    for (const line of has) if (line.startsWith('has ')) this.found.add(line.slice(4));
+    const [stdout = '', ...more] = out.split('\n');
+    for (const line of more) if (line.startsWith('has ')) this.found.add(line.slice(4));
+    const uid = more.find((l) => l.startsWith('uid '))?.slice(4);
     const { stage, waits } = roleWords(this.role);
     const where = this.role === 'secondary' ? 'at CSC' : 'on the target host';
     if (unreachable || result.code !== 0)
@@ -339,6 +344,11 @@ export class ShellTarget {
     if (stdout.trim() === 'missing')
       throw new BackupFailure(stage, `the ${this.role} target's folder ${this.display} does not exist`, `create it ${where} (mkdir ${this.root}), or mount its disk; respaldo does not create a target's top folder, so that an unmounted disk is noticed`);
     if (stdout.trim() === 'readonly') throw new BackupFailure(stage, `the ${this.role} target ${this.display} is not writable`, `check the permissions of ${this.root} for the user that logs in`);
+    // CSC stores copies under any login; the primary's snapshots are made there by rsync,
+    // which keeps the files' owners only as root, and read back there, which a file only
+    // its owner may read (mode 0000, as /etc/shadow) would refuse to another login.
+    if (this.role === 'primary' && this.location.kind === 'ssh' && uid !== undefined && uid !== '0')
+      throw new BackupFailure(stage, `the primary target ${this.display} logs in as a user that is not root (uid ${uid})`, "log in as root there (a key of its own in root's authorized_keys, which may restrict it with from=\"…\"): rsync keeps the files' owners only as root, and the snapshot's files must be read back there");
   }
 
 }
@@ -486,8 +496,9 @@ export class SecondaryStore implements SecondaryRepository {
     if (signal?.aborted) throw signal.reason;
     if (out.code === 0 && into.code === 0) return;
     const lost = (r: ToolResult) => r.code === 255;
-    const [side, r] = out.code !== 0 ? [`the primary target ${from.target.display}`, out] : [`the secondary target ${this.target.display}`, into];
-    throw new BackupFailure('copy', `the copy of snapshot ${id} through this machine failed at ${side}: tar exit code ${r.code}: ${lastLines(r.stderr, 2)}`, lost(out) || lost(into) ? 'the connection was lost: the copy is retried on the next run' : 'both hosts need GNU tar; check the disks (space: df; permissions); the copy is retried on the next run', {
+    // The receiving side's failure first: the sending side then only saw its pipe closed.
+    const [side, r] = into.code !== 0 ? [`the secondary target ${this.target.display}`, into] : [`the primary target ${from.target.display}`, out];
+    throw new BackupFailure('copy', `the copy of snapshot ${id} through this machine failed at ${side}: tar exit code ${r.code}: ${lastLines(r.stderr, 2)}`, lost(r) ? 'the connection was lost: the copy is retried on the next run' : 'both hosts need GNU tar; check the disks (space: df; permissions); the copy is retried on the next run', {
       detail: `${out.stderr}\n${into.stderr}`.trim(),
       ...(r.code === null ? {} : { exitCode: r.code }),
     });

@@ -50,6 +50,7 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
       const lost = onPrimary ? [...state.recorded.keys()].filter((id) => !state.copied.has(id) && !onPrimary.includes(id)).length : 0;
       pending.set(repo.name, { count: ids.length, since: ids[0] ? state.recorded.get(ids[0]) : undefined, lost, unreadable: !onPrimary });
     }
+    await primary.close();
   }
   const age = (since: Date) => {
     const hours = Math.max(0, (now.getTime() - since.getTime()) / 3_600_000);
