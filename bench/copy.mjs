@@ -16,63 +16,27 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { availableParallelism, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
-import { createProbe, ensureTree, fail, has, inTurn, log, measure, median, modifyTree, restoreTree, settled, setup, sh, startSshd, version, warmTree } from './lib.mjs';
+import { createProbe, deployRespaldo, ensureTree, fail, has, inTurn, log, measure, median, modifyTree, paired, restoreTree, roundOptions, roundsRow, settled, setup, sh, startSshd, version, warmTree } from './lib.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const { values: opt } = parseArgs({
-  options: {
-    scale: { type: 'string', default: '1' },
-    repeat: { type: 'string', default: '3' },
-    work: { type: 'string', default: join(REPO, 'bench', 'work') },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-  strict: true,
-});
-if (opt.help) {
-  process.stdout.write('usage: node bench/copy.mjs [--scale N] [--repeat N] [--work DIR]\n');
-  process.exit(0);
-}
-const scale = Number(opt.scale);
-const repeat = Number(opt.repeat);
-const WORK = resolve(opt.work);
+const { scale, repeat, work: WORK } = roundOptions('node bench/copy.mjs [--scale N] [--repeat N] [--work DIR]', join(REPO, 'bench', 'work'));
 const HERE = join(WORK, 'copy');
 const CLI = join(REPO, 'dist', 'agent', 'main.js');
-const GIT_ID = ['-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main'];
 setup({ work: WORK, scale });
 
 for (const p of ['rsync', 'restic', 'git', 'ssh-keygen', '/usr/sbin/sshd', '/usr/bin/time']) if (!(p.startsWith('/') ? existsSync(p) : has(p))) fail(`${p} is not installed: apt-get install -y rsync openssh-server restic time git`);
 if (!existsSync(CLI)) fail(`${CLI} is missing: build respaldo first (npx tsc -p .)`);
 
 /** A respaldo deployment backing up the tree to a local primary; `secondary` (or not) in its config. */
-function deployRespaldo(dir, tree, server) {
-  mkdirSync(join(dir, 'records/policy'), { recursive: true });
+function deployCopies(dir, tree, server) {
   mkdirSync(join(dir, 'target'), { recursive: true });
   mkdirSync(join(dir, 'csc'), { recursive: true });
-  sh('git', [...GIT_ID, 'init', '--quiet', join(dir, 'records')]);
-  writeFileSync(join(dir, 'records/policy/allowed_signers'), '# bench\n');
-  writeFileSync(join(dir, 'records/.gitattributes'), '* -text\n');
-  sh('git', [...GIT_ID, 'add', '.'], { cwd: join(dir, 'records') });
-  sh('git', [...GIT_ID, 'commit', '--quiet', '-m', 'policy'], { cwd: join(dir, 'records') });
-  const config = join(dir, 'agent.yaml');
-  const write = (withSecondary) =>
-    writeFileSync(
-      config,
-      stringify({
-        host: 'bench',
-        key: join(dir, 'host.key'),
-        records: join(dir, 'records'),
-        state: join(dir, 'state'),
-        targets: { primary: join(dir, 'target'), ...(withSecondary ? { secondary: { url: `root@127.0.0.1:${join(dir, 'csc')}`, port: server.port, identity: server.identity, 'host-key': server.hostKey } } : {}) },
-        repositories: [{ name: 'mixed', kind: 'files', paths: [tree.root] }],
-      }),
-    );
-  write(false);
-  sh('node', [CLI, 'init', '--config', config]);
-  writeFileSync(join(dir, 'records/policy/allowed_signers'), readFileSync(join(dir, 'host.key.pub')), { flag: 'a' });
-  sh('git', [...GIT_ID, 'commit', '--quiet', '-am', 'trust'], { cwd: join(dir, 'records') });
-  return { config, write, snapshots: () => readdirSorted(join(dir, 'target/bench/mixed/snapshots')) };
+  const body = (withSecondary) => ({
+    targets: { primary: join(dir, 'target'), ...(withSecondary ? { secondary: { url: `root@127.0.0.1:${join(dir, 'csc')}`, port: server.port, identity: server.identity, 'host-key': server.hostKey } } : {}) },
+    repositories: [{ name: 'mixed', kind: 'files', paths: [tree.root] }],
+  });
+  const d = deployRespaldo(CLI, dir, body(false));
+  return { config: d.config, write: (withSecondary) => d.write(body(withSecondary)), snapshots: () => readdirSorted(join(dir, 'target/bench/mixed/snapshots')) };
 }
 
 function readdirSorted(dir) {
@@ -91,7 +55,7 @@ async function main() {
     for (let r = 1; r <= repeat; r++) {
       const dir = join(HERE, `r${r}`);
       log(`round ${r} of ${repeat}: respaldo's first backup (not measured)`);
-      const d = deployRespaldo(join(dir, 'respaldo'), tree, server);
+      const d = deployCopies(join(dir, 'respaldo'), tree, server);
       sh('node', [CLI, 'run', '--config', d.config, '--all']);
       const [s1] = d.snapshots();
       const snap = (id) => join(dir, 'respaldo/target/bench/mixed/snapshots', id);
@@ -179,9 +143,7 @@ async function main() {
   // ÷rsync: the median of the rounds' ratios, each round's two runs being back to back on
   // the same disk state; the ratio of the medians pairs runs of different rounds, whose
   // walls here vary by half (the disk), and is shown beside it.
-  const paired = (xs, base) => median(xs.map((x, i) => x / base[i]));
-  const row = (label, tool, xs, base) =>
-    `${label.padEnd(22)} ${tool.padEnd(22)} ${median(xs).toFixed(2).padStart(7)}  ${`${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`.padStart(10)}  ${`${paired(xs, base).toFixed(2)}×`.padStart(6)}  ${(median(xs) / median(base)).toFixed(2)}×`;
+  const row = roundsRow;
   const goal = (ok, what, ratio, ofMedians) => `  ${ok ? 'PASS' : 'FAIL'}  ${what}: ${ratio.toFixed(2)}× (median of the rounds' ratios; ${ofMedians.toFixed(2)}× between the medians)`;
   const s = samples;
   const lines = [

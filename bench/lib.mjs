@@ -6,7 +6,9 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, unlinkSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
 
 export const TREE_FORMAT = 2; // bump when the generator changes: cached trees are then rebuilt
 export const BASE_MTIME = 1704067200; // 2024-01-01T00:00:00Z: every generated file gets BASE_MTIME + its index
@@ -353,3 +355,51 @@ export function settled(measure) {
 }
 
 export const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+export const GIT_ID = ['-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main'];
+
+/** The options of a benchmark that takes turns with a plain tool: --scale, --repeat, --work; `usage` for --help. */
+export function roundOptions(usage, work) {
+  const { values } = parseArgs({
+    options: {
+      scale: { type: 'string', default: '1' },
+      repeat: { type: 'string', default: '3' },
+      work: { type: 'string', default: work },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`usage: ${usage}\n`);
+    process.exit(0);
+  }
+  return { scale: Number(values.scale), repeat: Number(values.repeat), work: resolve(values.work) };
+}
+
+/**
+ * A respaldo deployment in `dir`: a records repository, the host config that `config(dir)`
+ * gives (host "bench"), the host enrolled and trusted. `write(config)` rewrites the config.
+ */
+export function deployRespaldo(cli, dir, config) {
+  mkdirSync(join(dir, 'records/policy'), { recursive: true });
+  sh('git', [...GIT_ID, 'init', '--quiet', join(dir, 'records')]);
+  writeFileSync(join(dir, 'records/policy/allowed_signers'), '# bench\n');
+  writeFileSync(join(dir, 'records/.gitattributes'), '* -text\n');
+  sh('git', [...GIT_ID, 'add', '.'], { cwd: join(dir, 'records') });
+  sh('git', [...GIT_ID, 'commit', '--quiet', '-m', 'policy'], { cwd: join(dir, 'records') });
+  const file = join(dir, 'agent.yaml');
+  const write = (body) => writeFileSync(file, stringify({ host: 'bench', key: join(dir, 'host.key'), records: join(dir, 'records'), state: join(dir, 'state'), ...body }));
+  write(config);
+  sh('node', [cli, 'init', '--config', file]);
+  writeFileSync(join(dir, 'records/policy/allowed_signers'), readFileSync(join(dir, 'host.key.pub')), { flag: 'a' });
+  sh('git', [...GIT_ID, 'commit', '--quiet', '-am', 'trust'], { cwd: join(dir, 'records') });
+  return { config: file, write };
+}
+
+/** The median of the rounds' ratios of `xs` to `base` (each round's two runs back to back). */
+export const paired = (xs, base) => median(xs.map((x, i) => x / base[i]));
+
+/** One row of a rounds table: median, range, ÷ the base (the rounds' ratios, then the medians'). */
+export function roundsRow(label, tool, xs, base, toolWidth = 22) {
+  return `${label.padEnd(22)} ${tool.padEnd(toolWidth)} ${median(xs).toFixed(2).padStart(7)}  ${`${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`.padStart(10)}  ${`${paired(xs, base).toFixed(2)}×`.padStart(6)}  ${(median(xs) / median(base)).toFixed(2)}×`;
+}

@@ -16,60 +16,25 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { availableParallelism, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
-import { ensureTree, fail, has, inTurn, log, measure, median, modifyTree, restoreTree, settled, setup, sh, startSshd, version, warmTree } from './lib.mjs';
+import { deployRespaldo, ensureTree, fail, has, inTurn, log, measure, modifyTree, restoreTree, roundOptions, roundsRow, settled, setup, sh, startSshd, version, warmTree } from './lib.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const { values: opt } = parseArgs({
-  options: {
-    scale: { type: 'string', default: '1' },
-    repeat: { type: 'string', default: '3' },
-    work: { type: 'string', default: join(REPO, 'bench', 'work') },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-  strict: true,
-});
-if (opt.help) {
-  process.stdout.write('usage: node bench/remote.mjs [--scale N] [--repeat N] [--work DIR]\n');
-  process.exit(0);
-}
-const scale = Number(opt.scale);
-const repeat = Number(opt.repeat);
-const WORK = resolve(opt.work);
+const { scale, repeat, work: WORK } = roundOptions('node bench/remote.mjs [--scale N] [--repeat N] [--work DIR]', join(REPO, 'bench', 'work'));
 const HERE = join(WORK, 'remote');
 const CLI = join(REPO, 'dist', 'agent', 'main.js');
-const GIT_ID = ['-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main'];
 setup({ work: WORK, scale });
 
 for (const p of ['rsync', 'git', 'ssh-keygen', '/usr/sbin/sshd', '/usr/bin/time']) if (!(p.startsWith('/') ? existsSync(p) : has(p))) fail(`${p} is not installed: apt-get install -y rsync openssh-server time git`);
 if (!existsSync(CLI)) fail(`${CLI} is missing: build respaldo first (npx tsc -p .)`);
 
 /** A respaldo deployment backing up the tree to a primary target over SSH (the folder `disk` at the sshd). */
-function deployRespaldo(dir, tree, server) {
+function deployRemote(dir, tree, server) {
   const disk = join(dir, 'disk');
-  mkdirSync(join(dir, 'records/policy'), { recursive: true });
   mkdirSync(disk, { recursive: true });
-  sh('git', [...GIT_ID, 'init', '--quiet', join(dir, 'records')]);
-  writeFileSync(join(dir, 'records/policy/allowed_signers'), '# bench\n');
-  writeFileSync(join(dir, 'records/.gitattributes'), '* -text\n');
-  sh('git', [...GIT_ID, 'add', '.'], { cwd: join(dir, 'records') });
-  sh('git', [...GIT_ID, 'commit', '--quiet', '-m', 'policy'], { cwd: join(dir, 'records') });
-  const config = join(dir, 'agent.yaml');
-  writeFileSync(
-    config,
-    stringify({
-      host: 'bench',
-      key: join(dir, 'host.key'),
-      records: join(dir, 'records'),
-      state: join(dir, 'state'),
-      targets: { primary: { url: `root@127.0.0.1:${disk}`, port: server.port, identity: server.identity, 'host-key': server.hostKey } },
-      repositories: [{ name: 'mixed', kind: 'files', paths: [tree.root] }],
-    }),
-  );
-  sh('node', [CLI, 'init', '--config', config]);
-  writeFileSync(join(dir, 'records/policy/allowed_signers'), readFileSync(join(dir, 'host.key.pub')), { flag: 'a' });
-  sh('git', [...GIT_ID, 'commit', '--quiet', '-am', 'trust'], { cwd: join(dir, 'records') });
+  const { config } = deployRespaldo(CLI, dir, {
+    targets: { primary: { url: `root@127.0.0.1:${disk}`, port: server.port, identity: server.identity, 'host-key': server.hostKey } },
+    repositories: [{ name: 'mixed', kind: 'files', paths: [tree.root] }],
+  });
   return { config, disk };
 }
 
@@ -89,7 +54,7 @@ async function main() {
   try {
     for (let r = 1; r <= repeat; r++) {
       const dir = join(HERE, `r${r}`);
-      const d = deployRespaldo(join(dir, 'respaldo'), tree, server);
+      const d = deployRemote(join(dir, 'respaldo'), tree, server);
       const plain = join(dir, 'plain');
       mkdirSync(plain, { recursive: true });
       warmTree(tree);
@@ -121,9 +86,7 @@ async function main() {
     server.stop();
   }
 
-  const paired = (xs, base) => median(xs.map((x, i) => x / base[i]));
-  const row = (label, tool, xs, base) =>
-    `${label.padEnd(22)} ${tool.padEnd(26)} ${median(xs).toFixed(2).padStart(7)}  ${`${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}`.padStart(10)}  ${`${paired(xs, base).toFixed(2)}×`.padStart(6)}  ${(median(xs) / median(base)).toFixed(2)}×`;
+  const row = (label, tool, xs, base) => roundsRow(label, tool, xs, base, 26);
   const s = samples;
   const lines = [
     `respaldo backup to a primary over SSH, scale ${scale}: ${availableParallelism()} CPUs, ${Math.round(totalmem() / 2 ** 30)} GiB RAM; rsync ${version('rsync', ['--version'], /version (\S+)/)}; respaldo ${sh('git', ['-C', REPO, 'rev-parse', '--short=12', 'HEAD']).trim()}`,
