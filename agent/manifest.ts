@@ -380,7 +380,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
     if (input.signal.aborted) throw input.signal.reason;
     // A file read at a remote target comes back with its digest alone: what it is (size,
     // time) is what the walk listed there, as nothing else writes into a partial snapshot.
-    if (!st)
+    if (!st && !input.store.local)
       for (let j = 0; j < n; j++) {
         const r = storedJob[j]! >= 0 ? results[storedJob[j]!]! : undefined;
         if (!r || r.size !== undefined) continue;

@@ -72,20 +72,16 @@ export function openPrimary(config: Config): PrimaryTarget {
 export class RemotePrimaryTarget extends ShellTarget implements PrimaryTarget {
   declare readonly role: 'primary';
 
-  constructor(location: Extract<TargetLocation, { kind: 'ssh' }>, state: string, host?: string) {
+  /** `host`: the host whose folder the run's check looks for too (see hasHost). */
+  constructor(location: Extract<TargetLocation, { kind: 'ssh' }>, state: string, host: string) {
     super(location, state, 'primary');
-    // The run's check looks for the host's folder too (see hasHost).
-    if (host) this.probed.push(host);
+    this.probed.push(host);
   }
 
+  /** Whether the host's folder was there when the run's check looked (for the host the target was opened for). */
   async hasHost(host: string): Promise<boolean> {
-    if (this.probed.includes(host)) {
-      await this.check();
-      return this.found.has(host);
-    }
-    const { result, unreachable } = await this.sh('[ -d "$1" ]', [posix.join(this.root, host)]);
-    if (unreachable) throw new BackupFailure('target', `the primary target ${this.display} became unreachable: ${lastLines(result.stderr, 2)}`, 'run again once the target is back; the previous snapshot is intact');
-    return result.code === 0;
+    await this.check();
+    return this.found.has(host);
   }
 
   hostDir(host: string): string {
@@ -151,12 +147,7 @@ export class RemoteRepositoryStore implements PrimaryStore {
   }
 
   private must(script: string, args: string[], what: string, signal?: AbortSignal, input?: Buffer): Promise<Buffer> {
-    return this.target.shBytes(script, args, signal, input).then(({ result, bytes, unreachable }) => {
-      const display = this.target.display;
-      if (unreachable) throw new BackupFailure('target', `the primary target ${display} became unreachable while ${what}: ${lastLines(result.stderr, 2)}`, 'run again once the target is back; the previous snapshot is intact');
-      if (result.code !== 0) throw new BackupFailure('target', `${what} failed on the primary target ${display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, `check the target host's disk there (space: df; permissions; what is in ${this.base}) and run again`, { detail: result.stderr });
-      return bytes;
-    });
+    return this.at.mustBytes(script, args, what, signal, input);
   }
 
   /** What to do about a complete snapshot whose own files are damaged. */
@@ -243,7 +234,7 @@ export class RemoteRepositoryStore implements PrimaryStore {
     const input = Buffer.concat(stale.flatMap((rel) => [rel, Buffer.from([0])]));
     const linked = await this.target.shBytes(LINK_PREVIOUS, [data, posix.join(this.snapshotDir(previous), 'data'), REMOVE_STALE], signal, input);
     if (signal.aborted) throw new BackupFailure('interrupted', `the run was interrupted (${String(signal.reason)})`, 'run again; the previous snapshot is intact');
-    if (linked.unreachable) throw this.at.failing('', 'run again; the previous snapshot is intact')('linking the previous snapshot', linked.result, true);
+    if (linked.unreachable) throw this.failing()('linking the previous snapshot', linked.result, true);
     if (linked.result.code === 0) return true;
     await this.must(`${RMTREE}rmtree "$1" && mkdir "$1"`, [data], 'clearing the snapshot\'s folder', signal);
     return false;
@@ -280,7 +271,7 @@ export class RemoteRepositoryStore implements PrimaryStore {
     };
     // The paths are read from the root, or from the login's home for a relative root.
     const absolute = this.base.startsWith('/');
-      const result = (sha256: string | undefined): HashResult => (sha256 ? { sha256 } : { error: 'EIO' });
+    const result = (sha256: string | undefined): HashResult => (sha256 ? { sha256 } : { error: 'EIO' });
     const remote = async (jobs: HashJob[]): Promise<HashResult[]> => {
       // Files the walk started reading (see `walk`) are waited for; the rest read now.
       const results = new Array<HashResult>(jobs.length);

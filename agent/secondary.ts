@@ -18,7 +18,7 @@ import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
 import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
-import type { SecondaryLocation } from './config.js';
+import { targetDisplay, type SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, pipeTools, runTool, type ToolResult } from './exec.js';
 import { writeFileAtomic } from './fsutil.js';
@@ -195,7 +195,7 @@ export class ShellTarget {
     protected readonly state: string,
     readonly role: 'primary' | 'secondary',
   ) {
-    this.display = location.kind === 'local' ? location.path : `${location.user ? `${location.user}@` : ''}${location.host}:${location.path}`;
+    this.display = targetDisplay(location);
   }
 
   get root(): string {
@@ -350,12 +350,13 @@ export class ShellTarget {
     if (this.role === 'primary' && this.location.kind === 'ssh' && uid !== undefined && uid !== '0')
       throw new BackupFailure(stage, `the primary target ${this.display} logs in as a user that is not root (uid ${uid})`, "log in as root there (a key of its own in root's authorized_keys, which may restrict it with from=\"…\"): rsync keeps the files' owners only as root, and the snapshot's files must be read back there");
   }
-
 }
 
-/** How failures at a target of this role are recorded: the record's stage, and what happens next. */
-export function roleWords(role: 'primary' | 'secondary'): { stage: 'copy' | 'target'; waits: string } {
-  return role === 'secondary' ? { stage: 'copy', waits: 'the copy waits and is retried on the next run' } : { stage: 'target', waits: 'run again once the target is back; the previous snapshot is intact' };
+/** How failures at a target of this role are recorded: the record's stage, what happens next when it is out of reach (`waits`) or fails a command (`retry`). */
+export function roleWords(role: 'primary' | 'secondary'): { stage: 'copy' | 'target'; waits: string; retry: string } {
+  return role === 'secondary'
+    ? { stage: 'copy', waits: 'the copy waits and is retried on the next run', retry: 'the copy is retried on the next run' }
+    : { stage: 'target', waits: 'run again once the target is back; the previous snapshot is intact', retry: 'run again; the previous snapshot is intact' };
 }
 
 export class SecondaryTarget extends ShellTarget implements Secondary {
@@ -387,13 +388,18 @@ export class SecondaryStore implements SecondaryRepository {
     return posix.join(this.base, where, id);
   }
 
-  protected async must(script: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
-    const { result, stdout, unreachable } = await this.target.sh(script, args, signal);
+  private async must(script: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
+    return (await this.mustBytes(script, args, what, signal)).toString('utf8');
+  }
+
+  /** Runs `script` at the target (`input` on its stdin) and returns its output; a failure names `what` it was doing. */
+  async mustBytes(script: string, args: string[], what: string, signal?: AbortSignal, input?: Buffer): Promise<Buffer> {
+    const { result, bytes, unreachable } = await this.target.shBytes(script, args, signal, input);
     const role = this.target.role;
-    const { stage, waits } = roleWords(role);
+    const { stage, waits, retry } = roleWords(role);
     if (unreachable) throw new BackupFailure(stage, `the ${role} target ${this.target.display} became unreachable while ${what}: ${lastLines(result.stderr, 2)}`, waits);
-    if (result.code !== 0) throw new BackupFailure(stage, `${what} failed on the ${role} target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, `check the ${role} target's disk (space, permissions, what is in the repository's folder there); ${waits}`);
-    return stdout;
+    if (result.code !== 0) throw new BackupFailure(stage, `${what} failed on the ${role} target ${this.target.display}: ${lastLines(result.stderr, 2) || `exit code ${result.code}`}`, `check the ${role} target's disk (space, permissions, what is in ${this.base} there); ${retry}`, { detail: result.stderr });
+    return bytes;
   }
 
   /** Complete snapshots at the target, oldest first. */
@@ -433,7 +439,6 @@ export class SecondaryStore implements SecondaryRepository {
    */
   async deliver(dir: SnapshotSource, id: string, how: Delivery, signal?: AbortSignal): Promise<number | undefined> {
     const { linkFrom, checksum = false, small = false, plan } = how;
-    const relay = typeof dir === 'string' ? undefined : dir;
     const incomplete = this.dir('incomplete', id);
     let linked: number | undefined;
     let send: Buffer | undefined;
@@ -443,7 +448,7 @@ export class SecondaryStore implements SecondaryRepository {
       const [done, changes] = await Promise.all([link, plan]);
       if (signal?.aborted) throw signal.reason;
       // cp cannot link everything (a folder it may not read): rsync walks the whole tree instead.
-      const removed = done.result.code === 0 && changes ? await this.target.shBytes(REMOVE, [incomplete, REMOVE_EACH], signal, relay ? Buffer.concat([changes.remove, changes.changed]) : changes.remove) : done;
+      const removed = done.result.code === 0 && changes ? await this.target.shBytes(REMOVE, [incomplete, REMOVE_EACH], signal, typeof dir === 'string' ? changes.remove : Buffer.concat([changes.remove, changes.changed])) : done;
       if (signal?.aborted) throw signal.reason;
       if (removed.unreachable) throw new BackupFailure('copy', `the secondary target ${this.target.display} became unreachable while linking the copy of snapshot ${id} to ${linkFrom}: ${lastLines(removed.result.stderr, 2)}`, 'the copy waits and is retried on the next run');
       if (removed.result.code === 0 && changes) {
@@ -455,11 +460,10 @@ export class SecondaryStore implements SecondaryRepository {
     // after its check differed, or an older copy's links where no plan followed: that one
     // starts afresh too.
     if (checksum || (plan && send === undefined) || how.again) await this.must(CLEAR, [incomplete], 'preparing the copy', signal);
-    if (relay) {
-      await this.relay(relay, incomplete, id, send, signal);
+    if (typeof dir !== 'string') {
+      await this.relay(dir, incomplete, id, send, signal);
       return linked;
     }
-    if (typeof dir !== 'string') throw new Error('unreachable');
     const args = [
       ...COPY_ARGS.filter((a) => !send || a !== '--delete'),
       ...(checksum ? ['--checksum'] : []),

@@ -174,7 +174,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
     const primary = primaryAt.kind === 'local' ? new LocalTarget('primary', primaryAt.path).repository(config.host, repo.name) : undefined;
     if (!primary) {
       // A primary on another host: restored as CSC's copy is, without a loan.
-      const target = new RemotePrimaryTarget(primaryAt as Extract<typeof primaryAt, { kind: 'ssh' }>, config.state);
+      const target = new RemotePrimaryTarget(primaryAt as Extract<typeof primaryAt, { kind: 'ssh' }>, config.state, config.host);
       remotePrimary = target;
       try {
         const restored = await fromRemote(target, target.repository(config.host, repo.name), chosen, wanted, to, scratch, "the primary target's copy", occupied ? 'checksum' : 'quick', ctx.signal);
