@@ -186,9 +186,11 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     // What changed since the previous snapshot. Nothing: it stands for today too, at the
     // cost of one comparison instead of a new tree of hard links. A little: the new tree is
     // linked from the previous one but for what changed (linkPrevious).
+    // The sources' own rsync runs reach the target; a daemon's password goes in their environment only.
+    const rsyncEnv = (await store.rsyncEnv?.(ctx.env)) ?? ctx.env;
     const comparison =
       previous && prevSummary && source.compare && sameSelection(prevSummary, repo)
-        ? await source.compare({ repository: repo, snapshotData: store.snapshotData(previous), rsh: await store.rsh(), summary: prevSummary, limit: Math.max(1000, Math.floor(prevSummary.size.files / 5)), signal: ctx.signal, env: ctx.env })
+        ? await source.compare({ repository: repo, snapshotData: store.snapshotData(previous), rsh: await store.rsh(), summary: prevSummary, limit: Math.max(1000, Math.floor(prevSummary.size.files / 5)), signal: ctx.signal, env: rsyncEnv })
         : undefined;
     if (previous && prevSummary && comparison?.unchanged) return await recordUnchanged(job, store, previous, prevSummary, started, scope);
     id = newSnapshotId(started, existing);
@@ -215,7 +217,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
         linkDest: previous && !linked && !staged ? store.linkDest(previous) : undefined,
         keepExisting: linked,
         signal: ctx.signal,
-        env: ctx.env,
+        env: source === filesSource ? rsyncEnv : ctx.env,
         progress: job.progress ? (done, total) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'copy', done, total }) : undefined,
         transferred,
       })

@@ -21,8 +21,8 @@ export type SecondaryLocation =
   | { kind: 'ssh'; user: string | undefined; host: string; path: string; port: number | undefined; identity: string | undefined; hostKey: string | undefined; knownHosts: string | undefined }
   | { kind: 'rsync'; user: string | undefined; host: string; port: number | undefined; module: string; path: string; passwordFile: string | undefined };
 
-/** Where JAA's copy goes: a local path (a mounted disk or share), or a folder on a host reached over SSH. */
-export type TargetLocation = Exclude<SecondaryLocation, { kind: 'rsync' }>;
+/** Where JAA's copy goes: the same three kinds (a mounted disk or share, a host over SSH, a module of an rsync daemon). */
+export type TargetLocation = SecondaryLocation;
 
 /** A validated host config with every path made absolute. */
 export type Config = Omit<HostConfig, 'targets'> & { file: string; state: string; targets: { primary: TargetLocation; secondary: SecondaryLocation | undefined } };
@@ -32,16 +32,19 @@ export function localPrimary(config: Config): string | undefined {
   return config.targets.primary.kind === 'local' ? config.targets.primary.path : undefined;
 }
 
-/** How messages name a target: its path, or `user@host:/path`. */
+/** How messages name a target: its path, `user@host:/path`, or `rsync://user@host:port/module/path`. */
 export function targetDisplay(l: TargetLocation): string {
-  return l.kind === 'local' ? l.path : `${l.user ? `${l.user}@` : ''}${l.host}:${l.path}`;
+  if (l.kind === 'local') return l.path;
+  const user = l.user ? `${l.user}@` : '';
+  if (l.kind === 'ssh') return `${user}${l.host}:${l.path}`;
+  return `rsync://${user}${l.host.includes(':') ? `[${l.host}]` : l.host}${l.port ? `:${l.port}` : ''}${l.path}`;
 }
 
 /** The primary target's folder for a command (`what`) that works on it only on this machine; a usage error for a remote one. */
 export function requireLocalPrimary(config: Config, what: string): string {
   const path = localPrimary(config);
   if (path !== undefined) return path;
-  throw new RespaldoError(`${what} needs the primary target on this machine, and ${config.file} keeps it at ${targetDisplay(config.targets.primary)} over SSH`, {
+  throw new RespaldoError(`${what} needs the primary target on this machine, and ${config.file} keeps it at ${targetDisplay(config.targets.primary)}${config.targets.primary.kind === 'ssh' ? ' over SSH' : ''}`, {
     exitCode: Exit.usage,
     hint: 'run it on the host that holds the primary target, or keep the primary target on a disk or share mounted here',
   });
@@ -113,7 +116,7 @@ export function parseConfig(text: string, file: string): Config {
     key: abs(data.key),
     records: abs(data.records),
     state: abs(data.state ?? DEFAULT_STATE),
-    targets: { primary: secondaryLocation(data.targets.primary, abs) as TargetLocation, secondary: data.targets.secondary === undefined ? undefined : secondaryLocation(data.targets.secondary, abs) },
+    targets: { primary: secondaryLocation(data.targets.primary, abs), secondary: data.targets.secondary === undefined ? undefined : secondaryLocation(data.targets.secondary, abs) },
     repositories: data.repositories.map((r) =>
       r.kind === 'database'
         ? {

@@ -67,8 +67,10 @@ const OWN = new Set(['data', 'manifest.jsonl', 'snapshot.yaml']);
 /**
  * How the copy in folder `dir` at the target differs from `ref`; empty when it matches.
  * `what` names the copy in messages. Throws (from `fail`) when the target cannot be asked.
+ * `early`: digests already read at the target (paths as latin1 keys, see EarlyReader); a
+ * file whose digest there is the manifest's is compared by listing only.
  */
-export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference, signal: AbortSignal | undefined, fail: Fail, olderDir?: string): Promise<Difference[]> {
+export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference, signal: AbortSignal | undefined, fail: Fail, olderDir?: string, early?: ReadonlyMap<string, string>): Promise<Difference[]> {
   const listed = sh(LIST, [dir, WALK_FORMAT], signal);
   listed.catch(() => {});
   // The older copy the files not read back must be hard links into.
@@ -86,6 +88,9 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
   for await (const e of ref.entries()) {
     if (e.type !== 'f' || !e.sha256) continue;
     const read = { rel: Buffer.concat([DATA, entryPath(e)]), sha256: e.sha256, size: e.size };
+    // Read back while the transfer went on (EarlyReader), with the manifest's bytes: the
+    // file at that path is the one rsync renamed into place, which nothing writes again.
+    if (early?.get(read.rel.toString('latin1')) === e.sha256) continue;
     (!ref.reread || ref.reread(e) ? reads : skipped).push(read);
   }
   // The reading stops when the listing fails, or shows a file that is not one: OpenSSL
@@ -152,6 +157,8 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
 }
 
 const DATA = Buffer.from('data/');
+/** "2026-11-22T03:15:07Z": a time to the second. */
+const SECONDS_LENGTH = 20;
 
 /** A file to read back: its path in the copy's folder, its manifest digest and size. */
 interface Read {
@@ -177,7 +184,9 @@ function metadataDifference(batch: WalkBatch, i: number, e: ManifestEntry, where
     return batch.buf.subarray(s, t).equals(want) ? undefined : `the link points elsewhere ${where}`;
   }
   if (batch.mode(i) !== parseInt(e.mode, 8)) return `its permissions differ: ${batch.mode(i).toString(8).padStart(4, '0')} ${where}, ${e.mode} in the manifest`;
-  if (batch.mtime(i) !== e.mtime) return `its modification time differs: ${batch.mtime(i)} ${where}, ${e.mtime} in the manifest`;
+  // A manifest made on an rsync daemon has times to the second (daemon-primary.ts).
+  const mtime = batch.mtime(i);
+  if (e.mtime.length === SECONDS_LENGTH ? mtime.slice(0, 19) !== e.mtime.slice(0, 19) : mtime !== e.mtime) return `its modification time differs: ${mtime} ${where}, ${e.mtime} in the manifest`;
   return undefined;
 }
 

@@ -173,7 +173,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
   };
   /** What copy and verify records begin with: the repository, who ran it, when. */
   const about = (started: Date) => workHeader(repo, job, started, ctx.now());
-  const record = async (id: string, started: Date, repair: boolean, seconds?: Record<string, number>) => {
+  const record = async (id: string, started: Date, repair: boolean, seconds?: Record<string, number>, readEarly?: number) => {
     const { summary, ref } = await snapshotRef(id);
     const body: RecordBody<'copy'> = {
       ...about(started),
@@ -188,7 +188,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     };
     const appended = await records.append('copy', body);
     copied.push(id);
-    ctx.reporter.event({ type: 'copied', repository: repo.name, snapshot: id, seq: appended.seq, repair, ...(seconds ? { seconds } : {}) });
+    ctx.reporter.event({ type: 'copied', repository: repo.name, snapshot: id, seq: appended.seq, repair, ...(seconds ? { seconds } : {}), ...(readEarly !== undefined ? { readEarly } : {}) });
   };
 
   /** Compares a copy at CSC with the primary's in full and replaces it when they differ; true when it did. */
@@ -280,7 +280,7 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
       await store.publish(primary.snapshotSource(id), id, false, ctx.signal);
       there.push(id);
       there.sort(compareSnapshotIds);
-      await record(id, started, lost.includes(id), { ...phases, publish: seconds(performance.now() - t1) });
+      await record(id, started, lost.includes(id), { ...phases, publish: seconds(performance.now() - t1) }, store.readEarly?.(id));
     }
     if (archive && !ctx.signal.aborted) await store.deliverArchive(archive, ctx.signal);
     if (unrepaired.length) throw unrepaired[0];
@@ -294,6 +294,9 @@ export async function copyRepository(job: CopyJob): Promise<CopyOutcome> {
     const appended = await records.append('failure', failureBody(repo, job, failure, job.redact, onPrimary.at(-1) ?? null, `.${queue}`));
     ctx.reporter.event({ type: 'repo-failed', repository: repo.name, cause: `copy to the secondary target: ${failure.message}`, hint: failure.hint, seq: appended.seq });
     return { ok: false, copied };
+  } finally {
+    // What was fetched here from a primary in an rsync daemon.
+    await primary.release?.();
   }
 }
 

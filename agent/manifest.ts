@@ -300,6 +300,7 @@ export class EarlyHasher {
 }
 
 export async function buildManifest(input: ManifestInput): Promise<ManifestOutcome> {
+  if (input.store.buildManifest) return input.store.buildManifest(input);
   const prev = await previousFiles(input);
   const out = input.store.openPartialFile(input.id, 'manifest.jsonl');
   const digest = createHash('sha256');
@@ -531,6 +532,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
  * where they were copied to, under `copy.root`: a restore's check of what it restored.
  */
 export async function checkSnapshot(store: PrimaryStore, id: string, pool: Hasher, signal: AbortSignal, copy?: { prefix: string; root: string }): Promise<Pick<ManifestOutcome, 'checksum' | 'problems'>> {
+  if (!copy && store.checkSnapshot) return store.checkSnapshot(id, signal);
   const checksum = { scope: 'full' as const, files: 0, bytes: 0, mismatches: 0 };
   const problems: { path: string; problem: string }[] = [];
   let batch: ManifestEntry[] = [];

@@ -18,6 +18,7 @@ export function pathRedactor(config: Config, repo: RepositoryConfig | undefined)
           [config.targets.primary.knownHosts, '{target.known-hosts}'],
         ].filter((r): r is [string, string] => r[0] !== undefined))
       : []),
+    ...(config.targets.primary.kind === 'rsync' && config.targets.primary.passwordFile ? [[config.targets.primary.passwordFile, '{target.password-file}'] as [string, string]] : []),
     ...(config.targets.secondary?.kind === 'local' ? [[config.targets.secondary.path, '{secondary}'] as [string, string]] : []),
     ...(config.targets.secondary?.kind === 'ssh'
       ? ([

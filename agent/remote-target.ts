@@ -27,6 +27,7 @@ import { checkStored, digestsAt, split, streamDigestsAt, type Fail, type StoredC
 import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool } from './exec.js';
 import type { HashJob, HashResult } from './hashing.js';
+import { DaemonPrimaryTarget } from './daemon-primary.js';
 import { RMTREE, SecondaryStore, ShellTarget, type RelaySource } from './secondary.js';
 import { LocalTarget, ManifestLineError, parseManifest, WALK_FORMAT, WalkBatch, type Hasher, type PrimaryStore, type PrimaryTarget } from './target.js';
 
@@ -63,10 +64,12 @@ const PUBLISH = 'umask 077; dd of="$1/snapshot.yaml" bs="$4" count=1 iflag=fullb
 /** How many reading processes run at the target at once (each an ssh session of the shared connection). */
 const READERS = 2;
 
-/** The primary target the config names: a local path, or a host over SSH. */
+/** The primary target the config names: a local path, a host over SSH, or a module of an rsync daemon. */
 export function openPrimary(config: Config): PrimaryTarget {
   const l = config.targets.primary;
-  return l.kind === 'local' ? new LocalTarget('primary', l.path) : new RemotePrimaryTarget(l, config.state, config.host);
+  if (l.kind === 'local') return new LocalTarget('primary', l.path);
+  if (l.kind === 'rsync') return new DaemonPrimaryTarget(l, config.state);
+  return new RemotePrimaryTarget(l, config.state, config.host);
 }
 
 export class RemotePrimaryTarget extends ShellTarget implements PrimaryTarget {

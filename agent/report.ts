@@ -24,7 +24,7 @@ export type ReportEvent =
   | { type: 'repo-failed'; repository: string; cause: string; hint: string; seq: number | undefined }
   | { type: 'skipped'; repository: string; reason: string }
   /** A snapshot delivered to the secondary target (CSC) and compared there; `repair`: it replaced a damaged copy. */
-  | { type: 'copied'; repository: string; snapshot: string; seq: number; repair: boolean; seconds?: Record<string, number> }
+  | { type: 'copied'; repository: string; snapshot: string; seq: number; repair: boolean; seconds?: Record<string, number>; readEarly?: number }
   | { type: 'warning'; repository?: string; message: string }
   | { type: 'info'; message: string };
 

@@ -48,6 +48,8 @@ export interface RsyncJob {
    * matches the stored copy against it, so the original need not be read a second time.
    */
   transferred: TransferLog;
+  /** The transfer checksum to report, when the target wants one (see PrimaryStore.checksum); else transferChecksum's. */
+  checksum?: TransferChecksum | undefined;
 }
 
 let checksums: Promise<TransferChecksum> | undefined;
@@ -114,7 +116,8 @@ function outputParser(job: RsyncJob): (chunk: Buffer) => void {
     pending = parts.pop()!;
     let progress: RegExpExecArray | null = null;
     for (const part of parts) {
-      const sent = /^([0-9a-f]{32}|[0-9a-f]{40}) >f\S{9} (\d+) (.*)$/.exec(part);
+      // ">f" into a folder here, "<f" sent to another host.
+      const sent = /^([0-9a-f]{32}|[0-9a-f]{40}) [<>]f\S{9} (\d+) (.*)$/.exec(part);
       if (sent) job.transferred.add(unescapeName(sent[3]!.replace(/^\/+/, '')), sent[1]!, Number(sent[2]));
       else progress = /^\s*([\d,]+)\s+(\d+)%/.exec(part) ?? progress;
     }
@@ -139,7 +142,7 @@ function hintFor(code: number | null, stderr: string): string {
 export async function rsyncSnapshot(job: RsyncJob): Promise<void> {
   let result;
   try {
-    const checksum = await transferChecksum(job.env);
+    const checksum = job.checksum ?? (await transferChecksum(job.env));
     job.transferred.algorithm = checksum;
     result = await runTool('rsync', rsyncArgs(job, checksum), {
       env: job.env,

@@ -65,7 +65,7 @@ interface Listed {
 const LISTING_RE = /^([-dlpscb])[-rwxsStT]{9}\S*\s+\d+\s+\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d (.+)$/;
 
 /** A temporary local folder for the length of `body`: an empty source for deletions, a place for fetched files. */
-async function withScratch<T>(body: (dir: string) => Promise<T>): Promise<T> {
+export async function withScratch<T>(body: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'respaldo-rsyncd-'));
   try {
     return await body(dir);
@@ -84,21 +84,45 @@ function cause(stderr: string): string {
 }
 
 /** Filter rules that let rsync walk down to `rel` (a folder under the listed one) and no further by themselves. */
-function down(rel: string): string[] {
+export function down(rel: string): string[] {
   const parts = rel.split('/');
   return parts.map((_, i) => `--filter=+ /${parts.slice(0, i + 1).join('/')}/`);
 }
 
-class RsyncDaemonTarget implements Secondary {
-  readonly role = 'secondary' as const;
+/** How messages name a daemon in either role, and what happens after a failure. */
+interface DaemonWords {
+  /** "CSC's rsync daemon". */
+  daemon: string;
+  /** Who sets the daemon up: "CSC". */
+  admin: string;
+  /** Where the daemon's host is: "at CSC". */
+  at: string;
+  /** The config's field: "targets.secondary". */
+  field: string;
+  stage: 'copy' | 'target';
+  /** What happens after a failure. */
+  waits: string;
+}
+
+const WORDS: Record<'primary' | 'secondary', DaemonWords> = {
+  secondary: { daemon: "CSC's rsync daemon", admin: 'CSC', at: 'at CSC', field: 'targets.secondary', stage: 'copy', waits: 'the copies wait and are retried on every run, nothing is dropped' },
+  primary: { daemon: "the primary target's rsync daemon", admin: "the daemon's administrator", at: "on the daemon's host", field: 'targets.primary', stage: 'target', waits: 'the backup is tried again on the next run; the previous snapshot is intact' },
+};
+
+export class RsyncDaemonTarget implements Secondary {
   /** `rsync://user@host:port/module/path`: no password is ever part of it. */
   readonly display: string;
   private readonly url: string;
+  readonly words: DaemonWords;
 
-  constructor(readonly location: DaemonLocation) {
+  constructor(
+    readonly location: DaemonLocation,
+    readonly role: 'secondary' | 'primary' = 'secondary',
+  ) {
     const host = location.host.includes(':') ? `[${location.host}]` : location.host;
     this.url = `rsync://${location.user ? `${location.user}@` : ''}${host}${location.port ? `:${location.port}` : ''}`;
     this.display = `${this.url}${location.path}`;
+    this.words = WORDS[role];
   }
 
   /** `/<module>/<folder>`: the top of the target, as `rsyncPath` takes it. */
@@ -133,32 +157,35 @@ class RsyncDaemonTarget implements Secondary {
    */
   private async readPassword(): Promise<NodeJS.ProcessEnv> {
     const file = this.location.passwordFile;
-    if (!file) return { ...process.env, RSYNC_PASSWORD: '' };
+    // Times in listings (%M) are printed in UTC.
+    if (!file) return { ...process.env, TZ: 'UTC', RSYNC_PASSWORD: '' };
     const fix = `write the password of the module "${this.location.module}" alone in ${file}, owned by the user that runs respaldo, mode 0600 (chmod 600 ${file})`;
+    const { stage, field, waits } = this.words;
     let text: string;
     try {
       const info = await stat(file);
-      if (!info.isFile()) throw new BackupFailure('copy', `targets.secondary.password-file ${file} is not a file`, fix);
+      if (!info.isFile()) throw new BackupFailure(stage, `${field}.password-file ${file} is not a file`, fix);
       if (info.mode & 0o077)
-        throw new BackupFailure('copy', `targets.secondary.password-file ${file} can be read by other users (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')}): it holds CSC's password, so respaldo does not use it`, `chmod 600 ${file}; the copies wait and are retried on every run`);
+        throw new BackupFailure(stage, `${field}.password-file ${file} can be read by other users (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')}): it holds the module's password, so respaldo does not use it`, `chmod 600 ${file}; ${waits}`);
       text = await readFile(file, 'utf8');
     } catch (e) {
       if (e instanceof BackupFailure) throw e;
       const code = (e as NodeJS.ErrnoException).code;
-      throw new BackupFailure('copy', `cannot read targets.secondary.password-file ${file}: ${code === 'ENOENT' ? 'no such file' : messageOf(e)}`, fix);
+      throw new BackupFailure(stage, `cannot read ${field}.password-file ${file}: ${code === 'ENOENT' ? 'no such file' : messageOf(e)}`, fix);
     }
     // The first line, as rsync's own --password-file reads it.
     const password = text.split(/\r?\n/)[0] ?? '';
-    if (!password) throw new BackupFailure('copy', `targets.secondary.password-file ${file} is empty`, fix);
-    return { ...process.env, RSYNC_PASSWORD: password };
+    if (!password) throw new BackupFailure(stage, `${field}.password-file ${file} is empty`, fix);
+    return { ...process.env, TZ: 'UTC', RSYNC_PASSWORD: password };
   }
 
   /** Runs rsync against the daemon: its connection options first, the password in the environment. */
-  async rsync(args: string[], opts: { signal?: AbortSignal | undefined; onStdout?: (chunk: Buffer) => void } = {}): Promise<ToolResult> {
+  async rsync(args: string[], opts: { signal?: AbortSignal | undefined; onStdout?: (chunk: Buffer) => void; input?: Buffer } = {}): Promise<ToolResult> {
     return runTool('rsync', [...(await this.rsyncShell()), ...args], {
       env: await this.rsyncEnv(),
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onStdout ? { onStdout: opts.onStdout } : {}),
+      ...(opts.input ? { input: opts.input } : {}),
     });
   }
 
@@ -170,43 +197,45 @@ class RsyncDaemonTarget implements Secondary {
   explain(result: ToolResult): { message: string; hint: string; unreachable: boolean } | undefined {
     const err = result.stderr;
     const { module, user, passwordFile } = this.location;
-    const waits = 'the copies wait and are retried on every run, nothing is dropped';
+    const { daemon, admin, field, waits } = this.words;
+    const role = this.role;
     if (/@ERROR: auth failed on module/.test(err))
       return passwordFile
-        ? { message: `CSC's rsync daemon refused the password${user ? ` of user ${user}` : ''} for module "${module}" (${this.display})`, hint: `check that targets.secondary.password-file holds the password that the module's "secrets file" at CSC gives ${user ?? 'the user'}, and that the user is in its "auth users"; ${waits}`, unreachable: false }
-        : { message: `the module "${module}" of CSC's rsync daemon (${this.display}) asks for a password`, hint: `put the password alone in a file (mode 0600) and name it under targets.secondary: { url: ${this.display}, password-file: /etc/respaldo/csc-rsync.pass }; ${waits}`, unreachable: false };
+        ? { message: `${daemon} refused the password${user ? ` of user ${user}` : ''} for module "${module}" (${this.display})`, hint: `check that ${field}.password-file holds the password that the module's "secrets file" ${this.words.at} gives ${user ?? 'the user'}, and that the user is in its "auth users"; ${waits}`, unreachable: false }
+        : { message: `the module "${module}" of ${daemon} (${this.display}) asks for a password`, hint: `put the password alone in a file (mode 0600) and name it under ${field}: { url: ${this.display}, password-file: /etc/respaldo/csc-rsync.pass }; ${waits}`, unreachable: false };
     if (/@ERROR: Unknown module/.test(err))
-      return { message: `CSC's rsync daemon has no module "${module}" (${this.display})`, hint: `check the module's name in targets.secondary (rsync --list-only ${this.url}/ shows the modules the daemon lists); ${waits}`, unreachable: false };
+      return { message: `${daemon} has no module "${module}" (${this.display})`, hint: `check the module's name in ${field} (rsync --list-only ${this.url}/ shows the modules the daemon lists); ${waits}`, unreachable: false };
     if (/@ERROR: access denied/.test(err))
-      return { message: `CSC's rsync daemon does not let this host into the module "${module}": ${cause(err)}`, hint: `CSC must allow this host in the module's "hosts allow" (and not in "hosts deny"); ${waits}`, unreachable: false };
+      return { message: `${daemon} does not let this host into the module "${module}": ${cause(err)}`, hint: `${admin} must allow this host in the module's "hosts allow" (and not in "hosts deny"); ${waits}`, unreachable: false };
     if (/module is read only/.test(err))
-      return { message: `the module "${module}" of CSC's rsync daemon is read only (${this.display})`, hint: `CSC must set "read only = no" for the module in rsyncd.conf: the copies are written there; ${waits}`, unreachable: false };
+      return { message: `the module "${module}" of ${daemon} is read only (${this.display})`, hint: `${admin} must set "read only = no" for the module in rsyncd.conf: the snapshots are written there; ${waits}`, unreachable: false };
     if (/module is write only/.test(err))
-      return { message: `the module "${module}" of CSC's rsync daemon is write only (${this.display})`, hint: `CSC must set "write only = no" for the module: respaldo reads the copies back to compare them, to prune them and to restore from them; ${waits}`, unreachable: false };
+      return { message: `the module "${module}" of ${daemon} is write only (${this.display})`, hint: `${admin} must set "write only = no" for the module: respaldo reads the snapshots back to check them, to prune them and to restore from them; ${waits}`, unreachable: false };
     const refused = /configured to refuse (-{1,2}[\w-]+)|(-{1,2}[\w-]+): unknown option/.exec(err);
     if (refused)
       return {
-        message: `CSC's rsync daemon refuses the option ${refused[1] ?? refused[2]} (${cause(err)})`,
-        hint: `respaldo needs --delete, --max-delete, --checksum, --dry-run, --link-dest, --mkpath and --fsync (rsync 3.2.4 or later at CSC): CSC must take them out of the module's "refuse options", or upgrade rsync; ${waits}`,
+        message: `${daemon} refuses the option ${refused[1] ?? refused[2]} (${cause(err)})`,
+        hint: `respaldo needs --delete, --max-delete, --checksum, --dry-run, --link-dest, --mkpath and --fsync (rsync 3.2.4 or later there): ${admin} must take them out of the module's "refuse options", or upgrade rsync; ${waits}`,
         unreachable: false,
       };
-    if (/@ERROR: max connections/.test(err)) return { message: `CSC's rsync daemon is busy: ${cause(err)}`, hint: waits, unreachable: true };
+    if (/@ERROR: max connections/.test(err)) return { message: `${daemon} is busy: ${cause(err)}`, hint: waits, unreachable: true };
     if (/@ERROR: (chdir|chroot) failed/.test(err))
-      return { message: `CSC's rsync daemon cannot enter the folder of the module "${module}": ${cause(err)}`, hint: `CSC must check the module's "path" (a disk not mounted?); ${waits}`, unreachable: false };
+      return { message: `${daemon} cannot enter the folder of the module "${module}": ${cause(err)}`, hint: `${admin} must check the module's "path" (a disk not mounted?); ${waits}`, unreachable: false };
     // The daemon hangs up after any error, so "Connection reset by peer" alone says nothing:
     // lost means it could not be reached, or rsync's exit code says the connection failed
     // (10 socket, 12 protocol stream, 30 timeout, 35 daemon connection timeout).
     if (/failed to connect|Connection refused|No route to host|Network is unreachable|getaddrinfo|Name or service not known|did not see server greeting/i.test(err) || [10, 12, 30, 35].includes(result.code ?? -1))
-      return { message: `the secondary target ${this.display} cannot be reached: ${cause(err) || `rsync exit code ${result.code}`}`, hint: `${waits}; check the network and that CSC's rsync daemon is running`, unreachable: true };
+      return { message: `the ${role} target ${this.display} cannot be reached: ${cause(err) || `rsync exit code ${result.code}`}`, hint: `${waits}; check the network and that ${daemon} is running`, unreachable: true };
     return undefined;
   }
 
   /** A BackupFailure for an rsync run that failed while doing `what`. */
-  failure(what: string, result: ToolResult, hint = "check the disk of the secondary target at CSC (space, permissions) and its rsync daemon's log; the copy is retried on the next run"): BackupFailure {
+  failure(what: string, result: ToolResult, hint = `check the disk of the ${this.role} target (space, permissions) and its rsync daemon's log; ${this.words.waits}`): BackupFailure {
+    const { stage } = this.words;
     const known = this.explain(result);
     const extra = { detail: result.stderr, ...(result.code === null ? {} : { exitCode: result.code }) };
-    if (known) return new BackupFailure('copy', `${known.message} (while ${what})`, known.hint, extra);
-    return new BackupFailure('copy', `cannot ${what} at the secondary target ${this.display}: rsync exit code ${result.code}: ${cause(result.stderr)}`, hint, extra);
+    if (known) return new BackupFailure(stage, `${known.message} (while ${what})`, known.hint, extra);
+    return new BackupFailure(stage, `${what} failed at the ${this.role} target ${this.display}: rsync exit code ${result.code}: ${cause(result.stderr)}`, hint, extra);
   }
 
   private checked: Promise<void> | undefined;
@@ -223,7 +252,7 @@ class RsyncDaemonTarget implements Secondary {
     if (listed.code !== 0) {
       if (/change_dir .* failed: No such file or directory/.test(listed.stderr)) {
         const folder = this.root.slice(this.location.module.length + 1);
-        throw new BackupFailure('copy', `the secondary target's folder ${this.display} does not exist`, `create it at CSC (the folder ${folder} in the module's path), or mount its disk; respaldo does not create a target's top folder, so that an unmounted disk is noticed`);
+        throw new BackupFailure(this.words.stage, `the ${this.role} target's folder ${this.display} does not exist`, `create it ${this.words.at} (the folder ${folder} in the module's path), or mount its disk; respaldo does not create a target's top folder, so that an unmounted disk is noticed`);
       }
       throw this.failure('looking at its top folder', listed);
     }
@@ -245,7 +274,7 @@ class RsyncDaemonTarget implements Secondary {
     for (const line of Buffer.concat(chunks).toString('utf8').split('\n')) {
       if (line === '') continue;
       const m = LISTING_RE.exec(line);
-      if (!m) throw new BackupFailure('copy', `cannot read rsync's listing of ${this.display} while ${what}: "${line.slice(0, 200)}"`, 'report it with this message: the rsync at either end prints its listing in a form respaldo does not know');
+      if (!m) throw new BackupFailure(this.words.stage, `cannot read rsync's listing of ${this.display} while ${what}: "${line.slice(0, 200)}"`, 'report it with this message: the rsync at either end prints its listing in a form respaldo does not know');
       if (m[2] !== '.') out.push({ type: m[1]!, path: m[2]! });
     }
     return out;
@@ -261,7 +290,7 @@ class RsyncDaemonTarget implements Secondary {
     const result = await withScratch((empty) =>
       this.rsync(['--recursive', '--delete', ...(max ? [`--max-delete=${max}`] : []), `--filter=+ ${pattern}`, '--filter=- *', `${empty}/`, `${this.rsyncPath(posix.join(this.root, rel))}/`]),
     );
-    if (result.code !== 0) throw this.failure(what, result, "check the secondary target at CSC (permissions, the module's \"refuse options\"); respaldo tries again on its next run");
+    if (result.code !== 0) throw this.failure(what, result, `check the ${this.role} target (permissions, the module's "refuse options"); respaldo tries again on its next run`);
   }
 
   repository(host: string, name: string): RsyncDaemonStore {
@@ -273,7 +302,7 @@ class RsyncDaemonTarget implements Secondary {
 }
 
 /** One repository's folder in the daemon's module. */
-class RsyncDaemonStore implements SecondaryRepository {
+export class RsyncDaemonStore implements SecondaryRepository {
   /** Every comparison here reads every file by checksum (the list of files stored anew is not used with a daemon yet). */
   readonly method = 'rsync-checksum';
   constructor(
@@ -288,7 +317,7 @@ class RsyncDaemonStore implements SecondaryRepository {
   }
 
   /** A snapshot's folder as rsync's destination. */
-  private url(id: string): string {
+  url(id: string): string {
     return `${this.target.rsyncPath(posix.join(this.base, 'snapshots', checkedId(id)))}/`;
   }
 
@@ -296,7 +325,7 @@ class RsyncDaemonStore implements SecondaryRepository {
    * The folders in `snapshots/`, each with whether it is complete (it holds a
    * `snapshot.yaml` file); `exists`: `snapshots/` itself is there.
    */
-  private async folders(signal?: AbortSignal): Promise<{ exists: boolean; ids: Map<string, boolean> }> {
+  async folders(signal?: AbortSignal): Promise<{ exists: boolean; ids: Map<string, boolean> }> {
     const snapshots = `${this.rel}/snapshots`;
     const listed = await this.target.list([...down(snapshots), `--filter=+ /${snapshots}/*/`, `--filter=+ /${snapshots}/*/${MARKER}`, '--filter=- *'], 'listing the snapshots', signal);
     const ids = new Map<string, boolean>();
@@ -326,7 +355,7 @@ class RsyncDaemonStore implements SecondaryRepository {
    * folders already there keep theirs. A world-writable folder inside a copy must not let
    * other users at CSC plant links in it.
    */
-  private async makeFolders(signal?: AbortSignal): Promise<void> {
+  async makeFolders(signal?: AbortSignal): Promise<void> {
     const [host] = this.rel.split('/') as [string];
     const result = await withScratch(async (dir) => {
       await mkdir(join(dir, this.rel, 'snapshots'), { recursive: true, mode: 0o700 });
@@ -399,7 +428,7 @@ class RsyncDaemonStore implements SecondaryRepository {
   // What `respaldo prune` needs (PruneStore in prune.ts).
 
   /** Copies one file of the target into a temporary folder and reads it; undefined when there is no such file. */
-  private async fetch(path: string): Promise<Buffer | undefined> {
+  async fetch(path: string): Promise<Buffer | undefined> {
     if (/[*?[\\]/.test(path)) throw new Error(`cannot read ${path} at ${this.target.display}: the daemon would take * ? [ or \\ in its name as a pattern`);
     return withScratch(async (dir) => {
       // Without -a: a regular file only; a link or a folder is skipped, and so is not read.

@@ -12,6 +12,7 @@
  * A module of an rsync daemon (`rsync://…`) runs no script: `RsyncDaemonTarget`
  * (secondary-rsyncd.ts) reaches it, with the same interface (`Secondary` below).
  */
+import type { ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -20,7 +21,7 @@ import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import { targetDisplay, type SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
-import { lastLines, pipeTools, runTool, type ToolResult } from './exec.js';
+import { lastLines, pipeTools, runTool, sessionTool, type ToolResult } from './exec.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { PruneStore } from './prune.js';
 import { checkCopy, checkStored, type CopyReference, type Difference, type Fail, type StoredCheck, type StoredSnapshot, type TargetShell } from './copy-check.js';
@@ -115,13 +116,126 @@ export interface RelaySource {
   dir: string;
 }
 
-/** Where a copy is sent from: the primary's snapshot folder here, or one on a remote primary. */
-export type SnapshotSource = string | RelaySource;
+/**
+ * A snapshot in an rsync daemon's module (the primary target, daemon-primary.ts): rsync
+ * cannot copy from a daemon to another host, so what a copy sends is fetched into a folder
+ * here first (`fetch`: what `send` names, NUL-separated paths in the snapshot's folder, or
+ * all of it), then sent from there as from a local primary, and checked at CSC against the
+ * manifest like any copy.
+ */
+export interface FetchSource {
+  fetch(send: Buffer | undefined, signal?: AbortSignal): Promise<string>;
+}
+
+/** Where a copy is sent from: the primary's snapshot folder here, one on a remote primary, or one fetched from a daemon. */
+export type SnapshotSource = string | RelaySource | FetchSource;
 
 /** The snapshot folder $1 as a tar stream: what stdin names (NUL-separated), or with $2 = all, everything. */
 const TAR = 'cd "$1" || exit 3; if [ "$2" = all ]; then exec tar --format=posix --pax-option=delete=atime,delete=ctime --numeric-owner -cf - .; else exec tar --format=posix --pax-option=delete=atime,delete=ctime --numeric-owner -cf - --null --verbatim-files-from --no-recursion -T -; fi';
 /** A tar stream extracted into the copy's folder $1, folders' modes and times set once their contents are in. */
 const UNTAR = 'umask 077; mkdir -p "$1" && cd "$1" && exec tar -xf - --numeric-owner --preserve-permissions --delay-directory-restore';
+
+/** SHA-256 of the files named on stdin (NUL-separated), 64 at a time so that each digest comes out soon: for EarlyReader, which reads nothing where OpenSSL is missing. */
+const EARLY_HASH = 'cd "$1" 2>/dev/null || exit 3; command -v openssl >/dev/null 2>&1 || exit 0; exec xargs -0 -r -n 64 openssl dgst -sha256 -r 2>/dev/null';
+/** How many bytes rsync must have sent after a file before it is read back: what SSH and the pipes between may still hold. */
+const EARLY_HOLD = 32 << 20;
+/** A line of rsync's `--out-format=%i %l %b %n` for a file sent (`<f` in a push): its size and its name. */
+const SENT_RE = /^[<>]f\S{9} (\d+) \d+ (.+)$/;
+
+/**
+ * Reads a first copy's files back at CSC while rsync still sends the others, so that the
+ * check after the transfer is left with what this could not read. rsync's sender prints a
+ * file once it has sent it (the `%b` in the format makes it wait till then); the receiver
+ * writes each file under a temporary name and renames it into place whole, so a path read
+ * here holds either nothing yet or the file as rsync finished it, which nothing writes
+ * again. A file is read only after EARLY_HOLD more bytes were sent, so that it is most
+ * likely in place. One not there yet, or whose name rsync escaped (a `\` in it), is just
+ * not read here: the check reads it.
+ */
+class EarlyReader {
+  readonly digests = new Map<string, string>();
+  private readonly held: { name: Buffer; size: number }[] = [];
+  private heldBytes = 0;
+  private lines: Buffer = Buffer.alloc(0);
+  private digestsOut: Buffer = Buffer.alloc(0);
+  /** Started with the first file to read: the copy's folder does not exist before rsync makes it. */
+  private tool: { child: ChildProcess; done: Promise<ToolResult> } | undefined;
+  private failed = false;
+
+  constructor(
+    private readonly command: [string, string[]],
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  private read(names: Buffer[]): void {
+    if (this.failed || !names.length) return;
+    if (!this.tool) {
+      try {
+        this.tool = sessionTool(this.command[0], this.command[1], this.signal ? { signal: this.signal } : {});
+      } catch {
+        this.failed = true;
+        return;
+      }
+      this.tool.done.catch(() => {});
+      this.tool.child.stdin!.on('error', () => {});
+      this.tool.child.stdout!.on('data', (chunk: Buffer) => this.digested(chunk));
+    }
+    this.tool.child.stdin!.write(Buffer.concat(names.flatMap((name) => [name, NUL])));
+  }
+
+  /** OpenSSL's lines: `<hex> *<name>`. */
+  private digested(chunk: Buffer): void {
+    this.digestsOut = this.digestsOut.length ? Buffer.concat([this.digestsOut, chunk]) : chunk;
+    let start = 0;
+    for (let nl = this.digestsOut.indexOf(0x0a); nl >= 0; nl = this.digestsOut.indexOf(0x0a, start)) {
+      const line = this.digestsOut.toString('latin1', start, nl);
+      start = nl + 1;
+      if (/^[0-9a-f]{64} \*/.test(line)) this.digests.set(line.slice(66), line.slice(0, 64));
+    }
+    this.digestsOut = this.digestsOut.subarray(start);
+  }
+
+  /** A chunk of rsync's stdout. */
+  readonly sent = (chunk: Buffer): void => {
+    this.lines = this.lines.length ? Buffer.concat([this.lines, chunk]) : chunk;
+    let start = 0;
+    for (let nl = this.lines.indexOf(0x0a); nl >= 0; nl = this.lines.indexOf(0x0a, start)) {
+      const m = SENT_RE.exec(this.lines.toString('latin1', start, nl));
+      start = nl + 1;
+      if (!m || m[2]!.includes('\\')) continue;
+      const size = Number(m[1]);
+      this.held.push({ name: Buffer.from(m[2]!, 'latin1'), size });
+      this.heldBytes += size;
+    }
+    this.lines = this.lines.subarray(start);
+    const ready: Buffer[] = [];
+    while (this.held.length && this.heldBytes - this.held[0]!.size >= EARLY_HOLD) {
+      const { name, size } = this.held.shift()!;
+      this.heldBytes -= size;
+      ready.push(name);
+    }
+    this.read(ready);
+  };
+
+  /** After rsync succeeded: reads what is still held, and returns every digest read (paths as latin1 keys). */
+  async finish(): Promise<ReadonlyMap<string, string>> {
+    this.read(this.held.map((h) => h.name));
+    if (this.tool) {
+      this.tool.child.stdin!.end();
+      await this.tool.done.catch(() => {});
+    }
+    return this.digests;
+  }
+
+  /** After rsync failed: nothing read counts. */
+  async stop(): Promise<void> {
+    if (!this.tool) return;
+    this.tool.child.kill('SIGTERM');
+    await this.tool.done.catch(() => {});
+  }
+}
+
+const NUL = Buffer.from([0]);
 
 /**
  * CSC's target as the copy, the restore and the prune use it, however it is reached:
@@ -129,7 +243,8 @@ const UNTAR = 'umask 077; mkdir -p "$1" && cd "$1" && exec tar -xf - --numeric-o
  * `openSecondary` (secondary-rsyncd.ts) picks the one the config names.
  */
 export interface Secondary {
-  readonly role: 'secondary';
+  /** Secondary, but for an rsync daemon that is the primary target (daemon-primary.ts), which restores read as they read CSC's. */
+  readonly role: 'primary' | 'secondary';
   /** How messages name the target. */
   readonly display: string;
   /** Fails (a BackupFailure) when CSC cannot take a copy; asked once per run. */
@@ -158,6 +273,8 @@ export interface SecondaryRepository extends PruneStore {
    * the milliseconds spent linking the older copy when `how.plan` was followed, else undefined.
    */
   deliver(dir: SnapshotSource, id: string, how: Delivery, signal?: AbortSignal): Promise<number | undefined>;
+  /** How many files of the last delivery of `id` were read back at the target while it went on. */
+  readEarly?(id: string): number;
   /**
    * How `differences` compares, as copy records say: `rehash` honours the reference's
    * `reread`; `rsync-checksum` reads every file back.
@@ -374,6 +491,8 @@ export class SecondaryTarget extends ShellTarget implements Secondary {
 /** One repository's folder on the secondary target. */
 export class SecondaryStore implements SecondaryRepository {
   readonly method = 'rehash';
+  /** Per snapshot id, the digests its last transfer read back as it went (EarlyReader). */
+  private readonly early = new Map<string, ReadonlyMap<string, string>>();
   constructor(
     readonly target: ShellTarget,
     readonly base: string,
@@ -386,6 +505,10 @@ export class SecondaryStore implements SecondaryRepository {
 
   private dir(where: 'snapshots' | 'incomplete', id: string): string {
     return posix.join(this.base, where, id);
+  }
+
+  readEarly(id: string): number {
+    return this.early.get(id)?.size ?? 0;
   }
 
   private async must(script: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
@@ -460,11 +583,16 @@ export class SecondaryStore implements SecondaryRepository {
     // after its check differed, or an older copy's links where no plan followed: that one
     // starts afresh too.
     if (checksum || (plan && send === undefined) || how.again) await this.must(CLEAR, [incomplete], 'preparing the copy', signal);
+    if (typeof dir !== 'string' && 'fetch' in dir) dir = await dir.fetch(send, signal);
     if (typeof dir !== 'string') {
       await this.relay(dir, incomplete, id, send, signal);
       return linked;
     }
+    // A first copy, or one rsync walks whole: its files are read back at CSC as they arrive.
+    this.early.delete(id);
+    const early = !send && !small && !checksum ? new EarlyReader(await this.target.command(EARLY_HASH, [incomplete]), signal) : undefined;
     const args = [
+      ...(early ? ['--out-format=%i %l %b %n'] : []),
       ...COPY_ARGS.filter((a) => !send || a !== '--delete'),
       ...(checksum ? ['--checksum'] : []),
       ...(send ? ['--ignore-times', '--from0', '--files-from=-'] : linkFrom ? [`--link-dest=${this.linkDest(linkFrom)}`] : []),
@@ -474,7 +602,11 @@ export class SecondaryStore implements SecondaryRepository {
       `${dir}/`,
       `${this.target.rsyncPath(incomplete)}/`,
     ];
-    const result = await runTool('rsync', args, { ...(signal ? { signal } : {}), ...(send ? { input: send } : {}) });
+    const result = await runTool('rsync', args, { ...(signal ? { signal } : {}), ...(send ? { input: send } : {}), ...(early ? { onStdout: early.sent } : {}) });
+    if (early) {
+      if (result.code === 0) this.early.set(id, await early.finish());
+      else await early.stop();
+    }
     if (result.code !== 0) {
       const lost = result.code === 255 || /connection unexpectedly closed|Connection refused|timed out/i.test(result.stderr);
       // What the plan left (a path it did not foresee, that rsync could not make way through)
@@ -515,7 +647,7 @@ export class SecondaryStore implements SecondaryRepository {
    * when it was made, are compared by listing.
    */
   async differences(ref: CopyReference, id: string, where: 'snapshots' | 'incomplete', signal?: AbortSignal): Promise<Difference[]> {
-    return checkCopy(this.shell, this.dir(where, id), ref, signal, this.failing(` of snapshot ${id}`), ref.linkedFrom ? this.dir('snapshots', ref.linkedFrom) : undefined);
+    return checkCopy(this.shell, this.dir(where, id), ref, signal, this.failing(` of snapshot ${id}`), ref.linkedFrom ? this.dir('snapshots', ref.linkedFrom) : undefined, where === 'incomplete' ? this.early.get(id) : undefined);
   }
 
   readonly shell: TargetShell = (script, args, signal, input, onStdout) => this.target.shBytes(script, args, signal, input, onStdout);

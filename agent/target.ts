@@ -21,7 +21,8 @@ import { checkStored, localShell, type StoredCheck, type StoredSnapshot } from '
 import { BackupFailure, messageOf } from './errors.js';
 import { capture, lastLines, runTool, streamTool } from './exec.js';
 import { exists, fsyncDir, sha256File } from './fsutil.js';
-import type { HashPool } from './hashing.js';
+import type { HashPool, TransferChecksum } from './hashing.js';
+import type { ManifestInput, ManifestOutcome } from './manifest.js';
 import type { PruneStore } from './prune.js';
 import type { SnapshotSource } from './secondary.js';
 
@@ -294,6 +295,19 @@ export interface PrimaryStore extends PruneStore {
   fileDigest(id: string, name: string): Promise<string | undefined>;
   /** Verify at rest, where the snapshots lie (checkStored in copy-check.ts). */
   checkStored(snapshots: StoredSnapshot[], pick: (e: Entry) => boolean, signal?: AbortSignal): Promise<StoredCheck>;
+
+  // A target that runs nothing (an rsync daemon, daemon-primary.ts) lists and reads back its
+  // snapshots with rsync alone, and says so through these; the others leave them out.
+  /** The transfer checksum rsync must report (%C) when it copies the sources there. */
+  readonly checksum?: TransferChecksum;
+  /** The environment of the sources' rsync runs against the target (a module's password), from the run's own. */
+  rsyncEnv?(base: NodeJS.ProcessEnv): Promise<NodeJS.ProcessEnv>;
+  /** Builds and checks the partial snapshot's manifest itself (instead of buildManifest's walk and hashes). */
+  buildManifest?(input: ManifestInput): Promise<ManifestOutcome>;
+  /** Re-reads a complete snapshot against its manifest itself (instead of checkSnapshot's hashes). */
+  checkSnapshot?(id: string, signal: AbortSignal): Promise<Pick<ManifestOutcome, 'checksum' | 'problems'>>;
+  /** Frees what `snapshotSource` kept here (copies fetched for CSC). */
+  release?(): Promise<void>;
 }
 
 export class LocalTarget implements PrimaryTarget {

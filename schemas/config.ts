@@ -111,19 +111,22 @@ function checkSshSpec(spec: string | z.infer<typeof remoteFields>, url: string, 
   else if (spec['host-key'] && spec['known-hosts']) at('give the host key either as host-key or in a known-hosts file, not both');
 }
 
+/** The checks of an rsync daemon target's spec. */
+function checkDaemonSpec(spec: string | z.infer<typeof remoteFields>, url: string, at: (message: string) => void): void {
+  if (!parseRsyncUrl(url)) at(`"${url}" is not an rsync daemon target: write it as rsync://user@host/module/path (rsync://user@host:8873/module when the daemon listens on another port than 873); the path's names may not be "." or ".." nor hold * ? [ or \\`);
+  if (typeof spec !== 'string') for (const field of ['port', 'identity', 'host-key', 'known-hosts'] as const) if (spec[field] !== undefined) at(`"${field}" is for SSH targets (user@host:/path)${field === 'port' ? `; an rsync daemon's port goes in the url: rsync://host:8873/module` : ''}`);
+}
+
 /**
- * The primary target (JAA's copy): a local path (a mounted disk or share) or
- * `user@host:/path` over SSH, with the host key pinned. Snapshots are hashed and verified
- * where they are stored, which needs a shell there: an rsync daemon cannot be the primary.
+ * The primary target (JAA's copy): a local path (a mounted disk or share),
+ * `user@host:/path` over SSH with the host key pinned, or a module of an rsync daemon (a
+ * NAS), `rsync://user@host/module/path`, with its password in a file.
  */
 export const targetSpec = z.union([z.string().min(1), remoteFields]).superRefine((spec, ctx) => {
   const url = typeof spec === 'string' ? spec : spec.url;
   const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
-  if (url.startsWith('rsync://')) {
-    at(`an rsync daemon ("${url}") cannot be the primary target: snapshots are hashed and verified where they are stored, which needs a shell there; reach the host over SSH (user@host:/path), or put the daemon under targets.secondary`);
-    return;
-  }
-  checkSshSpec(spec, url, "the target's", at);
+  if (url.startsWith('rsync://')) checkDaemonSpec(spec, url, at);
+  else checkSshSpec(spec, url, "the target's", at);
 });
 export type TargetSpec = z.infer<typeof targetSpec>;
 
@@ -135,12 +138,8 @@ export type TargetSpec = z.infer<typeof targetSpec>;
 export const secondarySpec = z.union([z.string().min(1), remoteFields]).superRefine((spec, ctx) => {
   const url = typeof spec === 'string' ? spec : spec.url;
   const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
-  if (url.startsWith('rsync://')) {
-    if (!parseRsyncUrl(url)) at(`"${url}" is not an rsync daemon target: write it as rsync://user@host/module/path (rsync://user@host:8873/module when the daemon listens on another port than 873); the path's names may not be "." or ".." nor hold * ? [ or \\`);
-    if (typeof spec !== 'string') for (const field of ['port', 'identity', 'host-key', 'known-hosts'] as const) if (spec[field] !== undefined) at(`"${field}" is for SSH targets (user@host:/path)${field === 'port' ? `; an rsync daemon's port goes in the url: rsync://host:8873/module` : ''}`);
-    return;
-  }
-  checkSshSpec(spec, url, "CSC's", at);
+  if (url.startsWith('rsync://')) checkDaemonSpec(spec, url, at);
+  else checkSshSpec(spec, url, "CSC's", at);
 });
 export type SecondarySpec = z.infer<typeof secondarySpec>;
 /** A number of snapshots to keep under one rule. */

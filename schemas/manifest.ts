@@ -12,13 +12,22 @@ export const manifestEntry = z
     /** f file, d folder, l symbolic link, p fifo, s socket, c/b devices. */
     type: z.enum(['f', 'd', 'l', 'p', 's', 'c', 'b']),
     size: z.number().int().nonnegative(),
-    /** Modification time, UTC, to the nanosecond as the filesystem keeps it. */
+    /**
+     * Modification time, UTC, to the nanosecond as the filesystem keeps it; to the second
+     * ("2026-11-22T03:15:07Z") on a primary target in an rsync daemon, which shows no more.
+     */
     mtime: z.string(),
     /** Permission bits in octal, as `ls` and `chmod` show them. */
     mode: z.string().regex(/^[0-7]{3,4}$/),
-    /** Inode on the target: unchanged files are hard links, so they keep the previous snapshot's inode. */
+    /**
+     * Inode on the target: unchanged files are hard links, so they keep the previous
+     * snapshot's inode. On a primary in an rsync daemon, which shows none, a number that
+     * stands for the stored file the same way (daemon-primary.ts).
+     */
     ino: z.number().int().nonnegative(),
     sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+    /** On a primary in an rsync daemon: the SHA-1 that the daemon reads back (rsync's --checksum-choice=sha1). */
+    sha1: z.string().regex(/^[0-9a-f]{40}$/).optional(),
     target: z.string().optional(),
     target_b64: z.string().optional(),
   })

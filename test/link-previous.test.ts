@@ -20,6 +20,8 @@ async function snapshot(store: ReturnType<LocalTarget['repository']>, id: string
   await filesSource.snapshot({
     repository: { name: 'app', kind: 'files', paths: [src] },
     dest: store.dataDest(id),
+    store,
+    id,
     rsh: [],
     linkDest,
     keepExisting,
@@ -58,6 +60,8 @@ describe('linking the previous snapshot', () => {
     await filesSource.snapshot({
       repository: { name: 'app', kind: 'files', paths: [src] },
       dest: store.dataDest(id),
+    store,
+    id,
     rsh: [],
       linkDest: undefined,
       keepExisting: true,

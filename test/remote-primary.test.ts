@@ -308,10 +308,9 @@ describe('a remote primary target: what the config refuses', () => {
     return r.stderr;
   }
 
-  it('wants the host key pinned, and refuses an rsync daemon as the primary or, after a remote primary, as CSC, and point-in-time recovery on it', async () => {
+  it('wants the host key pinned, and refuses an rsync daemon as CSC after a remote primary, and point-in-time recovery on it', async () => {
     const repo = 'repositories:\n  - name: a\n    kind: files\n    paths: [/a]\n';
     expect(await check('unpinned.yaml', `${base}targets:\n  primary: jaa@disk.example:/srv\n${repo}`)).toMatch(/unpinned\.yaml:6: targets\.primary: pin the target's host key: write the target as \{ url: jaa@disk\.example:\/srv, host-key:/);
-    expect(await check('daemon.yaml', `${base}targets:\n  primary: rsync://disk.example/backups\n${repo}`)).toMatch(/daemon\.yaml:6: targets\.primary: an rsync daemon .* cannot be the primary target/);
     const remote = `targets:\n  primary: { url: "jaa@disk.example:/srv", host-key: "${hostKey}" }\n`;
     expect(await check('daemon-csc.yaml', `${base}${remote}  secondary: rsync://csc.example/respaldos\n${repo}`)).toMatch(/daemon-csc\.yaml:7: targets\.secondary: the primary target is remote \(jaa@disk\.example:\/srv\), and an rsync daemon's copies are compared with the primary's snapshot on this machine/);
     expect(await check('pitr.yaml', `${base}${remote}repositories:\n  - name: pg\n    kind: database\n    engine: postgresql\n    pitr: true\n    databases: [shop]\n`)).toMatch(/pitr\.yaml:\d+: repositories\[0\]\.pitr: point-in-time recovery needs the primary target on this machine/);

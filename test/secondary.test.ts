@@ -46,9 +46,13 @@ describe('the second copy over SSH', () => {
     writeTree(source, { 'a.txt': 'alpha\n', 'sub/b.bin': Buffer.alloc(100_000, 7), "odd name $HOME 'q'.txt": 'odd\n' });
     overSsh(d, source, csc);
 
-    const first = await d.run('run', '--all');
+    const first = await d.run('run', '--all', '--json');
     expect(first.code, first.stderr).toBe(0);
     const [id1] = d.snapshots('docs');
+    // The first copy's files were read back at CSC as they arrived: its 3 files, the
+    // manifest and the summary, none left for the check after the transfer.
+    const copied = first.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((ev) => ev.type === 'copied');
+    expect(copied).toMatchObject({ snapshot: id1, readEarly: 5 });
     const copies = recordsOf(d, 'copy');
     expect(copies).toHaveLength(1);
     expect(copies[0]).toMatchObject({ repository: 'docs', snapshot: { id: id1, target: 'secondary', location: `web01/docs/snapshots/${id1}` }, from: 'primary', to: 'secondary', verified: { method: 'rehash', result: 'ok' } });

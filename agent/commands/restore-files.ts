@@ -32,6 +32,7 @@ import { snapshotTime } from '../retention.js';
 import { lockAndRecover, operatorName, publishRecords, type Host } from '../host.js';
 import type { Secondary } from '../secondary.js';
 import { openSecondary } from '../secondary-rsyncd.js';
+import { DaemonPrimaryTarget, daemonArg, utf8 } from '../daemon-primary.js';
 import { RemotePrimaryTarget } from '../remote-target.js';
 import { isoFromEpoch, LocalTarget, RepositoryStore } from '../target.js';
 import { formatZoned, hostZone, parseZoned } from '../zoned.js';
@@ -164,7 +165,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
   /** What copied the files: the result says so (cp, or rsync; see copyTree). */
   let copiedBy: 'cp' | 'rsync' | undefined;
   let secondary: Secondary | undefined;
-  let remotePrimary: RemotePrimaryTarget | undefined;
+  let remotePrimary: { close(): Promise<void> } | undefined;
   let resultRecorded = false;
   try {
     await mkdir(to, { recursive: true, mode: 0o700 });
@@ -173,11 +174,12 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
     const primaryAt = config.targets.primary;
     const primary = primaryAt.kind === 'local' ? new LocalTarget('primary', primaryAt.path).repository(config.host, repo.name) : undefined;
     if (!primary) {
-      // A primary on another host: restored as CSC's copy is, without a loan.
-      const target = new RemotePrimaryTarget(primaryAt as Extract<typeof primaryAt, { kind: 'ssh' }>, config.state, config.host);
+      // A primary on another host or in an rsync daemon: restored as CSC's copy is, without a loan.
+      const target = primaryAt.kind === 'rsync' ? new DaemonPrimaryTarget(primaryAt, config.state) : new RemotePrimaryTarget(primaryAt as Extract<typeof primaryAt, { kind: 'ssh' }>, config.state, config.host);
+      const reach = target instanceof DaemonPrimaryTarget ? target.daemon : target;
       remotePrimary = target;
       try {
-        const restored = await fromRemote(target, target.repository(config.host, repo.name), chosen, wanted, to, scratch, "the primary target's copy", occupied ? 'checksum' : 'quick', ctx.signal);
+        const restored = await fromRemote(reach, target.repository(config.host, repo.name), chosen, wanted, to, scratch, "the primary target's copy", occupied ? 'checksum' : 'quick', ctx.signal);
         copiedBy = restored.copiedBy;
         problems = await check(restored.local, chosen.id, to, wanted, pool, checked, ctx.signal);
         if (problems.length) whyNotPrimary = `${problems.length} restored file(s) from the primary's copy (${target.display}) do not match the manifest (first: ${problems[0]})`;
@@ -283,15 +285,19 @@ async function copyTree(data: string, to: string, wanted: Buffer[], scratch: str
   }
   const list = join(scratch, 'files-from');
   if (wanted.length) await writeFile(list, Buffer.concat(wanted.flatMap((w) => [w, Buffer.from([0])])));
+  const source = remote ? remote(data) : data;
+  // rsync 3.5's daemon loses the files a client names with --files-from when it sends them
+  // ("file has vanished"): from a daemon, the paths asked for go as arguments instead.
+  const byArgs = wanted.length > 0 && source.startsWith('rsync://') && wanted.every(utf8);
   const args = [
     '-a',
     '--numeric-ids',
     '--modify-window=-1',
     ...(mode === 'checksum' ? ['--checksum'] : mode === 'rewrite' ? ['--ignore-times'] : []),
     // With --files-from, each path keeps its place under the folder (-R), folders recursively.
-    ...(wanted.length ? ['--recursive', `--files-from=${list}`, '--from0'] : []),
+    ...(byArgs ? ['--relative'] : wanted.length ? ['--recursive', `--files-from=${list}`, '--from0'] : []),
     ...shell,
-    `${remote ? remote(data) : data}/`,
+    ...(byArgs ? wanted.map((w) => daemonArg(source, w)) : [`${source}/`]),
     `${to}/`,
   ];
   const result = await runTool('rsync', args, { signal, ...(env ? { env } : {}) });
@@ -430,7 +436,9 @@ function inPlace(e: Expected): boolean {
   }
   if (!st?.isFile() || Number(st.size) !== e.size) return false;
   const { mtimeSec, mtimeNsec } = statOf(st);
-  return isoFromEpoch(`${mtimeSec}.${String(mtimeNsec).padStart(9, '0')}`) === e.mtime;
+  const mtime = isoFromEpoch(`${mtimeSec}.${String(mtimeNsec).padStart(9, '0')}`);
+  // To the second in a manifest made on an rsync daemon (daemon-primary.ts).
+  return e.mtime.length === 20 ? mtime.slice(0, 19) === e.mtime.slice(0, 19) : mtime === e.mtime;
 }
 
 async function record(

@@ -37,6 +37,7 @@ export const filesSource = {
     }
     await rsyncSnapshot({
       transferred: job.transferred,
+      checksum: job.store.checksum,
       sources: job.repository.paths,
       dest: job.dest,
       rsh: job.rsh,
