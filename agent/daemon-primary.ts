@@ -29,9 +29,7 @@
 import { createHash } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createWriteStream, type WriteStream } from 'node:fs';
 import { join, posix } from 'node:path';
-import { Readable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
 import { encodeName, entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
@@ -44,8 +42,9 @@ import type { HashResult } from './hashing.js';
 import type { ManifestInput, ManifestOutcome } from './manifest.js';
 import { unescapeName } from './rsync.js';
 import { down, RsyncDaemonStore, RsyncDaemonTarget, withScratch } from './secondary-rsyncd.js';
+import { StagedStore } from './staged-store.js';
 import type { FetchSource } from './secondary.js';
-import { ManifestLineError, parseManifest, type Hasher, type PrimaryStore, type PrimaryTarget, type WalkBatch } from './target.js';
+import { type Hasher, type PrimaryStore, type PrimaryTarget, type WalkBatch } from './target.js';
 
 type DaemonLocation = Extract<SecondaryLocation, { kind: 'rsync' }>;
 
@@ -156,43 +155,34 @@ export class DaemonPrimaryTarget implements PrimaryTarget {
   async close(): Promise<void> {}
 }
 
-export class DaemonPrimaryStore implements PrimaryStore {
-  readonly local = false;
+export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
   readonly checksum = 'sha1' as const;
   /** What CSC's copies in a daemon do that a primary there does too: listing, fetching, marking, deleting. */
-  private readonly at: RsyncDaemonStore;
+  protected readonly at: RsyncDaemonStore;
 
   constructor(
     readonly target: DaemonPrimaryTarget,
-    readonly base: string,
-    readonly rel: string,
-    /** Where the manifest, the summary and made files (dumps, bundles) wait to be sent. */
-    private readonly staging: string,
+    base: string,
+    rel: string,
+    staging: string,
     /** Where copies to CSC are fetched into. */
     private readonly relay: string,
   ) {
+    super(base, rel, staging);
     this.at = new RsyncDaemonStore(target.daemon, base, rel);
+  }
+
+  protected shown(path: string): string {
+    return this.daemon.rsyncPath(path);
   }
 
   private get daemon(): RsyncDaemonTarget {
     return this.target.daemon;
   }
 
-  snapshotLocation(id: string): string {
-    return `${this.rel}/snapshots/${id}`;
-  }
-
-  snapshotDir(id: string): string {
-    return posix.join(this.base, 'snapshots', id);
-  }
-
   /** A snapshot is built where it will stay: without its `snapshot.yaml`, it is incomplete. */
   partialDir(id: string): string {
     return this.snapshotDir(id);
-  }
-
-  private stagingDir(id: string): string {
-    return join(this.staging, id);
   }
 
   private listed: string[] | undefined;
@@ -212,13 +202,9 @@ export class DaemonPrimaryStore implements PrimaryStore {
     return listed ?? this.at.snapshots(signal);
   }
 
-  /** What to do about a complete snapshot whose own files are damaged. */
-  private damaged(id: string): string {
+  protected damaged(id: string): string {
     return `the snapshot was damaged after it was made (check the NAS's disk); have it moved aside in the module (to ${posix.join(this.rel, `damaged-${id}`)}) so that the next run makes a fresh copy`;
   }
-
-  private readonly summaries = new Map<string, Buffer>();
-  private readonly manifests = new Map<string, Buffer>();
 
   async readSummary(id: string, where: 'snapshots' | 'incomplete' = 'snapshots'): Promise<{ summary: SnapshotSummary; bytes: Buffer }> {
     const file = posix.join(this.snapshotDir(id), 'snapshot.yaml');
@@ -263,20 +249,13 @@ export class DaemonPrimaryStore implements PrimaryStore {
     if (previous) this.previousOf.set(id, previous);
     const cleared = this.leftovers.length ? await this.at.removeLeftovers() : [];
     this.leftovers = [];
-    await rm(this.staging, { recursive: true, force: true, maxRetries: 5 });
-    await mkdir(this.stagingDir(id), { recursive: true, mode: 0o700 });
+    await this.freshStaging(id);
     return cleared;
   }
 
   /** A daemon cannot link a tree by itself: rsync's --link-dest does it. */
   async linkPrevious(): Promise<boolean> {
     return false;
-  }
-
-  async stage(id: string): Promise<string> {
-    const data = join(this.stagingDir(id), 'data');
-    await mkdir(data, { recursive: true, mode: 0o700 });
-    return data;
   }
 
   async sendStaged(id: string, previous: string | undefined, signal: AbortSignal): Promise<void> {
@@ -303,27 +282,6 @@ export class DaemonPrimaryStore implements PrimaryStore {
     throw new Error('a snapshot in an rsync daemon is listed by rsync (DaemonPrimaryStore.buildManifest), not walked');
   }
 
-  async *manifestEntries(id: string): AsyncGenerator<ManifestEntry> {
-    const file = this.daemon.rsyncPath(posix.join(this.snapshotDir(id), 'manifest.jsonl'));
-    const bytes = this.manifests.get(id) ?? (await this.at.readManifest(id));
-    if (!bytes) throw new BackupFailure('manifest', `${file} is missing`, this.damaged(id));
-    this.manifests.set(id, bytes);
-    try {
-      yield* parseManifest(Readable.from([bytes]), file);
-    } catch (e) {
-      if (e instanceof ManifestLineError) throw new BackupFailure('manifest', e.message, this.damaged(id));
-      throw e;
-    }
-  }
-
-  openPartialFile(id: string, name: string): WriteStream {
-    return createWriteStream(join(this.stagingDir(id), name), { flags: 'wx' });
-  }
-
-  async writePartialFile(id: string, name: string, text: string): Promise<void> {
-    await writeFile(join(this.stagingDir(id), name), text, { flag: 'wx' });
-  }
-
   /** Nothing to do: every transfer ran with --fsync. */
   async flush(): Promise<void> {}
 
@@ -341,26 +299,6 @@ export class DaemonPrimaryStore implements PrimaryStore {
   async discard(id: string): Promise<void> {
     await this.at.removeSnapshot(id);
     await rm(this.stagingDir(id), { recursive: true, force: true });
-  }
-
-  readSnapshotFile(id: string, rel: string): Promise<Buffer | undefined> {
-    return this.at.readSnapshotFile(id, rel);
-  }
-
-  removeSnapshot(id: string): Promise<void> {
-    return this.at.removeSnapshot(id);
-  }
-
-  removeLeftovers(): Promise<string[]> {
-    return this.at.removeLeftovers();
-  }
-
-  archiveFiles(folder: 'wal' | 'binlog'): Promise<string[]> {
-    return this.at.archiveFiles(folder);
-  }
-
-  removeArchiveFile(folder: 'wal' | 'binlog', name: string): Promise<void> {
-    return this.at.removeArchiveFile(folder, name);
   }
 
   async movedAside(id: string): Promise<boolean> {

@@ -13,10 +13,8 @@
  * from which rsync sends them: the checks that need them (a test restore, `git bundle
  * verify`) read them here.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { Readable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
 import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
@@ -28,8 +26,9 @@ import { BackupFailure, messageOf } from './errors.js';
 import { lastLines, runTool } from './exec.js';
 import type { HashJob, HashResult } from './hashing.js';
 import { DaemonPrimaryTarget } from './daemon-primary.js';
+import { StagedStore } from './staged-store.js';
 import { RMTREE, SecondaryStore, ShellTarget, type RelaySource } from './secondary.js';
-import { LocalTarget, ManifestLineError, parseManifest, WALK_FORMAT, WalkBatch, type Hasher, type PrimaryStore, type PrimaryTarget } from './target.js';
+import { LocalTarget, WALK_FORMAT, WalkBatch, type Hasher, type PrimaryStore, type PrimaryTarget } from './target.js';
 
 /**
  * The first byte of a stored file's path handed to the hash pool: no path on this machine
@@ -96,35 +95,26 @@ export class RemotePrimaryTarget extends ShellTarget implements PrimaryTarget {
   }
 }
 
-export class RemoteRepositoryStore implements PrimaryStore {
-  readonly local = false;
+export class RemoteRepositoryStore extends StagedStore implements PrimaryStore {
   /** The scripts CSC's copies use for listing, reading, flushing, publishing and pruning. */
-  private readonly at: SecondaryStore;
+  protected readonly at: SecondaryStore;
 
   constructor(
     readonly target: RemotePrimaryTarget,
-    readonly base: string,
-    readonly rel: string,
-    /** Where the manifest, the summary and made files (dumps, bundles) wait to be sent. */
-    private readonly staging: string,
+    base: string,
+    rel: string,
+    staging: string,
   ) {
+    super(base, rel, staging);
     this.at = new SecondaryStore(target, base, rel);
-  }
-
-  snapshotLocation(id: string): string {
-    return `${this.rel}/snapshots/${id}`;
-  }
-
-  snapshotDir(id: string): string {
-    return posix.join(this.base, 'snapshots', id);
   }
 
   partialDir(id: string): string {
     return posix.join(this.base, 'incomplete', id);
   }
 
-  private stagingDir(id: string): string {
-    return join(this.staging, id);
+  protected shown(path: string): string {
+    return this.target.rsyncPath(path);
   }
 
   /** The listing `prepare` made, for the `snapshots` call that follows it (each command at the target costs a round trip, and the login's shell start). */
@@ -153,14 +143,9 @@ export class RemoteRepositoryStore implements PrimaryStore {
     return this.at.mustBytes(script, args, what, signal, input);
   }
 
-  /** What to do about a complete snapshot whose own files are damaged. */
-  private damaged(id: string): string {
+  protected damaged(id: string): string {
     return `the snapshot was damaged after it was made (check the target host's disk: dmesg, smartctl); move it aside there (mv ${this.snapshotDir(id)} ${posix.join(this.base, `damaged-${id}`)}) so that the next run makes a fresh copy`;
   }
-
-  /** Summaries and manifests this run has already read or sent, by snapshot id: they are not fetched again. */
-  private readonly summaries = new Map<string, Buffer>();
-  private readonly manifests = new Map<string, Buffer>();
 
   async readSummary(id: string, where: 'snapshots' | 'incomplete' = 'snapshots'): Promise<{ summary: SnapshotSummary; bytes: Buffer }> {
     const file = posix.join(this.base, where, id, 'snapshot.yaml');
@@ -206,16 +191,8 @@ export class RemoteRepositoryStore implements PrimaryStore {
   async begin(id: string, previous?: string): Promise<string[]> {
     if (previous) this.previousOf.set(id, previous);
     const out = await this.must(`${RMTREE}umask 077; mkdir -p "$1" && cd "$1" && for f in *; do [ -e "$f" ] && printf "%s\\n" "$f" && rmtree "$f"; done; mkdir -p "$2"`, [posix.join(this.base, 'incomplete'), posix.join(this.partialDir(id), 'data')], 'preparing the snapshot\'s folder');
-    await rm(this.staging, { recursive: true, force: true, maxRetries: 5 });
-    await mkdir(this.stagingDir(id), { recursive: true, mode: 0o700 });
+    await this.freshStaging(id);
     return out.toString('utf8').split('\n').filter(Boolean);
-  }
-
-  /** A folder here for a source that makes its files (dumps, bundles), sent by `sendStaged`. */
-  async stage(id: string): Promise<string> {
-    const data = join(this.stagingDir(id), 'data');
-    await mkdir(data, { recursive: true, mode: 0o700 });
-    return data;
   }
 
   /** Sends what a source made in `stage(id)` into the partial snapshot, files unchanged since `previous` hard-linked there. */
@@ -347,28 +324,6 @@ export class RemoteRepositoryStore implements PrimaryStore {
     }
   }
 
-  async *manifestEntries(id: string): AsyncGenerator<ManifestEntry> {
-    const file = this.target.rsyncPath(posix.join(this.snapshotDir(id), 'manifest.jsonl'));
-    const bytes = this.manifests.get(id) ?? (await this.at.readManifest(id));
-    if (!bytes) throw new BackupFailure('manifest', `${file} is missing`, this.damaged(id));
-    // Read twice by a backup (the digests of linked files, the files stored anew): kept for the run.
-    this.manifests.set(id, bytes);
-    try {
-      yield* parseManifest(Readable.from([bytes]), file);
-    } catch (e) {
-      if (e instanceof ManifestLineError) throw new BackupFailure('manifest', e.message, this.damaged(id));
-      throw e;
-    }
-  }
-
-  openPartialFile(id: string, name: string): WriteStream {
-    return createWriteStream(join(this.stagingDir(id), name), { flags: 'wx' });
-  }
-
-  async writePartialFile(id: string, name: string, text: string): Promise<void> {
-    await writeFile(join(this.stagingDir(id), name), text, { flag: 'wx' });
-  }
-
   flush(id: string, signal?: AbortSignal): Promise<void> {
     return this.at.flush(id, signal);
   }
@@ -386,26 +341,6 @@ export class RemoteRepositoryStore implements PrimaryStore {
   async discard(id: string): Promise<void> {
     await this.at.discard(id);
     await rm(this.stagingDir(id), { recursive: true, force: true });
-  }
-
-  readSnapshotFile(id: string, rel: string): Promise<Buffer | undefined> {
-    return this.at.readSnapshotFile(id, rel);
-  }
-
-  removeSnapshot(id: string): Promise<void> {
-    return this.at.removeSnapshot(id);
-  }
-
-  removeLeftovers(): Promise<string[]> {
-    return this.at.removeLeftovers();
-  }
-
-  archiveFiles(folder: 'wal' | 'binlog'): Promise<string[]> {
-    return this.at.archiveFiles(folder);
-  }
-
-  removeArchiveFile(folder: 'wal' | 'binlog', name: string): Promise<void> {
-    return this.at.removeArchiveFile(folder, name);
   }
 
   snapshotSource(id: string): RelaySource {

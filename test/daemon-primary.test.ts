@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { type Deployment, deployment, describeTree, flipBit, inodeOf, lastRecord, recordsOf, respaldo, tempDir, withoutInodes, writeTree } from './helpers.js';
+import { type Deployment, deployment, describeTree, flipBit, inodeOf, lastRecord, recordsOf, respaldo, tempDir, usePrimary, withoutInodes, writeTree } from './helpers.js';
 import { rsyncd, type Rsyncd } from './rsyncd.js';
 import { DaemonPrimaryTarget } from '../dist/agent/daemon-primary.js';
 import { HashPool } from '../dist/agent/hashing.js';
@@ -48,12 +48,7 @@ describe('a primary target in an rsync daemon', () => {
   /** Points the deployment's primary target at `folder` of the daemon's module; returns where its snapshots of `repo` are. */
   function daemonPrimary(dep: Deployment, folder: string, edit?: (config: any) => void): (repo: string) => string {
     mkdirSync(join(daemon.module, folder), { recursive: true });
-    const config = parse(readFileSync(dep.config, 'utf8'));
-    config.targets.primary = { url: daemon.url(`csc/${folder}`), 'password-file': daemon.passwordFile };
-    edit?.(config);
-    writeFileSync(dep.config, JSON.stringify(config));
-    // The local target folder the deployment made is not used: nothing may appear there.
-    rmSync(dep.target, { recursive: true, force: true });
+    usePrimary(dep, { url: daemon.url(`csc/${folder}`), 'password-file': daemon.passwordFile }, edit);
     return (repo) => join(daemon.module, folder, dep.host, repo, 'snapshots');
   }
 

@@ -228,6 +228,19 @@ export function describeTree(dir: string | Buffer): Map<string, TreeEntry> {
  * Flips one bit of a file and keeps its modification time to the nanosecond, as a manifest
  * keeps it (utimes through a Date keeps milliseconds): damage only reading the bytes can tell.
  */
+/**
+ * Points the deployment's primary target at `primary` (a url, or a url with its options),
+ * after `edit` may change more of the config; the local target folder the deployment made
+ * is removed, so that nothing can appear there unnoticed.
+ */
+export function usePrimary(dep: Deployment, primary: unknown, edit?: (config: any) => void): void {
+  const config = parse(readFileSync(dep.config, 'utf8'));
+  config.targets.primary = primary;
+  edit?.(config);
+  writeFileSync(dep.config, JSON.stringify(config));
+  rmSync(dep.target, { recursive: true, force: true });
+}
+
 export function flipBit(file: string, at = 0): void {
   const { mtimeNs } = statSync(file, { bigint: true });
   const bytes = readFileSync(file);

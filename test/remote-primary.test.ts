@@ -10,8 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
-import { type Deployment, deployment, describeTree, flipBit, git, inodeOf, lastRecord, recordsOf, setMtimeNs, tempDir, withoutInodes, writeTree } from './helpers.js';
+import { type Deployment, deployment, describeTree, flipBit, git, inodeOf, lastRecord, recordsOf, setMtimeNs, tempDir, usePrimary, withoutInodes, writeTree } from './helpers.js';
 import { sshd, type Sshd } from './sshd.js';
 import { RemotePrimaryTarget } from '../dist/agent/remote-target.js';
 
@@ -29,12 +28,7 @@ describe('a primary target over SSH', () => {
 
   /** Points the deployment's primary target at `dir` through the test's sshd; returns where its snapshots of `repo` are. */
   function remotePrimary(dep: Deployment, dir: string, edit?: (config: any) => void): (repo: string) => string {
-    const config = parse(readFileSync(dep.config, 'utf8'));
-    config.targets.primary = { url: `root@127.0.0.1:${dir}`, port: server.port, identity: server.identity, 'host-key': server.hostKey };
-    edit?.(config);
-    writeFileSync(dep.config, JSON.stringify(config));
-    // The local target folder the deployment made is not used: nothing may appear there.
-    rmSync(dep.target, { recursive: true, force: true });
+    usePrimary(dep, { url: `root@127.0.0.1:${dir}`, port: server.port, identity: server.identity, 'host-key': server.hostKey }, edit);
     return (repo) => join(dir, dep.host, repo, 'snapshots');
   }
 
