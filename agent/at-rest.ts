@@ -15,7 +15,6 @@
  * into several snapshots is read once.
  */
 import { Readable } from 'node:stream';
-import { join } from 'node:path';
 import type { RepositoryConfig } from '../schemas/config.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
 import { compareSnapshotIds, parseDuration } from '../schemas/common.js';
@@ -23,7 +22,6 @@ import type { RecordBody } from '../schemas/record.js';
 import type { Config } from './config.js';
 import type { Context } from './context.js';
 import type { StoredCheck, StoredSnapshot } from './copy-check.js';
-import { sha256File } from './fsutil.js';
 import { workHeader, type RecordStore } from './records.js';
 import type { SecondaryRepository } from './secondary.js';
 import { parseManifest, type PrimaryStore } from './target.js';
@@ -196,7 +194,7 @@ export async function verifyAtRest(job: AtRestJob): Promise<AtRestOutcome> {
     // record names (nothing crosses the connection), or else against CSC's own, fetched
     // when it is needed.
     if (role === 'secondary') {
-      const primaryOk = primaryHas.has(id) && (expected === undefined || (await sha256File(join(primary.snapshotDir(id), 'manifest.jsonl')).catch(() => undefined)) === `sha256:${expected.manifest}`);
+      const primaryOk = primaryHas.has(id) && (expected === undefined || (await primary.fileDigest(id, 'manifest.jsonl').catch(() => undefined)) === `sha256:${expected.manifest}`);
       if (!primaryOk)
         entries = async function* () {
           yield* parseManifest(Readable.from([(await secondary!.readManifest(id, ctx.signal)) ?? Buffer.alloc(0)]), `CSC's manifest.jsonl of snapshot ${id}`);

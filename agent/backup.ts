@@ -238,7 +238,8 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       previous,
       // At a remote target, each new file's stored copy is read there and matched with its
       // original (or the file made here) rather than with rsync's transfer checksum.
-      transferred: store.local ? transferred : new TransferLog(),
+      // A daemon's store takes it too: what rsync sent, and the SHA-1 of it (see daemon-primary.ts).
+      transferred: store.local || store.checksum ? transferred : new TransferLog(),
       origin: staged ? (rel) => Buffer.concat([Buffer.from(`${staged}/`), rel]) : captured.origin,
       scope,
       ...(store.local ? {} : { light: false }),

@@ -8,7 +8,7 @@
  * Only the listing, the digests and the list of files to read cross the connection.
  */
 import { posix } from 'node:path';
-import { entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
+import { entryPath, insideSnapshot, sameMtime, type ManifestEntry } from '../schemas/manifest.js';
 import { runTool, type ToolResult } from './exec.js';
 import { WALK_FORMAT, WalkBatch } from './target.js';
 
@@ -157,8 +157,6 @@ export async function checkCopy(sh: TargetShell, dir: string, ref: CopyReference
 }
 
 const DATA = Buffer.from('data/');
-/** "2026-11-22T03:15:07Z": a time to the second. */
-const SECONDS_LENGTH = 20;
 
 /** A file to read back: its path in the copy's folder, its manifest digest and size. */
 interface Read {
@@ -186,7 +184,7 @@ function metadataDifference(batch: WalkBatch, i: number, e: ManifestEntry, where
   if (batch.mode(i) !== parseInt(e.mode, 8)) return `its permissions differ: ${batch.mode(i).toString(8).padStart(4, '0')} ${where}, ${e.mode} in the manifest`;
   // A manifest made on an rsync daemon has times to the second (daemon-primary.ts).
   const mtime = batch.mtime(i);
-  if (e.mtime.length === SECONDS_LENGTH ? mtime.slice(0, 19) !== e.mtime.slice(0, 19) : mtime !== e.mtime) return `its modification time differs: ${mtime} ${where}, ${e.mtime} in the manifest`;
+  if (!sameMtime(e.mtime, mtime)) return `its modification time differs: ${mtime} ${where}, ${e.mtime} in the manifest`;
   return undefined;
 }
 

@@ -30,21 +30,20 @@ import { createHash } from 'node:crypto';
 import { lstatSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { parse as parseYaml } from 'yaml';
-import { ZodError } from 'zod';
-import { encodeName, entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
-import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
+import { encodeName, entryPath, insideSnapshot, secondOf, type ManifestEntry } from '../schemas/manifest.js';
+import type { SnapshotSummary } from '../schemas/snapshot.js';
 import type { SecondaryLocation } from './config.js';
 import type { Difference, StoredCheck, StoredSnapshot } from './copy-check.js';
 import { BackupFailure, messageOf } from './errors.js';
-import type { ToolResult } from './exec.js';
+import { lastLines, type ToolResult } from './exec.js';
 import type { HashResult } from './hashing.js';
 import type { ManifestInput, ManifestOutcome } from './manifest.js';
 import { unescapeName } from './rsync.js';
+import { TransferLog } from './transfers.js';
 import { down, RsyncDaemonStore, RsyncDaemonTarget, withScratch } from './secondary-rsyncd.js';
 import { StagedStore } from './staged-store.js';
 import type { FetchSource } from './secondary.js';
-import { type Hasher, type PrimaryStore, type PrimaryTarget, type WalkBatch } from './target.js';
+import { isoFromEpoch, type Hasher, type PrimaryStore, type PrimaryTarget, type WalkBatch } from './target.js';
 
 type DaemonLocation = Extract<SecondaryLocation, { kind: 'rsync' }>;
 
@@ -55,6 +54,21 @@ const SUM_RE = /^([0-9a-f]{40}) (.*)$/;
 const ARROW = Buffer.from(' -> ');
 /** What a daemon that munges links puts before each target it stores. */
 const MUNGED = '/rsyncd-munged/';
+/** A line of `--out-format=%C %i %l %n` for a file sent: the SHA-1 of what rsync read, and the name. */
+const SENT_RE = /^([0-9a-f]{40}) [<>]f\S{9} \d+ (.*)$/;
+/** The sum rsync gives a file it could not open. */
+const UNREAD = '0'.repeat(40);
+
+/** An rsync stdout handler that calls `each` with every whole line (latin1), as they come. */
+function lines(each: (line: string) => void): (chunk: Buffer) => void {
+  let pending = '';
+  return (chunk) => {
+    const parts = (pending + chunk.toString('latin1')).split('\n');
+    pending = parts.pop()!;
+    for (const line of parts) each(line);
+  };
+}
+
 /** How many files the originals' hashing takes at a time. */
 const BATCH = 1024;
 
@@ -86,9 +100,9 @@ function modeOf(bits: string): number {
   return mode;
 }
 
-/** A manifest time compared with one to the second: as precise as the coarser of the two. */
-export function sameSecond(manifest: string, listed: string): boolean {
-  return manifest.slice(0, 19) === listed.slice(0, 19);
+/** A manifest's time and a listed one (to the second), to the second. */
+function sameSecond(manifest: string, listed: string): boolean {
+  return secondOf(manifest) === listed;
 }
 
 /** How long the arguments of one `pull` may grow. */
@@ -101,14 +115,19 @@ function splitNul(list: Buffer): Buffer[] {
   return out;
 }
 
-/** Whether a name's bytes are UTF-8, so that it can be an argument (node passes strings as UTF-8). */
-export function utf8(name: Buffer): boolean {
-  return Buffer.from(name.toString('utf8')).equals(name);
-}
-
-/** A path under a daemon's folder as an argument that names it alone: `<url>/./<path>`, the daemon's wildcards (* ? [ \\) escaped. */
-export function daemonArg(url: string, rel: Buffer): string {
-  return `${url}/./${rel.toString('utf8').replace(/[*?[\\]/g, (c) => `\\${c}`)}`;
+/**
+ * A path under a daemon's folder as an argument that names it alone, `<url>/./<path>`;
+ * undefined when none can. The daemon expands wildcards (* ? [) in what it is asked for,
+ * and takes a backslash as an escape only in a name that has one: a name with wildcards
+ * gets them escaped, one with a backslash goes as it is, and one with both, or whose bytes
+ * are not UTF-8 (node passes arguments as UTF-8), cannot be named.
+ */
+export function daemonArg(url: string, rel: Buffer): string | undefined {
+  const name = rel.toString('utf8');
+  if (!Buffer.from(name).equals(rel)) return undefined;
+  const wild = /[*?[]/.test(name);
+  if (wild && name.includes('\\')) return undefined;
+  return `${url}/./${wild ? name.replace(/[*?[]/g, (c) => `\\${c}`) : name}`;
 }
 
 /** A stand-in for the inode of a file stored anew in snapshot `id` (see the top of this file): 52 bits, a safe integer. */
@@ -210,13 +229,7 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
     const file = posix.join(this.snapshotDir(id), 'snapshot.yaml');
     const bytes = where === 'incomplete' ? await readFile(join(this.stagingDir(id), 'snapshot.yaml')) : (this.summaries.get(id) ?? (await this.at.fetch(file)));
     if (!bytes) throw new BackupFailure('manifest', `the summary ${this.daemon.rsyncPath(file)} of snapshot ${id} is missing`, this.damaged(id));
-    if (where === 'snapshots') this.summaries.set(id, bytes);
-    try {
-      return { summary: snapshotSummary.parse(parseYaml(bytes.toString('utf8'))), bytes };
-    } catch (e) {
-      const why = e instanceof ZodError ? `field ${e.issues[0]!.path.join('.') || '(top)'}: ${e.issues[0]!.message}` : messageOf(e);
-      throw new BackupFailure('manifest', `the summary ${this.daemon.rsyncPath(file)} of snapshot ${id} cannot be read: ${why}`, this.damaged(id));
-    }
+    return this.parsedSummary(id, file, bytes, where);
   }
 
   /** --link-dest, relative to the new snapshot's `data/` (the daemon resolves it inside the module). */
@@ -258,9 +271,15 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
     return false;
   }
 
+  /** What `sendStaged` sent, with the SHA-1 of what rsync read (as the sources' transfer logs it). */
+  private readonly stagedSent = new TransferLog();
+
   async sendStaged(id: string, previous: string | undefined, signal: AbortSignal): Promise<void> {
-    const args = ['-a', '--numeric-ids', '--modify-window=-1', '--fsync', '--mkpath', ...(previous ? [`--link-dest=${this.linkDest(previous)}`] : []), `${join(this.stagingDir(id), 'data')}/`, this.dataDest(id)];
-    const result = await this.daemon.rsync(args, { signal });
+    const args = ['-a', '--numeric-ids', '--modify-window=-1', '--fsync', '--mkpath', '--checksum-choice=sha1', '--out-format=%C %i %l %n', ...(previous ? [`--link-dest=${this.linkDest(previous)}`] : []), `${join(this.stagingDir(id), 'data')}/`, this.dataDest(id)];
+    const result = await this.daemon.rsync(args, { signal, onStdout: lines((line) => {
+      const m = SENT_RE.exec(line);
+      if (m) this.stagedSent.add(unescapeName(m[2]!), m[1]!);
+    }) });
     if (result.code !== 0) throw this.daemon.failure(`sending snapshot ${id}'s files`, result);
   }
 
@@ -322,24 +341,28 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
     for (const other of await readdir(this.relay).catch(() => [])) if (other !== id) await rm(join(this.relay, other), { recursive: true, force: true });
     const dir = join(this.relay, id);
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    // What a later copy sends, named one by one; the whole snapshot when a name cannot be (see daemonArg).
     const names = send ? splitNul(send) : undefined;
-    const result = names && names.every(utf8) ? await this.pull(this.snapshotDir(id), names, dir, signal) : await this.daemon.rsync(['-a', '--numeric-ids', '--delete', this.at.url(id), `${dir}/`], { signal });
+    const url = this.daemon.rsyncPath(this.snapshotDir(id));
+    const args = names?.map((n) => daemonArg(url, n));
+    const result = args?.every((a) => a !== undefined) ? await this.pull(args, dir, signal) : await this.daemon.rsync(['-a', '--numeric-ids', '--delete', this.at.url(id), `${dir}/`], { signal });
     if (result.code !== 0) {
-      const failure = this.daemon.failure(`fetching snapshot ${id} for the copy to CSC`, result);
-      throw new BackupFailure('copy', failure.message, 'the copy waits and is retried on the next run', failure.extra);
+      const known = this.daemon.explain(result);
+      throw new BackupFailure('copy', `fetching snapshot ${id} from the primary target ${this.daemon.display} into ${dir}, for the copy to CSC, failed: ${known?.message ?? `rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`}`, `check the space here (df ${this.relay}: a first copy needs room for the whole snapshot) and the primary target; the copy waits and is retried on the next run`, {
+        detail: result.stderr,
+        ...(result.code === null ? {} : { exitCode: result.code }),
+      });
     }
     return dir;
   }
 
   /**
    * Copies the entries `rels` (relative to the module's folder `dir`; folders without what
-   * is in them) into `dest` here, each at its path. They go as arguments (`dir/./rel`,
-   * the daemon's wildcards escaped), a batch at a time, not by --files-from: rsync 3.5's
-   * daemon finds none of the files a client names that way when it sends them ("file has
-   * vanished"), though it lists them. Names must be UTF-8 (see `utf8`).
+   * is in them) into `dest` here, each at its path. They go as arguments (`daemonArg`), a
+   * batch at a time, not by --files-from: rsync 3.5's daemon finds none of the files a
+   * client names that way when it sends them ("file has vanished"), though it lists them.
    */
-  private async pull(dir: string, rels: Buffer[], dest: string, signal?: AbortSignal): Promise<ToolResult> {
-    const url = this.daemon.rsyncPath(dir);
+  private async pull(args: string[], dest: string, signal?: AbortSignal): Promise<ToolResult> {
     let batch: string[] = [];
     let length = 0;
     let failed: ToolResult | undefined;
@@ -350,8 +373,7 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
       batch = [];
       length = 0;
     };
-    for (const rel of rels) {
-      const arg = daemonArg(url, rel);
+    for (const arg of args) {
       batch.push(arg);
       length += arg.length + 1;
       if (length > ARGS_BYTES) await run();
@@ -369,14 +391,15 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
    * copies it into an empty folder here, printing each entry.
    */
   private async listTree(dir: string, signal?: AbortSignal): Promise<Item[]> {
-    const chunks: Buffer[] = [];
-    const result = await withScratch((empty) => this.daemon.rsync(['-a', '--dry-run', '--out-format=%i %l %M %B %n%L', `${this.daemon.rsyncPath(dir)}/`, `${empty}/`], { signal, onStdout: (c) => chunks.push(c) }));
-    if (result.code !== 0) throw this.daemon.failure(`listing ${dir}`, result);
     const items: Item[] = [];
-    for (const line of Buffer.concat(chunks).toString('latin1').split('\n')) {
-      if (line === '') continue;
+    let unknown: string | undefined;
+    const result = await withScratch((empty) => this.daemon.rsync(['-a', '--dry-run', '--out-format=%i %l %M %B %n%L', `${this.daemon.rsyncPath(dir)}/`, `${empty}/`], { signal, onStdout: lines((line) => {
+      if (line === '' || unknown !== undefined) return;
       const m = ITEM_RE.exec(line);
-      if (!m) throw new BackupFailure('target', `cannot read rsync's listing of ${this.daemon.rsyncPath(dir)}: "${line.slice(0, 200)}"`, 'report it with this message: the rsync at either end prints its listing in a form respaldo does not know');
+      if (!m) {
+        unknown = line;
+        return;
+      }
       const kind = m[1]![1]!;
       const rest = unescapeName(m[10]!);
       const named = kind === 'L' ? rest : undefined;
@@ -388,9 +411,11 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
       if (kind === 'L' && !arrowAt(size) && arrowAt(size - MUNGED.length)) size -= MUNGED.length;
       let rel = kind === 'L' ? rest.subarray(0, Math.max(0, rest.length - size - ARROW.length)) : rest;
       if (rel.length && rel[rel.length - 1] === 0x2f) rel = rel.subarray(0, rel.length - 1);
-      if (rel.length === 0 || (rel.length === 1 && rel[0] === 0x2e)) continue;
+      if (rel.length === 0 || (rel.length === 1 && rel[0] === 0x2e)) return;
       items.push({ rel, kind, size, mtime: `${m[3]}-${m[4]}-${m[5]}T${m[6]}:${m[7]}:${m[8]}Z`, mode: modeOf(m[9]!), ...(named ? { named } : {}) });
-    }
+    }) }));
+    if (result.code !== 0) throw this.daemon.failure(`listing ${dir}`, result);
+    if (unknown !== undefined) throw new BackupFailure('target', `cannot read rsync's listing of ${this.daemon.rsyncPath(dir)}: "${unknown.slice(0, 200)}"`, 'report it with this message: the rsync at either end prints its listing in a form respaldo does not know');
     return items;
   }
 
@@ -401,17 +426,20 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
   private async daemonSums(dir: string, rels: Buffer[], signal?: AbortSignal): Promise<Map<string, string>> {
     const sums = new Map<string, string>();
     if (!rels.length) return sums;
-    const chunks: Buffer[] = [];
     const input = Buffer.concat(rels.flatMap((r) => [r, Buffer.from([0])]));
     const result = await withScratch((empty) =>
-      this.daemon.rsync(['-a', '--dry-run', '--checksum', '--checksum-choice=sha1', '--ignore-missing-args', '--from0', '--files-from=-', '--out-format=%C %n', `${this.daemon.rsyncPath(dir)}/`, `${empty}/`], { signal, input, onStdout: (c) => chunks.push(c) }),
+      this.daemon.rsync(['-a', '--dry-run', '--checksum', '--checksum-choice=sha1', '--ignore-missing-args', '--from0', '--files-from=-', '--out-format=%C %n', `${this.daemon.rsyncPath(dir)}/`, `${empty}/`], {
+        signal,
+        input,
+        onStdout: lines((line) => {
+          const m = SUM_RE.exec(line);
+          // rsync gives a file it could not open an all-zero sum, and goes on: not read.
+          if (m && m[1] !== UNREAD) sums.set(unescapeName(m[2]!).toString('latin1'), m[1]!);
+        }),
+      }),
     );
     // 23: some file could not be read; it has no digest, which its check names.
     if (result.code !== 0 && result.code !== 23) throw this.daemon.failure(`reading files back in ${dir}`, result);
-    for (const line of Buffer.concat(chunks).toString('latin1').split('\n')) {
-      const m = SUM_RE.exec(line);
-      if (m) sums.set(unescapeName(m[2]!).toString('latin1'), m[1]!);
-    }
     return sums;
   }
 
@@ -420,8 +448,9 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
     const out = new Map<string, HashResult>();
     if (!rels.length) return out;
     await withScratch(async (scratch) => {
-      // A file that cannot be fetched (or named: not UTF-8) has no digest, which its check names.
-      const result = await this.pull(dir, rels.filter(utf8), scratch, signal);
+      // A file that cannot be fetched (or named, see daemonArg) has no digest, which its check names.
+      const url = this.daemon.rsyncPath(dir);
+      const result = await this.pull(rels.map((r) => daemonArg(url, r)).filter((a): a is string => a !== undefined), scratch, signal);
       if (result.code !== 0 && result.code !== 23 && result.code !== 24) throw this.daemon.failure(`fetching files from ${dir}`, result);
       const results = await pool.hash(rels.map((r) => ({ path: Buffer.concat([Buffer.from(`${scratch}/`), r]), transfer: 'sha1' as const })));
       rels.forEach((r, i) => out.set(r.toString('latin1'), results[i]!));
@@ -448,7 +477,8 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
       if (it.kind !== 'f') continue;
       const key = it.rel.toString('latin1');
       const p = prev.get(key);
-      if (p && p.size === it.size && sameSecond(p.mtime, it.mtime) && parseInt(p.mode, 8) === it.mode && !transferred.get(it.rel)) linked.set(key, p);
+      // Not sent (a path rsync may have sent counts as sent): rsync linked it to the previous snapshot's.
+      if (p && p.size === it.size && sameSecond(p.mtime, it.mtime) && parseInt(p.mode, 8) === it.mode && !transferred.mayHaveSent(it.rel) && !this.stagedSent.mayHaveSent(it.rel)) linked.set(key, p);
       if (!linked.has(key) || scope === 'full') toRead.push(it.rel);
     }
     const sums = await this.daemonSums(data, toRead, signal);
@@ -507,17 +537,20 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
           changed.files++;
           changed.bytes += it.size;
           const original = originals.get(key);
-          const sent = transferred.get(it.rel)?.sum;
+          const sent = transferred.get(it.rel)?.sum ?? this.stagedSent.get(it.rel)?.sum;
           if (sum === undefined) fail(it.rel, 'could not be read back at the primary target');
           else if (original?.transfer === sum && original.sha256) {
             sha256 = original.sha256;
             sha1 = sum;
-          } else {
+          } else if (sent === undefined) fail(it.rel, `the stored copy differs from the original (SHA-1 ${sum.slice(0, 12)}… at the primary target), and rsync did not send it in this run`);
+          else if (sent !== sum) fail(it.rel, `the stored copy differs from what rsync sent (SHA-1 ${sum.slice(0, 12)}… at the primary target, ${sent.slice(0, 12)}… sent)`);
+          else if (!changedSince(original, it)) fail(it.rel, 'the stored copy differs from the original, which did not change since it was sent');
+          else {
+            // The original changed since it was sent: the snapshot holds what was sent, read
+            // here from a fetched copy for its SHA-256.
             const copy = fetched.get(key);
             if (!copy?.sha256 || copy.transfer !== sum) fail(it.rel, 'the stored copy could not be fetched to be read here, or changed while it was');
-            else if (sent !== undefined && sent !== sum) fail(it.rel, `the stored copy differs from what rsync sent (SHA-1 ${sum.slice(0, 12)}… at the primary target, ${sent.slice(0, 12)}… sent)`);
             else {
-              // The original changed since it was sent: the snapshot holds what was sent.
               sha256 = copy.sha256;
               sha1 = sum;
               changedDuring.push(`/${it.rel.toString('utf8')}`);
@@ -670,6 +703,12 @@ function listedDifference(it: Item, e: ManifestEntry, where: string): string | u
   if (e.type !== 'l' && it.mode !== parseInt(e.mode, 8)) return `its permissions differ: ${it.mode.toString(8).padStart(4, '0')} ${where}, ${e.mode} in the manifest`;
   if (!sameSecond(e.mtime, it.mtime)) return `its modification time differs: ${it.mtime} ${where}, ${e.mtime} in the manifest`;
   return undefined;
+}
+
+/** Whether an original shows that it changed since the stored copy was made (listed as `it`): gone, changed while read, another size or another second. */
+function changedSince(original: HashResult | undefined, it: Item): boolean {
+  if (!original || original.error !== undefined || original.changedWhileRead || original.size !== it.size) return true;
+  return original.mtimeSec === undefined || secondOf(isoFromEpoch(`${original.mtimeSec}.${String(original.mtimeNsec ?? 0).padStart(9, '0')}`)) !== it.mtime;
 }
 
 /** A listed link's target: its last `size` bytes. */

@@ -15,14 +15,12 @@
  */
 import { readFile, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { parse as parseYaml } from 'yaml';
-import { ZodError } from 'zod';
 import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
-import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
+import type { SnapshotSummary } from '../schemas/snapshot.js';
 import type { Config, TargetLocation } from './config.js';
 import { checkStored, digestsAt, split, streamDigestsAt, type Fail, type StoredCheck, type StoredSnapshot } from './copy-check.js';
-import { BackupFailure, messageOf } from './errors.js';
+import { BackupFailure } from './errors.js';
 import { lastLines, runTool } from './exec.js';
 import type { HashJob, HashResult } from './hashing.js';
 import { DaemonPrimaryTarget } from './daemon-primary.js';
@@ -150,13 +148,7 @@ export class RemoteRepositoryStore extends StagedStore implements PrimaryStore {
   async readSummary(id: string, where: 'snapshots' | 'incomplete' = 'snapshots'): Promise<{ summary: SnapshotSummary; bytes: Buffer }> {
     const file = posix.join(this.base, where, id, 'snapshot.yaml');
     const bytes = (where === 'snapshots' ? this.summaries.get(id) : undefined) ?? (await this.must('cat -- "$1"', [file], `reading ${file}`));
-    if (where === 'snapshots') this.summaries.set(id, bytes);
-    try {
-      return { summary: snapshotSummary.parse(parseYaml(bytes.toString('utf8'))), bytes };
-    } catch (e) {
-      const why = e instanceof ZodError ? `field ${e.issues[0]!.path.join('.') || '(top)'}: ${e.issues[0]!.message}` : messageOf(e);
-      throw new BackupFailure('manifest', `the summary ${this.target.rsyncPath(file)} of snapshot ${id} cannot be read: ${why}`, this.damaged(id));
-    }
+    return this.parsedSummary(id, file, bytes, where);
   }
 
   /**

@@ -106,7 +106,7 @@ interface DaemonWords {
 
 const WORDS: Record<'primary' | 'secondary', DaemonWords> = {
   secondary: { daemon: "CSC's rsync daemon", admin: 'CSC', at: 'at CSC', field: 'targets.secondary', stage: 'copy', waits: 'the copies wait and are retried on every run, nothing is dropped' },
-  primary: { daemon: "the primary target's rsync daemon", admin: "the daemon's administrator", at: "on the daemon's host", field: 'targets.primary', stage: 'target', waits: 'the backup is tried again on the next run; the previous snapshot is intact' },
+  primary: { daemon: "the primary target's rsync daemon", admin: "the daemon's administrator", at: "on the daemon's host", field: 'targets.primary', stage: 'target', waits: 'respaldo tries again on its next run; the snapshots there stay as they were' },
 };
 
 export class RsyncDaemonTarget implements Secondary {

@@ -583,6 +583,7 @@ export class SecondaryStore implements SecondaryRepository {
     // after its check differed, or an older copy's links where no plan followed: that one
     // starts afresh too.
     if (checksum || (plan && send === undefined) || how.again) await this.must(CLEAR, [incomplete], 'preparing the copy', signal);
+    const source = dir;
     if (typeof dir !== 'string' && 'fetch' in dir) dir = await dir.fetch(send, signal);
     if (typeof dir !== 'string') {
       await this.relay(dir, incomplete, id, send, signal);
@@ -611,7 +612,8 @@ export class SecondaryStore implements SecondaryRepository {
       const lost = result.code === 255 || /connection unexpectedly closed|Connection refused|timed out/i.test(result.stderr);
       // What the plan left (a path it did not foresee, that rsync could not make way through)
       // goes, and rsync walks the whole tree.
-      if (send && !lost && !signal?.aborted) return this.deliver(dir, id, { ...(linkFrom ? { linkFrom } : {}), checksum, small, again: true }, signal).then(() => undefined);
+      // (From the source as given: what a fetch brought here for `send` is not the whole snapshot.)
+      if (send && !lost && !signal?.aborted) return this.deliver(source, id, { ...(linkFrom ? { linkFrom } : {}), checksum, small, again: true }, signal).then(() => undefined);
       throw new BackupFailure('copy', `the copy of snapshot ${id} to ${this.target.display} failed: rsync exit code ${result.code}: ${lastLines(result.stderr, 2)}`, lost ? 'the connection to CSC was lost: the copy is retried on the next run' : 'check the secondary target\'s disk (space: df; permissions); the copy is retried on the next run', {
         detail: result.stderr,
         ...(result.code === null ? {} : { exitCode: result.code }),

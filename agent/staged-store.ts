@@ -10,8 +10,11 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
+import { parse as parseYaml } from 'yaml';
+import { ZodError } from 'zod';
 import type { ManifestEntry } from '../schemas/manifest.js';
-import { BackupFailure } from './errors.js';
+import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
+import { BackupFailure, messageOf } from './errors.js';
 import type { ArchiveFolder } from './databases/archive-prune.js';
 import type { PruneStore } from './prune.js';
 import { ManifestLineError, parseManifest } from './target.js';
@@ -74,6 +77,17 @@ export abstract class StagedStore {
 
   /** How messages name a snapshot's file at the target. */
   protected abstract shown(path: string): string;
+
+  /** A summary read at the target (`file`), kept for the run when it is a complete snapshot's. */
+  protected parsedSummary(id: string, file: string, bytes: Buffer, where: 'snapshots' | 'incomplete'): { summary: SnapshotSummary; bytes: Buffer } {
+    if (where === 'snapshots') this.summaries.set(id, bytes);
+    try {
+      return { summary: snapshotSummary.parse(parseYaml(bytes.toString('utf8'))), bytes };
+    } catch (e) {
+      const why = e instanceof ZodError ? `field ${e.issues[0]!.path.join('.') || '(top)'}: ${e.issues[0]!.message}` : messageOf(e);
+      throw new BackupFailure('manifest', `the summary ${this.shown(file)} of snapshot ${id} cannot be read: ${why}`, this.damaged(id));
+    }
+  }
 
   async *manifestEntries(id: string): AsyncGenerator<ManifestEntry> {
     const file = this.shown(posix.join(this.snapshotDir(id), 'manifest.jsonl'));

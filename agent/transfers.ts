@@ -126,6 +126,12 @@ export class TransferLog {
     return buf.readUInt32BE(off + CHECK) === check ? entry : -1;
   }
 
+  /** Whether rsync may have sent `path`: it is in the log, or another path shares its key. */
+  mayHaveSent(path: Buffer): boolean {
+    const entry = this.index.get(TransferLog.key(path).key);
+    return entry === AMBIGUOUS || (entry !== undefined && this.lookup(path) >= 0);
+  }
+
   /** The sender's checksum of an entry, hex. */
   sum(entry: number): string {
     const { buf, off } = this.records.at(entry);

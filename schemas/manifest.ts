@@ -37,6 +37,21 @@ export type ManifestEntry = z.infer<typeof manifestEntry>;
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
+/** A time as the manifest writes it, to the second: "2026-11-22T03:15:07Z". */
+export function secondOf(mtime: string): string {
+  const dot = mtime.indexOf('.');
+  return dot < 0 ? mtime : `${mtime.slice(0, dot)}Z`;
+}
+
+/**
+ * Whether a time read from a filesystem (to the nanosecond) is the manifest's: to the
+ * nanosecond, or to the second where the manifest gives no more (a primary target in an
+ * rsync daemon shows no more).
+ */
+export function sameMtime(manifest: string, actual: string): boolean {
+  return manifest.includes('.') ? manifest === actual : secondOf(actual) === manifest;
+}
+
 /** Names as JSON: text when the bytes are valid UTF-8, else base64 under the `_b64` field. */
 export function encodeName(bytes: Buffer, field: 'path' | 'target'): Record<string, string> {
   try {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { type Deployment, deployment, describeTree, flipBit, inodeOf, lastRecord, recordsOf, respaldo, tempDir, usePrimary, withoutInodes, writeTree } from './helpers.js';
+import { type Deployment, deployment, describeTree, flipBit, inodeOf, lastRecord, recordsOf, respaldo, setMtimeNs, tempDir, usePrimary, withoutInodes, writeTree } from './helpers.js';
 import { rsyncd, type Rsyncd } from './rsyncd.js';
 import { DaemonPrimaryTarget } from '../dist/agent/daemon-primary.js';
 import { HashPool } from '../dist/agent/hashing.js';
@@ -61,8 +61,9 @@ describe('a primary target in an rsync daemon', () => {
   it('backs up into it, sends only what changed, has the daemon read it back, and verifies, restores and prunes there', async () => {
     const d = await deployment([{ name: 'docs', paths: ['/placeholder'], retention: { 'keep-last': 2 } } as any]);
     const source = join(d.root, 'docs');
-    writeTree(source, { 'a.txt': 'alpha\n', 'sub/b.bin': Buffer.alloc(300_000, 7), 'gone.txt': 'to be deleted\n', 'odd name $HOME ñ.txt': 'odd\n' });
+    writeTree(source, { 'a.txt': 'alpha\n', 'sub/b.bin': Buffer.alloc(300_000, 7), 'gone.txt': 'to be deleted\n', 'odd name $HOME ñ.txt': 'odd\n', 'back\\slash.txt': 'escape\n', 'star*[1]?.txt': 'wild\n', 'same.txt': 'aaaa\n' });
     symlinkSync('a.txt', join(source, 'link -> a'));
+    setMtimeNs(join(source, 'same.txt'), 1_700_000_000_100_000_000n);
     const at = daemonPrimary(d, 'nas-1', (c) => (c.repositories[0].paths = [source]));
 
     const first = await d.run('run', '--all');
@@ -73,7 +74,7 @@ describe('a primary target in an rsync daemon', () => {
     expect(toSecond(describeTree(data1))).toEqual(toSecond(describeTree(source)));
     expect(existsSync(d.target)).toBe(false);
     const b1 = lastRecord(d);
-    expect(b1).toMatchObject({ type: 'backup', repository: 'docs', snapshot: { id: id1, target: 'primary', location: `web01/docs/snapshots/${id1}` }, verification: { checksum: { files: 4, mismatches: 0 } } });
+    expect(b1).toMatchObject({ type: 'backup', repository: 'docs', snapshot: { id: id1, target: 'primary', location: `web01/docs/snapshots/${id1}` }, verification: { checksum: { files: 7, mismatches: 0 } } });
     // Each file: the SHA-256 and SHA-1 of its original; times to the second; the link's target.
     const m1 = manifestOf(snap1);
     for (const e of m1.filter((e) => e.type === 'f')) {
@@ -85,7 +86,10 @@ describe('a primary target in an rsync daemon', () => {
     expect(`sha256:${sha256(join(snap1, 'manifest.jsonl'))}`).toBe(b1.snapshot.manifest);
     expect(`sha256:${sha256(join(snap1, 'snapshot.yaml'))}`).toBe(b1.snapshot.digest);
 
-    // A change: one file rewritten, one added, one deleted.
+    // A change: one file rewritten, one added, one deleted, and one rewritten with its size
+    // and within the same second, which the daemon's listing cannot tell from the old one.
+    writeFileSync(join(source, 'same.txt'), 'bbbb\n');
+    setMtimeNs(join(source, 'same.txt'), 1_700_000_000_200_000_000n);
     writeFileSync(join(source, 'a.txt'), 'alpha, second version\n');
     writeFileSync(join(source, 'new.txt'), 'new\n');
     rmSync(join(source, 'gone.txt'));
@@ -99,34 +103,36 @@ describe('a primary target in an rsync daemon', () => {
     expect(inodeOf(join(data2, 'sub/b.bin'))).toBe(inodeOf(join(data1, 'sub/b.bin')));
     expect(inodeOf(join(data2, 'a.txt'))).not.toBe(inodeOf(join(data1, 'a.txt')));
     expect(readFileSync(join(data1, 'a.txt'), 'utf8')).toBe('alpha\n');
-    expect(lastRecord(d)).toMatchObject({ type: 'backup', snapshot: { id: id2 }, previous: { id: id1 }, changed: { files: 2 }, verification: { checksum: { files: 2, mismatches: 0 } } });
+    expect(lastRecord(d)).toMatchObject({ type: 'backup', snapshot: { id: id2 }, previous: { id: id1 }, changed: { files: 3 }, verification: { checksum: { files: 3, mismatches: 0 } } });
     const m2 = manifestOf(snap2);
     for (const e of m2.filter((e) => e.type === 'f')) expect([e.sha256, e.sha1], e.path).toEqual([sha256(join('/', e.path)), sha1(join('/', e.path))]);
     // The linked file keeps the number that stands for its inode; the rewritten one has a new one.
     const ino = (m: any[], name: string) => m.find((e) => e.path === `${source.slice(1)}/${name}`).ino;
     expect(ino(m2, 'sub/b.bin')).toBe(ino(m1, 'sub/b.bin'));
     expect(ino(m2, 'a.txt')).not.toBe(ino(m1, 'a.txt'));
+    expect(ino(m2, 'same.txt')).not.toBe(ino(m1, 'same.txt'));
+    expect(readFileSync(join(data2, 'same.txt'), 'utf8')).toBe('bbbb\n');
 
     // Nothing changed: the comparison runs against the daemon and records the same snapshot;
     // with --verify=full the daemon reads every file back against the manifest.
     const same = await d.run('run', '--all', '--verify=full');
     expect(same.code, same.stderr).toBe(0);
-    expect(lastRecord(d)).toMatchObject({ type: 'backup', snapshot: { id: id2 }, unchanged: true, verification: { checksum: { scope: 'full', files: 4, mismatches: 0 } } });
+    expect(lastRecord(d)).toMatchObject({ type: 'backup', snapshot: { id: id2 }, unchanged: true, verification: { checksum: { scope: 'full', files: 7, mismatches: 0 } } });
 
     // A restore from the daemon, byte for byte.
     const into = join(tempDir(), 'restored');
     const restored = await d.run('restore', 'docs', '--to', into);
     expect(restored.code, restored.stderr).toBe(0);
     expect(toSecond(describeTree(join(into, source)))).toEqual(toSecond(describeTree(source)));
-    expect(lastRecord(d)).toMatchObject({ type: 'restore', repository: 'docs', snapshot: { id: id2, target: 'primary' }, verification: { files: 4, mismatches: 0 } });
+    expect(lastRecord(d)).toMatchObject({ type: 'restore', repository: 'docs', snapshot: { id: id2, target: 'primary' }, verification: { files: 7, mismatches: 0 } });
     expect(recordsOf(d, 'media-loan')).toHaveLength(0);
     // One file and one folder asked for by path, each at its place.
     const some = join(tempDir(), 'some');
-    const picked = await d.run('restore', 'docs', '--path', `${source}/a.txt`, '--path', `${source}/sub`, '--to', some);
+    const picked = await d.run('restore', 'docs', '--path', `${source}/a.txt`, '--path', `${source}/sub`, '--path', `${source}/back\\slash.txt`, '--path', `${source}/star*[1]?.txt`, '--to', some);
     expect(picked.code, picked.stderr).toBe(0);
-    expect([...describeTree(join(some, source)).keys()].sort()).toEqual(['a.txt', 'sub', 'sub/b.bin']);
+    expect([...describeTree(join(some, source)).keys()].sort()).toEqual(['a.txt', 'back\\slash.txt', 'star*[1]?.txt', 'sub', 'sub/b.bin']);
     expect(sha256(join(some, source, 'sub/b.bin'))).toBe(sha256(join(source, 'sub/b.bin')));
-    expect(lastRecord(d)).toMatchObject({ type: 'restore', verification: { files: 2, mismatches: 0 } });
+    expect(lastRecord(d)).toMatchObject({ type: 'restore', verification: { files: 4, mismatches: 0 } });
 
     // Verify at rest: the daemon reads the files; one flipped bit there is found, and named.
     const clean = await d.run('verify', '--all', '--read-data');
@@ -216,6 +222,9 @@ describe('a primary target in an rsync daemon', () => {
     rmSync(join(source, 'file-to-dir'));
     writeTree(join(source, 'file-to-dir'), { 'inside.txt': 'now a folder\n' });
     writeFileSync(join(source, 'new.txt'), 'new\n');
+    // Names the daemon would take as wildcards or escapes, in what the later copy fetches.
+    writeFileSync(join(source, 'back\\slash.txt'), 'b\n');
+    writeFileSync(join(source, 'star*[1]?.txt'), 's\n');
     const olderAtCsc = describeTree(atCsc(id1!));
     const second = await d.run('run', '--all', '--json');
     expect(second.code, second.stderr + second.stdout).toBe(0);

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { compareSnapshotIds } from '../../schemas/common.js';
 import type { RepositoryConfig } from '../../schemas/config.js';
-import { entryPath, insideSnapshot } from '../../schemas/manifest.js';
+import { entryPath, insideSnapshot, sameMtime } from '../../schemas/manifest.js';
 import type { RecordBody } from '../../schemas/record.js';
 import type { Context } from '../context.js';
 import { copyLabel } from '../copy.js';
@@ -32,7 +32,7 @@ import { snapshotTime } from '../retention.js';
 import { lockAndRecover, operatorName, publishRecords, type Host } from '../host.js';
 import type { Secondary } from '../secondary.js';
 import { openSecondary } from '../secondary-rsyncd.js';
-import { DaemonPrimaryTarget, daemonArg, utf8 } from '../daemon-primary.js';
+import { DaemonPrimaryTarget, daemonArg } from '../daemon-primary.js';
 import { RemotePrimaryTarget } from '../remote-target.js';
 import { isoFromEpoch, LocalTarget, RepositoryStore } from '../target.js';
 import { formatZoned, hostZone, parseZoned } from '../zoned.js';
@@ -288,7 +288,8 @@ async function copyTree(data: string, to: string, wanted: Buffer[], scratch: str
   const source = remote ? remote(data) : data;
   // rsync 3.5's daemon loses the files a client names with --files-from when it sends them
   // ("file has vanished"): from a daemon, the paths asked for go as arguments instead.
-  const byArgs = wanted.length > 0 && source.startsWith('rsync://') && wanted.every(utf8);
+  const named = wanted.map((w) => daemonArg(source, w));
+  const byArgs = wanted.length > 0 && source.startsWith('rsync://') && named.every((a) => a !== undefined);
   const args = [
     '-a',
     '--numeric-ids',
@@ -297,7 +298,7 @@ async function copyTree(data: string, to: string, wanted: Buffer[], scratch: str
     // With --files-from, each path keeps its place under the folder (-R), folders recursively.
     ...(byArgs ? ['--relative'] : wanted.length ? ['--recursive', `--files-from=${list}`, '--from0'] : []),
     ...shell,
-    ...(byArgs ? wanted.map((w) => daemonArg(source, w)) : [`${source}/`]),
+    ...(byArgs ? (named as string[]) : [`${source}/`]),
     `${to}/`,
   ];
   const result = await runTool('rsync', args, { signal, ...(env ? { env } : {}) });
@@ -438,7 +439,7 @@ function inPlace(e: Expected): boolean {
   const { mtimeSec, mtimeNsec } = statOf(st);
   const mtime = isoFromEpoch(`${mtimeSec}.${String(mtimeNsec).padStart(9, '0')}`);
   // To the second in a manifest made on an rsync daemon (daemon-primary.ts).
-  return e.mtime.length === 20 ? mtime.slice(0, 19) === e.mtime.slice(0, 19) : mtime === e.mtime;
+  return sameMtime(e.mtime, mtime);
 }
 
 async function record(
