@@ -133,7 +133,7 @@ async function recordUnchanged(job: BackupJob, store: PrimaryStore, previous: st
   const checked = scope === 'full' ? await checkSnapshot(store, previous, store.hasher(job.pool), ctx.signal) : undefined;
   if (checked && checked.checksum.mismatches > 0) {
     const first = checked.problems[0]!;
-    throw new BackupFailure('verify', `snapshot ${previous} no longer matches its manifest: ${checked.checksum.mismatches} damaged file(s); first: ${first.path}: ${first.problem}`, `check the target disk (dmesg, smartctl); then move the damaged snapshot aside (mv ${store.snapshotDir(previous)} ${store.base}/damaged-${previous}) so that the next run makes a fresh full copy`, {
+    throw new BackupFailure('verify', `snapshot ${previous} no longer matches its manifest: ${checked.checksum.mismatches} damaged file(s); first: ${first.path}: ${first.problem}`, store.damaged(previous), {
       detail: checked.problems.map((p) => `${p.path}: ${p.problem}`).join('\n'),
     });
   }
@@ -175,7 +175,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
       throw new BackupFailure(
         'target',
         `the ${target.role} target ${target.display} has no folder for host ${config.host}, yet record ${job.lastGood.seq} keeps snapshot ${job.lastGood.snapshot} there: is the backup disk mounted?`,
-        `mount the backup disk on ${target.root} and run again; if it is a new, empty disk on purpose, create the host's folder (mkdir ${target.hostDir(config.host)}) and run again`,
+        target.missingHost?.(config.host) ?? `mount the backup disk on ${target.root} and run again; if it is a new, empty disk on purpose, create the host's folder (mkdir ${target.hostDir(config.host)}) and run again`,
       );
     // Source code in git repositories is stored as bundles; plain folders as files.
     if (repo.kind === 'source' && (await gitRepositories(repo, ctx.env, ctx.signal))) source = gitSource;

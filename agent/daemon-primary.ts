@@ -167,6 +167,10 @@ export class DaemonPrimaryTarget implements PrimaryTarget {
     return posix.join(this.root, host);
   }
 
+  missingHost(host: string): string {
+    return `check that the NAS's disk is mounted under the module's path there (rsync --list-only ${this.daemon.rsyncPath(this.root)}/ shows what the daemon sees), and run again; if it is a new, empty disk on purpose, create the folder ${host} in the target's folder there and run again`;
+  }
+
   repository(host: string, name: string): DaemonPrimaryStore {
     return new DaemonPrimaryStore(this, posix.join(this.root, host, name), `${host}/${name}`, join(this.state, 'staging', host, name), join(this.state, 'relay', host, name));
   }
@@ -221,7 +225,7 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
     return listed ?? this.at.snapshots(signal);
   }
 
-  protected damaged(id: string): string {
+  damaged(id: string): string {
     return `the snapshot was damaged after it was made (check the NAS's disk); have it moved aside in the module (to ${posix.join(this.rel, `damaged-${id}`)}) so that the next run makes a fresh copy`;
   }
 

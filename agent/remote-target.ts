@@ -141,7 +141,7 @@ export class RemoteRepositoryStore extends StagedStore implements PrimaryStore {
     return this.at.mustBytes(script, args, what, signal, input);
   }
 
-  protected damaged(id: string): string {
+  damaged(id: string): string {
     return `the snapshot was damaged after it was made (check the target host's disk: dmesg, smartctl); move it aside there (mv ${this.snapshotDir(id)} ${posix.join(this.base, `damaged-${id}`)}) so that the next run makes a fresh copy`;
   }
 

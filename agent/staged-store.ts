@@ -73,7 +73,7 @@ export abstract class StagedStore {
   }
 
   /** What to do about a complete snapshot whose own files are damaged. */
-  protected abstract damaged(id: string): string;
+  abstract damaged(id: string): string;
 
   /** How messages name a snapshot's file at the target. */
   protected abstract shown(path: string): string;

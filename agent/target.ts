@@ -247,6 +247,8 @@ export interface PrimaryTarget {
   /** Whether `<target>/<host>` exists: an unmounted backup disk has none. */
   hasHost(host: string): Promise<boolean>;
   hostDir(host: string): string;
+  /** What to do when the host's folder is missing there, where "mount the disk, or mkdir" does not say it. */
+  missingHost?(host: string): string;
   repository(host: string, name: string): PrimaryStore;
   /** Ends what the run opened (a shared SSH connection). */
   close(): Promise<void>;
@@ -291,6 +293,8 @@ export interface PrimaryStore extends PruneStore {
   movedAside(id: string): Promise<boolean>;
   /** Where a copy of a complete snapshot is sent from: its folder here, or at a remote target. */
   snapshotSource(id: string): SnapshotSource;
+  /** What to do about a complete snapshot whose own files are damaged: where it is, and how to move it aside there. */
+  damaged(id: string): string;
   /** "sha256:…" of a complete snapshot's own file (`manifest.jsonl`, `snapshot.yaml`); undefined when it cannot be read. */
   fileDigest(id: string, name: string): Promise<string | undefined>;
   /** Verify at rest, where the snapshots lie (checkStored in copy-check.ts). */
@@ -582,8 +586,7 @@ export class RepositoryStore implements PrimaryStore {
     if (result.code !== 0) throw new BackupFailure('manifest', `cannot list the stored snapshot in ${dir}`, 'check the target disk (dmesg shows I/O errors)', { detail: result.stderr, ...(result.code === null ? {} : { exitCode: result.code }) });
   }
 
-  /** What to do about a complete snapshot whose own files are damaged. */
-  private damaged(id: string): string {
+  damaged(id: string): string {
     return `the snapshot was damaged after it was made (check the disk: dmesg, smartctl); move it aside (mv ${this.snapshotDir(id)} ${join(this.base, `damaged-${id}`)}) so that the next run makes a fresh copy`;
   }
 

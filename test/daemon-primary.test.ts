@@ -6,7 +6,7 @@
  * wrong, recorded as failures that leave the previous snapshot as it was.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -144,6 +144,11 @@ describe('a primary target in an rsync daemon', () => {
     const v = lastRecord(d);
     expect(v).toMatchObject({ type: 'verify', target: 'primary', result: 'failed' });
     expect(v.problems.map((p: { path: string }) => p.path)).toEqual([`data${source}/new.txt`]);
+    // A full backup run finds it too, and says what to do where the snapshot is.
+    const full = await d.run('run', '--all', '--verify=full');
+    expect(full.code).toBe(3);
+    expect(full.stderr).toMatch(/new\.txt: the stored copy no longer matches/);
+    expect(full.stderr).toMatch(/have it moved aside in the module \(to web01\/docs\/damaged-/);
     flipBit(join(data2, 'new.txt'));
 
     // Prune in the module: keep-last 2 of three snapshots, and nothing else there touched.
@@ -320,6 +325,15 @@ describe('a primary target in an rsync daemon', () => {
 
     config.targets.primary['password-file'] = daemon.passwordFile;
     writeFileSync(d.config, JSON.stringify(config));
+    // The NAS's disk not mounted under the module: the host's folder is missing, and the run says where to look.
+    const nas = join(daemon.module, 'nas-3');
+    renameSync(join(nas, 'web01'), join(nas, 'elsewhere'));
+    const unmounted = await d.run('run', '--all');
+    expect(unmounted.code).toBe(3);
+    expect(unmounted.stderr).toMatch(/has no folder for host web01, yet record \d+ keeps snapshot .* there/);
+    expect(unmounted.stderr).toMatch(/check that the NAS's disk is mounted under the module's path there/);
+    expect(existsSync(join(nas, 'web01'))).toBe(false);
+    renameSync(join(nas, 'elsewhere'), join(nas, 'web01'));
     const back = await d.run('run', '--all');
     expect(back.code, back.stderr).toBe(0);
     expect(readdirSync(at('docs'))).toHaveLength(2);
