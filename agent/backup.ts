@@ -186,17 +186,15 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     // What changed since the previous snapshot. Nothing: it stands for today too, at the
     // cost of one comparison instead of a new tree of hard links. A little: the new tree is
     // linked from the previous one but for what changed (linkPrevious).
-    // The sources' own rsync runs reach the target; a daemon's password goes in their environment only.
-    const rsyncEnv = (await store.rsyncEnv?.(ctx.env)) ?? ctx.env;
     const comparison =
       previous && prevSummary && source.compare && sameSelection(prevSummary, repo)
-        ? await source.compare({ repository: repo, snapshotData: store.snapshotData(previous), rsh: await store.rsh(), summary: prevSummary, limit: Math.max(1000, Math.floor(prevSummary.size.files / 5)), signal: ctx.signal, env: rsyncEnv })
+        ? await source.compare({ repository: repo, store, snapshotData: store.snapshotData(previous), rsh: await store.rsh(), summary: prevSummary, limit: Math.max(1000, Math.floor(prevSummary.size.files / 5)), signal: ctx.signal, env: ctx.env })
         : undefined;
     if (previous && prevSummary && comparison?.unchanged) return await recordUnchanged(job, store, previous, prevSummary, started, scope);
     id = newSnapshotId(started, existing);
     const partial = id;
     ctx.reporter.event({ type: 'repo-start', repository: repo.name, kind: repo.kind, snapshot: id });
-    const leftovers = await store.begin(id, previous);
+    const leftovers = await store.begin(id);
     if (leftovers.length) ctx.reporter.event({ type: 'info', message: `${repo.name}: removed the unfinished snapshot(s) of an interrupted run: ${leftovers.join(', ')}` });
 
     const t0 = performance.now();
@@ -217,7 +215,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
         linkDest: previous && !linked && !staged ? store.linkDest(previous) : undefined,
         keepExisting: linked,
         signal: ctx.signal,
-        env: source === filesSource ? rsyncEnv : ctx.env,
+        env: ctx.env,
         progress: job.progress ? (done, total) => ctx.reporter.event({ type: 'progress', repository: repo.name, phase: 'copy', done, total }) : undefined,
         transferred,
       })

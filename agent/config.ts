@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isMap, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { ZodIssue } from 'zod';
-import { configExamples, hostConfig, parseRsyncUrl, parseSshUrl, type HostConfig, type SecondarySpec, type TargetSpec } from '../schemas/config.js';
+import { configExamples, hostConfig, parseRsyncUrl, parseSshUrl, type HostConfig, type SecondarySpec } from '../schemas/config.js';
 import { Exit, RespaldoError } from './errors.js';
 
 export const DEFAULT_CONFIG = '/etc/respaldo/agent.yaml';
@@ -32,12 +32,16 @@ export function localPrimary(config: Config): string | undefined {
   return config.targets.primary.kind === 'local' ? config.targets.primary.path : undefined;
 }
 
+/** An rsync daemon's url without the path: `rsync://user@host:port` (an IPv6 address in brackets). */
+export function daemonUrl(l: Extract<TargetLocation, { kind: 'rsync' }>): string {
+  return `rsync://${l.user ? `${l.user}@` : ''}${l.host.includes(':') ? `[${l.host}]` : l.host}${l.port ? `:${l.port}` : ''}`;
+}
+
 /** How messages name a target: its path, `user@host:/path`, or `rsync://user@host:port/module/path`. */
 export function targetDisplay(l: TargetLocation): string {
   if (l.kind === 'local') return l.path;
-  const user = l.user ? `${l.user}@` : '';
-  if (l.kind === 'ssh') return `${user}${l.host}:${l.path}`;
-  return `rsync://${user}${l.host.includes(':') ? `[${l.host}]` : l.host}${l.port ? `:${l.port}` : ''}${l.path}`;
+  if (l.kind === 'ssh') return `${l.user ? `${l.user}@` : ''}${l.host}:${l.path}`;
+  return `${daemonUrl(l)}${l.path}`;
 }
 
 /** The primary target's folder for a command (`what`) that works on it only on this machine; a usage error for a remote one. */
@@ -51,7 +55,7 @@ export function requireLocalPrimary(config: Config, what: string): string {
 }
 
 /** The secondary target as the agent uses it (the schema checked its form). */
-function secondaryLocation(spec: SecondarySpec | TargetSpec, abs: (p: string) => string): SecondaryLocation {
+function secondaryLocation(spec: SecondarySpec, abs: (p: string) => string): SecondaryLocation {
   const url = typeof spec === 'string' ? spec : spec.url;
   const daemon = parseRsyncUrl(url);
   if (daemon) {

@@ -9,7 +9,7 @@
  */
 import { posix } from 'node:path';
 import { entryPath, insideSnapshot, sameMtime, type ManifestEntry } from '../schemas/manifest.js';
-import { runTool, type ToolResult } from './exec.js';
+import { nulList, runTool, type ToolResult } from './exec.js';
 import { WALK_FORMAT, WalkBatch } from './target.js';
 
 /** What a copy must match: the primary's snapshot. */
@@ -280,7 +280,7 @@ export async function digestsAt(sh: TargetShell, dir: string, rels: Buffer[], si
  */
 export async function streamDigestsAt(sh: TargetShell, dir: string, rels: Buffer[], signal: AbortSignal | undefined, fail: Fail, found: (k: number, digest: string | undefined) => void): Promise<void> {
   const newline = rels.some((r) => r.includes(0x0a));
-  const input = Buffer.concat(rels.flatMap((r) => [r, Buffer.from([0])]));
+  const input = nulList(rels);
   let pending: Buffer = Buffer.alloc(0);
   let tool: string | undefined;
   let k = 0;
@@ -324,7 +324,7 @@ export async function streamDigestsAt(sh: TargetShell, dir: string, rels: Buffer
 }
 
 /** `<hex> *<name>` (openssl -r; no name holds a newline) or `<hex>  <name>` (sha256sum -z). */
-function parseDigest(body: Buffer, tool: string): { digest: string; name: Buffer } | undefined {
+export function parseDigest(body: Buffer, tool: string): { digest: string; name: Buffer } | undefined {
   const digest = body.toString('latin1', 0, 64);
   if (!/^[0-9a-f]{64}$/.test(digest)) return undefined;
   const sep = body.toString('latin1', 64, 66);

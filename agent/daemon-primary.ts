@@ -35,10 +35,10 @@ import type { SnapshotSummary } from '../schemas/snapshot.js';
 import type { SecondaryLocation } from './config.js';
 import type { Difference, StoredCheck, StoredSnapshot } from './copy-check.js';
 import { BackupFailure, messageOf } from './errors.js';
-import { lastLines, type ToolResult } from './exec.js';
+import { eachLine, lastLines, nulList, splitNul, type ToolResult } from './exec.js';
 import type { HashResult } from './hashing.js';
 import type { ManifestInput, ManifestOutcome } from './manifest.js';
-import { unescapeName } from './rsync.js';
+import { logSent, unescapeName } from './rsync.js';
 import { TransferLog } from './transfers.js';
 import { down, RsyncDaemonStore, RsyncDaemonTarget, withScratch } from './secondary-rsyncd.js';
 import { StagedStore } from './staged-store.js';
@@ -54,20 +54,8 @@ const SUM_RE = /^([0-9a-f]{40}) (.*)$/;
 const ARROW = Buffer.from(' -> ');
 /** What a daemon that munges links puts before each target it stores. */
 const MUNGED = '/rsyncd-munged/';
-/** A line of `--out-format=%C %i %l %n` for a file sent: the SHA-1 of what rsync read, and the name. */
-const SENT_RE = /^([0-9a-f]{40}) [<>]f\S{9} \d+ (.*)$/;
 /** The sum rsync gives a file it could not open. */
 const UNREAD = '0'.repeat(40);
-
-/** An rsync stdout handler that calls `each` with every whole line (latin1), as they come. */
-function lines(each: (line: string) => void): (chunk: Buffer) => void {
-  let pending = '';
-  return (chunk) => {
-    const parts = (pending + chunk.toString('latin1')).split('\n');
-    pending = parts.pop()!;
-    for (const line of parts) each(line);
-  };
-}
 
 /** How many files the originals' hashing takes at a time. */
 const BATCH = 1024;
@@ -107,13 +95,6 @@ function sameSecond(manifest: string, listed: string): boolean {
 
 /** How long the arguments of one `pull` may grow. */
 const ARGS_BYTES = 64 << 10;
-
-/** NUL-ended names. */
-function splitNul(list: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  for (let start = 0, end = list.indexOf(0); end >= 0; start = end + 1, end = list.indexOf(0, start)) out.push(list.subarray(start, end));
-  return out;
-}
 
 /**
  * A path under a daemon's folder as an argument that names it alone, `<url>/./<path>`;
@@ -208,7 +189,6 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
     return this.snapshotDir(id);
   }
 
-  private listed: string[] | undefined;
   private leftovers: string[] = [];
 
   /** Makes the repository's folder in the module if it is missing, and lists the snapshots, complete or not. */
@@ -217,12 +197,6 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
     if (!exists) await this.at.makeFolders();
     this.listed = [...ids].filter(([, complete]) => complete).map(([id]) => id);
     this.leftovers = [...ids].filter(([, complete]) => !complete).map(([id]) => id);
-  }
-
-  async snapshots(signal?: AbortSignal): Promise<string[]> {
-    const listed = this.listed;
-    this.listed = undefined;
-    return listed ?? this.at.snapshots(signal);
   }
 
   damaged(id: string): string {
@@ -259,11 +233,8 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
     return { ...base, TZ: 'UTC', RSYNC_PASSWORD: own.RSYNC_PASSWORD ?? '' };
   }
 
-  private readonly previousOf = new Map<string, string>();
-
   /** Clears the incomplete snapshots of interrupted runs (in the module and here). */
-  async begin(id: string, previous?: string): Promise<string[]> {
-    if (previous) this.previousOf.set(id, previous);
+  async begin(id: string): Promise<string[]> {
     const cleared = this.leftovers.length ? await this.at.removeLeftovers() : [];
     this.leftovers = [];
     await this.freshStaging(id);
@@ -280,10 +251,7 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
 
   async sendStaged(id: string, previous: string | undefined, signal: AbortSignal): Promise<void> {
     const args = ['-a', '--numeric-ids', '--modify-window=-1', '--fsync', '--mkpath', '--checksum-choice=sha1', '--out-format=%C %i %l %n', ...(previous ? [`--link-dest=${this.linkDest(previous)}`] : []), `${join(this.stagingDir(id), 'data')}/`, this.dataDest(id)];
-    const result = await this.daemon.rsync(args, { signal, onStdout: lines((line) => {
-      const m = SENT_RE.exec(line);
-      if (m) this.stagedSent.add(unescapeName(m[2]!), m[1]!);
-    }) });
+    const result = await this.daemon.rsync(args, { signal, onStdout: eachLine((line) => logSent(this.stagedSent, line)) });
     if (result.code !== 0) throw this.daemon.failure(`sending snapshot ${id}'s files`, result);
   }
 
@@ -397,7 +365,7 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
   private async listTree(dir: string, signal?: AbortSignal): Promise<Item[]> {
     const items: Item[] = [];
     let unknown: string | undefined;
-    const result = await withScratch((empty) => this.daemon.rsync(['-a', '--dry-run', '--out-format=%i %l %M %B %n%L', `${this.daemon.rsyncPath(dir)}/`, `${empty}/`], { signal, onStdout: lines((line) => {
+    const result = await withScratch((empty) => this.daemon.rsync(['-a', '--dry-run', '--out-format=%i %l %M %B %n%L', `${this.daemon.rsyncPath(dir)}/`, `${empty}/`], { signal, onStdout: eachLine((line) => {
       if (line === '' || unknown !== undefined) return;
       const m = ITEM_RE.exec(line);
       if (!m) {
@@ -430,12 +398,12 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
   private async daemonSums(dir: string, rels: Buffer[], signal?: AbortSignal): Promise<Map<string, string>> {
     const sums = new Map<string, string>();
     if (!rels.length) return sums;
-    const input = Buffer.concat(rels.flatMap((r) => [r, Buffer.from([0])]));
+    const input = nulList(rels);
     const result = await withScratch((empty) =>
       this.daemon.rsync(['-a', '--dry-run', '--checksum', '--checksum-choice=sha1', '--ignore-missing-args', '--from0', '--files-from=-', '--out-format=%C %n', `${this.daemon.rsyncPath(dir)}/`, `${empty}/`], {
         signal,
         input,
-        onStdout: lines((line) => {
+        onStdout: eachLine((line) => {
           const m = SUM_RE.exec(line);
           // rsync gives a file it could not open an all-zero sum, and goes on: not read.
           if (m && m[1] !== UNREAD) sums.set(unescapeName(m[2]!).toString('latin1'), m[1]!);
@@ -496,11 +464,14 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
       if (signal.aborted) throw signal.reason;
       part.forEach((it, i) => originals.set(it.rel.toString('latin1'), results[i]!));
     }
-    // Where the original no longer matches what the daemon holds, the stored copy itself is fetched and hashed.
+    // Where the original changed since rsync sent exactly what the daemon holds, the stored
+    // copy itself is fetched and hashed (the manifest below takes it only then).
+    const sentSum = (rel: Buffer) => transferred.get(rel)?.sum ?? this.stagedSent.get(rel)?.sum;
     const differing = fresh.filter((it) => {
       const key = it.rel.toString('latin1');
       const sum = sums.get(key);
-      return sum !== undefined && originals.get(key)?.transfer !== sum;
+      const original = originals.get(key);
+      return sum !== undefined && original?.transfer !== sum && sentSum(it.rel) === sum && changedSince(original, it);
     });
     const fetched = await this.fetchedDigests(data, differing.map((it) => it.rel), pool, signal);
 
@@ -535,13 +506,13 @@ export class DaemonPrimaryStore extends StagedStore implements PrimaryStore {
           ino = before.ino;
           sha256 = before.sha256;
           sha1 = before.sha1;
-          if (toRead.length && scope === 'full' && sum === undefined) fail(it.rel, 'could not be read back at the primary target');
+          if (scope === 'full' && sum === undefined) fail(it.rel, 'could not be read back at the primary target');
           else if (sum !== undefined && sum !== before.sha1) fail(it.rel, 'the stored copy no longer matches the digest it had in the previous snapshot (damaged on the NAS?)');
         } else {
           changed.files++;
           changed.bytes += it.size;
           const original = originals.get(key);
-          const sent = transferred.get(it.rel)?.sum ?? this.stagedSent.get(it.rel)?.sum;
+          const sent = sentSum(it.rel);
           if (sum === undefined) fail(it.rel, 'could not be read back at the primary target');
           else if (original?.transfer === sum && original.sha256) {
             sha256 = original.sha256;

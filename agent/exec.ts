@@ -170,3 +170,27 @@ export function lastLines(text: string, n: number): string {
     .slice(-n)
     .join(' | ');
 }
+
+/** A stdout handler that calls `each` with every whole line (read as latin1, so any byte survives), as the chunks come. */
+export function eachLine(each: (line: string) => void): (chunk: Buffer) => void {
+  let pending = '';
+  return (chunk) => {
+    const parts = (pending + chunk.toString('latin1')).split('\n');
+    pending = parts.pop()!;
+    for (const line of parts) each(line);
+  };
+}
+
+/** Names as a program reads them with `-0` / `--from0`: each ended by a NUL. */
+export function nulList(names: Buffer[]): Buffer {
+  return Buffer.concat(names.flatMap((name) => [name, NUL]));
+}
+
+/** The names of a NUL-ended list. */
+export function splitNul(list: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let start = 0, end = list.indexOf(0); end >= 0; start = end + 1, end = list.indexOf(0, start)) out.push(list.subarray(start, end));
+  return out;
+}
+
+const NUL = Buffer.from([0]);

@@ -492,7 +492,7 @@ export async function buildManifest(input: ManifestInput): Promise<ManifestOutco
   };
 
   try {
-    for await (const w of store.walk(id, input.signal, input.light ?? !input.previous)) {
+    for await (const w of store.walk(id, input.signal, input.light ?? !input.previous, input.previous)) {
       let from = 0;
       let bytes = 0;
       for (let i = 0; i < w.length; i++) {

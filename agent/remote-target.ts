@@ -21,11 +21,11 @@ import type { SnapshotSummary } from '../schemas/snapshot.js';
 import type { Config, TargetLocation } from './config.js';
 import { checkStored, digestsAt, split, streamDigestsAt, type Fail, type StoredCheck, type StoredSnapshot } from './copy-check.js';
 import { BackupFailure } from './errors.js';
-import { lastLines, runTool } from './exec.js';
+import { lastLines, nulList, runTool } from './exec.js';
 import type { HashJob, HashResult } from './hashing.js';
 import { DaemonPrimaryTarget } from './daemon-primary.js';
 import { StagedStore } from './staged-store.js';
-import { RMTREE, SecondaryStore, ShellTarget, type RelaySource } from './secondary.js';
+import { RMTREE, roleWords, SecondaryStore, ShellTarget, type RelaySource } from './secondary.js';
 import { LocalTarget, WALK_FORMAT, WalkBatch, type Hasher, type PrimaryStore, type PrimaryTarget } from './target.js';
 
 /**
@@ -115,9 +115,6 @@ export class RemoteRepositoryStore extends StagedStore implements PrimaryStore {
     return this.target.rsyncPath(path);
   }
 
-  /** The listing `prepare` made, for the `snapshots` call that follows it (each command at the target costs a round trip, and the login's shell start). */
-  private listed: string[] | undefined;
-
   /**
    * Makes the repository's folders and lists its snapshots, with the summary of the last in
    * the shell's order (the newest but for a run's second snapshot of one second), in one command.
@@ -129,12 +126,6 @@ export class RemoteRepositoryStore extends StagedStore implements PrimaryStore {
     this.listed = names.filter((n) => SNAPSHOT_ID_RE.test(n)).sort(compareSnapshotIds);
     const last = names.filter(Boolean).at(-1);
     if (cut >= 0 && last && SNAPSHOT_ID_RE.test(last)) this.summaries.set(last, out.subarray(cut + 1));
-  }
-
-  async snapshots(signal?: AbortSignal): Promise<string[]> {
-    const listed = this.listed;
-    this.listed = undefined;
-    return listed ?? this.at.snapshots(signal);
   }
 
   private must(script: string, args: string[], what: string, signal?: AbortSignal, input?: Buffer): Promise<Buffer> {
@@ -174,14 +165,11 @@ export class RemoteRepositoryStore extends StagedStore implements PrimaryStore {
     return this.target.rsyncShell(true);
   }
 
-  /** The previous snapshot of each partial one: its files are not read again (see `walk`). */
-  private readonly previousOf = new Map<string, string>();
   /** Files of a partial snapshot being read at the target, by their path there (latin1): each one's digest, as it comes. */
   private readonly reading = new Map<string, Promise<string | undefined>>();
 
   /** Clears what interrupted runs left in `incomplete/` (at the target and here) and makes a fresh partial snapshot. */
-  async begin(id: string, previous?: string): Promise<string[]> {
-    if (previous) this.previousOf.set(id, previous);
+  async begin(id: string): Promise<string[]> {
     const out = await this.must(`${RMTREE}umask 077; mkdir -p "$1" && cd "$1" && for f in *; do [ -e "$f" ] && printf "%s\\n" "$f" && rmtree "$f"; done; mkdir -p "$2"`, [posix.join(this.base, 'incomplete'), posix.join(this.partialDir(id), 'data')], 'preparing the snapshot\'s folder');
     await this.freshStaging(id);
     return out.toString('utf8').split('\n').filter(Boolean);
@@ -203,7 +191,7 @@ export class RemoteRepositoryStore extends StagedStore implements PrimaryStore {
   async linkPrevious(previous: string, id: string, stale: Buffer[], signal: AbortSignal): Promise<boolean> {
     const data = posix.join(this.partialDir(id), 'data');
     if (!stale.every(safeStale)) return false;
-    const input = Buffer.concat(stale.flatMap((rel) => [rel, Buffer.from([0])]));
+    const input = nulList(stale);
     const linked = await this.target.shBytes(LINK_PREVIOUS, [data, posix.join(this.snapshotDir(previous), 'data'), REMOVE_STALE], signal, input);
     if (signal.aborted) throw new BackupFailure('interrupted', `the run was interrupted (${String(signal.reason)})`, 'run again; the previous snapshot is intact');
     if (linked.unreachable) throw this.failing()('linking the previous snapshot', linked.result, true);
@@ -277,7 +265,7 @@ export class RemoteRepositoryStore extends StagedStore implements PrimaryStore {
   }
 
   private failing(): ReturnType<SecondaryStore['failing']> {
-    return this.at.failing('', 'run again; the previous snapshot is intact');
+    return this.at.failing('', roleWords('primary').retry);
   }
 
   /**
@@ -287,11 +275,10 @@ export class RemoteRepositoryStore extends StagedStore implements PrimaryStore {
    * the listing's order: the manifest waits for each file's digest as it comes, while the
    * originals are read here, instead of one round trip to the target per batch of files.
    */
-  async *walk(id: string, signal?: AbortSignal): AsyncGenerator<WalkBatch> {
+  async *walk(id: string, signal?: AbortSignal, _light?: boolean, previous?: string): AsyncGenerator<WalkBatch> {
     const data = posix.join(this.partialDir(id), 'data');
     const bytes = await this.must('cd "$1" || exit 3; TZ=UTC LC_ALL=C exec find . -mindepth 1 -printf "$2"', [data, WALK_FORMAT], 'listing the stored snapshot', signal);
     const { batch } = WalkBatch.parse(bytes);
-    const previous = this.previousOf.get(id);
     const linked = new Set<number>();
     if (previous) for await (const e of this.manifestEntries(previous)) if (e.type === 'f') linked.add(e.ino);
     const reads: { rel: Buffer; key: string; size: number; resolve: (digest: string | undefined) => void; reject: (e: unknown) => void }[] = [];

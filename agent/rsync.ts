@@ -105,6 +105,16 @@ export function unescapeName(text: string): Buffer {
 }
 
 /**
+ * Adds a file sent to `log` when `line` is rsync's `--out-format='%C %i %l %n'` line of one
+ * (">f" into a folder here, "<f" to another host); false for any other line.
+ */
+export function logSent(log: TransferLog, line: string): boolean {
+  const sent = /^([0-9a-f]{32}|[0-9a-f]{40}) [<>]f\S{9} (\d+) (.*)$/.exec(line);
+  if (sent) log.add(unescapeName(sent[3]!.replace(/^\/+/, '')), sent[1]!, Number(sent[2]));
+  return sent !== null;
+}
+
+/**
  * Reads rsync's stdout: `--out-format='%C %i %l %n'` lines of transferred files (the checksum
  * of what the sender read, the itemized change, the size, the name) and, on a terminal,
  * `--info=progress2` updates ("  1,234,567  45%  10.00MB/s  0:00:05 …") between carriage returns.
@@ -115,12 +125,7 @@ function outputParser(job: RsyncJob): (chunk: Buffer) => void {
     const parts = (pending + chunk.toString('latin1')).split(/[\r\n]/);
     pending = parts.pop()!;
     let progress: RegExpExecArray | null = null;
-    for (const part of parts) {
-      // ">f" into a folder here, "<f" sent to another host.
-      const sent = /^([0-9a-f]{32}|[0-9a-f]{40}) [<>]f\S{9} (\d+) (.*)$/.exec(part);
-      if (sent) job.transferred.add(unescapeName(sent[3]!.replace(/^\/+/, '')), sent[1]!, Number(sent[2]));
-      else progress = /^\s*([\d,]+)\s+(\d+)%/.exec(part) ?? progress;
-    }
+    for (const part of parts) if (!logSent(job.transferred, part)) progress = /^\s*([\d,]+)\s+(\d+)%/.exec(part) ?? progress;
     // A line at 0% says nothing of the total yet: the bar waits for one that does.
     if (progress && job.progress && Number(progress[2]) > 0) {
       const done = Number(progress[1]!.replace(/,/g, ''));

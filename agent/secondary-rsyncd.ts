@@ -29,10 +29,10 @@ import { parse as parseYaml } from 'yaml';
 import { ZodError } from 'zod';
 import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
-import type { SecondaryLocation } from './config.js';
+import { daemonUrl, targetDisplay, type SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
-import { lastLines, runTool, type ToolResult } from './exec.js';
-import { COPY_ARGS, SecondaryTarget, type Delivery, type Secondary, type SecondaryRepository, type SnapshotSource } from './secondary.js';
+import { lastLines, nulList, runTool, type ToolResult } from './exec.js';
+import { COPY_ARGS, roleWords, SecondaryTarget, type Delivery, type Secondary, type SecondaryRepository, type SnapshotSource } from './secondary.js';
 import type { CopyReference, Difference, StoredCheck, StoredSnapshot } from './copy-check.js';
 import { entryPath, insideSnapshot, type ManifestEntry } from '../schemas/manifest.js';
 import { sha256File } from './fsutil.js';
@@ -99,30 +99,28 @@ interface DaemonWords {
   at: string;
   /** The config's field: "targets.secondary". */
   field: string;
-  stage: 'copy' | 'target';
   /** What happens after a failure. */
   waits: string;
 }
 
 const WORDS: Record<'primary' | 'secondary', DaemonWords> = {
-  secondary: { daemon: "CSC's rsync daemon", admin: 'CSC', at: 'at CSC', field: 'targets.secondary', stage: 'copy', waits: 'the copies wait and are retried on every run, nothing is dropped' },
-  primary: { daemon: "the primary target's rsync daemon", admin: "the daemon's administrator", at: "on the daemon's host", field: 'targets.primary', stage: 'target', waits: 'respaldo tries again on its next run; the snapshots there stay as they were' },
+  secondary: { daemon: "CSC's rsync daemon", admin: 'CSC', at: 'at CSC', field: 'targets.secondary', waits: 'the copies wait and are retried on every run, nothing is dropped' },
+  primary: { daemon: "the primary target's rsync daemon", admin: "the daemon's administrator", at: "on the daemon's host", field: 'targets.primary', waits: 'respaldo tries again on its next run; the snapshots there stay as they were' },
 };
 
 export class RsyncDaemonTarget implements Secondary {
   /** `rsync://user@host:port/module/path`: no password is ever part of it. */
   readonly display: string;
   private readonly url: string;
-  readonly words: DaemonWords;
+  readonly words: DaemonWords & { stage: 'copy' | 'target' };
 
   constructor(
     readonly location: DaemonLocation,
     readonly role: 'secondary' | 'primary' = 'secondary',
   ) {
-    const host = location.host.includes(':') ? `[${location.host}]` : location.host;
-    this.url = `rsync://${location.user ? `${location.user}@` : ''}${host}${location.port ? `:${location.port}` : ''}`;
-    this.display = `${this.url}${location.path}`;
-    this.words = WORDS[role];
+    this.url = daemonUrl(location);
+    this.display = targetDisplay(location);
+    this.words = { ...WORDS[role], stage: roleWords(role).stage };
   }
 
   /** `/<module>/<folder>`: the top of the target, as `rsyncPath` takes it. */
@@ -517,7 +515,7 @@ export class RsyncDaemonStore implements SecondaryRepository {
         ...(await this.itemize([...COPY_ARGS, '--dry-run', `${dir}/`, this.url(snap.id)], snap.id, signal, CHECK_AGAIN)),
         ...(await withScratch(async (scratch) => {
           const list = join(scratch, 'files');
-          await writeFile(list, Buffer.concat(picked.flatMap((p) => [p, Buffer.from([0])])));
+          await writeFile(list, nulList(picked));
           // --files-from reads only the files named (-a without -r with it), by checksum; one
           // missing on the primary is the primary's check's to name.
           return this.itemize([...COPY_ARGS.filter((a) => a !== '--delete'), '--checksum', '--dry-run', '--ignore-missing-args', '--from0', `--files-from=${list}`, `${dir}/`, this.url(snap.id)], snap.id, signal, CHECK_AGAIN);

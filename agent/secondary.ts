@@ -21,10 +21,10 @@ import { compareSnapshotIds, SNAPSHOT_ID_RE } from '../schemas/common.js';
 import { snapshotSummary, type SnapshotSummary } from '../schemas/snapshot.js';
 import { targetDisplay, type SecondaryLocation } from './config.js';
 import { BackupFailure, messageOf } from './errors.js';
-import { lastLines, pipeTools, runTool, sessionTool, type ToolResult } from './exec.js';
+import { eachLine, lastLines, nulList, pipeTools, runTool, sessionTool, type ToolResult } from './exec.js';
 import { writeFileAtomic } from './fsutil.js';
 import type { PruneStore } from './prune.js';
-import { checkCopy, checkStored, type CopyReference, type Difference, type Fail, type StoredCheck, type StoredSnapshot, type TargetShell } from './copy-check.js';
+import { checkCopy, checkStored, parseDigest, type CopyReference, type Difference, type Fail, type StoredCheck, type StoredSnapshot, type TargetShell } from './copy-check.js';
 import type { ManifestEntry } from '../schemas/manifest.js';
 
 /** One word for a POSIX shell: single-quoted unless plainly safe. */
@@ -156,8 +156,6 @@ class EarlyReader {
   readonly digests = new Map<string, string>();
   private readonly held: { name: Buffer; size: number }[] = [];
   private heldBytes = 0;
-  private lines: Buffer = Buffer.alloc(0);
-  private digestsOut: Buffer = Buffer.alloc(0);
   /** Started with the first file to read: the copy's folder does not exist before rsync makes it. */
   private tool: { child: ChildProcess; done: Promise<ToolResult> } | undefined;
   private failed = false;
@@ -178,44 +176,33 @@ class EarlyReader {
       }
       this.tool.done.catch(() => {});
       this.tool.child.stdin!.on('error', () => {});
-      this.tool.child.stdout!.on('data', (chunk: Buffer) => this.digested(chunk));
+      // OpenSSL's lines: `<hex> *<name>`.
+      this.tool.child.stdout!.on(
+        'data',
+        eachLine((line) => {
+          const d = parseDigest(Buffer.from(line, 'latin1'), 'openssl');
+          if (d) this.digests.set(d.name.toString('latin1'), d.digest);
+        }),
+      );
     }
-    this.tool.child.stdin!.write(Buffer.concat(names.flatMap((name) => [name, NUL])));
+    this.tool.child.stdin!.write(nulList(names));
   }
 
-  /** OpenSSL's lines: `<hex> *<name>`. */
-  private digested(chunk: Buffer): void {
-    this.digestsOut = this.digestsOut.length ? Buffer.concat([this.digestsOut, chunk]) : chunk;
-    let start = 0;
-    for (let nl = this.digestsOut.indexOf(0x0a); nl >= 0; nl = this.digestsOut.indexOf(0x0a, start)) {
-      const line = this.digestsOut.toString('latin1', start, nl);
-      start = nl + 1;
-      if (/^[0-9a-f]{64} \*/.test(line)) this.digests.set(line.slice(66), line.slice(0, 64));
-    }
-    this.digestsOut = this.digestsOut.subarray(start);
-  }
-
-  /** A chunk of rsync's stdout. */
-  readonly sent = (chunk: Buffer): void => {
-    this.lines = this.lines.length ? Buffer.concat([this.lines, chunk]) : chunk;
-    let start = 0;
-    for (let nl = this.lines.indexOf(0x0a); nl >= 0; nl = this.lines.indexOf(0x0a, start)) {
-      const m = SENT_RE.exec(this.lines.toString('latin1', start, nl));
-      start = nl + 1;
-      if (!m || m[2]!.includes('\\')) continue;
-      const size = Number(m[1]);
-      this.held.push({ name: Buffer.from(m[2]!, 'latin1'), size });
-      this.heldBytes += size;
-    }
-    this.lines = this.lines.subarray(start);
+  /** Rsync's stdout. */
+  readonly sent = eachLine((line) => {
+    const m = SENT_RE.exec(line);
+    if (!m || m[2]!.includes('\\')) return;
+    const size = Number(m[1]);
+    this.held.push({ name: Buffer.from(m[2]!, 'latin1'), size });
+    this.heldBytes += size;
     const ready: Buffer[] = [];
     while (this.held.length && this.heldBytes - this.held[0]!.size >= EARLY_HOLD) {
-      const { name, size } = this.held.shift()!;
-      this.heldBytes -= size;
+      const { name, size: bytes } = this.held.shift()!;
+      this.heldBytes -= bytes;
       ready.push(name);
     }
     this.read(ready);
-  };
+  });
 
   /** After rsync succeeded: reads what is still held, and returns every digest read (paths as latin1 keys). */
   async finish(): Promise<ReadonlyMap<string, string>> {
@@ -234,8 +221,6 @@ class EarlyReader {
     await this.tool.done.catch(() => {});
   }
 }
-
-const NUL = Buffer.from([0]);
 
 /**
  * CSC's target as the copy, the restore and the prune use it, however it is reached:
@@ -352,7 +337,8 @@ export class ShellTarget {
       '-o', 'LogLevel=ERROR',
       // One connection for the whole run: a copy takes some ten commands, and each new
       // handshake costs a round trip and a key exchange (close() ends it).
-      ...(shared && this.multiplexed() ? ['-o', 'ControlMaster=auto', '-o', `ControlPath=${this.controlPath()}`, '-o', 'ControlPersist=120'] : []),
+      // Or a connection of its own, for the bulk of a transfer.
+      ...(!shared ? ['-o', 'ControlMaster=no', '-o', 'ControlPath=none'] : this.multiplexed() ? ['-o', 'ControlMaster=auto', '-o', `ControlPath=${this.controlPath()}`, '-o', 'ControlPersist=120'] : []),
       ...(l.identity ? ['-o', 'IdentitiesOnly=yes', '-i', l.identity] : []),
       ...(l.port ? ['-p', String(l.port)] : []),
     ]; // prettier-ignore
@@ -389,7 +375,7 @@ export class ShellTarget {
     if (this.location.kind !== 'ssh') return [];
     // A bulk transfer gets its own connection: through the shared one, every byte would pass
     // through the master ssh process too (a quarter more time on loopback).
-    if (bulk) return ['--secluded-args', '-e', ['ssh', ...(await this.sshOptions(false)), '-o', 'ControlMaster=no', '-o', 'ControlPath=none'].map(rsyncWord).join(' ')];
+    if (bulk) return ['--secluded-args', '-e', ['ssh', ...(await this.sshOptions(false))].map(rsyncWord).join(' ')];
     // --secluded-args: the paths travel inside rsync's protocol, not through the remote
     // shell, so an rsync older than 3.2.4 does not split a path at its spaces.
     return ['--secluded-args', '-e', ['ssh', ...(await this.sshOptions())].map(rsyncWord).join(' ')];
@@ -428,8 +414,7 @@ export class ShellTarget {
   async command(script: string, args: string[], bulk = false): Promise<[string, string[]]> {
     const argv = ['sh', '-c', script, 'sh', ...args];
     if (this.location.kind !== 'ssh') return [argv[0]!, argv.slice(1)];
-    const own = bulk ? ['-o', 'ControlMaster=no', '-o', 'ControlPath=none'] : [];
-    return ['ssh', [...(await this.sshOptions(!bulk)), ...own, this.sshDest(), argv.map(shellQuote).join(' ')]];
+    return ['ssh', [...(await this.sshOptions(!bulk)), this.sshDest(), argv.map(shellQuote).join(' ')]];
   }
 
   private checked: Promise<void> | undefined;

@@ -21,12 +21,16 @@ import { ManifestLineError, parseManifest } from './target.js';
 
 /** What a staged store leaves to the store that reaches its target. */
 export type Reach = Pick<PruneStore, 'readSnapshotFile' | 'removeSnapshot' | 'removeLeftovers' | 'archiveFiles' | 'removeArchiveFile'> & {
+  snapshots(signal?: AbortSignal): Promise<string[]>;
   readManifest(id: string): Promise<Buffer | undefined>;
 };
 
 export abstract class StagedStore {
   readonly local = false;
   protected abstract readonly at: Reach;
+
+  /** The listing `prepare` made, for the `snapshots` call that follows it (each request to the target costs a round trip). */
+  protected listed: string[] | undefined;
 
   /** Summaries and manifests this run has already read or sent, by snapshot id: they are not fetched again. */
   protected readonly summaries = new Map<string, Buffer>();
@@ -70,6 +74,13 @@ export abstract class StagedStore {
 
   async writePartialFile(id: string, name: string, text: string): Promise<void> {
     await writeFile(join(this.stagingDir(id), name), text, { flag: 'wx' });
+  }
+
+  /** Complete snapshots at the target, oldest first: what `prepare` listed, the first time. */
+  async snapshots(signal?: AbortSignal): Promise<string[]> {
+    const listed = this.listed;
+    this.listed = undefined;
+    return listed ?? this.at.snapshots(signal);
   }
 
   /** What to do about a complete snapshot whose own files are damaged. */

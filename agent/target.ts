@@ -273,8 +273,8 @@ export interface PrimaryStore extends PruneStore {
   dataDest(id: string): string;
   /** rsync's options to reach the target; none for a local one. */
   rsh(): Promise<string[]>;
-  /** Starts a partial snapshot; `previous`, the complete one it follows. */
-  begin(id: string, previous?: string): Promise<string[]>;
+  /** Starts a partial snapshot; returns the unfinished snapshots of interrupted runs it cleared. */
+  begin(id: string): Promise<string[]>;
   linkPrevious(previous: string, id: string, stale: Buffer[], signal: AbortSignal): Promise<boolean>;
   /** A folder on this machine for what a source makes (dumps, bundles) when the partial snapshot is not; undefined for a local target. */
   stage(id: string): Promise<string | undefined>;
@@ -282,7 +282,8 @@ export interface PrimaryStore extends PruneStore {
   partialPath(id: string, rel: Buffer): Buffer;
   storedPath(id: string, rel: Buffer): Buffer;
   hasher(local: Hasher): Hasher;
-  walk(id: string, signal?: AbortSignal, light?: boolean): AsyncGenerator<WalkBatch>;
+  /** `previous`: the complete snapshot the partial one follows, whose files need not be read again. */
+  walk(id: string, signal?: AbortSignal, light?: boolean, previous?: string): AsyncGenerator<WalkBatch>;
   manifestEntries(id: string): AsyncGenerator<Entry>;
   openPartialFile(id: string, name: string): WriteStream;
   writePartialFile(id: string, name: string, text: string): Promise<void>;

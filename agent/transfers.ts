@@ -128,8 +128,7 @@ export class TransferLog {
 
   /** Whether rsync may have sent `path`: it is in the log, or another path shares its key. */
   mayHaveSent(path: Buffer): boolean {
-    const entry = this.index.get(TransferLog.key(path).key);
-    return entry === AMBIGUOUS || (entry !== undefined && this.lookup(path) >= 0);
+    return this.index.get(TransferLog.key(path).key) === AMBIGUOUS || this.lookup(path) >= 0;
   }
 
   /** The sender's checksum of an entry, hex. */

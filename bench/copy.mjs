@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { availableParallelism, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createProbe, deployRespaldo, ensureTree, fail, has, inTurn, log, measure, median, modifyTree, paired, restoreTree, roundOptions, roundsRow, settled, setup, sh, startSshd, version, warmTree } from './lib.mjs';
+import { createProbe, deployRespaldo, ensureTree, fail, has, inTurn, log, measure, median, modifyTree, paired, restoreTree, roundOptions, roundsRow as row, settled, setup, sh, startSshd, version, warmTree } from './lib.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { scale, repeat, work: WORK } = roundOptions('node bench/copy.mjs [--scale N] [--repeat N] [--work DIR]', join(REPO, 'bench', 'work'));
@@ -147,7 +147,6 @@ async function main() {
   // ÷rsync: the median of the rounds' ratios, each round's two runs being back to back on
   // the same disk state; the ratio of the medians pairs runs of different rounds, whose
   // walls here vary by half (the disk), and is shown beside it.
-  const row = roundsRow;
   const goal = (ok, what, ratio, ofMedians) => `  ${ok ? 'PASS' : 'FAIL'}  ${what}: ${ratio.toFixed(2)}× (median of the rounds' ratios; ${ofMedians.toFixed(2)}× between the medians)`;
   const s = samples;
   const lines = [

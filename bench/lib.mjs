@@ -377,8 +377,9 @@ export function roundOptions(usage, work) {
 }
 
 /**
- * A respaldo deployment in `dir`: a records repository, the host config that `config(dir)`
- * gives (host "bench"), the host enrolled and trusted. `write(config)` rewrites the config.
+ * A respaldo deployment in `dir`: a records repository, a host config (host "bench") with
+ * the fields of `config` besides, the host enrolled and trusted. `write(config)` rewrites the
+ * config with other fields.
  */
 export function deployRespaldo(cli, dir, config) {
   mkdirSync(join(dir, 'records/policy'), { recursive: true });

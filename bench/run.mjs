@@ -19,7 +19,7 @@ import { availableParallelism, cpus, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createProbe, diskUsage, ensureTree, fail, fmtGiB, fmtInt, fmtMiB, has, log, measure, MiB, modifyTree, restoreTree, setup, sh, version, warmTree } from './lib.mjs';
+import { createProbe, diskUsage, ensureTree, fail, fmtGiB, fmtInt, fmtMiB, GIT_ID, has, log, measure, MiB, modifyTree, restoreTree, setup, sh, version, warmTree } from './lib.mjs';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ALL_TOOLS = ['respaldo', 'rsync', 'restic', 'borg'];
@@ -124,7 +124,6 @@ function prepareRespaldo() {
   return { source: 'dist/', commit: git('rev-parse', 'HEAD'), uncommitted: git('status', '--porcelain', '--', 'agent', 'schemas'), distBuilt: statSync(main).mtime.toISOString(), cli };
 }
 
-const GIT_ID = ['-c', 'user.name=bench', '-c', 'user.email=bench@example.invalid', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main'];
 
 function makeTool(name, tree, dir, respaldo) {
   const abs = (p) => join(dir, p);

@@ -117,30 +117,25 @@ function checkDaemonSpec(spec: string | z.infer<typeof remoteFields>, url: strin
   if (typeof spec !== 'string') for (const field of ['port', 'identity', 'host-key', 'known-hosts'] as const) if (spec[field] !== undefined) at(`"${field}" is for SSH targets (user@host:/path)${field === 'port' ? `; an rsync daemon's port goes in the url: rsync://host:8873/module` : ''}`);
 }
 
-/**
- * The primary target (JAA's copy): a local path (a mounted disk or share),
- * `user@host:/path` over SSH with the host key pinned, or a module of an rsync daemon (a
- * NAS), `rsync://user@host/module/path`, with its password in a file.
- */
-export const targetSpec = z.union([z.string().min(1), remoteFields]).superRefine((spec, ctx) => {
-  const url = typeof spec === 'string' ? spec : spec.url;
-  const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
-  if (url.startsWith('rsync://')) checkDaemonSpec(spec, url, at);
-  else checkSshSpec(spec, url, "the target's", at);
-});
+/** A target's spec: a local path, `user@host:/path` over SSH with the host key pinned, or a module of an rsync daemon with its password in a file; `whose` names its host in messages. */
+function targetOf(whose: string) {
+  return z.union([z.string().min(1), remoteFields]).superRefine((spec, ctx) => {
+    const url = typeof spec === 'string' ? spec : spec.url;
+    const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
+    if (url.startsWith('rsync://')) checkDaemonSpec(spec, url, at);
+    else checkSshSpec(spec, url, whose, at);
+  });
+}
+
+/** The primary target (JAA's copy): a mounted disk or share, a host over SSH, or a NAS's rsync daemon. */
+export const targetSpec = targetOf("the target's");
 export type TargetSpec = z.infer<typeof targetSpec>;
 
 /**
- * The secondary target (CSC's copy, clause 4.1.6): a local path, `user@host:/path` over
- * SSH with CSC's host key pinned, in BatchMode (never a prompt at 3 a.m.), or a module of
- * an rsync daemon, `rsync://user@host/module/path`, with its password in a file.
+ * The secondary target (CSC's copy, clause 4.1.6), in the same three forms; over SSH in
+ * BatchMode (never a prompt at 3 a.m.).
  */
-export const secondarySpec = z.union([z.string().min(1), remoteFields]).superRefine((spec, ctx) => {
-  const url = typeof spec === 'string' ? spec : spec.url;
-  const at = (message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, message });
-  if (url.startsWith('rsync://')) checkDaemonSpec(spec, url, at);
-  else checkSshSpec(spec, url, "CSC's", at);
-});
+export const secondarySpec = targetOf("CSC's");
 export type SecondarySpec = z.infer<typeof secondarySpec>;
 /** A number of snapshots to keep under one rule. */
 const keepCount = z

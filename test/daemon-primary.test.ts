@@ -10,9 +10,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
-import { type Deployment, deployment, describeTree, flipBit, inodeOf, lastRecord, recordsOf, respaldo, setMtimeNs, tempDir, usePrimary, withoutInodes, writeTree } from './helpers.js';
-import { rsyncd, type Rsyncd } from './rsyncd.js';
+import { type Deployment, deployment, describeTree, eventOf, flipBit, inodeOf, lastRecord, manifestOf, recordsOf, refusedConfig, setMtimeNs, tempDir, usePrimary, withoutInodes, writeTree } from './helpers.js';
+import { asStored, rsyncd, type Rsyncd } from './rsyncd.js';
 import { DaemonPrimaryTarget } from '../dist/agent/daemon-primary.js';
 import { HashPool } from '../dist/agent/hashing.js';
 import { TransferLog } from '../dist/agent/transfers.js';
@@ -20,19 +19,9 @@ import { TransferLog } from '../dist/agent/transfers.js';
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 const sha1 = (file: string) => createHash('sha1').update(readFileSync(file)).digest('hex');
 
-/**
- * A tree in the daemon's module as a client of the daemon sees it: the test's daemon runs
- * without chroot, so it "munges" the links it stores (rsyncd.conf's "munge symlinks") and
- * gives them back as they were.
- */
-function unmunged(tree: ReturnType<typeof describeTree>) {
-  const prefix = '/rsyncd-munged/';
-  return new Map([...withoutInodes(tree)].map(([k, v]) => [k, v.link?.startsWith(prefix) ? { ...v, link: v.link.slice(prefix.length), size: v.size - prefix.length } : v]));
-}
-
-/** The same, times to the second. */
+/** A tree in the module as the daemon's clients see it (asStored), times to the second. */
 function toSecond(tree: ReturnType<typeof describeTree>) {
-  return new Map([...unmunged(tree)].map(([k, v]) => [k, { ...v, mtimeNs: v.mtimeNs / 1_000_000_000n }]));
+  return new Map([...asStored(tree)].map(([k, v]) => [k, { ...v, mtimeNs: v.mtimeNs / 1_000_000_000n }]));
 }
 
 describe('a primary target in an rsync daemon', () => {
@@ -51,12 +40,6 @@ describe('a primary target in an rsync daemon', () => {
     usePrimary(dep, { url: daemon.url(`csc/${folder}`), 'password-file': daemon.passwordFile }, edit);
     return (repo) => join(daemon.module, folder, dep.host, repo, 'snapshots');
   }
-
-  const manifestOf = (dir: string) =>
-    readFileSync(join(dir, 'manifest.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
 
   it('backs up into it, sends only what changed, has the daemon read it back, and verifies, restores and prunes there', async () => {
     const d = await deployment([{ name: 'docs', paths: ['/placeholder'], retention: { 'keep-last': 2 } } as any]);
@@ -217,7 +200,7 @@ describe('a primary target in an rsync daemon', () => {
     expect(first.code, first.stderr).toBe(0);
     const [id1] = readdirSync(at('tree'));
     // CSC's copy is the primary's snapshot entry for entry: modes, times, links.
-    expect(withoutInodes(describeTree(atCsc(id1!)))).toEqual(unmunged(describeTree(join(at('tree'), id1!))));
+    expect(withoutInodes(describeTree(atCsc(id1!)))).toEqual(asStored(describeTree(join(at('tree'), id1!))));
     expect(recordsOf(d, 'copy')[0]).toMatchObject({ snapshot: { id: id1, target: 'secondary' }, verified: { method: 'rehash', result: 'ok', scope: 'full' } });
     // Nothing fetched stays here.
     expect(existsSync(join(d.root, 'state/relay/web01/tree'))).toBe(false);
@@ -234,8 +217,8 @@ describe('a primary target in an rsync daemon', () => {
     const second = await d.run('run', '--all', '--json');
     expect(second.code, second.stderr + second.stdout).toBe(0);
     const id2 = readdirSync(at('tree')).sort()[1]!;
-    expect(withoutInodes(describeTree(atCsc(id2)))).toEqual(unmunged(describeTree(join(at('tree'), id2))));
-    const copied = second.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((ev) => ev.type === 'copied');
+    expect(withoutInodes(describeTree(atCsc(id2)))).toEqual(asStored(describeTree(join(at('tree'), id2))));
+    const copied = eventOf(second.stdout, 'copied');
     expect(copied).toMatchObject({ snapshot: id2, seconds: { link: expect.any(Number), transfer: expect.any(Number) } });
     expect(copied.seconds.again).toBeUndefined();
     expect(recordsOf(d, 'copy').map((c) => c.verified.scope)).toEqual(['full', 'changed']);
@@ -284,7 +267,7 @@ describe('a primary target in an rsync daemon', () => {
       // The NAS holds other bytes than were sent: a verification failure, named.
       expect(m.checksum).toMatchObject({ files: 3, mismatches: 1 });
       expect(m.problems).toEqual([{ path: 'bad.txt', problem: expect.stringMatching(/differs from what rsync sent/) }]);
-      const entries = readFileSync(join(root, 'state/staging/web01/docs', id, 'manifest.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      const entries = manifestOf(join(root, 'state/staging/web01/docs', id));
       expect(entries.find((e) => e.path === 'log.txt')).toMatchObject({ sha256: sha256(join(stored, 'log.txt')), sha1: sha1(join(stored, 'log.txt')) });
       expect(entries.find((e) => e.path === 'same.txt')).toMatchObject({ sha256: sha256(join(originals, 'same.txt')) });
     } finally {
@@ -312,19 +295,16 @@ describe('a primary target in an rsync daemon', () => {
     }
     expect(describeTree(at('docs'))).toEqual(before);
 
-    const config = parse(readFileSync(d.config, 'utf8'));
     const wrong = join(d.root, 'wrong.pass');
     writeFileSync(wrong, 'not-the-password\n', { mode: 0o600 });
-    config.targets.primary['password-file'] = wrong;
-    writeFileSync(d.config, JSON.stringify(config));
+    usePrimary(d, { url: daemon.url('csc/nas-3'), 'password-file': wrong });
     const refused = await d.run('run', '--all');
     expect(refused.code).toBe(3);
     expect(refused.stderr).toMatch(/the primary target's rsync daemon refused the password of user respaldo for module "csc"/);
     expect(refused.stderr).toMatch(/targets\.primary\.password-file/);
     expect(describeTree(at('docs'))).toEqual(before);
 
-    config.targets.primary['password-file'] = daemon.passwordFile;
-    writeFileSync(d.config, JSON.stringify(config));
+    usePrimary(d, { url: daemon.url('csc/nas-3'), 'password-file': daemon.passwordFile });
     // The NAS's disk not mounted under the module: the host's folder is missing, and the run says where to look.
     const nas = join(daemon.module, 'nas-3');
     renameSync(join(nas, 'web01'), join(nas, 'elsewhere'));
@@ -342,14 +322,7 @@ describe('a primary target in an rsync daemon', () => {
 
 describe('a primary target in an rsync daemon: what the config refuses', () => {
   const base = 'host: web01\nkey: /k\nrecords: /r\nstate: /tmp/respaldo-state\n';
-
-  async function check(name: string, text: string): Promise<string> {
-    const dir = tempDir();
-    writeFileSync(join(dir, name), text);
-    const r = await respaldo(['status', '--config', join(dir, name)]);
-    expect(r.code).toBe(2);
-    return r.stderr;
-  }
+  const check = refusedConfig;
 
   it('refuses SSH options on it, an rsync daemon as CSC after it, and point-in-time recovery on it', async () => {
     const repo = 'repositories:\n  - name: a\n    kind: files\n    paths: [/a]\n';

@@ -225,10 +225,6 @@ export function describeTree(dir: string | Buffer): Map<string, TreeEntry> {
 }
 
 /**
- * Flips one bit of a file and keeps its modification time to the nanosecond, as a manifest
- * keeps it (utimes through a Date keeps milliseconds): damage only reading the bytes can tell.
- */
-/**
  * Points the deployment's primary target at `primary` (a url, or a url with its options),
  * after `edit` may change more of the config; the local target folder the deployment made
  * is removed, so that nothing can appear there unnoticed.
@@ -241,6 +237,36 @@ export function usePrimary(dep: Deployment, primary: unknown, edit?: (config: an
   rmSync(dep.target, { recursive: true, force: true });
 }
 
+/** The entries of a snapshot folder's `manifest.jsonl` (on this machine), as objects. */
+export function manifestOf(dir: string): any[] {
+  return readFileSync(join(dir, 'manifest.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+}
+
+/** The first event of `type` that a `--json` run printed. */
+export function eventOf(stdout: string, type: string): any {
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .find((ev) => ev.type === type);
+}
+
+/** Runs `respaldo status` on a config file `name` holding `text`, which must be refused (exit 2); its stderr. */
+export async function refusedConfig(name: string, text: string): Promise<string> {
+  const dir = tempDir();
+  writeFileSync(join(dir, name), text);
+  const r = await respaldo(['status', '--config', join(dir, name)]);
+  expect(r.code).toBe(2);
+  return r.stderr;
+}
+
+/**
+ * Flips one bit of a file and keeps its modification time to the nanosecond, as a manifest
+ * keeps it (utimes through a Date keeps milliseconds): damage only reading the bytes can tell.
+ */
 export function flipBit(file: string, at = 0): void {
   const { mtimeNs } = statSync(file, { bigint: true });
   const bytes = readFileSync(file);

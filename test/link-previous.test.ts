@@ -60,9 +60,9 @@ describe('linking the previous snapshot', () => {
     await filesSource.snapshot({
       repository: { name: 'app', kind: 'files', paths: [src] },
       dest: store.dataDest(id),
-    store,
-    id,
-    rsh: [],
+      store,
+      id,
+      rsh: [],
       linkDest: undefined,
       keepExisting: true,
       signal,

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Deployment, deployment, describeTree, flipBit, git, inodeOf, lastRecord, recordsOf, setMtimeNs, tempDir, usePrimary, withoutInodes, writeTree } from './helpers.js';
+import { type Deployment, deployment, describeTree, eventOf, flipBit, git, inodeOf, lastRecord, manifestOf, recordsOf, refusedConfig, setMtimeNs, tempDir, usePrimary, withoutInodes, writeTree } from './helpers.js';
 import { sshd, type Sshd } from './sshd.js';
 import { RemotePrimaryTarget } from '../dist/agent/remote-target.js';
 
@@ -50,11 +50,7 @@ describe('a primary target over SSH', () => {
     const b1 = lastRecord(d);
     expect(b1).toMatchObject({ type: 'backup', repository: 'docs', snapshot: { id: id1, target: 'primary', location: `web01/docs/snapshots/${id1}` }, verification: { checksum: { files: 4, mismatches: 0 } } });
     // The manifest gives each file the digest of its original.
-    const manifest = (id: string) =>
-      readFileSync(join(at('docs'), id, 'manifest.jsonl'), 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l));
+    const manifest = (id: string) => manifestOf(join(at('docs'), id));
     for (const e of manifest(id1!).filter((e) => e.type === 'f')) expect(e.sha256, e.path).toBe(sha256(join('/', e.path)));
     expect(`sha256:${sha256(join(at('docs'), id1!, 'manifest.jsonl'))}`).toBe(b1.snapshot.manifest);
     expect(`sha256:${sha256(join(at('docs'), id1!, 'snapshot.yaml'))}`).toBe(b1.snapshot.digest);
@@ -223,8 +219,9 @@ describe('a primary target over SSH', () => {
     const [id1] = readdirSync(at('tree'));
     // CSC's copy is the primary's snapshot entry for entry: modes, times to the nanosecond, links.
     expect(withoutInodes(describeTree(atCsc(id1!)))).toEqual(withoutInodes(describeTree(join(at('tree'), id1!))));
-    expect(recordsOf(d, 'copy')).toHaveLength(1);
-    expect(recordsOf(d, 'copy')[0]).toMatchObject({ snapshot: { id: id1, target: 'secondary' }, verified: { method: 'rehash', result: 'ok', scope: 'full' } });
+    const copies = recordsOf(d, 'copy');
+    expect(copies).toHaveLength(1);
+    expect(copies[0]).toMatchObject({ snapshot: { id: id1, target: 'secondary' }, verified: { method: 'rehash', result: 'ok', scope: 'full' } });
 
     writeFileSync(join(source, 'change.txt'), 'v2\n');
     rmSync(join(source, 'gone.txt'));
@@ -236,7 +233,7 @@ describe('a primary target over SSH', () => {
     expect(second.code, second.stderr).toBe(0);
     const id2 = readdirSync(at('tree')).sort()[1]!;
     expect(withoutInodes(describeTree(atCsc(id2)))).toEqual(withoutInodes(describeTree(join(at('tree'), id2))));
-    const copied = second.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((ev) => ev.type === 'copied');
+    const copied = eventOf(second.stdout, 'copied');
     expect(copied).toMatchObject({ snapshot: id2, seconds: { link: expect.any(Number), transfer: expect.any(Number) } });
     expect(copied.seconds.again).toBeUndefined();
     expect(recordsOf(d, 'copy').map((c) => c.verified.scope)).toEqual(['full', 'changed']);
@@ -293,14 +290,7 @@ describe('a remote primary target: what the config refuses', () => {
   const base = 'host: web01\nkey: /k\nrecords: /r\nstate: /tmp/respaldo-state\n';
   const hostKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8m2 jaa';
 
-  async function check(name: string, text: string): Promise<string> {
-    const dir = tempDir();
-    writeFileSync(join(dir, name), text);
-    const { respaldo } = await import('./helpers.js');
-    const r = await respaldo(['status', '--config', join(dir, name)]);
-    expect(r.code).toBe(2);
-    return r.stderr;
-  }
+  const check = refusedConfig;
 
   it('wants the host key pinned, and refuses an rsync daemon as CSC after a remote primary, and point-in-time recovery on it', async () => {
     const repo = 'repositories:\n  - name: a\n    kind: files\n    paths: [/a]\n';

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, loopbackServer, tempDir } from './helpers.js';
+import { freePort, loopbackServer, tempDir, type TreeEntry } from './helpers.js';
 
 export interface Rsyncd {
   port: number;
@@ -53,4 +53,19 @@ export async function rsyncd(): Promise<Rsyncd> {
   };
   await self.start();
   return self;
+}
+
+/**
+ * A tree in the test daemon's module as a client of the daemon sees it. With "use chroot = no"
+ * the daemon stores a link's target behind a "/rsyncd-munged/" prefix ("munge symlinks")
+ * and takes it off when it sends the link back (comparisons, restores): on its disk the
+ * prefix is stripped here. Inodes differ between disks and are left out.
+ */
+export function asStored(tree: Map<string, TreeEntry>): Map<string, TreeEntry> {
+  return new Map(
+    [...tree].map(([rel, e]) => {
+      const link = e.link?.replace(/^\/rsyncd-munged\//, '');
+      return [rel, { ...e, ino: 0n, ...(link === undefined ? {} : { link, size: link.length }) }];
+    }),
+  );
 }

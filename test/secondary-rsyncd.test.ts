@@ -10,28 +10,13 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { type CliResult, type Deployment, deployment, describeTree, inodeOf, recordsOf, tempDir, type TreeEntry, verified, withoutInodes, writeTree } from './helpers.js';
-import { rsyncd, type Rsyncd } from './rsyncd.js';
+import { type CliResult, type Deployment, deployment, describeTree, inodeOf, recordsOf, tempDir, verified, withoutInodes, writeTree } from './helpers.js';
+import { asStored, rsyncd, type Rsyncd } from './rsyncd.js';
 
 function setSecondary(d: Deployment, secondary: unknown): void {
   const config = parse(readFileSync(d.config, 'utf8'));
   config.targets.secondary = secondary;
   writeFileSync(d.config, JSON.stringify(config));
-}
-
-/**
- * A tree on CSC's disk as a user compares it with the primary's. With "use chroot = no"
- * the daemon stores a link's target behind a "/rsyncd-munged/" prefix ("munge symlinks")
- * and takes it off when it sends the link back (comparisons, restores): on its disk the
- * prefix is stripped here. Inodes differ between disks and are left out.
- */
-function asStored(tree: Map<string, TreeEntry>): Map<string, TreeEntry> {
-  return new Map(
-    [...tree].map(([rel, e]) => {
-      const link = e.link?.replace(/^\/rsyncd-munged\//, '');
-      return [rel, { ...e, ino: 0n, ...(link === undefined ? {} : { link, size: link.length }) }];
-    }),
-  );
 }
 
 function sameTree(primary: string, csc: string): void {

@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { type Deployment, deployment, describeTree, inodeOf, recordsOf, respaldo, setMtimeNs, tempDir, verified, withoutInodes, writeTree } from './helpers.js';
+import { type Deployment, deployment, describeTree, eventOf, inodeOf, recordsOf, respaldo, setMtimeNs, tempDir, verified, withoutInodes, writeTree } from './helpers.js';
 import { sshd, type Sshd } from './sshd.js';
 import { LINK, REMOVE, REMOVE_EACH, RMTREE } from '../dist/agent/secondary.js';
 
@@ -51,7 +51,7 @@ describe('the second copy over SSH', () => {
     const [id1] = d.snapshots('docs');
     // The first copy's files were read back at CSC as they arrived: its 3 files, the
     // manifest and the summary, none left for the check after the transfer.
-    const copied = first.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((ev) => ev.type === 'copied');
+    const copied = eventOf(first.stdout, 'copied');
     expect(copied).toMatchObject({ snapshot: id1, readEarly: 5 });
     const copies = recordsOf(d, 'copy');
     expect(copies).toHaveLength(1);
@@ -203,7 +203,7 @@ describe('the second copy over SSH', () => {
     const [, id2] = e.snapshots('tree');
     sameTree(join(e.target, 'web01/tree/snapshots', id2!), at(id2!));
     // The copy was linked at CSC and sent by name, and needed no second transfer.
-    const copied = second.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((ev) => ev.type === 'copied');
+    const copied = eventOf(second.stdout, 'copied');
     expect(copied).toMatchObject({ snapshot: id2, seconds: { link: expect.any(Number), transfer: expect.any(Number) } });
     expect(copied.seconds.again).toBeUndefined();
     expect(recordsOf(e, 'copy').map((c) => c.verified.scope)).toEqual(['full', 'changed']);

@@ -25,7 +25,7 @@ import type { RecordBody } from '../../schemas/record.js';
 import type { Context } from '../context.js';
 import { copyLabel } from '../copy.js';
 import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../errors.js';
-import { lastLines, runTool } from '../exec.js';
+import { lastLines, nulList, runTool } from '../exec.js';
 import { exists, sha256File } from '../fsutil.js';
 import { HashPool, statOf } from '../hashing.js';
 import { snapshotTime } from '../retention.js';
@@ -33,7 +33,7 @@ import { lockAndRecover, operatorName, publishRecords, type Host } from '../host
 import type { Secondary } from '../secondary.js';
 import { openSecondary } from '../secondary-rsyncd.js';
 import { DaemonPrimaryTarget, daemonArg } from '../daemon-primary.js';
-import { RemotePrimaryTarget } from '../remote-target.js';
+import { openPrimary, type RemotePrimaryTarget } from '../remote-target.js';
 import { isoFromEpoch, LocalTarget, RepositoryStore } from '../target.js';
 import { formatZoned, hostZone, parseZoned } from '../zoned.js';
 
@@ -171,11 +171,11 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
     await mkdir(to, { recursive: true, mode: 0o700 });
     let whyNotPrimary: string | undefined;
     let problems: string[] = [];
-    const primaryAt = config.targets.primary;
-    const primary = primaryAt.kind === 'local' ? new LocalTarget('primary', primaryAt.path).repository(config.host, repo.name) : undefined;
+    const opened = openPrimary(config);
+    const primary = opened instanceof LocalTarget ? opened.repository(config.host, repo.name) : undefined;
     if (!primary) {
       // A primary on another host or in an rsync daemon: restored as CSC's copy is, without a loan.
-      const target = primaryAt.kind === 'rsync' ? new DaemonPrimaryTarget(primaryAt, config.state) : new RemotePrimaryTarget(primaryAt as Extract<typeof primaryAt, { kind: 'ssh' }>, config.state, config.host);
+      const target = opened as RemotePrimaryTarget | DaemonPrimaryTarget;
       const reach = target instanceof DaemonPrimaryTarget ? target.daemon : target;
       remotePrimary = target;
       try {
@@ -284,12 +284,12 @@ async function copyTree(data: string, to: string, wanted: Buffer[], scratch: str
     });
   }
   const list = join(scratch, 'files-from');
-  if (wanted.length) await writeFile(list, Buffer.concat(wanted.flatMap((w) => [w, Buffer.from([0])])));
   const source = remote ? remote(data) : data;
   // rsync 3.5's daemon loses the files a client names with --files-from when it sends them
   // ("file has vanished"): from a daemon, the paths asked for go as arguments instead.
-  const named = wanted.map((w) => daemonArg(source, w));
-  const byArgs = wanted.length > 0 && source.startsWith('rsync://') && named.every((a) => a !== undefined);
+  const named = wanted.length && source.startsWith('rsync://') ? wanted.map((w) => daemonArg(source, w)) : [];
+  const byArgs = named.length > 0 && named.every((a) => a !== undefined);
+  if (wanted.length && !byArgs) await writeFile(list, nulList(wanted));
   const args = [
     '-a',
     '--numeric-ids',

@@ -45,14 +45,15 @@ export const filesSource = {
       keepExisting: job.keepExisting,
       exclude: job.repository.exclude ?? [],
       signal: job.signal,
-      env: job.env,
+      // A daemon target's password goes in rsync's environment only.
+      env: (await job.store.rsyncEnv?.(job.env)) ?? job.env,
       progress: job.progress,
     });
     // With rsync -R, data/<rel> is the original /<rel>.
     return { warnings, origin: (rel) => Buffer.concat([Buffer.from('/'), rel]) };
   },
 
-  compare(job) {
-    return rsyncCompare({ sources: job.repository.paths, exclude: job.repository.exclude ?? [], snapshotData: job.snapshotData, rsh: job.rsh, limit: job.limit, signal: job.signal, env: job.env });
+  async compare(job) {
+    return rsyncCompare({ sources: job.repository.paths, exclude: job.repository.exclude ?? [], snapshotData: job.snapshotData, rsh: job.rsh, limit: job.limit, signal: job.signal, env: (await job.store.rsyncEnv?.(job.env)) ?? job.env });
   },
 } satisfies Source;

@@ -58,5 +58,5 @@ export interface Source {
    * sources that cannot tell cheaply leave it out. `summary` is that snapshot's snapshot.yaml;
    * `limit` caps the list of stale entries.
    */
-  compare?(job: { repository: RepositoryConfig; snapshotData: string; rsh: string[]; summary: SnapshotSummary; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison>;
+  compare?(job: { repository: RepositoryConfig; store: PrimaryStore; snapshotData: string; rsh: string[]; summary: SnapshotSummary; limit: number; signal: AbortSignal; env: NodeJS.ProcessEnv }): Promise<Comparison>;
 }
