@@ -82,6 +82,7 @@ export function failureBody(repo: RepositoryConfig, who: { trigger: 'scheduled' 
   return {
     repository: repo.name,
     kind: repo.kind,
+    ...(repo.request ? { request: repo.request } : {}),
     trigger: who.trigger,
     ...(who.operator ? { operator: who.operator } : {}),
     stage: failure.stage,
@@ -95,11 +96,12 @@ export function failureBody(repo: RepositoryConfig, who: { trigger: 'scheduled' 
 }
 
 /** The backup record of a published snapshot, from its snapshot.yaml. */
-export async function recordSnapshot(records: RecordStore, store: PrimaryStore, id: string, recovered: boolean, redact: Redact): Promise<Appended> {
+export async function recordSnapshot(records: RecordStore, store: PrimaryStore, id: string, recovered: boolean, redact: Redact, request: string | undefined): Promise<Appended> {
   const { summary, bytes } = await store.readSummary(id);
   const body: RecordBody<'backup'> = {
     repository: summary.repository,
     kind: summary.kind,
+    ...(request ? { request } : {}),
     trigger: summary.trigger,
     ...(summary.operator ? { operator: summary.operator } : {}),
     started: summary.started,
@@ -332,7 +334,7 @@ export async function backupRepository(job: BackupJob): Promise<BackupOutcome> {
     return { ok: false, appended, failure };
   }
   try {
-    const appended = await recordSnapshot(records, store, id, false, redact);
+    const appended = await recordSnapshot(records, store, id, false, redact, repo.request);
     ctx.reporter.event({ type: 'repo-done', repository: repo.name, snapshot: id, seq: appended.seq, ...totals! });
     return { ok: true, appended, snapshot: id };
   } catch (e) {

@@ -3,7 +3,10 @@
  * function in commands/ that takes a Context; here are only the flags and how they map.
  */
 import { defineCommand, type ArgsDef, type CommandDef } from 'citty';
+import { runApprove } from './commands/approve.js';
 import { runArchiveBinlogs } from './commands/archive-binlogs.js';
+import { runCheckpoint } from './commands/checkpoint.js';
+import { runRequestNew } from './commands/request.js';
 import { runCron } from './commands/cron.js';
 import { runDemo } from './commands/demo.js';
 import { runInit } from './commands/init.js';
@@ -121,8 +124,91 @@ const cron = command('cron', 'print the /etc/cron.d file that runs the agent eve
 const recordsVerify = command(
   'records verify',
   'check every signature and chain of a records folder (exit 3 when anything is broken)',
-  { ...common, dir: { type: 'positional', required: false, description: 'records folder (default: the host config\'s, or ./records)' } },
-  (inv, a) => runRecordsVerify(inv.ctx, { dir: str(a.dir), config: str(a.config) }),
+  {
+    ...common,
+    dir: { type: 'positional', required: false, description: 'records folder (default: the host config\'s, or ./records)' },
+    approver: { type: 'string', description: "a pinned first approver's key fingerprint: the policy counts from a commit it signed (repeat for more; the host config's requests.approvers count too)", valueHint: 'SHA256:…' },
+  },
+  (inv, a, rawArgs) => runRecordsVerify(inv.ctx, { dir: str(a.dir), config: str(a.config), approvers: repeated(rawArgs, 'approver') }),
+);
+
+const records = { type: 'string', description: 'the records folder, a git checkout (default ./records, or here)', valueHint: 'DIR' } as const;
+
+const requestNew = command(
+  'request new',
+  'write a backup or restore request (FOR 7.5 DSE 05) in your clone of the records, numbered by the shared repository, committed and pushed; a terminal is asked for what the flags leave out',
+  {
+    json: common.json,
+    records,
+    type: { type: 'enum', options: ['backup', 'restore'], description: 'what is asked' },
+    name: { type: 'string', description: 'who asks', valueHint: 'NAME' },
+    area: { type: 'string', description: 'the area that asks', valueHint: 'AREA' },
+    host: { type: 'string', description: 'the server', valueHint: 'HOST' },
+    repository: { type: 'string', description: 'the repository\'s name', valueHint: 'NAME' },
+    kind: { type: 'enum', options: ['config', 'files', 'source', 'database'], description: 'backup: what kind of data' },
+    path: { type: 'string', description: 'backup: a folder or file to protect; restore: a path to bring back (repeat for more)', valueHint: 'PATH' },
+    git: { type: 'string', description: 'backup: a git repository on the host (kind source)', valueHint: 'PATH' },
+    database: { type: 'string', description: 'backup: a database, on --server', valueHint: 'NAME' },
+    server: { type: 'string', description: 'backup: the database server, as the host configuration names it', valueHint: 'NAME' },
+    schedule: { type: 'string', description: 'backup: how often, if not the procedure\'s default: 7d, 1d, or a cron expression "0 3 * * 0"', valueHint: 'EVERY' },
+    retention: { type: 'string', description: 'backup: keep rules, e.g. keep-daily=7,keep-weekly=4', valueHint: 'RULES' },
+    snapshot: { type: 'string', description: 'restore: the snapshot', valueHint: 'ID' },
+    at: { type: 'string', description: 'restore: a point in time (UTC, 2026-11-21T17:29:00Z)', valueHint: 'TIME' },
+    to: { type: 'string', description: 'restore: the folder on the host to restore into', valueHint: 'DIR' },
+    'into-production': { type: 'boolean', description: 'restore: over the repository\'s own folders' },
+    reason: { type: 'enum', options: [...RESTORE_REASONS], description: 'restore: why (clause 4.3)' },
+    why: { type: 'string', description: 'restore: the reason in words', valueHint: 'TEXT' },
+    notes: { type: 'string', description: 'anything else for JAA', valueHint: 'TEXT' },
+    date: { type: 'string', description: 'the request\'s date (default today)', valueHint: 'YYYY-MM-DD' },
+  },
+  (inv, a, rawArgs) =>
+    runRequestNew(inv.ctx, {
+      records: str(a.records),
+      type: str(a.type),
+      name: str(a.name),
+      area: str(a.area),
+      host: str(a.host),
+      repository: str(a.repository),
+      kind: str(a.kind),
+      paths: repeated(rawArgs, 'path'),
+      git: str(a.git),
+      database: str(a.database),
+      server: str(a.server),
+      schedule: str(a.schedule),
+      retention: str(a.retention),
+      snapshot: str(a.snapshot),
+      at: str(a.at),
+      to: str(a.to),
+      intoProduction: a['into-production'] === true,
+      reason: str(a.reason),
+      why: str(a.why),
+      notes: str(a.notes),
+      date: str(a.date),
+      interactive: process.stdin.isTTY === true && inv.progress,
+    }),
+);
+
+const key = { type: 'string', description: 'your SSH key, or its .pub when the private half is in ssh-agent or on a FIDO token (default: git config user.signingkey)', valueHint: 'FILE' } as const;
+
+const approve = command(
+  'approve',
+  "JAA's decision on a request: writes approvals/REQ-….yaml and commits it signed with your SSH key (it counts only if the trusted policy lists the key as an approver)",
+  {
+    json: common.json,
+    records,
+    id: { type: 'positional', required: true, description: 'the request, REQ-YYYY-NNNN' },
+    reject: { type: 'boolean', description: 'reject it (needs --why)' },
+    why: { type: 'string', description: 'the reason, for the form', valueHint: 'TEXT' },
+    key,
+  },
+  (inv, a) => runApprove(inv.ctx, { records: str(a.records), id: str(a.id), reject: a.reject === true, why: str(a.why), key: str(a.key) }),
+);
+
+const checkpoint = command(
+  'checkpoint',
+  "JAA anchors every host's chain head in a signed commit, so that deleting an agent's newest records is noticed",
+  { json: common.json, records, key },
+  (inv, a) => runCheckpoint(inv.ctx, { records: str(a.records), key: str(a.key) }),
 );
 
 const demo = command('demo', 'build a demo deployment in ./demo: back up, change, back up, verify, build the site', { dir: { type: 'string', description: 'where (default ./demo)', valueHint: 'DIR' } }, (inv, a) =>
@@ -273,6 +359,9 @@ export const main = defineCommand({
     status,
     cron,
     records: defineCommand({ meta: { name: 'records', description: 'the records folder' }, subCommands: { verify: recordsVerify } }),
+    request: defineCommand({ meta: { name: 'request', description: 'requests on form FOR 7.5 DSE 05' }, subCommands: { new: requestNew } }),
+    approve,
+    checkpoint,
     restore,
     receive,
     label,

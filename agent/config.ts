@@ -121,7 +121,7 @@ export function parseConfig(text: string, file: string): Config {
     records: abs(data.records),
     state: abs(data.state ?? DEFAULT_STATE),
     targets: { primary: secondaryLocation(data.targets.primary, abs), secondary: data.targets.secondary === undefined ? undefined : secondaryLocation(data.targets.secondary, abs) },
-    repositories: data.repositories.map((r) =>
+    repositories: (data.repositories ?? []).map((r) =>
       r.kind === 'database'
         ? {
             ...r,
@@ -131,6 +131,25 @@ export function parseConfig(text: string, file: string): Config {
           }
         : { ...r, paths: r.paths.map(abs) },
     ),
+    ...(data.requests
+      ? {
+          requests: {
+            ...data.requests,
+            ...(data.requests['allow-paths'] ? { 'allow-paths': data.requests['allow-paths'].map(abs) } : {}),
+            ...(data.requests['restore-to'] ? { 'restore-to': data.requests['restore-to'].map(abs) } : {}),
+            ...(data.requests.servers
+              ? {
+                  servers: Object.fromEntries(
+                    Object.entries(data.requests.servers).map(([name, s]) => [
+                      name,
+                      { ...s, ...(s.bindir ? { bindir: abs(s.bindir) } : {}), ...(s.connection?.['password-file'] ? { connection: { ...s.connection, 'password-file': abs(s.connection['password-file']) } } : {}) },
+                    ]),
+                  ),
+                }
+              : {}),
+          },
+        }
+      : {}),
   };
   // A target inside a source would back up the backups, growing each time without end.
   const inside = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith('/') ? parent : `${parent}/`);

@@ -19,7 +19,7 @@ export type PushOutcome =
  * The environment git runs with: what it needs to find programs, keys and the agent, and
  * nothing that could run an editor or a pager under cron (simple-git refuses those too).
  */
-function gitEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+export function gitEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const keep = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'SSH_AUTH_SOCK', 'GIT_SSH_COMMAND', 'GIT_AUTHOR_DATE', 'GIT_COMMITTER_DATE'];
   const out: Record<string, string> = { GIT_TERMINAL_PROMPT: '0', GIT_SSH_COMMAND: 'ssh -o BatchMode=yes -o ConnectTimeout=20' };
   for (const name of keep) if (env[name] !== undefined) out[name] = env[name]!;

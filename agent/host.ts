@@ -8,19 +8,51 @@ import { RecordsGit } from './git.js';
 import { loadKey, type HostKey } from './keys.js';
 import { RunLock, UNREADABLE_LOCK } from './lock.js';
 import { RecordStore } from './records.js';
+import { mandateFor, type Mandate } from './requests.js';
+import { readTrust } from './trust.js';
 
 export interface Host {
   config: Config;
   key: HostKey;
   git: RecordsGit;
   records: RecordStore;
+  /** What the approved requests ask of this host; `config.repositories` already holds its repositories. */
+  mandate?: Mandate;
 }
 
+/**
+ * Opens a host for a command. Its repositories become those of the approved requests for
+ * it and those of its configuration (agent/requests.ts).
+ */
 export async function openHost(ctx: Context, configPath: string): Promise<Host> {
   const config = await loadConfig(configPath, ctx.cwd);
   const key = await loadKey(config.key);
   const git = await RecordsGit.open(config.records, config.host, ctx.env);
-  return { config, key, git, records: new RecordStore(config.records, config.host, key, ctx.now) };
+  const records = new RecordStore(config.records, config.host, key, ctx.now);
+  const mandate = await applyMandate(ctx, config, records);
+  return { config, key, git, records, mandate };
+}
+
+/**
+ * Brings in the records checkout's new commits (new approvals) and reads the requests
+ * again, as each run does under its lock.
+ */
+export async function pullRequests(ctx: Context, host: Host): Promise<void> {
+  const pulled = await host.git.pull();
+  if (pulled.status === 'failed') ctx.reporter.event({ type: 'warning', message: `could not pull the records (${pulled.error}); working from the local checkout, whose approvals may be out of date` });
+  host.mandate = await applyMandate(ctx, host.config, host.records);
+}
+
+/** The repositories of each host configuration as the file has them, before any request joined them. */
+const configured = new WeakMap<Config, Config['repositories']>();
+
+/** Reads the approved requests and makes `config.repositories` the repositories to protect. */
+export async function applyMandate(ctx: Context, config: Config, records: RecordStore): Promise<Mandate> {
+  if (!configured.has(config)) configured.set(config, config.repositories);
+  const trust = await readTrust(config.records, { approvers: config.requests?.approvers, env: ctx.env });
+  const mandate = await mandateFor({ ...config, repositories: configured.get(config)! }, trust, records);
+  config.repositories = mandate.repositories;
+  return mandate;
 }
 
 /** Who runs a manual backup, for the record (clause 4.3.1): the sudo user before root. */

@@ -160,6 +160,7 @@ export function pruneRecordBody(
   return {
     repository: repo.name,
     kind: repo.kind,
+    ...(repo.request ? { request: repo.request } : {}),
     trigger: runBy.trigger,
     ...(runBy.operator ? { operator: runBy.operator } : {}),
     target: role,

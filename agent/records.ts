@@ -13,8 +13,8 @@ import { fsyncDir, writeFileAtomic } from './fsutil.js';
 import type { HostKey } from './keys.js';
 
 /** The lines a record of one repository's work begins with: the repository, who started the work, when it ran. */
-export function workHeader(repo: { name: string; kind: 'config' | 'files' | 'source' | 'database' }, who: { trigger: 'scheduled' | 'manual'; operator?: string | undefined }, started: Date, finished: Date) {
-  return { repository: repo.name, kind: repo.kind, trigger: who.trigger, ...(who.operator ? { operator: who.operator } : {}), started: started.toISOString(), finished: finished.toISOString() };
+export function workHeader(repo: { name: string; kind: 'config' | 'files' | 'source' | 'database'; request?: string | undefined }, who: { trigger: 'scheduled' | 'manual'; operator?: string | undefined }, started: Date, finished: Date) {
+  return { repository: repo.name, kind: repo.kind, ...(repo.request ? { request: repo.request } : {}), trigger: who.trigger, ...(who.operator ? { operator: who.operator } : {}), started: started.toISOString(), finished: finished.toISOString() };
 }
 
 export interface RecordFile {

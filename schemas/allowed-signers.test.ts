@@ -42,5 +42,8 @@ describe('allowed_signers', () => {
     expect(checkSigner(file, { principal: 'jaa', namespace: 'respaldo-record', key: b.blob, at })).toMatchObject({ ok: false, reason: expect.stringContaining('namespace') });
     // A record written after the key expired is not vouched for; one written before still is.
     expect(checkSigner(file, { principal: 'web01', namespace: 'respaldo-record', key: a.blob, at: new Date('2027-02-01T00:00:00Z') })).toMatchObject({ ok: false, reason: expect.stringContaining('not valid at') });
+    // To the second, both ends included, as ssh-keygen -Overify-time judges it (tools/audit.sh uses that).
+    expect(checkSigner(file, { principal: 'web01', namespace: 'respaldo-record', key: a.blob, at: new Date('2027-01-01T00:00:00.900Z') }).ok).toBe(true);
+    expect(checkSigner(file, { principal: 'web01', namespace: 'respaldo-record', key: a.blob, at: new Date('2027-01-01T00:00:01Z') }).ok).toBe(false);
   });
 });

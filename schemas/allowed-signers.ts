@@ -27,6 +27,19 @@ export interface AllowedSigner {
 export interface AllowedSignersFile {
   signers: AllowedSigner[];
   errors: { line: number; message: string }[];
+  /** Keys of `policy/revoked_keys`: never valid, whatever the time (`ssh-keygen -Y verify -r`). */
+  revoked?: Buffer[];
+}
+
+/** The keys of a revocation file in its plain form, one public key per line (`ssh-keygen -r` reads it too). */
+export function parseRevokedKeys(text: string): Buffer[] {
+  const out: Buffer[] = [];
+  for (const raw of text.split('\n')) {
+    const t = tokens(raw.trim());
+    const at = t.findIndex((x) => KEY_TYPE_RE.test(x));
+    if (!raw.trim().startsWith('#') && at >= 0 && t[at + 1]) out.push(Buffer.from(t[at + 1]!, 'base64'));
+  }
+  return out;
 }
 
 /** Splits on unquoted whitespace, keeping quotes inside tokens (as `namespaces="a,b"`). */
@@ -147,6 +160,7 @@ export type SignerCheck = { ok: true; signer: AllowedSigner } | { ok: false; rea
  * `ssh-keygen -Y verify -I principal -n namespace` with `-Overify-time=at`.
  */
 export function checkSigner(file: AllowedSignersFile, q: { principal: string; namespace: string; key: Buffer; at: Date }): SignerCheck {
+  if (file.revoked?.some((k) => k.equals(q.key))) return { ok: false, reason: `signed by key ${fingerprint(q.key)}, which policy/revoked_keys revokes` };
   const forPrincipal = file.signers.filter((s) => !s.certAuthority && principalMatches(q.principal, s.principals));
   const sameKey = forPrincipal.filter((s) => s.key.equals(q.key));
   if (sameKey.length === 0) {
@@ -160,7 +174,9 @@ export function checkSigner(file: AllowedSignersFile, q: { principal: string; na
   }
   const inNamespace = sameKey.filter((s) => !s.namespaces || s.namespaces.some((n) => matchPattern(q.namespace, n)));
   if (inNamespace.length === 0) return { ok: false, reason: `key ${sameKey[0]!.fingerprint} is not allowed for namespace "${q.namespace}" (line ${sameKey[0]!.line})` };
-  const valid = inNamespace.find((s) => (!s.validAfter || q.at >= s.validAfter) && (!s.validBefore || q.at < s.validBefore));
+  // As ssh-keygen -Overify-time: to the second, both ends included.
+  const at = Math.floor(q.at.getTime() / 1000) * 1000;
+  const valid = inNamespace.find((s) => (!s.validAfter || at >= s.validAfter.getTime()) && (!s.validBefore || at <= s.validBefore.getTime()));
   if (!valid) {
     const s = inNamespace[0]!;
     return { ok: false, reason: `key ${s.fingerprint} was not valid at ${q.at.toISOString()} (allowed_signers line ${s.line}: valid-after/valid-before)` };

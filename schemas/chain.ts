@@ -8,7 +8,7 @@
  * enrolment announced. Deleting, editing, reordering or forking records, or signing with
  * any other key, breaks one of these and is named here with the file and the reason.
  */
-import { checkSigner, parseAllowedSigners, type AllowedSignersFile } from './allowed-signers.js';
+import { checkSigner, parseAllowedSigners, parseRevokedKeys, type AllowedSignersFile } from './allowed-signers.js';
 import { hostName } from './common.js';
 import { digestOf, parseRecord, readHeader, RECORD_NAMESPACE, RECORD_PATH_RE, type AnyRecord } from './record.js';
 import { verifySshsig } from './sshsig.js';
@@ -206,14 +206,27 @@ export interface FolderReport {
   errors: number;
 }
 
-/** Verifies every host's chain in the records folder `root` against its `policy/allowed_signers`. */
-export function verifyRecordsFolder(root: string, fs: FolderFs): FolderReport {
+/**
+ * The policy to check records against, when the caller knows better than the working
+ * tree: the trusted version from git's signed history (agent/trust.ts).
+ */
+export interface PolicyText {
+  signers: string;
+  revoked: string;
+}
+
+/**
+ * Verifies every host's chain in the records folder `root` against `policy` or, without it,
+ * the folder's own `policy/allowed_signers` and `policy/revoked_keys`.
+ */
+export function verifyRecordsFolder(root: string, fs: FolderFs, policy?: PolicyText): FolderReport {
   const base = root.replace(/\/+$/, '');
   const read = (path: string) => tryOr<Buffer | undefined>(() => fs.readFileSync(`${base}/${path}`), undefined);
   const policyProblems: string[] = [];
-  const signersText = read('policy/allowed_signers');
+  const signersText = policy ? Buffer.from(policy.signers) : read('policy/allowed_signers');
   if (signersText === undefined) policyProblems.push('policy/allowed_signers is missing: no record can be trusted');
   const signers = parseAllowedSigners(signersText?.toString('utf8') ?? '');
+  signers.revoked = parseRevokedKeys(policy ? policy.revoked : (read('policy/revoked_keys')?.toString('utf8') ?? ''));
   for (const e of signers.errors) policyProblems.push(`policy/allowed_signers line ${e.line}: ${e.message}`);
   const byHost = new Map<string, string[]>();
   const strays: Problem[] = [];
@@ -248,4 +261,30 @@ export function verifyRecordsFolder(root: string, fs: FolderFs): FolderReport {
   const broken = reports.reduce((n, r) => n + r.records.filter((s) => !s.genuine).length, 0);
   const errors = reports.reduce((n, r) => n + r.problems.filter((p) => p.severity === 'error').length, 0) + policyProblems.length;
   return { reports, policyProblems, total, broken, errors };
+}
+
+export interface CheckpointFinding {
+  /** The checkpoint file. */
+  path: string;
+  host: string;
+  result: 'ok' | 'truncated' | 'diverged';
+  message: string;
+}
+
+/**
+ * A checkpoint's heads against the chains as they are: each host's chain must still hold
+ * the record the checkpoint names, byte for byte. A chain that ends before it lost its
+ * newest records; one whose record differs was rewritten.
+ */
+export function checkCheckpoint(path: string, heads: Record<string, { seq: number; digest: string }>, reports: ChainReport[]): CheckpointFinding[] {
+  return Object.entries(heads).map(([host, head]) => {
+    const records = reports.find((r) => r.host === host)?.records ?? [];
+    const last = records.reduce((m, r) => Math.max(m, r.seq), 0);
+    const atSeq = records.filter((r) => r.seq === head.seq);
+    if (last < head.seq)
+      return { path, host, result: 'truncated', message: `the chain of ${host} ends at seq ${last}, but checkpoint ${path} saw it at seq ${head.seq}: its newest records were deleted` };
+    if (atSeq.length !== 1 || atSeq[0]!.digest !== head.digest)
+      return { path, host, result: 'diverged', message: `record seq ${head.seq} of ${host} is not the one checkpoint ${path} saw (${head.digest.slice(0, 19)}…): the chain was rewritten after the checkpoint` };
+    return { path, host, result: 'ok', message: `extends checkpoint ${path} (seq ${head.seq})` };
+  });
 }

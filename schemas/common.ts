@@ -15,6 +15,10 @@ export const repositoryName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'a repository name is lowercase letters, digits, ".", "_" and "-" (e.g. "portal-db")');
 
+/** A request's number on form FOR 7.5 DSE 05: `REQ-2026-0001`. */
+export const REQUEST_ID_RE = /^REQ-(\d{4})-(\d{4})$/;
+export const requestId = z.string().regex(REQUEST_ID_RE, 'a request number such as REQ-2026-0001');
+
 /** The four kinds of repository of clause 4.1 of PRO 7.5 DSE 02. */
 export const repositoryKind = z.enum(['config', 'source', 'database', 'files']);
 export type RepositoryKind = z.infer<typeof repositoryKind>;

@@ -234,7 +234,45 @@ export const repository = z.discriminatedUnion('kind', [fileRepository, database
 export type FileRepositoryConfig = z.infer<typeof fileRepository>;
 /** A database repository; `paths` is always there once loaded (empty but for SQLite). */
 export type DatabaseRepositoryConfig = Omit<z.infer<typeof databaseRepository>, 'paths'> & { paths: string[]; exclude?: undefined };
-export type RepositoryConfig = FileRepositoryConfig | DatabaseRepositoryConfig;
+/**
+ * A repository as the agent works on it. `request` is set by the agent from the approved
+ * requests (agent/requests.ts), never read from the file: the approved request's number,
+ * or `unrequested`.
+ */
+export type RepositoryConfig = (FileRepositoryConfig | DatabaseRepositoryConfig) & { request?: string };
+
+/** A server that backup requests name (`what: { database, server }`): how to reach it stays here, never in a request. */
+const serverName = z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'a server name is lowercase letters, digits, ".", "_" and "-" (e.g. main-pg)');
+export const databaseServer = z
+  .object({
+    engine: z.enum(['postgresql', 'mariadb']),
+    connection: connection.optional(),
+    bindir: z.string().min(1).optional(),
+  })
+  .strict();
+export type DatabaseServer = z.infer<typeof databaseServer>;
+
+/** A folder named plainly: absolute, or relative to the configuration file's folder, without "." or ".." parts. */
+const plainFolder = z.string().min(1).refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'a folder without "." or ".." parts, e.g. /var/www');
+
+/**
+ * What approved requests may ask of this host (clause 4.1.1): the agent backs up every
+ * approved backup request for it, within these limits, and runs every approved restore
+ * request once. The request names folders and a server by name; how to reach the server,
+ * and what may be read or written, stay here.
+ */
+export const requestSettings = z
+  .object({
+    /** Folders that a backup request may name, with everything under them. */
+    'allow-paths': z.array(plainFolder).optional(),
+    /** Folders where a restore request may write; over the repository's own folders only with into-production: true in the request. */
+    'restore-to': z.array(plainFolder).optional(),
+    servers: z.record(serverName, databaseServer).optional(),
+    /** The first approver's key fingerprint(s), pinned: the policy counts from the first commit of it that such a key signed. */
+    approvers: z.array(z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'a key fingerprint as "ssh-keygen -lf KEY.pub" prints it, e.g. SHA256:lCWLQPY+RFo9n3ft/FBQIQypqmIkO4tU4ETWxKGP7JE')).optional(),
+  })
+  .strict();
+export type RequestSettings = z.infer<typeof requestSettings>;
 
 /** Printable Latin-1: what the PDF sticker's standard fonts (WinAnsiEncoding) can show, Spanish included. */
 const stickerText = (what: string, max: number, example: string) =>
@@ -284,13 +322,16 @@ export const hostConfig = z
      * needs no repositories of its own.
      */
     receive: z.boolean().optional(),
-    repositories: z.array(repository),
+    repositories: z.array(repository).optional(),
+    /** What approved requests may ask of this host; without it, approved backup requests for it cannot be met. */
+    requests: requestSettings.optional(),
     /** The storage devices: an inventory for the stickers, not used to find the targets. */
     devices: z.array(device).optional(),
   })
   .strict()
   .superRefine((config, ctx) => {
-    if (config.repositories.length === 0 && !config.receive) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['repositories'], message: 'list at least one repository to protect' });
+    if (!config.repositories?.length && !config.receive && !config.requests)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['repositories'], message: 'list at least one repository to protect, or let approved requests name them (requests: { allow-paths: [/var/www] })' });
     const labels = new Map<string, number>();
     const onTarget = new Map<string, string>();
     config.devices?.forEach((d, i) => {
@@ -304,7 +345,7 @@ export const hostConfig = z
       else onTarget.set(d.target, d.label);
     });
     const seen = new Set<string>();
-    config.repositories.forEach((repo, i) => {
+    (config.repositories ?? []).forEach((repo, i) => {
       if (repo.kind === 'database') {
         const at = (field: string, message: string) => ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['repositories', i, field], message });
         if (repo.engine === 'sqlite') {
@@ -393,4 +434,9 @@ export const configExamples: Record<string, string> = {
   'keep-monthly': 'retention: { keep-monthly: 12 }',
   'keep-yearly': 'retention: { keep-yearly: 3 }',
   'keep-within': 'retention: { keep-within: 30d }     # m, h, d or w',
+  requests: 'requests:\n  allow-paths: [/var/www, /srv]\n  restore-to: [/srv/restaurados]\n  servers: { main-pg: { engine: postgresql, connection: { host: /var/run/postgresql } } }',
+  'allow-paths': 'requests: { allow-paths: [/var/www, /srv] }',
+  'restore-to': 'requests: { restore-to: [/srv/restaurados] }',
+  servers: 'requests:\n  servers:\n    main-pg: { engine: postgresql, connection: { host: /var/run/postgresql, user: respaldo } }',
+  approvers: 'requests: { approvers: ["SHA256:lCWLQPY+RFo9n3ft/FBQIQypqmIkO4tU4ETWxKGP7JE"] }   # ssh-keygen -lf jaa.pub',
 };

@@ -56,8 +56,8 @@ describe('schedules through runs', () => {
     await runStatus(ctx, { config: d.config });
     const text = reporter.texts.at(-1)!;
     // Nothing changed in the source since the first backup: the catch-up recorded that snapshot again.
-    expect(text).toMatch(/daily\s+files\s+every 1d\s+2026-11-13 03:17 \(unchanged since 20261102T031700Z\)\s+2026-11-14 \d\d:\d\d\s+JAA ok 2026-11-13 03:17\s+ok/);
-    expect(text).toMatch(/weekly\s+source\s+every 7d/);
+    expect(text).toMatch(/daily\s+files\s+unrequested\s+every 1d\s+2026-11-13 03:17 \(unchanged since 20261102T031700Z\)\s+2026-11-14 \d\d:\d\d\s+JAA ok 2026-11-13 03:17\s+ok/);
+    expect(text).toMatch(/weekly\s+source\s+unrequested\s+every 7d/);
   });
 
   it('prints a cron.d file with absolute paths', async () => {

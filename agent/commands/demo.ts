@@ -16,7 +16,9 @@ import { exists } from '../fsutil.js';
 import { narratingReporter } from '../report.js';
 import { runInit } from './init.js';
 import { runRecordsVerify } from './records-verify.js';
-import { runRestore } from './restore.js';
+import { runApprove } from './approve.js';
+import { runCheckpoint } from './checkpoint.js';
+import { runRequestNew, type RequestNewOptions } from './request.js';
 import { runRun } from './run.js';
 
 export interface DemoOptions {
@@ -44,6 +46,12 @@ async function write(path: string, data: string | Buffer): Promise<void> {
 
 async function git(cwd: string, ...args: string[]): Promise<void> {
   await capture('git', ['-c', 'user.name=JAA (demo)', '-c', 'user.email=jaa@dse.example', '-c', 'commit.gpgsign=false', '-c', 'init.defaultBranch=main', ...args], { cwd });
+}
+
+/** A commit of everything staged and changed, signed with JAA's SSH key by git itself. */
+async function signed(cwd: string, key: string, message: string): Promise<void> {
+  await git(cwd, 'add', '--all');
+  await git(cwd, '-c', 'gpg.format=ssh', '-c', `user.signingkey=${key}`, 'commit', '-S', '--quiet', '-m', message);
 }
 
 export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCode> {
@@ -76,16 +84,23 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
     for (let i = 1; i <= 500; i++) order.run(`cliente ${i}`, (i * 37) % 1000);
   })();
 
-  say('2. a records repository (git) with a bare remote to push to, and the trust policy for JAA to fill');
+  say('2. a records repository (git) with a bare remote to push to; JAA makes an SSH key and anchors the trust policy with a signed commit');
   const origin = join(root, 'records-origin.git');
   const records = join(root, 'records');
+  // JAA's (and the developers') workstation: their own clone of the records.
+  const office = join(root, 'office');
+  const jaaKey = join(root, 'keys/jaa');
+  await mkdir(join(root, 'keys'), { recursive: true });
+  await capture('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'jaa@dse.example', '-f', jaaKey]);
   await git(root, 'init', '--quiet', '--bare', origin);
+  await git(root, 'clone', '--quiet', origin, office);
+  const jaaLine = (await readFile(`${jaaKey}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
+  await write(join(office, 'policy/allowed_signers'), `# Who may sign what: agents under namespace "respaldo-record", approvers under "git".\njaa namespaces="git" ${jaaLine} JAA\n`);
+  await write(join(office, '.gitattributes'), '# respaldo: records are signed byte for byte\n* -text\n');
+  await git(office, 'add', '.');
+  await signed(office, jaaKey, 'policy: JAA approves');
+  await git(office, 'push', '--quiet', 'origin', 'HEAD');
   await git(root, 'clone', '--quiet', origin, records);
-  await write(join(records, 'policy/allowed_signers'), '# Who may sign what: agents under namespace "respaldo-record", approvers under "git".\n');
-  await write(join(records, '.gitattributes'), '# respaldo: records are signed byte for byte\n* -text\n');
-  await git(records, 'add', '.');
-  await git(records, 'commit', '--quiet', '-m', 'records: trust policy');
-  await git(records, 'push', '--quiet', 'origin', 'HEAD');
 
   const config = join(root, 'agent.yaml');
   await write(
@@ -114,6 +129,10 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
       '    kind: database',
       '    engine: sqlite',
       '    paths: [sources/db/portal.db]',
+      '# What approved requests may ask of this host: folders to back up, folders to restore into',
+      'requests:',
+      '  allow-paths: [sources]',
+      '  restore-to: [restored]',
       '',
     ].join('\n'),
   );
@@ -123,11 +142,25 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
 
   say(`\n3. enrol the host\n$ respaldo init --config ${cfg}`);
   await runInit(ctx, { config, force: false });
-  say('   JAA trusts the key: its public line goes into records/policy/allowed_signers');
-  await appendFile(join(records, 'policy/allowed_signers'), await readFile(join(root, 'keys/host.key.pub'), 'utf8'));
-  await git(records, 'add', 'policy/allowed_signers');
-  await git(records, 'commit', '--quiet', '-m', `policy: trust the agent of ${HOST}`);
-  await git(records, 'push', '--quiet', 'origin', 'HEAD');
+  say('   JAA trusts the key: its public line goes into policy/allowed_signers, in a commit JAA signs');
+  await git(office, 'pull', '--quiet', '--rebase');
+  await appendFile(join(office, 'policy/allowed_signers'), await readFile(join(root, 'keys/host.key.pub'), 'utf8'));
+  await signed(office, jaaKey, `policy: trust the agent of ${HOST}`);
+  await git(office, 'push', '--quiet', 'origin', 'HEAD');
+
+  // The people's commands run as they would at their desks: with their own name in git.
+  const people: Context = { ...ctx, env: { ...ctx.env, GIT_AUTHOR_NAME: 'Ana López', GIT_AUTHOR_EMAIL: 'ana@dse.example', GIT_COMMITTER_NAME: 'Ana López', GIT_COMMITTER_EMAIL: 'ana@dse.example' } };
+  const jaa: Context = { ...ctx, env: { ...ctx.env, GIT_AUTHOR_NAME: 'JAA', GIT_AUTHOR_EMAIL: 'jaa@dse.example', GIT_COMMITTER_NAME: 'JAA', GIT_COMMITTER_EMAIL: 'jaa@dse.example' } };
+  const ask = (fields: Partial<RequestNewOptions>) =>
+    runRequestNew(people, { records: office, type: 'backup', name: 'Ana López', area: 'Desarrollo web', host: HOST, repository: undefined, kind: undefined, paths: [], git: undefined, database: undefined, server: undefined, schedule: undefined, retention: undefined, snapshot: undefined, at: undefined, to: undefined, intoProduction: false, reason: undefined, why: undefined, notes: undefined, date: undefined, interactive: false, ...fields });
+  const approve = (id: string) => runApprove(jaa, { records: office, id, reject: false, why: undefined, key: jaaKey });
+  say(`\n   a developer asks for backups on form FOR 7.5 DSE 05 (clause 4.1.1), and JAA approves them with signed commits\n$ respaldo request new --records ${rel(office)} --type backup --host ${HOST} --repository portal --kind source --path ${join(src, 'www/portal')} …\n$ respaldo approve REQ-… --records ${rel(office)} --key ${rel(jaaKey)}`);
+  await ask({ repository: 'portal', kind: 'source', paths: [join(src, 'www/portal')] });
+  await ask({ repository: 'uploads', kind: 'files', paths: [join(src, 'uploads')], retention: 'keep-daily=7,keep-weekly=4,keep-monthly=12' });
+  await ask({ repository: 'portal-db', kind: 'database', paths: [join(src, 'db/portal.db')], schedule: '1d' });
+  const year = ctx.now().getFullYear();
+  for (let n = 1; n <= 3; n++) await approve(`REQ-${year}-${String(n).padStart(4, '0')}`);
+  say('   server-config has no request: it is backed up all the same, and its records say "unrequested"');
 
   const backup = async (manual: boolean) => {
     const code = await runRun(ctx, { config, repos: [], all: true, manual, verify: undefined, progress: false });
@@ -150,12 +183,18 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
 
   const lost = join(src, 'uploads/documentos/oficio-5.pdf');
   const restored = join(root, 'restored');
-  say(`\n7. the deleted document is asked back (clause 4.3): restored from the first snapshot, checked against its manifest\n$ respaldo restore uploads --config ${cfg} --snapshot ${firstUploads} --path ${lost} --to ${rel(restored)} --reason deleted-by-mistake`);
-  const back = await runRestore(ctx, { config, repo: 'uploads', snapshot: firstUploads, at: undefined, paths: [lost], to: restored, force: false, request: undefined, listWindow: false, reason: 'deleted-by-mistake', why: 'oficio borrado por error', intoProduction: false, confirm: undefined });
+  say(
+    `\n7. the deleted document is asked back (clause 4.3): a restore request, approved by JAA, carried out by the agent on its next run from the first snapshot and checked against its manifest\n$ respaldo request new --records ${rel(office)} --type restore --repository uploads --snapshot ${firstUploads} --path ${lost} --to ${rel(restored)} --reason deleted-by-mistake\n$ respaldo approve REQ-${year}-0004 --records ${rel(office)} --key ${rel(jaaKey)}\n$ respaldo run --config ${cfg}`,
+  );
+  await ask({ type: 'restore', repository: 'uploads', snapshot: firstUploads, paths: [lost], to: restored, reason: 'deleted-by-mistake', why: 'oficio borrado por error' });
+  await approve(`REQ-${year}-0004`);
+  const back = await runRun(ctx, { config, repos: [], all: false, manual: false, verify: undefined, progress: false });
   if (back !== Exit.ok) throw new RespaldoError(`the demo restore exited with code ${back}`, { exitCode: Exit.internal });
 
-  say(`\n8. check every record's signature and chain\n$ respaldo records verify ${rel(records)}`);
-  const verified = await runRecordsVerify(ctx, { dir: records, config: undefined });
+  say(`\n8. JAA anchors the head of every chain in a signed commit (so that dropping the newest records is noticed), and every record, approval and the policy's history are checked\n$ respaldo checkpoint --records ${rel(office)} --key ${rel(jaaKey)}\n$ respaldo records verify ${rel(records)}`);
+  await runCheckpoint(jaa, { records: office, key: jaaKey });
+  await git(records, 'pull', '--quiet', '--rebase');
+  const verified = await runRecordsVerify(ctx, { dir: records, config: undefined, approvers: [] });
   if (verified !== Exit.ok) throw new RespaldoError('the demo records did not verify', { exitCode: Exit.internal });
 
   say(`\n9. build the site from the records\n$ RESPALDO_RECORDS=${rel(records)} RESPALDO_SITE_OUT=${rel(join(root, 'site'))} npm run site:build`);
@@ -175,6 +214,7 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
       `  ${rel(join(root, 'target', HOST))}               the snapshots (unchanged files are hard links: ls -li)`,
       `  ${rel(join(root, 'csc', HOST))}                  CSC's copies, compared there before each copy record`,
       `  ${rel(restored)}                        the restored document, at its original path`,
+      `  ${rel(office)}                          JAA's clone: requests/, approvals/, checkpoints/ (git log --show-signature)`,
       `  ${rel(join(records, 'hosts', HOST))}          the signed records (git log in ${rel(records)})`,
       `  respaldo status --config ${cfg}`,
       '',

@@ -13,7 +13,7 @@ import type { Context } from '../context.js';
 import { Exit, messageOf, RespaldoError, usageError, withHint, type ExitCode } from '../errors.js';
 import { copyStateOf, pendingCopies, readCopyStates } from '../copy.js';
 import { readHistory } from '../history.js';
-import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
+import { applyMandate, lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
 import { applyPrune, planPrune, pruneRecordBody, readVerifications, verificationKey, type PruneOutcome, type PrunePlan, type PruneStore, type PruneTarget } from '../prune.js';
 import { RecordStore } from '../records.js';
 import { describeRules, snapshotTime } from '../retention.js';
@@ -71,6 +71,7 @@ export async function runPrune(ctx: Context, opts: PruneOptions): Promise<ExitCo
   const host: Host | undefined = opts.apply ? await openHost(ctx, opts.config) : undefined;
   const config = host?.config ?? (await loadConfig(opts.config, ctx.cwd));
   const records = host?.records ?? new RecordStore(config.records, config.host, undefined, ctx.now);
+  if (!host) await applyMandate(ctx, config, records);
   const unknown = opts.repos.filter((name) => !config.repositories.some((r) => r.name === name));
   if (unknown.length)
     throw usageError(`no repository named ${unknown.map((n) => `"${n}"`).join(', ')} in ${config.file}`, `repositories there: ${config.repositories.map((r) => r.name).join(', ')}`);

@@ -46,6 +46,13 @@ export interface FileRestoreOptions {
   reason: RecordBody<'restore'>['reason'];
   why: string | undefined;
   request: string | undefined;
+  /** `scheduled` when the agent carries out an approved restore request on its own; default manual (a person at the terminal). */
+  trigger?: 'scheduled' | 'manual';
+}
+
+/** Who a restore record names: the agent for a request it carried out on its own, else the person at the terminal. */
+export function restoreRunBy(trigger: 'scheduled' | 'manual' | undefined, env: NodeJS.ProcessEnv): { trigger: 'scheduled' | 'manual'; operator?: string } {
+  return trigger === 'scheduled' ? { trigger } : { trigger: 'manual', operator: operatorName(env) };
 }
 
 /** A snapshot as its backup record describes it: the trust anchor for its manifest. */
@@ -223,8 +230,7 @@ export async function restoreFiles(ctx: Context, host: Host, repo: RepositoryCon
       await host.records.append('media-loan', {
         repository: repo.name,
         kind: repo.kind,
-        trigger: 'manual',
-        operator: operatorName(ctx.env),
+        ...restoreRunBy(opts.trigger, ctx.env),
         snapshot: chosen.id,
         from: 'secondary',
         label: copyLabel(config.host, repo.name, chosen.id),
@@ -459,8 +465,7 @@ async function record(
   const body: RecordBody<'restore'> = {
     repository: repo.name,
     kind: repo.kind,
-    trigger: 'manual',
-    operator: operatorName(ctx.env),
+    ...restoreRunBy(opts.trigger, ctx.env),
     started: started.toISOString(),
     finished: ctx.now().toISOString(),
     snapshot: { id: chosen.id, target: used, location: `${config.host}/${repo.name}/snapshots/${chosen.id}`, digest: chosen.digest, manifest: chosen.manifest },

@@ -24,10 +24,10 @@ import { exists } from '../fsutil.js';
 import { HashPool } from '../hashing.js';
 import { checkSnapshot } from '../manifest.js';
 import { processExists } from '../lock.js';
-import { lockAndRecover, openHost, operatorName, publishRecords } from '../host.js';
+import { lockAndRecover, openHost, publishRecords } from '../host.js';
 import type { RepositoryStore } from '../target.js';
 import { formatZoned, hostZone, parseZoned } from '../zoned.js';
-import { restoreFiles } from './restore-files.js';
+import { restoreFiles, restoreRunBy } from './restore-files.js';
 import { pitrRepository } from './wal-push.js';
 
 export const RESTORE_REASONS = ['deleted-by-mistake', 'physical-damage', 'logical-damage', 'other'] as const;
@@ -52,6 +52,8 @@ export interface RestoreOptions {
   intoProduction: boolean;
   /** The repository's name again, to confirm --into-production. */
   confirm: string | undefined;
+  /** `scheduled` when the agent carries out an approved restore request on its own. */
+  trigger?: 'scheduled' | 'manual';
 }
 
 /** A snapshot a restore can start from, and the earliest time it reaches. */
@@ -191,7 +193,7 @@ export async function runRestore(ctx: Context, opts: RestoreOptions): Promise<Ex
   if (named && !(named.kind === 'database' && named.pitr && (opts.at !== undefined || opts.listWindow))) {
     if (opts.listWindow) throw usageError(`repository "${named.name}" has no point-in-time recovery window: it restores by snapshot`, `respaldo restore ${named.name} --snapshot ID --to DIR (or --at TIME: the newest snapshot taken by then)`);
     if (opts.intoProduction) throw usageError('--into-production is for a database restored to a point in time', `restore files into a folder: respaldo restore ${named.name} --to DIR`);
-    return restoreFiles(ctx, host, named, { snapshot: opts.snapshot, at: opts.at, paths: opts.paths, to: opts.to, force: opts.force, reason: opts.reason, why: opts.why, request: opts.request });
+    return restoreFiles(ctx, host, named, { snapshot: opts.snapshot, at: opts.at, paths: opts.paths, to: opts.to, force: opts.force, reason: opts.reason, why: opts.why, request: opts.request, trigger: opts.trigger });
   }
   if (opts.snapshot || opts.paths.length || opts.force) throw usageError('--snapshot, --path and --force restore the files of a snapshot; a point-in-time restore (--at) picks its own starting snapshot', 'leave them out with --at');
   const { repo, store } = pitrRepository(config, opts.repo, 'restore', ['postgresql', 'mariadb']);
@@ -244,8 +246,7 @@ export async function runRestore(ctx: Context, opts: RestoreOptions): Promise<Ex
     const body: RecordBody<'restore'> = {
       repository: repo.name,
       kind: 'database',
-      trigger: 'manual',
-      operator: operatorName(ctx.env),
+      ...restoreRunBy(opts.trigger, ctx.env),
       started: started.toISOString(),
       finished: ctx.now().toISOString(),
       snapshot: { id: start.id, target: 'primary', location: store.snapshotLocation(start.id), digest: digestOf(bytes), manifest: summary.manifest },

@@ -7,7 +7,9 @@ import { compareSnapshotIds } from '../../schemas/common.js';
 import { Exit, messageOf, RespaldoError, usageError, withHint, type ExitCode } from '../errors.js';
 import { HashPool } from '../hashing.js';
 import { readHistory, type RepositoryHistory } from '../history.js';
-import { lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
+import { lockAndRecover, openHost, operatorName, publishRecords, pullRequests, type Host } from '../host.js';
+import { problemText, requestPath } from '../../schemas/request.js';
+import { runRestore } from './restore.js';
 import { pathRedactor } from '../redact.js';
 import { dueState, planFor } from '../schedule.js';
 import { openSecondary } from '../secondary-rsyncd.js';
@@ -44,7 +46,7 @@ async function recordUnrecorded(host: Host, target: PrimaryTarget, repos: Reposi
       const newest = (await store.snapshots()).at(-1);
       const recorded = history.get(repo.name)?.lastGood?.snapshot;
       if (newest && (!recorded || compareSnapshotIds(newest, recorded) > 0)) {
-        const appended = await recordSnapshot(host.records, store, newest, true, pathRedactor(host.config, repo));
+        const appended = await recordSnapshot(host.records, store, newest, true, pathRedactor(host.config, repo), repo.request);
         ctx.reporter.event({ type: 'info', message: `${repo.name}: recorded snapshot ${newest}, which an interrupted run completed but did not record (record ${appended.seq})` });
         adopted = true;
       }
@@ -58,6 +60,102 @@ async function recordUnrecorded(host: Host, target: PrimaryTarget, repos: Reposi
 
 export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> {
   const host = await openHost(ctx, opts.config);
+  const code = await backUp(ctx, opts, host);
+  if (ctx.signal.aborted || opts.repos.length) return code;
+  const restored = await carryOutRestores(ctx, opts.config, host);
+  return code === Exit.ok ? restored : code;
+}
+
+/**
+ * Approved restore requests for this host, each carried out once by the agent itself
+ * (never into production unless the request says so: agent/requests.ts checked that). A
+ * request that cannot be carried out gets a failure record that names it, so that it is
+ * not tried again every hour; JAA answers with a new request.
+ */
+async function carryOutRestores(ctx: Context, configPath: string, host: Host): Promise<ExitCode> {
+  let code: ExitCode = Exit.ok;
+  for (const r of host.mandate?.restores ?? []) {
+    if (ctx.signal.aborted) break;
+    const repo = host.config.repositories.find((c) => c.name === r.repository)!;
+    const intoProduction = r['into-production'] === true;
+    try {
+      const done = await runRestore(ctx, {
+        config: configPath,
+        repo: r.repository,
+        snapshot: r.snapshot,
+        at: r.at,
+        paths: r.paths ?? [],
+        to: r.destination,
+        // Files restored into production land over the original folders; a database's data folder is set aside first.
+        force: intoProduction && !(repo.kind === 'database' && repo.pitr && r.at),
+        listWindow: false,
+        reason: r.reason,
+        why: r.reason_detail ?? `request ${r.id}`,
+        request: r.id,
+        intoProduction: intoProduction && repo.kind === 'database' && repo.pitr === true && r.at !== undefined,
+        confirm: r.repository,
+        trigger: 'scheduled',
+      });
+      if (done !== Exit.ok) code = Exit.partial;
+    } catch (e) {
+      if (ctx.signal.aborted) break;
+      code = Exit.partial;
+      const why = withHint(e);
+      ctx.reporter.event({ type: 'warning', repository: r.repository, message: `the approved restore request ${r.id} could not be carried out: ${why}` });
+      // A restore that began wrote its own restore record (result: failed); one that could not begin is recorded here.
+      if (await answered(host, r.id)) continue;
+      await recordRequestFailure(ctx, host, { repository: repo.name, kind: repo.kind, request: r.id, cause: `restore request ${r.id} (${requestPath(r.id)}) could not be carried out: ${messageOf(e)}`, hint: e instanceof RespaldoError && e.hint ? e.hint : 'correct the request with a new one, approved again' });
+    }
+  }
+  return code;
+}
+
+/** Whether a restore or failure record of this host already answers the request. */
+async function answered(host: Host, id: string): Promise<boolean> {
+  for (const file of await host.records.list()) {
+    if (file.type !== 'restore' && file.type !== 'failure') continue;
+    const record = await host.records.read(file);
+    if (record && (record.type === 'restore' || record.type === 'failure') && record.request === id) return true;
+  }
+  return false;
+}
+
+/** A failure record about a request, under the run lock, published at once. */
+async function recordRequestFailure(ctx: Context, host: Host, f: { repository: string; kind: RepositoryConfig['kind']; request: string; cause: string; hint: string }): Promise<void> {
+  const { lock } = await lockAndRecover(ctx, host, 'respaldo run', ctx.now());
+  try {
+    const appended = await host.records.append('failure', { repository: f.repository, kind: f.kind, request: f.request, trigger: 'scheduled', stage: 'request', cause: f.cause, hint: f.hint });
+    await publishRecords(ctx, host, [`hosts/${host.config.host}`], `respaldo ${host.config.host}: record ${appended.seq}: ${f.request} failed`);
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * Approved requests that cannot be met as they stand (a folder the host does not allow, a
+ * server it does not name): a warning on every run, and a failure record naming the file
+ * and field the first time each problem is seen.
+ */
+async function reportRequestProblems(ctx: Context, host: Host): Promise<number> {
+  const problems = host.mandate?.problems ?? [];
+  if (!problems.length) return 0;
+  const seen = new Set<string>();
+  for (const file of await host.records.list()) {
+    if (file.type !== 'failure') continue;
+    const record = await host.records.read(file);
+    if (record?.type === 'failure' && record.stage === 'request') seen.add(record.cause);
+  }
+  for (const p of problems) {
+    const cause = problemText(p);
+    ctx.reporter.event({ type: 'warning', repository: p.repository, message: `approved request ${p.request} cannot be met: ${cause}` });
+    if (seen.has(cause)) continue;
+    seen.add(cause);
+    await host.records.append('failure', { repository: p.repository, request: p.request, trigger: 'scheduled', stage: 'request', cause, hint: `the host's sysadmin can allow it in ${host.config.file} (requests:), or the developer can ask anew; nothing of ${p.repository} is backed up under this request until then` });
+  }
+  return problems.length;
+}
+
+async function backUp(ctx: Context, opts: RunOptions, host: Host): Promise<ExitCode> {
   const { config, records } = host;
   const unknown = opts.repos.filter((name) => !config.repositories.some((r) => r.name === name));
   if (unknown.length)
@@ -66,6 +164,13 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
   const started = ctx.now();
   const command = `respaldo run${opts.manual ? ' --manual' : ''}`;
   const { lock, firstSeq } = await lockAndRecover(ctx, host, command, started);
+  try {
+    // Each run pulls the records first: a new approval takes effect on the next run.
+    await pullRequests(ctx, host);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
   const pool = new HashPool();
   let secondary: Secondary | undefined;
   let target: PrimaryTarget | undefined;
@@ -91,7 +196,7 @@ export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> 
       });
     }
 
-    let failed = 0;
+    let failed = await reportRequestProblems(ctx, host);
     const done: string[] = [];
     const backedUp = new Set<string>();
     for (const repo of selected) {

@@ -9,6 +9,8 @@ import { readHistory } from '../history.js';
 import { RecordStore } from '../records.js';
 import { dueState, planFor } from '../schedule.js';
 import { openPrimary } from '../remote-target.js';
+import { problemText } from '../../schemas/request.js';
+import { applyMandate } from '../host.js';
 import { hostZone } from '../zoned.js';
 
 export interface StatusOptions {
@@ -27,6 +29,7 @@ const STATE_TEXT = { ok: 'ok', due: 'due', overdue: 'OVERDUE', never: 'never bac
 export async function runStatus(ctx: Context, opts: StatusOptions): Promise<ExitCode> {
   const config = await loadConfig(opts.config, ctx.cwd);
   const records = new RecordStore(config.records, config.host, undefined, ctx.now);
+  const mandate = await applyMandate(ctx, config, records);
   const git = await RecordsGit.open(config.records, config.host, ctx.env);
   const head = await records.head();
   const history = await readHistory(records, config.repositories.map((r) => r.name));
@@ -77,6 +80,7 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
     return {
       name: repo.name,
       kind: repo.kind,
+      request: repo.request ?? null,
       schedule: plan.describe,
       state: due.state,
       lastGood: h.lastGood ? { started: h.lastGood.started.toISOString(), snapshot: h.lastGood.snapshot, unchanged: h.lastGood.unchanged, record: h.lastGood.seq } : null,
@@ -89,12 +93,13 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
   const atRestCell = (checks: Record<string, { at: string; result: string; record: number } | null>) =>
     roles.map((role) => ((c) => `${role === 'primary' ? 'JAA' : 'CSC'} ${c ? `${c.result === 'ok' ? 'ok' : `FAILED (record ${c.record})`} ${formatLocal(new Date(c.at), zone)}` : 'never'}`)(checks[role])).join('; ');
 
-  const table = [['REPOSITORY', 'KIND', 'SCHEDULE', 'LAST GOOD BACKUP', 'NEXT DUE', ...(config.targets.secondary ? ['COPY AT CSC'] : []), 'CHECKED AT REST', 'STATE']];
+  const table = [['REPOSITORY', 'KIND', 'REQUEST', 'SCHEDULE', 'LAST GOOD BACKUP', 'NEXT DUE', ...(config.targets.secondary ? ['COPY AT CSC'] : []), 'CHECKED AT REST', 'STATE']];
   for (const r of rows) {
     const p = pending.get(r.name);
     table.push([
       r.name,
       r.kind,
+      r.request ?? '-',
       r.schedule,
       r.lastGood ? `${formatLocal(new Date(r.lastGood.started), zone)} (${r.lastGood.unchanged ? 'unchanged since ' : ''}${r.lastGood.snapshot})` : '-',
       r.state === 'ok' ? formatLocal(new Date(r.nextDue), zone) : 'now',
@@ -109,7 +114,17 @@ export async function runStatus(ctx: Context, opts: StatusOptions): Promise<Exit
     `times in ${zone}`,
     '',
     ...table.map((row) => row.map((cell, c) => (c === row.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')),
+    ...(mandate.restores.length ? ['', `approved restore requests waiting for the next run: ${mandate.restores.map((r) => r.id).join(', ')}`] : []),
+    ...(mandate.problems.length ? ['', 'approved requests that cannot be met:', ...mandate.problems.map((p) => `  ${problemText(p)}`)] : []),
   ];
-  ctx.reporter.result(lines.join('\n'), { host: config.host, timezone: zone, records: head?.seq ?? 0, unpushed: unpushed ?? null, repositories: rows });
+  ctx.reporter.result(lines.join('\n'), {
+    host: config.host,
+    timezone: zone,
+    records: head?.seq ?? 0,
+    unpushed: unpushed ?? null,
+    repositories: rows,
+    pendingRestores: mandate.restores.map((r) => r.id),
+    requestProblems: mandate.problems.map(problemText),
+  });
   return Exit.ok;
 }

@@ -1,14 +1,17 @@
 /** `failure`: a backup (or a run) that did not complete. Logged on FOR 7.5 DSE 05 (bitácora de fallas). */
 import { z } from 'zod';
 import { isoTime, repositoryKind, repositoryName, snapshotId, trigger } from '../common.js';
+import { requested } from './shared.js';
 
-export const failureStage = z.enum(['source', 'target', 'transfer', 'manifest', 'verify', 'record', 'copy', 'interrupted', 'internal']);
+export const failureStage = z.enum(['request', 'source', 'target', 'transfer', 'manifest', 'verify', 'record', 'copy', 'interrupted', 'internal']);
 
 export const failureRecord = z
   .object({
     /** Absent for a failure of the run itself, such as a run that was killed. */
     repository: repositoryName.optional(),
     kind: repositoryKind.optional(),
+    /** The request the failure is about: the backup request behind the repository, or a restore request that could not be carried out. */
+    request: requested.optional(),
     trigger,
     operator: z.string().min(1).optional(),
     stage: failureStage,

@@ -1,6 +1,6 @@
 /** `restore`: information brought back (clause 4.3). Rendered on FOR 7.5 DSE 05. */
 import { z } from 'zod';
-import { isoTime } from '../common.js';
+import { isoTime, requestId } from '../common.js';
 import { about, checksumCheck, runBy, snapshotRef, timeSpan } from './shared.js';
 
 /** The four cases of clause 4.3 of the procedure. */
@@ -18,7 +18,8 @@ export const restoreRecord = z
     destination: z.string().min(1),
     reason: restoreReason,
     reason_detail: z.string().optional(),
-    request: z.string().regex(/^REQ-\d{4}-\d{4}$/).nullable(),
+    /** The restore request (FOR 7.5 DSE 05) this restore answers, if any. */
+    request: requestId.nullable(),
     /** Which copy was used: JAA's (`primary`) or CSC's (`secondary`, see the media-loan record). */
     source_copy: z.enum(['primary', 'secondary']),
     verification: checksumCheck,

@@ -1,6 +1,6 @@
 /** Pieces that several record types share. */
 import { z } from 'zod';
-import { hostName, isoTime, repositoryKind, repositoryName, sha256Digest, snapshotId, trigger, verificationLevel } from '../common.js';
+import { hostName, isoTime, repositoryKind, repositoryName, requestId, sha256Digest, snapshotId, trigger, verificationLevel } from '../common.js';
 import { restoreCheck } from '../database.js';
 
 /** Points at another record: its host, its seq and the sha256 of its bytes. */
@@ -14,10 +14,19 @@ export const runBy = {
   operator: z.string().min(1).optional(),
 };
 
+/**
+ * Whether JAA approved backing the repository up (clause 4.1.1): the approved request's
+ * number, or `unrequested` for a repository the host configuration lists with no approved
+ * request (backed up all the same, but not JAA's responsibility). Absent in records made
+ * before requests existed.
+ */
+export const requested = z.union([requestId, z.literal('unrequested')]);
+
 /** The repository a record is about. */
 export const about = {
   repository: repositoryName,
   kind: repositoryKind,
+  request: requested.optional(),
 };
 
 export const warning = z.object({ code: z.string().min(1), message: z.string().min(1) }).strict();

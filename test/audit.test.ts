@@ -1,0 +1,152 @@
+/**
+ * tools/audit.sh, the auditor's own check with git, ssh-keygen and sha256sum alone, against
+ * `respaldo records verify` on clean and tampered records folders made by the real agent:
+ * both must reach the same verdict on every one. And checkpoints: JAA's signed anchor of
+ * every chain head, which makes the deletion of an agent's newest records visible.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { deployment, git, respaldo, ROOT, tempDir, writeTree, type Deployment } from './helpers.js';
+import { cloneOf, commitAs, person, sshKey, writeApproval, type SshKey } from './trust.js';
+
+const AUDIT = join(ROOT, 'tools/audit.sh');
+
+function audit(dir: string, ...opts: string[]) {
+  const r = spawnSync('bash', [AUDIT, ...opts, dir], { encoding: 'utf8' });
+  const lines = r.stdout.trim().split('\n');
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, summary: lines.at(-1)!, broken: lines.filter((l) => l.startsWith('BROKEN ')).map((l) => l.split(' ')[1]!).sort() };
+}
+
+async function respaldoVerify(dir: string, ...opts: string[]) {
+  const text = await respaldo(['records', 'verify', dir, ...opts]);
+  const json = await respaldo(['records', 'verify', dir, '--json', ...opts]);
+  const data = JSON.parse(json.stdout.trim().split('\n').at(-1)!).data;
+  return { code: text.code, stdout: text.stdout, summary: text.stdout.trim().split('\n').at(-1)!, broken: data.hosts.flatMap((h: any) => h.broken).sort(), data };
+}
+
+describe('tools/audit.sh and respaldo records verify', () => {
+  let d: Deployment;
+  let base: string;
+  let jaa: SshKey;
+  let eve: SshKey;
+  let records: string[];
+
+  /** A copy of the records repository (work tree and history) to tamper with. */
+  function variant(): string {
+    const dir = join(tempDir(), 'records');
+    execFileSync('cp', ['-a', base, dir]);
+    return dir;
+  }
+
+  beforeAll(async () => {
+    const src = tempDir();
+    writeTree(join(src, 'web'), { 'index.html': '<h1>hola</h1>\n', 'css/a.css': 'body{}\n' });
+    d = await deployment([{ name: 'web', paths: [join(src, 'web')] }], { remote: true, extra: { requests: { 'allow-paths': [src] } } });
+    [jaa, eve] = [sshKey('jaa'), sshKey('eve')];
+    const office = cloneOf(d.remote!, 'office');
+    appendFileSync(join(office, 'policy/allowed_signers'), `jaa namespaces="git" ${jaa.line}\n`);
+    commitAs(office, jaa, 'policy: JAA', 'policy/allowed_signers');
+    git(office, 'push', '--quiet');
+    const asked = await respaldo(['request', 'new', '--records', office, '--type', 'backup', '--name', 'Ana', '--area', 'Web', '--host', 'web01', '--repository', 'web', '--kind', 'files', '--path', join(src, 'web')], { env: person('Ana') });
+    expect(asked.code, asked.stderr).toBe(0);
+    expect((await respaldo(['approve', 'REQ-2026-0001', '--records', office, '--key', jaa.key], { env: person('JAA') })).code).toBe(0);
+    for (let i = 0; i < 5; i++) {
+      writeFileSync(join(src, 'web', `page-${i}.html`), `<p>${i}</p>\n`);
+      const run = await d.run('run', '--all');
+      expect(run.code, run.stderr).toBe(0);
+    }
+    const cp = await respaldo(['checkpoint', '--records', office, '--key', jaa.key], { env: person('JAA') });
+    expect(cp.code, cp.stderr).toBe(0);
+    base = cloneOf(d.remote!, 'base');
+    records = d.recordFiles();
+    expect(records.length).toBe(6);
+  });
+
+  it('a checkpoint is signed by JAA and anchors every chain head; deleting newest records after it is reported', async () => {
+    const clean = await respaldoVerify(base);
+    expect(clean.code, clean.stdout).toBe(0);
+    const checkpoints = readdirSync(join(base, 'checkpoints'));
+    expect(checkpoints).toHaveLength(1);
+    const text = readFileSync(join(base, 'checkpoints', checkpoints[0]!), 'utf8');
+    expect(text).toMatch(new RegExp(`^  web01: ${records.length} sha256:[0-9a-f]{64}$`, 'm'));
+
+    // The agent's newest two records vanish (a compromised host, a careless rebase): the chain itself is still whole.
+    const dir = variant();
+    for (const f of records.slice(-2)) for (const ext of ['', '.sig']) rmSync(join(dir, f + ext));
+    const v = await respaldoVerify(dir);
+    expect(v.code).toBe(3);
+    expect(v.stdout).toContain(`checkpoints/${checkpoints[0]}: web01: truncated: the chain of web01 ends at seq ${records.length - 2}, but checkpoint checkpoints/${checkpoints[0]} saw it at seq ${records.length}: its newest records were deleted`);
+    expect(v.data.summary).toMatchObject({ broken: 0, hostsBroken: 0, checkpointsViolated: 1 });
+    const a = audit(dir);
+    expect(a.code).toBe(1);
+    expect(a.stdout).toContain(`CHECKPOINT ${checkpoints[0]} web01 truncated`);
+  });
+
+  const cases: [string, (dir: string) => void, string[]?][] = [
+    ['clean', () => {}],
+    ['a record edited after signing', (dir) => {
+      const f = join(dir, records[3]!);
+      writeFileSync(f, readFileSync(f, 'utf8').replace(/^finished: .*$/m, 'finished: 2026-01-01T00:00:00.000Z'));
+    }],
+    ['a record in the middle deleted', (dir) => {
+      for (const ext of ['', '.sig']) rmSync(join(dir, records[4]! + ext));
+    }],
+    ['the newest records deleted after the checkpoint', (dir) => {
+      for (const f of records.slice(-3)) for (const ext of ['', '.sig']) rmSync(join(dir, f + ext));
+    }],
+    ['a signature deleted', (dir) => rmSync(join(dir, `${records[2]}.sig`))],
+    ['a record rewritten after the checkpoint, re-chained and re-signed by another key', (dir) => {
+      // Eve replaces the newest record and signs it with her own key: a wrong key and a diverged checkpoint.
+      const f = join(dir, records.at(-1)!);
+      writeFileSync(f, readFileSync(f, 'utf8').replace(/^trigger: .*$/m, 'trigger: manual'));
+      const sig = execFileSync('ssh-keygen', ['-Y', 'sign', '-f', eve.key, '-n', 'respaldo-record', '-q'], { input: readFileSync(f) });
+      writeFileSync(`${f}.sig`, sig);
+    }],
+    ['allowed_signers changed by an unsigned commit', (dir) => {
+      appendFileSync(join(dir, 'policy/allowed_signers'), `eve namespaces="git" ${eve.line}\n`);
+      commitAs(dir, undefined, 'policy: eve', 'policy/allowed_signers');
+    }],
+    ['allowed_signers changed in the work tree only', (dir) => appendFileSync(join(dir, 'policy/allowed_signers'), `eve namespaces="git" ${eve.line}\n`)],
+    ['an approval changed by an unsigned commit', (dir) => {
+      appendFileSync(join(dir, 'approvals/REQ-2026-0001.yaml'), 'why: cambiado\n');
+      commitAs(dir, undefined, 'edit', 'approvals/REQ-2026-0001.yaml');
+    }],
+    ['an approval signed by an unknown key', (dir) => {
+      git(dir, 'rm', '--quiet', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, jaa, 'withdrawn', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, eve, 'approved', writeApproval(dir, 'REQ-2026-0001'));
+    }],
+    ['a merge commit that brings an approval', (dir) => {
+      git(dir, 'rm', '--quiet', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, jaa, 'withdrawn', 'approvals/REQ-2026-0001.yaml');
+      git(dir, 'checkout', '--quiet', '-b', 'side');
+      writeFileSync(join(dir, 'notes.txt'), 'x\n');
+      commitAs(dir, jaa, 'notes', 'notes.txt');
+      git(dir, 'checkout', '--quiet', 'main');
+      git(dir, 'merge', '--quiet', '--no-ff', '--no-commit', 'side');
+      // The merge itself brings the approval back, and JAA's key signs the merge.
+      git(dir, 'add', writeApproval(dir, 'REQ-2026-0001'));
+      git(dir, '-c', 'gpg.format=ssh', '-c', `user.signingkey=${jaa.key}`, 'commit', '-S', '--quiet', '-m', 'merge side');
+    }],
+    ['the request edited after its approval', (dir) => {
+      appendFileSync(join(dir, 'requests/REQ-2026-0001.yaml'), 'notes: también /etc/shadow\n');
+      commitAs(dir, undefined, 'edit', 'requests/REQ-2026-0001.yaml');
+    }],
+    ['a pinned approver that never signed the policy', () => {}, ['--approver', 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA']],
+    ['a folder that is not a git checkout', (dir) => rmSync(join(dir, '.git'), { recursive: true })],
+  ];
+
+  for (const [name, tamper, opts = []] of cases)
+    it(`agree: ${name}`, async () => {
+      const dir = variant();
+      tamper(dir);
+      const [mine, theirs] = [await respaldoVerify(dir, ...opts), audit(dir, ...opts)];
+      expect(theirs.stderr).toBe('');
+      expect(theirs.summary, `${mine.stdout}\n----\n${theirs.stdout}`).toBe(mine.summary);
+      expect(theirs.broken).toEqual(mine.broken);
+      expect(theirs.code === 0, theirs.stdout).toBe(mine.code === 0);
+      if (name !== 'clean' && name !== 'a folder that is not a git checkout') expect(mine.code, `${name} went unnoticed:\n${mine.stdout}`).toBe(3);
+    });
+});

@@ -1,0 +1,266 @@
+/**
+ * Requests and approvals through signed git commits (clauses 4.1.1 and 4.3): a developer's
+ * request, JAA's SSH-signed approval, and the agent acting on exactly what was approved,
+ * with real git, real ssh-keygen signatures and the real agent.
+ */
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { deployment, git, MAIN, recordsOf, respaldo, tempDir, writeTree, type Deployment } from './helpers.js';
+import { cloneOf, commitAs, person, sshKey, writeApproval, type SshKey } from './trust.js';
+
+const dev = person('Ana');
+const jaaEnv = person('JAA');
+
+async function verdict(dir: string, ...more: string[]) {
+  const r = await respaldo(['records', 'verify', dir, '--json', ...more]);
+  const data = JSON.parse(r.stdout.trim().split('\n').at(-1)!).data;
+  return { code: r.code, data, approval: (id: string) => data.approvals.find((a: any) => a.id === id) };
+}
+
+describe('requests and approvals', () => {
+  let d: Deployment;
+  let src: string;
+  let restoreRoot: string;
+  let devClone: string;
+  let jaaClone: string;
+  let jaa: SshKey;
+  let eve: SshKey;
+  let old: SshKey;
+  let revoked: SshKey;
+  const folder = (n: string) => join(src, n);
+
+  /** A backup request for folder `name`, made with respaldo request new in the developer's clone; returns its number. */
+  async function requestBackup(name: string, extra: string[] = []): Promise<string> {
+    const r = await respaldo(['request', 'new', '--records', devClone, '--json', '--type', 'backup', '--name', 'Ana López', '--area', 'Desarrollo web', '--host', 'web01', '--repository', name, '--kind', 'files', '--path', folder(name), ...extra], { env: dev });
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout.trim().split('\n').at(-1)!).data.id;
+  }
+
+  /** A hand-made approval in JAA's clone, committed (signed with `key`, or not) and pushed. */
+  function approveBy(id: string, key: SshKey | undefined) {
+    git(jaaClone, 'pull', '--quiet', '--rebase');
+    commitAs(jaaClone, key, `${id}: approved`, writeApproval(jaaClone, id));
+    git(jaaClone, 'push', '--quiet');
+  }
+
+  beforeAll(async () => {
+    src = tempDir();
+    restoreRoot = tempDir();
+    for (const n of ['portal', 'unsigned', 'stranger', 'revoked', 'expired', 'edited', 'rejected', 'merged', 'usurped'])
+      writeTree(folder(n), { 'a.txt': `${n}: uno\n`, 'sub/b.txt': `${n}: dos\n` });
+    writeTree(join(src, 'local'), { 'c.txt': 'local\n' });
+    d = await deployment([{ name: 'local', paths: [join(src, 'local')] }], { remote: true, extra: { requests: { 'allow-paths': [src], 'restore-to': [restoreRoot] } } });
+    [jaa, eve, old, revoked] = [sshKey('jaa'), sshKey('eve'), sshKey('old'), sshKey('revoked')];
+    devClone = cloneOf(d.remote!, 'dev');
+    jaaClone = cloneOf(d.remote!, 'jaa');
+    // JAA anchors the policy: approvers under namespace "git", one expired and one revoked, in a commit JAA signs.
+    appendFileSync(
+      join(jaaClone, 'policy/allowed_signers'),
+      [`jaa namespaces="git" ${jaa.line}`, `old namespaces="git",valid-before="20200101" ${old.line}`, `revoked namespaces="git" ${revoked.line}`, ''].join('\n'),
+    );
+    writeFileSync(join(jaaClone, 'policy/revoked_keys'), `${revoked.line}\n`);
+    commitAs(jaaClone, jaa, 'policy: approvers', 'policy/allowed_signers', 'policy/revoked_keys');
+    git(jaaClone, 'push', '--quiet');
+  });
+
+  it('a request approved by an approver-signed commit is backed up on the next run; unsigned, unknown, revoked, expired or edited approvals are not', async () => {
+    const ids: Record<string, string> = {};
+    for (const n of ['portal', 'unsigned', 'stranger', 'revoked', 'expired', 'edited', 'rejected']) ids[n] = await requestBackup(n);
+    expect(Object.values(ids)).toEqual(['REQ-2026-0001', 'REQ-2026-0002', 'REQ-2026-0003', 'REQ-2026-0004', 'REQ-2026-0005', 'REQ-2026-0006', 'REQ-2026-0007']);
+    const request = parse(readFileSync(join(devClone, 'requests/REQ-2026-0001.yaml'), 'utf8'));
+    expect(request).toMatchObject({ form: 'FOR 7.5 DSE 05', type: 'backup', requester: { name: 'Ana López', area: 'Desarrollo web' }, host: 'web01', repository: 'portal', kind: 'files', what: { paths: [folder('portal')] } });
+
+    // JAA approves with respaldo: a signed commit that git itself checks.
+    const ok = await respaldo(['approve', ids.portal!, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain(`approved by jaa (${jaa.fingerprint}) in signed commit`);
+    const onlyJaa = join(tempDir(), 'allowed_signers');
+    writeFileSync(onlyJaa, `jaa namespaces="git" ${jaa.line}\n`);
+    expect(git(jaaClone, '-c', `gpg.ssh.allowedSignersFile=${onlyJaa}`, 'log', '-1', '--format=%G? %GK', '--', `approvals/${ids.portal}.yaml`).trim()).toBe(`G ${jaa.fingerprint}`);
+    const edited = await respaldo(['approve', ids.edited!, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+    expect(edited.code, edited.stderr).toBe(0);
+    const rejected = await respaldo(['approve', ids.rejected!, '--records', jaaClone, '--key', jaa.key, '--reject', '--why', 'no es de la aplicación'], { env: jaaEnv });
+    expect(rejected.code, rejected.stderr).toBe(0);
+
+    // respaldo itself refuses keys that would not count.
+    const byEve = await respaldo(['approve', ids.stranger!, '--records', jaaClone, '--key', eve.key], { env: jaaEnv });
+    expect(byEve.code).toBe(2);
+    expect(byEve.stderr).toContain(`key ${eve.fingerprint} is not an approver`);
+    const byOld = await respaldo(['approve', ids.expired!, '--records', jaaClone, '--key', old.key], { env: jaaEnv });
+    expect(byOld.code).toBe(4);
+    expect(byOld.stderr).toContain('the commit would not count');
+    git(jaaClone, 'checkout', '--quiet', '--', '.');
+    git(jaaClone, 'clean', '--quiet', '-fd', 'approvals');
+
+    // The same approvals made by hand, as someone bypassing respaldo would.
+    approveBy(ids.unsigned!, undefined);
+    approveBy(ids.stranger!, eve);
+    approveBy(ids.revoked!, revoked);
+    approveBy(ids.expired!, old);
+    // Edited after its approval by an unsigned commit: the approval no longer counts.
+    git(jaaClone, 'pull', '--quiet', '--rebase');
+    appendFileSync(join(jaaClone, `approvals/${ids.edited}.yaml`), 'why: nadie lo firmó\n');
+    commitAs(jaaClone, undefined, 'edit', `approvals/${ids.edited}.yaml`);
+    git(jaaClone, 'push', '--quiet');
+
+    const run = await d.run('run');
+    expect(run.code, run.stderr).toBe(0);
+    expect(d.snapshots('portal')).toHaveLength(1);
+    for (const n of ['unsigned', 'stranger', 'revoked', 'expired', 'edited', 'rejected']) expect(d.snapshots(n), n).toEqual([]);
+    const backups = recordsOf(d, 'backup');
+    expect(backups.find((r) => r.repository === 'portal')).toMatchObject({ request: ids.portal });
+    // Configured on the host with no approved request: backed up all the same, marked.
+    expect(backups.find((r) => r.repository === 'local')).toMatchObject({ request: 'unrequested' });
+    expect(d.snapshots('local')).toHaveLength(1);
+
+    const v = await verdict(d.records);
+    expect(v.code).toBe(3);
+    expect(v.approval(ids.portal!)).toMatchObject({ valid: true, decision: 'approved', principal: 'jaa', key: jaa.fingerprint });
+    expect(v.approval(ids.rejected!)).toMatchObject({ valid: true, decision: 'rejected' });
+    expect(v.approval(ids.unsigned!).reason).toMatch(/not signed/);
+    expect(v.approval(ids.stranger!).reason).toContain(`signed by key ${eve.fingerprint}, which is not an approver`);
+    expect(v.approval(ids.revoked!).valid).toBe(false);
+    expect(v.approval(ids.revoked!).reason).toContain(`signed by key ${revoked.fingerprint}, which policy/revoked_keys revokes`);
+    expect(v.approval(ids.expired!).reason).toContain(`signed by key ${old.fingerprint}, which is not an approver of the policy in force at the commit's time`);
+    expect(v.approval(ids.edited!).reason).toMatch(/not signed/);
+    expect(v.data.summary).toMatchObject({ approvalsValid: 2, approvalsInvalid: 5, broken: 0 });
+
+    const status = await d.run('status');
+    expect(status.stdout).toMatch(/portal\s+files\s+REQ-2026-0001/);
+    expect(status.stdout).toMatch(/local\s+files\s+unrequested/);
+  });
+
+  it('a change to allowed_signers not signed by an existing approver is reported and has no effect', async () => {
+    const id = await requestBackup('usurped');
+    git(jaaClone, 'pull', '--quiet', '--rebase');
+    // Eve makes herself an approver, without a trusted signature, and approves with her key.
+    appendFileSync(join(jaaClone, 'policy/allowed_signers'), `eve namespaces="git" ${eve.line}\n`);
+    commitAs(jaaClone, eve, 'policy: eve', 'policy/allowed_signers');
+    commitAs(jaaClone, eve, `${id}: approved`, writeApproval(jaaClone, id));
+    git(jaaClone, 'push', '--quiet');
+
+    const run = await d.run('run');
+    expect(run.code, run.stderr).toBe(0);
+    expect(d.snapshots('usurped')).toEqual([]);
+    const v = await verdict(d.records);
+    expect(v.data.policy.ignored.join('\n')).toMatch(/only an approver trusted before a change may make it/);
+    expect(v.data.summary.policyIgnored).toBe(1);
+    expect(v.approval(id).valid).toBe(false);
+    const text = await respaldo(['records', 'verify', d.records]);
+    expect(text.stdout).toContain('ignored change:');
+    // An approver's signed commit afterwards is what counts; eve's line was in the tree it signed, so JAA takes it out.
+    git(jaaClone, 'pull', '--quiet', '--rebase');
+    const lines = readFileSync(join(jaaClone, 'policy/allowed_signers'), 'utf8').split('\n').filter((l) => !l.startsWith('eve '));
+    writeFileSync(join(jaaClone, 'policy/allowed_signers'), lines.join('\n'));
+    commitAs(jaaClone, jaa, 'policy: without eve', 'policy/allowed_signers');
+    git(jaaClone, 'push', '--quiet');
+  });
+
+  it('a merge commit that sneaks in an approval is caught', async () => {
+    const id = await requestBackup('merged');
+    git(jaaClone, 'pull', '--quiet', '--rebase');
+    git(jaaClone, 'checkout', '--quiet', '-b', 'side');
+    writeFileSync(join(jaaClone, 'notes.txt'), 'nada que ver\n');
+    commitAs(jaaClone, jaa, 'notes', 'notes.txt');
+    git(jaaClone, 'checkout', '--quiet', 'main');
+    git(jaaClone, 'merge', '--quiet', '--no-ff', '--no-commit', 'side');
+    // The merge commit itself brings the approval, and JAA's key even signs the merge.
+    git(jaaClone, 'add', writeApproval(jaaClone, id));
+    git(jaaClone, '-c', 'gpg.format=ssh', '-c', `user.signingkey=${jaa.key}`, 'commit', '-S', '--quiet', '-m', 'merge side');
+    git(jaaClone, 'push', '--quiet');
+
+    const run = await d.run('run');
+    expect(run.code, run.stderr).toBe(0);
+    expect(d.snapshots('merged')).toEqual([]);
+    const v = await verdict(d.records);
+    expect(v.approval(id).reason).toMatch(/^merge commit [0-9a-f]{12} .*linear history/);
+  });
+
+  it('an approved restore request is carried out once on the next run, its record pointing at the request; never into production unless it says so', async () => {
+    const asked = (extra: string[]) =>
+      respaldo(['request', 'new', '--records', devClone, '--json', '--type', 'restore', '--name', 'Ana López', '--area', 'Desarrollo web', '--host', 'web01', '--repository', 'portal', '--reason', 'deleted-by-mistake', ...extra], { env: dev });
+    const lost = join(folder('portal'), 'sub/b.txt');
+    const r1 = await asked(['--path', lost, '--to', join(restoreRoot, 'r1'), '--why', 'borrado por error']);
+    expect(r1.code, r1.stderr).toBe(0);
+    const into = await asked(['--to', folder('portal')]);
+    expect(into.code, into.stderr).toBe(0);
+    const [restoreId, intoId] = [r1, into].map((r) => JSON.parse(r.stdout.trim().split('\n').at(-1)!).data.id as string);
+    for (const id of [restoreId!, intoId!]) {
+      const a = await respaldo(['approve', id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+      expect(a.code, a.stderr).toBe(0);
+    }
+    const before = readFileSync(lost);
+    const run = await d.run('run');
+    expect(run.code).toBe(3); // the production restore cannot be met
+    expect(run.stderr).toContain(`requests/${intoId}.yaml: destination: ${folder('portal')} is within portal's own folders (production); the request must say into-production: true`);
+    expect(readFileSync(join(restoreRoot, 'r1', lost))).toEqual(before);
+    const restores = recordsOf(d, 'restore');
+    expect(restores).toHaveLength(1);
+    expect(restores[0]).toMatchObject({ repository: 'portal', request: restoreId, trigger: 'scheduled', reason: 'deleted-by-mistake', result: 'ok', paths: [lost] });
+    expect(restores[0]!.operator).toBeUndefined();
+    expect(recordsOf(d, 'failure').find((f) => f.request === intoId)).toMatchObject({ stage: 'request', repository: 'portal' });
+
+    // Once: the next run neither restores again nor records the refusal again.
+    const again = await d.run('run');
+    expect(again.code, again.stderr).toBe(0);
+    expect(recordsOf(d, 'restore')).toHaveLength(1);
+    expect(recordsOf(d, 'failure').filter((f) => f.request === intoId)).toHaveLength(1);
+  });
+
+  it('bad input: an unknown host, a malformed schedule, a path outside what the host allows, one number from two clones', async () => {
+    const base = ['request', 'new', '--records', devClone, '--type', 'backup', '--name', 'Ana', '--area', 'Web', '--repository', 'x', '--kind', 'files'];
+    const unknown = await respaldo([...base, '--host', 'web99', '--path', '/srv/x'], { env: dev });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('host (--host): "web99" is not a host of the records');
+    expect(unknown.stderr).toContain('known: web01');
+    const cron = await respaldo([...base, '--host', 'web01', '--path', '/srv/x', '--schedule', '61 3 * *'], { env: dev });
+    expect(cron.code).toBe(2);
+    expect(cron.stderr).toMatch(/schedule\.cron \(--schedule\): a cron expression has five fields/);
+    const every = await respaldo([...base, '--host', 'web01', '--path', '/srv/x', '--schedule', '7x'], { env: dev });
+    expect(every.code).toBe(2);
+    expect(every.stderr).toMatch(/schedule\.every \(--schedule\): a duration is a number and a unit/);
+    const relative = await respaldo([...base, '--host', 'web01', '--path', 'srv/x'], { env: dev });
+    expect(relative.stderr).toMatch(/what\.paths\[0\] \(--path\): an absolute path/);
+
+    // Approved, but outside requests.allow-paths: named by file and field, on the run and in a failure record.
+    const outside = await respaldo([...base.slice(0, -4), '--repository', 'etc', '--kind', 'config', '--host', 'web01', '--path', '/etc', '--json'], { env: dev });
+    const outsideId = JSON.parse(outside.stdout.trim().split('\n').at(-1)!).data.id;
+    expect((await respaldo(['approve', outsideId, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
+    const run = await d.run('run');
+    expect(run.code).toBe(3);
+    expect(run.stderr).toContain(`requests/${outsideId}.yaml: what.paths[0]: /etc is outside what ${d.config} allows requests to name on web01 (requests.allow-paths: ${src})`);
+    expect(d.snapshots('etc')).toEqual([]);
+    expect(recordsOf(d, 'failure').find((f) => f.request === outsideId)?.cause).toContain('what.paths[0]');
+
+    // Two clones ask at the same moment: the second push is rejected, and its request takes the next number.
+    const other = cloneOf(d.remote!, 'dev2');
+    const hook = join(other, '.git/hooks/pre-push');
+    const once = join(tempDir(), 'once');
+    writeFileSync(
+      hook,
+      `#!/bin/sh\n[ -e '${once}' ] && exit 0\ntouch '${once}'\n'${process.execPath}' '${MAIN}' request new --records '${devClone}' --type backup --name Ana --area Web --host web01 --repository race-a --kind files --path '${src}/race-a' >/dev/null\n`,
+    );
+    chmodSync(hook, 0o755);
+    const raced = await respaldo([...base.slice(0, 2), '--records', other, ...base.slice(4, -4), '--repository', 'race-b', '--kind', 'files', '--host', 'web01', '--path', `${src}/race-b`, '--json'], { env: dev });
+    expect(raced.code, raced.stderr).toBe(0);
+    const data = JSON.parse(raced.stdout.trim().split('\n').at(-1)!).data;
+    expect(existsSync(once)).toBe(true);
+    expect(data.renumbered).toHaveLength(1);
+    git(devClone, 'pull', '--quiet', '--rebase');
+    const numbers = execFileSync('ls', [join(devClone, 'requests')], { encoding: 'utf8' }).trim().split('\n');
+    expect(new Set(numbers).size).toBe(numbers.length);
+    const a = parse(readFileSync(join(devClone, `requests/${data.id}.yaml`), 'utf8'));
+    expect(a).toMatchObject({ id: data.id, repository: 'race-b' });
+
+    // A number duplicated by hand (a request copied under another name): named by file and field.
+    const dup = data.id.replace(/\d{4}$/, (n: string) => String(Number(n) + 50).padStart(4, '0'));
+    execFileSync('cp', [join(devClone, `requests/${data.id}.yaml`), join(devClone, `requests/${dup}.yaml`)]);
+    commitAs(devClone, undefined, 'copy', `requests/${dup}.yaml`);
+    const v = await verdict(devClone);
+    expect(v.code).toBe(3);
+    expect(v.data.requests.find((r: any) => r.id === dup).problems[0]).toContain(`requests/${dup}.yaml: id: says ${data.id}, but the file is ${dup}.yaml and requests/${data.id}.yaml already has that number`);
+  });
+});
