@@ -94,7 +94,11 @@ export async function mandateFor(config: Config, trust: Trust, records: RecordSt
     // The newest approved request for a repository is the one in force.
     fromRequests.set(r.repository, repo);
   }
-  const repositories = [...fromRequests.values(), ...config.repositories.filter((c) => !fromRequests.has(c.name)).map((c) => ({ ...c, request: 'unrequested' }))];
+  // In the host configuration's order, then those that only requests name.
+  const repositories = [
+    ...config.repositories.map((c) => fromRequests.get(c.name) ?? { ...c, request: 'unrequested' }),
+    ...[...fromRequests.values()].filter((r) => !config.repositories.some((c) => c.name === r.name)),
+  ];
 
   // Restores: once each. A restore or failure record that names the request means it was carried out (or tried).
   const done = new Set<string>();

@@ -3,15 +3,19 @@
  * request, JAA's SSH-signed approval, and the agent acting on exactly what was approved,
  * with real git, real ssh-keygen signatures and the real agent.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { deployment, git, MAIN, recordsOf, respaldo, tempDir, writeTree, type Deployment } from './helpers.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deployment, git, MAIN, recordsOf, respaldo, sleep, tempDir, writeTree, type Deployment } from './helpers.js';
 import { cloneOf, commitAs, person, sshKey, writeApproval, type SshKey } from './trust.js';
 
 const dev = person('Ana');
+
+function psql(database: string, sql: string): void {
+  execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '/var/run/postgresql', '-U', 'postgres', '-d', database, '-c', sql], { stdio: 'pipe' });
+}
 const jaaEnv = person('JAA');
 
 async function verdict(dir: string, ...more: string[]) {
@@ -30,7 +34,9 @@ describe('requests and approvals', () => {
   let eve: SshKey;
   let old: SshKey;
   let revoked: SshKey;
+  let db: string;
   const folder = (n: string) => join(src, n);
+  afterAll(() => psql('postgres', `DROP DATABASE IF EXISTS ${db}`));
 
   /** A backup request for folder `name`, made with respaldo request new in the developer's clone; returns its number. */
   async function requestBackup(name: string, extra: string[] = []): Promise<string> {
@@ -49,10 +55,16 @@ describe('requests and approvals', () => {
   beforeAll(async () => {
     src = tempDir();
     restoreRoot = tempDir();
-    for (const n of ['portal', 'unsigned', 'stranger', 'revoked', 'expired', 'edited', 'rejected', 'merged', 'usurped'])
+    for (const n of ['portal', 'unsigned', 'stranger', 'revoked', 'expired', 'edited', 'rejected', 'merged', 'usurped', 'agented', 'prompted'])
       writeTree(folder(n), { 'a.txt': `${n}: uno\n`, 'sub/b.txt': `${n}: dos\n` });
     writeTree(join(src, 'local'), { 'c.txt': 'local\n' });
-    d = await deployment([{ name: 'local', paths: [join(src, 'local')] }], { remote: true, extra: { requests: { 'allow-paths': [src], 'restore-to': [restoreRoot] } } });
+    db = `respaldo_req_${process.pid}`;
+    psql('postgres', `CREATE DATABASE ${db}`);
+    psql(db, 'CREATE TABLE pedidos (id integer PRIMARY KEY, total numeric); INSERT INTO pedidos SELECT i, i * 1.5 FROM generate_series(1, 250) i');
+    d = await deployment([{ name: 'local', paths: [join(src, 'local')] }], {
+      remote: true,
+      extra: { requests: { 'allow-paths': [src], 'restore-to': [restoreRoot], servers: { 'main-pg': { engine: 'postgresql', connection: { host: '/var/run/postgresql', user: 'postgres' } } } } },
+    });
     [jaa, eve, old, revoked] = [sshKey('jaa'), sshKey('eve'), sshKey('old'), sshKey('revoked')];
     devClone = cloneOf(d.remote!, 'dev');
     jaaClone = cloneOf(d.remote!, 'jaa');
@@ -210,6 +222,61 @@ describe('requests and approvals', () => {
     expect(recordsOf(d, 'failure').filter((f) => f.request === intoId)).toHaveLength(1);
   });
 
+  it("JAA's key can live in ssh-agent: respaldo needs only its public line", async () => {
+    const id = await requestBackup('agented');
+    const sock = join(tempDir(), 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100 && !existsSync(sock); i++) await sleep(50);
+      execFileSync('ssh-add', ['-q', jaa.key], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      // Only the public half is on this "workstation"; the private key is in the agent.
+      const pub = join(tempDir(), 'jaa.pub');
+      writeFileSync(pub, `${jaa.line} jaa\n`);
+      const a = await respaldo(['approve', id, '--records', jaaClone, '--key', pub], { env: { ...jaaEnv, SSH_AUTH_SOCK: sock } });
+      expect(a.code, a.stderr).toBe(0);
+      expect(a.stdout).toContain(`approved by jaa (${jaa.fingerprint})`);
+    } finally {
+      agent.kill();
+    }
+    const run = await d.run('run');
+    expect(run.code, run.stderr).toBe(0);
+    expect(d.snapshots('agented')).toHaveLength(1);
+  });
+
+  it('a database is asked for by its name on a server the host configuration names: how to reach it never enters the request', async () => {
+    const r = await respaldo(['request', 'new', '--records', devClone, '--json', '--type', 'backup', '--name', 'Ana', '--area', 'Web', '--host', 'web01', '--repository', 'shop-db', '--kind', 'database', '--database', db, '--server', 'main-pg'], { env: dev });
+    expect(r.code, r.stderr).toBe(0);
+    const id = JSON.parse(r.stdout.trim().split('\n').at(-1)!).data.id;
+    const text = readFileSync(join(devClone, `requests/${id}.yaml`), 'utf8');
+    expect(parse(text)).toMatchObject({ kind: 'database', what: { database: db, server: 'main-pg' } });
+    expect(text).not.toMatch(/postgresql|\/var\/run|user/);
+    expect((await respaldo(['approve', id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
+    const run = await d.run('run');
+    expect(run.code, run.stderr).toBe(0);
+    const backup = recordsOf(d, 'backup').find((b) => b.repository === 'shop-db');
+    expect(backup).toMatchObject({ request: id, kind: 'database', database: { engine: 'postgresql', databases: [{ name: db, tables: 1, rows: 250 }] }, verification: { level: 'restore' } });
+  });
+
+  it('asks on a terminal for what the flags leave out', async () => {
+    const answers = ['Ana López', 'Desarrollo web', 'backup', 'web01', 'prompted', 'files', folder('prompted')];
+    const child = spawn('script', ['-q', '-e', '-c', `${process.execPath} ${MAIN} request new --records ${devClone}`, '/dev/null'], { env: { ...process.env, ...dev } });
+    let out = '';
+    let asked = 0;
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      // One answer after each question, as a person types it.
+      for (const questions = out.split('): ').length - 1; asked < questions && answers.length; asked++) child.stdin.write(`${answers.shift()}\n`);
+    });
+    const stuck = setTimeout(() => child.kill(), 30_000);
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    clearTimeout(stuck);
+    expect(code, out).toBe(0);
+    expect(out).toContain('Who asks, name (Ana López): ');
+    const id = /(REQ-\d{4}-\d{4}): backup request for prompted on web01/.exec(out)?.[1];
+    expect(id, out).toBeDefined();
+    expect(parse(readFileSync(join(devClone, `requests/${id}.yaml`), 'utf8'))).toMatchObject({ requester: { name: 'Ana López', area: 'Desarrollo web' }, repository: 'prompted', kind: 'files', what: { paths: [folder('prompted')] } });
+  });
+
   it('bad input: an unknown host, a malformed schedule, a path outside what the host allows, one number from two clones', async () => {
     const base = ['request', 'new', '--records', devClone, '--type', 'backup', '--name', 'Ana', '--area', 'Web', '--repository', 'x', '--kind', 'files'];
     const unknown = await respaldo([...base, '--host', 'web99', '--path', '/srv/x'], { env: dev });
@@ -229,7 +296,11 @@ describe('requests and approvals', () => {
     const outside = await respaldo([...base.slice(0, -4), '--repository', 'etc', '--kind', 'config', '--host', 'web01', '--path', '/etc', '--json'], { env: dev });
     const outsideId = JSON.parse(outside.stdout.trim().split('\n').at(-1)!).data.id;
     expect((await respaldo(['approve', outsideId, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
+    const noServer = await respaldo([...base.slice(0, -4), '--repository', 'other-db', '--kind', 'database', '--host', 'web01', '--database', 'x', '--server', 'nope', '--json'], { env: dev });
+    const noServerId = JSON.parse(noServer.stdout.trim().split('\n').at(-1)!).data.id;
+    expect((await respaldo(['approve', noServerId, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
     const run = await d.run('run');
+    expect(run.stderr).toContain(`requests/${noServerId}.yaml: what.server: "nope" is not a server of web01: ${d.config} names main-pg under requests.servers`);
     expect(run.code).toBe(3);
     expect(run.stderr).toContain(`requests/${outsideId}.yaml: what.paths[0]: /etc is outside what ${d.config} allows requests to name on web01 (requests.allow-paths: ${src})`);
     expect(d.snapshots('etc')).toEqual([]);

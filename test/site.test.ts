@@ -47,7 +47,14 @@ describe('demo and site', () => {
     expect(readdirSync(join(dir, 'csc/demo-web01/uploads/snapshots')).sort()).toEqual(snaps);
     // The document deleted by mistake is back, at its original path, and the restore is recorded.
     expect(readFileSync(join(dir, 'restored', dir, 'sources/uploads/documentos/oficio-5.pdf')).equals(readFileSync(join(dir, 'target/demo-web01/uploads/snapshots', snaps[0]!, 'data', dir, 'sources/uploads/documentos/oficio-5.pdf')))).toBe(true);
-    expect(parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000022-restore.yaml'), 'utf8'))).toMatchObject({ repository: 'uploads', reason: 'deleted-by-mistake', source_copy: 'primary', result: 'ok' });
+    expect(parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000022-restore.yaml'), 'utf8'))).toMatchObject({ repository: 'uploads', reason: 'deleted-by-mistake', source_copy: 'primary', result: 'ok', request: expect.stringMatching(/^REQ-\d{4}-0004$/), trigger: 'scheduled' });
+    // Three repositories were requested and approved with JAA's signed commits; the fourth is the sysadmin's own.
+    const backups = names.filter((n) => n.endsWith('-backup.yaml')).map((n) => parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, n), 'utf8')));
+    expect(Object.fromEntries(backups.map((b) => [b.repository, b.request]))).toEqual({ 'server-config': 'unrequested', portal: expect.stringMatching(/-0001$/), uploads: expect.stringMatching(/-0002$/), 'portal-db': expect.stringMatching(/-0003$/) });
+    expect(r.stdout).toContain('summary: 22 records, 22 genuine, 0 broken; hosts: 1 intact, 0 broken; approvals: 4 valid, 0 invalid; policy changes ignored: 0; checkpoints violated: 0');
+    // The auditor's own script agrees.
+    const audit = execFileSync('bash', [join(ROOT, 'tools/audit.sh'), join(dir, 'records')], { encoding: 'utf8' });
+    expect(audit.trim().split('\n').at(-1)).toBe('summary: 22 records, 22 genuine, 0 broken; hosts: 1 intact, 0 broken; approvals: 4 valid, 0 invalid; policy changes ignored: 0; checkpoints violated: 0');
     // The SQLite database is backed up and test-restored (500 rows).
     const db = parse(readFileSync(join(dir, 'records/hosts/demo-web01', year, '00000013-backup.yaml'), 'utf8'));
     expect(db).toMatchObject({ repository: 'portal-db', kind: 'database', verification: { level: 'restore', restore: { result: 'ok' } }, database: { engine: 'sqlite', databases: [{ name: 'portal.db', rows: 500 }] } });
@@ -58,6 +65,7 @@ describe('demo and site', () => {
     const html = readFileSync(join(dir, 'site/index.html'), 'utf8');
     expect(html).toContain('data-integrity="intact"');
     expect(html).toContain('22 registros, todos con firma válida y cadena íntegra.');
+    expect(html).toContain('SIN SOLICITUD / unrequested');
     const list = rows(html);
     expect(list.map((row) => row.seq)).toEqual(Array.from({ length: 22 }, (_, i) => 22 - i));
     expect(list.every((row) => row.genuine)).toBe(true);
