@@ -5,7 +5,8 @@
  * it is pushed, the way every reader will check it (`%G?` = G against the trusted policy).
  * A commit that would not count is taken back, with the reason.
  */
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { parseAllowedSigners } from '../schemas/allowed-signers.js';
 import { fingerprint } from '../schemas/sshsig.js';
 import type { Context } from './context.js';
@@ -13,7 +14,7 @@ import { Exit, RespaldoError, usageError } from './errors.js';
 import { capture } from './exec.js';
 import { gitEnv } from './git.js';
 import { PeopleGit } from './people-git.js';
-import { readTrust, signatureOf, statusWords, type Trust } from './trust.js';
+import { readTrust, type Trust } from './trust.js';
 
 export interface Approver {
   git: PeopleGit;
@@ -21,6 +22,8 @@ export interface Approver {
   fingerprint: string;
   principal: string;
   trust: Trust;
+  /** Pinned first approvers, as the readers are told them. */
+  approvers: string[];
 }
 
 /** The public line of the signing key, from `--key` or git's `user.signingkey`. */
@@ -46,35 +49,70 @@ async function publicLine(ctx: Context, dir: string, given: string | undefined):
   }
 }
 
-export async function openApprover(ctx: Context, dir: string, key: string | undefined): Promise<Approver> {
+/**
+ * Refuses to write `rel` (under the records folder) through a link: a link committed in
+ * place of a folder or file of the records would lead the write out of the repository.
+ */
+export async function assertPlainPath(dir: string, rel: string): Promise<void> {
+  let at = dir;
+  for (const part of rel.split('/')) {
+    at = join(at, part);
+    const info = await lstat(at).catch(() => undefined);
+    if (!info) return;
+    if (info.isSymbolicLink())
+      throw usageError(`${at} is a symbolic link: respaldo writes the records' files only as plain files in plain folders`, `someone committed a link there; remove it (git rm ${relative(dir, at)}) in a commit you sign, and look at who made it (git log -- ${relative(dir, at)})`);
+  }
+}
+
+/**
+ * The approver's key and the trusted policy of the records in `dir`, as the checkout has
+ * them now (the caller brings it up to date first, when it must).
+ */
+export async function openApprover(ctx: Context, dir: string, key: string | undefined, approvers: string[]): Promise<Approver> {
   const { spec, line } = await publicLine(ctx, dir, key);
   const blob = Buffer.from(line.split(/\s+/)[1] ?? '', 'base64');
   const fp = fingerprint(blob);
   const git = await PeopleGit.open(dir, ctx.env, spec);
-  // Up to date first: the decision is made on the newest requests and policy.
-  await git.sync(true);
-  const trust = await readTrust(dir, { approvers: undefined, env: ctx.env });
+  const trust = await readTrust(dir, { approvers, env: ctx.env });
+  if (!trust.git) throw usageError(`${dir} is not a clone of the records repository`, 'run it in your clone of the records, or name it with --records DIR');
   if (!trust.policy.anchor)
-    throw new RespaldoError(`the trust policy of ${dir} is not anchored: no commit of policy/allowed_signers is signed by an approver it lists`, {
+    throw new RespaldoError(`the trust policy of ${dir} is not anchored: ${trust.policy.problems.join('; ')}`, {
       exitCode: Exit.usage,
-      hint: `add your key to policy/allowed_signers as an approver (jaa namespaces="git" ${line.split(/\s+/).slice(0, 2).join(' ')}) and commit it signed:\n  git -c gpg.format=ssh -c user.signingkey=${spec.replace(/^key::/, '')} commit -S -m "policy: JAA" policy/allowed_signers`,
+      hint: `the policy's first commit must be signed by an approver it lists (jaa namespaces="git" ${line.split(/\s+/).slice(0, 2).join(' ')}), or the first approver pinned (--approver ${fp}, and requests.approvers in the hosts' configurations)`,
     });
   const signer = parseAllowedSigners(trust.policy.signers).signers.find((s) => s.key.equals(blob) && (!s.namespaces || s.namespaces.includes('git')));
   if (!signer)
     throw usageError(`key ${fp} is not an approver in the trusted policy of ${dir} (policy/allowed_signers as of commit ${trust.policy.commit?.slice(0, 12)})`, 'an approver already trusted adds it, with namespaces="git", by a signed commit');
-  return { git, dir, fingerprint: fp, principal: signer.principals[0]!, trust };
+  return { git, dir, fingerprint: fp, principal: signer.principals[0]!, trust, approvers };
 }
 
-/** Commits `paths` signed, checks that the commit counts as every reader will check it, and pushes it. */
-export async function commitSigned(ctx: Context, a: Approver, paths: string[], message: string): Promise<{ commit: string; pushed: boolean }> {
-  const commit = await a.git.commit(paths, message, true);
-  const checked = await signatureOf(a.dir, commit, a.trust.policy, ctx.env);
-  if (checked.status !== 'G') {
+/**
+ * Commits `paths` signed, then reads the records as every reader will and takes the commit
+ * back, saying why, when `counts` finds the result does not count. When another clone
+ * pushed first, `again` brings the checkout up to date and writes the files anew (and may
+ * refuse), and they are committed, checked and pushed again.
+ */
+export async function commitSigned(ctx: Context, a: Approver, paths: string[], message: string, counts: (trust: Trust) => string | undefined, again: () => Promise<void>): Promise<{ commit: string; pushed: boolean }> {
+  let commit = '';
+  const make = async () => {
+    commit = await a.git.commit(paths, message, true);
+    const why = counts(await readTrust(a.dir, { approvers: a.approvers, env: ctx.env }));
+    if (why) {
+      await a.git.undoLastCommit();
+      throw new RespaldoError(`the commit would not count: ${why}; it was taken back (the file stays in the work tree)`, {
+        exitCode: Exit.nothing,
+        hint: /touched it is/.test(why)
+          ? `an earlier commit that does not count touched ${paths.join(', ')}: withdraw the file with a commit you sign (git rm ${paths.join(' ')}; git commit -S …), then try again`
+          : 'sign with the approver key that policy/allowed_signers lists (--key), within its valid-after/valid-before dates',
+      });
+    }
+  };
+  await make();
+  const pushed = await a.git.push(async () => {
     await a.git.undoLastCommit();
-    throw new RespaldoError(`the commit would not count: it is ${statusWords(checked.status, checked.key)}; it was taken back (the file stays in the work tree)`, {
-      exitCode: Exit.nothing,
-      hint: 'sign with the approver key that policy/allowed_signers lists (--key), within its valid-after/valid-before dates',
-    });
-  }
-  return { commit, pushed: await a.git.push(true) };
+    await a.git.sync();
+    await again();
+    await make();
+  });
+  return { commit, pushed };
 }

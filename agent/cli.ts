@@ -132,14 +132,17 @@ const recordsVerify = command(
   (inv, a, rawArgs) => runRecordsVerify(inv.ctx, { dir: str(a.dir), config: str(a.config), approvers: repeated(rawArgs, 'approver') }),
 );
 
-const records = { type: 'string', description: 'the records folder, a git checkout (default ./records, or here)', valueHint: 'DIR' } as const;
+/** The options of the people's commands, which work in a clone of the records rather than on a host. */
+const people = {
+  json: common.json,
+  records: { type: 'string', description: 'the records folder, a git checkout (default ./records, or here)', valueHint: 'DIR' },
+} as const satisfies ArgsDef;
 
 const requestNew = command(
   'request new',
   'write a backup or restore request (FOR 7.5 DSE 05) in your clone of the records, numbered by the shared repository, committed and pushed; a terminal is asked for what the flags leave out',
   {
-    json: common.json,
-    records,
+    ...people,
     type: { type: 'enum', options: ['backup', 'restore'], description: 'what is asked' },
     name: { type: 'string', description: 'who asks', valueHint: 'NAME' },
     area: { type: 'string', description: 'the area that asks', valueHint: 'AREA' },
@@ -188,27 +191,29 @@ const requestNew = command(
     }),
 );
 
+const approver = { type: 'string', description: "a pinned first approver's key fingerprint, when the policy's first commit is not signed by an approver it lists (repeat for more)", valueHint: 'SHA256:…' } as const;
+
 const key = { type: 'string', description: 'your SSH key, or its .pub when the private half is in ssh-agent or on a FIDO token (default: git config user.signingkey)', valueHint: 'FILE' } as const;
 
 const approve = command(
   'approve',
   "JAA's decision on a request: writes approvals/REQ-….yaml and commits it signed with your SSH key (it counts only if the trusted policy lists the key as an approver)",
   {
-    json: common.json,
-    records,
+    ...people,
     id: { type: 'positional', required: true, description: 'the request, REQ-YYYY-NNNN' },
     reject: { type: 'boolean', description: 'reject it (needs --why)' },
     why: { type: 'string', description: 'the reason, for the form', valueHint: 'TEXT' },
     key,
+    approver,
   },
-  (inv, a) => runApprove(inv.ctx, { records: str(a.records), id: str(a.id), reject: a.reject === true, why: str(a.why), key: str(a.key) }),
+  (inv, a, rawArgs) => runApprove(inv.ctx, { records: str(a.records), id: str(a.id), reject: a.reject === true, why: str(a.why), key: str(a.key), approvers: repeated(rawArgs, 'approver') }),
 );
 
 const checkpoint = command(
   'checkpoint',
   "JAA anchors every host's chain head in a signed commit, so that deleting an agent's newest records is noticed",
-  { json: common.json, records, key },
-  (inv, a) => runCheckpoint(inv.ctx, { records: str(a.records), key: str(a.key) }),
+  { ...people, key, approver },
+  (inv, a, rawArgs) => runCheckpoint(inv.ctx, { records: str(a.records), key: str(a.key), approvers: repeated(rawArgs, 'approver') }),
 );
 
 const demo = command('demo', 'build a demo deployment in ./demo: back up, change, back up, verify, build the site', { dir: { type: 'string', description: 'where (default ./demo)', valueHint: 'DIR' } }, (inv, a) =>

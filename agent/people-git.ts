@@ -41,16 +41,18 @@ export class PeopleGit {
     );
   }
 
-  /** Brings the checkout up to date with its upstream (a fetch, then a rebase of local commits, re-signed when signing). */
-  async sync(sign = false): Promise<void> {
+  /**
+   * Brings the checkout up to date with its upstream, fast-forward only: respaldo never
+   * rebases (nor re-signs) commits of its own accord.
+   */
+  async sync(): Promise<void> {
     if (!(await this.upstream())) return;
     try {
-      await this.git(['pull', '--quiet', '--rebase'], { sign });
+      await this.git(['pull', '--quiet', '--ff-only']);
     } catch (e) {
-      await this.git(['rebase', '--abort']).catch(() => {});
       throw new RespaldoError(`cannot bring ${this.dir} up to date with its upstream: ${lastLines((e as Error).message, 2)}`, {
         exitCode: Exit.nothing,
-        hint: 'check the network and that the checkout has no conflicting local changes (git status), then try again',
+        hint: 'check the network; if your clone has commits of its own that are not pushed, push them (or drop them) first: git status, git log @{u}..',
       });
     }
   }
@@ -89,10 +91,11 @@ export class PeopleGit {
   }
 
   /**
-   * Pushes; when another clone pushed first, rebases (re-signing when signing) and tries
-   * again. `beforeRetry` may renumber what was written. Returns false without an upstream.
+   * Pushes; when another clone pushed first, `again` takes the commit back, brings the
+   * checkout up to date and makes it anew (renumbered, checked again, signed again), and
+   * the push is tried again. Returns false without an upstream.
    */
-  async push(sign: boolean, beforeRetry?: () => Promise<void>): Promise<boolean> {
+  async push(again: () => Promise<void>): Promise<boolean> {
     if (!(await this.upstream())) return false;
     let last = '';
     for (let attempt = 1; attempt <= 4; attempt++) {
@@ -102,8 +105,7 @@ export class PeopleGit {
       } catch (e) {
         last = (e as Error).message;
         if (!/rejected|fetch first|non-fast-forward/i.test(last)) break;
-        if (beforeRetry) await beforeRetry();
-        else await this.sync(sign);
+        await again();
       }
     }
     throw new RespaldoError(`committed, but could not push: ${lastLines(last.replace(/^hint:.*$/gm, ''), 2)}`, { exitCode: Exit.partial, hint: 'push it when the network is back: git push (the commit is in your checkout)' });

@@ -2,17 +2,27 @@
  * What git's signed history says about the records folder: the trust policy in force,
  * which approvals and checkpoints count, and the requests (clauses 4.1.1 and 4.3).
  *
+ * Only the first-parent chain of HEAD counts, walked from the oldest commit: a commit that
+ * reaches it through a merge is not looked at, whatever its date, and a merge that changes
+ * the policy, an approval or a checkpoint is itself the change, and does not count.
+ *
  * - **The policy** (`policy/allowed_signers`, `policy/revoked_keys`) is anchored by the
- *   first commit that an approver listed in it signed (or, with `approvers` pinned in the
- *   host configuration, that a pinned key signed). After that, a change counts only when
- *   its commit is signed by an approver of the policy before it; any other change (an
- *   unsigned commit, a merge, an edit never committed) is reported and ignored.
- * - **An approval or a checkpoint** counts only when every commit that touched its file is
- *   a plain (non-merge) commit signed by an approver of the policy in force, valid at the
- *   commit's time and not revoked (`%G?` = G). Names and emails of committers are never
- *   looked at.
+ *   first commit of it, when an approver that commit lists signed it; or, with approvers
+ *   pinned (`requests.approvers` in the host configuration, `--approver`), by the first
+ *   commit of it that a pinned key signed. From then on a change counts only when an
+ *   approver of the policy before it signed it; any other change (an unsigned commit, a
+ *   merge, an edit never committed) is reported and ignored.
+ * - **Every commit that touches an approval or a checkpoint** is judged against the
+ *   policy in force just before it: signed by an approver, valid at the commit's time and
+ *   not revoked (`%G?` = G), and not a merge. A file counts when every such commit since the
+ *   last approver-signed deletion of it does. Committers' names and emails are never read.
  * - **An approval** also names the sha256 of the request it decides: a request edited
  *   afterwards is no longer approved.
+ * - **A checkpoint** that stopped counting (changed or deleted by a commit that does not
+ *   count) is a violation, like a chain that no longer extends it.
+ *
+ * The time a key's `valid-after`/`valid-before` is judged at is the commit's date, which
+ * the signer sets: to end a key's authority, remove it from the policy or revoke it.
  *
  * `tools/audit.sh` checks the same rules with git and ssh-keygen alone; both must agree.
  */
@@ -70,6 +80,8 @@ export interface ApprovalState extends SignedFileState {
 
 export interface CheckpointState extends SignedFileState {
   checkpoint: Checkpoint | undefined;
+  /** False when an approver's signed commit deleted it: it no longer anchors anything. */
+  present: boolean;
 }
 
 export interface RequestState {
@@ -90,7 +102,7 @@ export interface Trust {
 }
 
 /** Git's `%G?` letters, said for a person. */
-export function statusWords(status: string, key: string): string {
+function statusWords(status: string, key: string): string {
   switch (status) {
     case 'G':
       return 'signed by an approver';
@@ -175,6 +187,7 @@ function parseLog(text: string): LoggedCommit[] {
  * itself, to tell the two apart.
  */
 async function whyNot(repo: Repo, c: LoggedCommit, policy: PolicyText): Promise<string> {
+  if (c.merge) return 'a merge commit: only plain commits on the first-parent chain count (a linear history)';
   if (c.status !== 'B' && c.status !== 'E') return statusWords(c.status, c.key);
   const object = await repo.git(['cat-file', 'commit', c.commit]).catch(() => '');
   const m = /^gpgsig (-----BEGIN SSH SIGNATURE-----\n(?: .*\n)+?) -----END SSH SIGNATURE-----$/m.exec(object);
@@ -185,47 +198,108 @@ async function whyNot(repo: Repo, c: LoggedCommit, policy: PolicyText): Promise<
   return `${statusWords(c.status, c.key)}${key ? ` (key ${fingerprint(key)})` : ''}`;
 }
 
-/** Walks the policy's history, oldest first: anchor, then each change checked against the policy before it. */
-async function readPolicy(repo: Repo, approvers: string[] | undefined): Promise<TrustedPolicy> {
-  const log = await repo.git(['log', '--reverse', '--full-history', '--format=%H%x09%P%x09%cI%x09%an', '--', ...POLICY_FILES]);
+/** One commit of the first-parent chain that touches the policy, an approval or a checkpoint, with what it did to each. */
+interface Step {
+  commit: string;
+  merge: boolean;
+  date: string;
+  author: string;
+  /** Path → git's status letter (A, M, D, T). */
+  changes: Map<string, string>;
+}
+
+/** The commits of HEAD's first-parent chain that touch `paths`, oldest first, with their changes against their first parent. */
+async function firstParentSteps(repo: Repo, paths: string[]): Promise<Step[]> {
+  const out = await repo.git(['-c', 'core.quotePath=false', 'log', '--first-parent', '--reverse', '--no-renames', '--relative', '--name-status', '--format=%x01%H%x09%P%x09%cI%x09%an', '--', ...paths]);
+  const steps: Step[] = [];
+  for (const line of out.split('\n')) {
+    if (line.startsWith('\x01')) {
+      const [commit, parents, date, author] = line.slice(1).split('\t') as [string, string, string, string];
+      steps.push({ commit, merge: parents.trim().split(' ').length > 1, date, author, changes: new Map() });
+    } else if (line && steps.length) {
+      const [status, ...path] = line.split('\t');
+      steps.at(-1)!.changes.set(path.join('\t'), status!.slice(0, 1));
+    }
+  }
+  return steps;
+}
+
+/** What the walk learns of one approval or checkpoint file: each commit's verdict since its last approver-signed deletion. */
+interface FileHistory {
+  verdicts: { commit: string; key: string; principal: string; date: string; ok: boolean; reason: string | undefined }[];
+  /** Deleted by an approver's signed commit (and not written again since). */
+  withdrawn: boolean;
+}
+
+const isSignedFile = (path: string) => /^(approvals|checkpoints)\/[^/]+$/.test(path);
+
+/**
+ * The walk: the policy anchored and changed commit by commit, and every commit that
+ * touches an approval or a checkpoint judged against the policy in force before it.
+ */
+async function walk(repo: Repo, approvers: string[] | undefined): Promise<{ policy: TrustedPolicy; files: Map<string, FileHistory> }> {
+  const steps = await firstParentSteps(repo, [...POLICY_FILES, 'approvals', 'checkpoints']);
   const changes: PolicyChange[] = [];
   const ignored: string[] = [];
   const problems: string[] = [];
+  const files = new Map<string, FileHistory>();
+  const pinned = approvers?.length ? approvers : undefined;
   let anchor: TrustedPolicy['anchor'];
   let inForce: PolicyText | undefined;
   let inForceCommit: string | undefined;
-  for (const line of log.split('\n').filter(Boolean)) {
-    const [commit, parents, date, author] = line.split('\t') as [string, string, string, string];
-    const change: PolicyChange = { commit, author, date, key: undefined, principal: undefined, status: 'ignored', reason: undefined };
-    changes.push(change);
-    if (parents.trim().split(' ').length > 1) {
-      change.reason = 'a merge commit: the policy changes only by plain commits signed by an approver';
-      if (inForce) ignored.push(`${commit.slice(0, 12)} (${author}, ${date}): ${change.reason}`);
-      else change.status = 'before-anchor';
-      continue;
-    }
-    const text: PolicyText = { signers: (await repo.show(commit, POLICY_FILES[0]))?.toString('utf8') ?? '', revoked: (await repo.show(commit, POLICY_FILES[1]))?.toString('utf8') ?? '' };
-    // Before the anchor, a commit is checked against its own policy: does it list the key that signed it as an approver?
-    const [checked] = parseLog(await repo.git([...(await repo.against(inForce ?? text)), 'log', '-1', `--format=${FORMAT}`, commit]));
-    change.key = checked?.key || undefined;
-    change.principal = checked?.principal || undefined;
-    const good = checked?.status === 'G';
+  let inForceOptions: string[] = [];
+  let firstPolicyCommit: string | undefined;
+  for (const step of steps) {
+    const touchesPolicy = POLICY_FILES.some((f) => step.changes.has(f));
+    const touched = [...step.changes.keys()].filter(isSignedFile);
+    const text = async (): Promise<PolicyText> => ({ signers: (await repo.show(step.commit, POLICY_FILES[0]))?.toString('utf8') ?? '', revoked: (await repo.show(step.commit, POLICY_FILES[1]))?.toString('utf8') ?? '' });
     if (!inForce) {
-      if (good && (!approvers?.length || approvers.includes(checked.key))) {
-        anchor = { commit, key: checked.key, principal: checked.principal };
+      // Before the anchor only the anchor itself can count: checked against its own files.
+      if (!touchesPolicy) continue;
+      firstPolicyCommit ??= step.commit;
+      const change: PolicyChange = { commit: step.commit, author: step.author, date: step.date, key: undefined, principal: undefined, status: 'before-anchor', reason: undefined };
+      changes.push(change);
+      const eligible = pinned !== undefined || step.commit === firstPolicyCommit;
+      if (!eligible || step.merge) continue;
+      const own = await text();
+      const [checked] = parseLog(await repo.git([...(await repo.against(own)), 'log', '-1', `--format=${FORMAT}`, step.commit]));
+      change.key = checked?.key || undefined;
+      change.principal = checked?.principal || undefined;
+      if (checked?.status === 'G' && (!pinned || pinned.includes(checked.key))) {
+        anchor = { commit: step.commit, key: checked.key, principal: checked.principal };
         change.status = 'anchor';
-        inForce = text;
-        inForceCommit = commit;
-      } else change.status = 'before-anchor';
+        inForce = own;
+        inForceCommit = step.commit;
+        inForceOptions = await repo.against(inForce);
+      }
       continue;
     }
+    const [checked] = parseLog(await repo.git([...inForceOptions, 'log', '-1', `--format=${FORMAT}`, step.commit]));
+    const verdict = checked ?? { commit: step.commit, merge: step.merge, status: 'N', key: '', principal: '', date: step.date, author: step.author };
+    const good = verdict.status === 'G' && !step.merge;
+    const reason = good ? undefined : await whyNot(repo, verdict, inForce);
+    for (const path of touched) {
+      const history = files.get(path) ?? { verdicts: [], withdrawn: false };
+      files.set(path, history);
+      // An approver's signed deletion withdraws the file: what was done to it before no longer counts.
+      if (good && step.changes.get(path) === 'D') {
+        files.set(path, { verdicts: [], withdrawn: true });
+        continue;
+      }
+      history.withdrawn = false;
+      history.verdicts.push({ commit: step.commit, key: verdict.key, principal: verdict.principal, date: step.date, ok: good, reason: good ? undefined : `commit ${step.commit.slice(0, 12)} (${step.author}, ${step.date}) that touched it is ${reason}` });
+    }
+    if (!touchesPolicy) continue;
+    const change: PolicyChange = { commit: step.commit, author: step.author, date: step.date, key: verdict.key || undefined, principal: verdict.principal || undefined, status: 'accepted', reason: undefined };
+    changes.push(change);
     if (good) {
-      change.status = 'accepted';
-      inForce = text;
-      inForceCommit = commit;
+      inForce = await text();
+      inForceCommit = step.commit;
+      inForceOptions = await repo.against(inForce);
     } else {
-      change.reason = `${checked ? await whyNot(repo, checked, inForce) : 'not signed'}, and only an approver trusted before a change may make it`;
-      ignored.push(`${commit.slice(0, 12)} (${author}, ${date}): ${change.reason}`);
+      change.status = 'ignored';
+      change.reason = `${reason}, and only an approver trusted before a change may make it`;
+      ignored.push(`${step.commit.slice(0, 12)} (${step.author}, ${step.date}): ${change.reason}`);
     }
   }
   const working: PolicyText = {
@@ -234,11 +308,13 @@ async function readPolicy(repo: Repo, approvers: string[] | undefined): Promise<
   };
   if (!inForce) {
     problems.push(
-      approvers?.length
-        ? `policy/allowed_signers was never committed signed by a pinned approver (${approvers.join(', ')}): nothing is approved, and records are checked against the working copy of the policy`
-        : 'policy/allowed_signers is not anchored: no commit of it is signed by an approver it lists, so nothing is approved, and records are checked against the working copy of the policy',
+      pinned
+        ? `policy/allowed_signers was never committed signed by a pinned approver (${pinned.join(', ')}): nothing is approved, and records are checked against the working copy of the policy`
+        : firstPolicyCommit
+          ? `policy/allowed_signers is not anchored: its first commit ${firstPolicyCommit.slice(0, 12)} is not signed by an approver it lists, so nothing is approved, and records are checked against the working copy of the policy; pin the first approver's key (requests.approvers in the host configuration, or --approver SHA256:…)`
+          : 'policy/allowed_signers was never committed: nothing is approved, and records are checked against the working copy of the policy',
     );
-    return { ...working, anchor, commit: undefined, changes, ignored, problems };
+    return { policy: { ...working, anchor, commit: undefined, changes, ignored, problems }, files };
   }
   // An edit never committed counts for nothing either (committed changes were judged above).
   for (const [i, file] of POLICY_FILES.entries()) {
@@ -246,42 +322,28 @@ async function readPolicy(repo: Repo, approvers: string[] | undefined): Promise<
     const committed = (await repo.show('HEAD', file))?.toString('utf8') ?? '';
     if (mine !== committed) ignored.push(`${file} has changes in the working tree that were never committed: they are ignored until an approver commits them signed`);
   }
-  return { ...inForce, anchor, commit: inForceCommit, changes, ignored, problems };
+  return { policy: { ...inForce, anchor, commit: inForceCommit, changes, ignored, problems }, files };
 }
 
-/** Whether every commit that touched `path` is a plain commit that an approver of `policy` signed. */
-async function signedFile(repo: Repo, path: string, against: string[] | undefined, policy: PolicyText): Promise<SignedFileState> {
-  const state: SignedFileState = { path, valid: false, reason: undefined, commit: undefined, key: undefined, principal: undefined, date: undefined };
-  if (!against) return { ...state, reason: 'the policy is not anchored: no approver is trusted' };
-  const commits = parseLog(await repo.git([...against, 'log', '--full-history', `--format=${FORMAT}`, '--', path]));
-  const newest = commits[0];
-  if (!newest) return { ...state, reason: 'never committed' };
-  Object.assign(state, { commit: newest.commit, key: newest.key || undefined, principal: newest.principal || undefined, date: newest.date });
-  const merge = commits.find((c) => c.merge);
-  if (merge) return { ...state, reason: `merge commit ${merge.commit.slice(0, 12)} (${merge.author}) touched it: an approval counts only on a linear history of signed commits` };
-  const bad = commits.find((c) => c.status !== 'G');
-  if (bad) return { ...state, reason: `commit ${bad.commit.slice(0, 12)} (${bad.author}, ${bad.date}) that touched it is ${await whyNot(repo, bad, policy)}` };
+/** Whether a file counts, from its history in the walk. */
+function signedFile(path: string, history: FileHistory | undefined, anchored: boolean): SignedFileState {
+  const newest = history?.verdicts.at(-1);
+  const state: SignedFileState = { path, valid: false, reason: undefined, commit: newest?.commit, key: newest?.key || undefined, principal: newest?.principal || undefined, date: newest?.date };
+  if (!anchored) return { ...state, reason: 'the policy is not anchored: no approver is trusted' };
+  if (!newest) return { ...state, reason: 'no commit on the first-parent chain since the policy was anchored wrote it (committed before the anchor, or only on a merged branch)' };
+  const bad = history!.verdicts.find((v) => !v.ok);
+  if (bad) return { ...state, reason: bad.reason };
   return { ...state, valid: true };
 }
 
+/** The names of the files in a folder of HEAD. */
 async function namesIn(repo: Repo, folder: string): Promise<string[]> {
-  const out = await repo.git(['ls-tree', '--name-only', 'HEAD', '--', `${folder}/`]).catch(() => '');
+  const out = await repo.git(['-c', 'core.quotePath=false', 'ls-tree', '--name-only', 'HEAD', '--', `${folder}/`]).catch(() => '');
   return out
     .split('\n')
     .filter(Boolean)
     .map((p) => p.split('/').pop()!)
     .sort();
-}
-
-/** How git judges one commit's signature against `policy`: `%G?`, the key and the principal. */
-export async function signatureOf(dir: string, commit: string, policy: PolicyText, env: NodeJS.ProcessEnv): Promise<{ status: string; key: string; principal: string }> {
-  const repo = new Repo(dir, gitEnv(env));
-  try {
-    const [c] = parseLog(await repo.git([...(await repo.against(policy)), 'log', '-1', `--format=${FORMAT}`, commit]));
-    return { status: c?.status ?? 'N', key: c?.key ?? '', principal: c?.principal ?? '' };
-  } finally {
-    await repo.close();
-  }
 }
 
 /** Hosts the records know: those with a folder, and those the policy trusts to sign records. */
@@ -303,8 +365,8 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
       const working: PolicyText = { signers: await readFile(join(dir, POLICY_FILES[0]), 'utf8').catch(() => ''), revoked: await readFile(join(dir, POLICY_FILES[1]), 'utf8').catch(() => '') };
       return { git: false, policy: { ...working, anchor: undefined, commit: undefined, changes: [], ignored: [], problems: [`${dir} is not a git checkout with commits: the policy's history, approvals and checkpoints cannot be checked`] }, requests: [], approvals: [], checkpoints: [] };
     }
-    const policy = await readPolicy(repo, opts.approvers);
-    const against = policy.anchor ? await repo.against(policy) : undefined;
+    const { policy, files } = await walk(repo, opts.approvers);
+    const anchored = policy.anchor !== undefined;
     const hosts = await knownHosts(dir, policy.signers);
 
     const requests: RequestState[] = [];
@@ -338,7 +400,7 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
     for (const name of await namesIn(repo, 'approvals')) {
       const path = `approvals/${name}`;
       const id = name.replace(/\.yaml$/, '');
-      const state: ApprovalState = { id, approval: undefined, ...(await signedFile(repo, path, against, policy)) };
+      const state: ApprovalState = { id, approval: undefined, ...signedFile(path, files.get(path), anchored) };
       approvals.push(state);
       const parsed = parseFile(path, ((await repo.show('HEAD', path)) ?? '').toString(), approval);
       if (!parsed.ok) {
@@ -353,15 +415,23 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
       else if (req.digest !== parsed.value.request_digest) Object.assign(state, { valid: false, reason: `${requestPath(id)} changed after it was decided (request_digest does not match): it needs a new decision` });
     }
 
+    // Checkpoints: those at HEAD, and those that went away without an approver's signed deletion.
     const checkpoints: CheckpointState[] = [];
-    for (const name of await namesIn(repo, 'checkpoints')) {
-      const path = `checkpoints/${name}`;
-      const state: CheckpointState = { checkpoint: undefined, ...(await signedFile(repo, path, against, policy)) };
+    const present = new Set((await namesIn(repo, 'checkpoints')).map((n) => `checkpoints/${n}`));
+    const seen = [...files.keys()].filter((p) => p.startsWith('checkpoints/'));
+    for (const path of [...new Set([...present, ...seen])].sort()) {
+      const history = files.get(path);
+      if (!present.has(path)) {
+        if (!history || history.withdrawn) continue;
+        checkpoints.push({ checkpoint: undefined, present: false, ...signedFile(path, history, anchored), valid: false, reason: history.verdicts.find((v) => !v.ok)?.reason ?? 'deleted' });
+        continue;
+      }
+      const state: CheckpointState = { checkpoint: undefined, present: true, ...signedFile(path, history, anchored) };
       checkpoints.push(state);
       if (!CHECKPOINT_PATH_RE.test(path)) Object.assign(state, { valid: false, reason: 'a checkpoint file is named YYYYMMDDTHHMMSSZ.yaml' });
       const parsed = parseFile(path, ((await repo.show('HEAD', path)) ?? '').toString(), checkpoint);
       if (parsed.ok) state.checkpoint = parsed.value;
-      else Object.assign(state, { valid: false, reason: parsed.problems.map((p) => `${p.field ?? 'file'}: ${p.message}`).join('; ') });
+      else Object.assign(state, { valid: false, reason: state.reason ?? parsed.problems.map((p) => `${p.field ?? 'file'}: ${p.message}`).join('; ') });
     }
     return { git: true, policy, requests, approvals, checkpoints };
   } finally {

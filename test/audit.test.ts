@@ -43,12 +43,9 @@ describe('tools/audit.sh and respaldo records verify', () => {
   beforeAll(async () => {
     const src = tempDir();
     writeTree(join(src, 'web'), { 'index.html': '<h1>hola</h1>\n', 'css/a.css': 'body{}\n' });
-    d = await deployment([{ name: 'web', paths: [join(src, 'web')] }], { remote: true, extra: { requests: { 'allow-paths': [src] } } });
     [jaa, eve] = [sshKey('jaa'), sshKey('eve')];
+    d = await deployment([{ name: 'web', paths: [join(src, 'web')] }], { remote: true, approver: jaa, extra: { requests: { 'allow-paths': [src] } } });
     const office = cloneOf(d.remote!, 'office');
-    appendFileSync(join(office, 'policy/allowed_signers'), `jaa namespaces="git" ${jaa.line}\n`);
-    commitAs(office, jaa, 'policy: JAA', 'policy/allowed_signers');
-    git(office, 'push', '--quiet');
     const asked = await respaldo(['request', 'new', '--records', office, '--type', 'backup', '--name', 'Ana', '--area', 'Web', '--host', 'web01', '--repository', 'web', '--kind', 'files', '--path', join(src, 'web')], { env: person('Ana') });
     expect(asked.code, asked.stderr).toBe(0);
     expect((await respaldo(['approve', 'REQ-2026-0001', '--records', office, '--key', jaa.key], { env: person('JAA') })).code).toBe(0);
@@ -135,18 +132,54 @@ describe('tools/audit.sh and respaldo records verify', () => {
       commitAs(dir, undefined, 'edit', 'requests/REQ-2026-0001.yaml');
     }],
     ['a pinned approver that never signed the policy', () => {}, ['--approver', 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA']],
+    ['the pinned approver is the one that signed the policy', () => {}, ['--approver', '@jaa']],
+    ["a policy of eve's own, signed by her and dated 2000, merged in from an orphan branch, then her approval", (dir) => {
+      // Her side commit is older than JAA's anchor by date; only the first-parent chain counts, whatever the dates.
+      git(dir, 'checkout', '--quiet', '--orphan', 'evil');
+      writeFileSync(join(dir, 'policy/allowed_signers'), `eve namespaces="git" ${eve.line}\n`);
+      git(dir, 'add', '--all');
+      execFileSync('git', ['-c', 'user.name=Eve', '-c', 'user.email=eve@x', '-c', 'gpg.format=ssh', '-c', `user.signingkey=${eve.key}`, 'commit', '-S', '--quiet', '-m', 'policy'], { cwd: dir, env: { ...process.env, GIT_AUTHOR_DATE: '2000-01-01T00:00:00Z', GIT_COMMITTER_DATE: '2000-01-01T00:00:00Z' } });
+      git(dir, 'checkout', '--quiet', 'main');
+      git(dir, 'merge', '--quiet', '-s', 'ours', '--allow-unrelated-histories', '-m', 'merge', 'evil');
+      git(dir, 'rm', '--quiet', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, eve, 'withdrawn', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, eve, 'approved', writeApproval(dir, 'REQ-2026-0001'));
+    }],
+    ['the newest records deleted, and the checkpoint too by an unsigned commit', (dir) => {
+      for (const f of records.slice(-2)) for (const ext of ['', '.sig']) rmSync(join(dir, f + ext));
+      git(dir, 'rm', '--quiet', '-r', 'checkpoints');
+      git(dir, 'commit', '--quiet', '-m', 'tidy');
+    }],
+    ['the checkpoint rewritten to a shorter chain by an unsigned commit', (dir) => {
+      const [name] = readdirSync(join(dir, 'checkpoints'));
+      const path = join(dir, 'checkpoints', name!);
+      writeFileSync(path, readFileSync(path, 'utf8').replace(/^  web01: .*$/m, `  web01: 1 sha256:${'0'.repeat(64)}`));
+      commitAs(dir, undefined, 'checkpoint', `checkpoints/${name}`);
+    }],
+    ['an unsigned commit wrote the approval first; JAA withdraws it with a signed deletion and approves anew', (dir) => {
+      git(dir, 'rm', '--quiet', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, jaa, 'withdrawn', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, undefined, 'sneaked', writeApproval(dir, 'REQ-2026-0001'));
+      git(dir, 'rm', '--quiet', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, jaa, 'withdrawn again', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, jaa, 'approved', writeApproval(dir, 'REQ-2026-0001'));
+    }],
+    ['the whole hosts folder deleted', (dir) => rmSync(join(dir, 'hosts'), { recursive: true })],
     ['a folder that is not a git checkout', (dir) => rmSync(join(dir, '.git'), { recursive: true })],
   ];
 
-  for (const [name, tamper, opts = []] of cases)
+  for (const [name, tamper, given = []] of cases)
     it(`agree: ${name}`, async () => {
       const dir = variant();
       tamper(dir);
+      const opts = given.map((o) => (o === '@jaa' ? jaa.fingerprint : o));
       const [mine, theirs] = [await respaldoVerify(dir, ...opts), audit(dir, ...opts)];
       expect(theirs.stderr).toBe('');
       expect(theirs.summary, `${mine.stdout}\n----\n${theirs.stdout}`).toBe(mine.summary);
       expect(theirs.broken).toEqual(mine.broken);
       expect(theirs.code === 0, theirs.stdout).toBe(mine.code === 0);
-      if (name !== 'clean' && name !== 'a folder that is not a git checkout') expect(mine.code, `${name} went unnoticed:\n${mine.stdout}`).toBe(3);
+      const harmless = ['clean', 'a folder that is not a git checkout', 'the pinned approver is the one that signed the policy', 'an unsigned commit wrote the approval first; JAA withdraws it with a signed deletion and approves anew'];
+      if (harmless.includes(name)) expect(mine.code, mine.stdout).toBe(0);
+      else expect(mine.code, `${name} went unnoticed:\n${mine.stdout}`).toBe(3);
     });
 });

@@ -83,9 +83,14 @@ export interface Deployment {
 /**
  * A host deployment in a temporary folder: a records git repository (optionally with a
  * bare remote), a primary target, a host config; enrolled with `respaldo init` and trusted
- * in policy/allowed_signers as JAA would do it.
+ * in policy/allowed_signers as JAA would do it. With `approver` (an SSH key file and its
+ * public line), JAA is the policy's first approver, and the policy's commits are signed
+ * with that key: the policy is anchored.
  */
-export async function deployment(repos: RepoSpec[], opts: { host?: string; remote?: boolean; extra?: Record<string, unknown>; enrol?: boolean } = {}): Promise<Deployment> {
+export async function deployment(
+  repos: RepoSpec[],
+  opts: { host?: string; remote?: boolean; extra?: Record<string, unknown>; enrol?: boolean; approver?: { key: string; line: string } } = {},
+): Promise<Deployment> {
   const root = tempDir();
   const host = opts.host ?? 'web01';
   const records = join(root, 'records');
@@ -100,10 +105,11 @@ export async function deployment(repos: RepoSpec[], opts: { host?: string; remot
     git(root, 'init', '--quiet', records);
   }
   mkdirSync(join(records, 'policy'));
-  writeFileSync(join(records, 'policy/allowed_signers'), '# test policy\n');
+  writeFileSync(join(records, 'policy/allowed_signers'), `# test policy\n${opts.approver ? `jaa namespaces="git" ${opts.approver.line}\n` : ''}`);
   writeFileSync(join(records, '.gitattributes'), '* -text\n');
+  const commit = (message: string) => git(records, ...(opts.approver ? ['-c', 'gpg.format=ssh', '-c', `user.signingkey=${opts.approver.key}`, 'commit', '-S'] : ['commit']), '--quiet', '-m', message);
   git(records, 'add', '.');
-  git(records, 'commit', '--quiet', '-m', 'policy');
+  commit('policy');
   if (remote) git(records, 'push', '--quiet', 'origin', 'HEAD');
   const config = join(root, 'agent.yaml');
   writeFileSync(
@@ -124,7 +130,7 @@ export async function deployment(repos: RepoSpec[], opts: { host?: string; remot
     if (init.code !== 0) throw new Error(`init failed: ${init.stderr}`);
     appendFileSync(join(records, 'policy/allowed_signers'), readFileSync(join(root, 'host.key.pub')));
     git(records, 'add', 'policy/allowed_signers');
-    git(records, 'commit', '--quiet', '-m', 'trust the host');
+    commit('trust the host');
     if (remote) git(records, 'push', '--quiet', 'origin', 'HEAD');
   }
   return {

@@ -45,6 +45,12 @@ describe('requests and approvals', () => {
     return JSON.parse(r.stdout.trim().split('\n').at(-1)!).data.id;
   }
 
+  /** respaldo approve in JAA's clone, after JAA pulled and read the request. */
+  function approve(args: string[], opts: { env: NodeJS.ProcessEnv }) {
+    git(jaaClone, 'pull', '--quiet', '--ff-only');
+    return respaldo(['approve', ...args], opts);
+  }
+
   /** A hand-made approval in JAA's clone, committed (signed with `key`, or not) and pushed. */
   function approveBy(id: string, key: SshKey | undefined) {
     git(jaaClone, 'pull', '--quiet', '--rebase');
@@ -55,24 +61,22 @@ describe('requests and approvals', () => {
   beforeAll(async () => {
     src = tempDir();
     restoreRoot = tempDir();
-    for (const n of ['portal', 'unsigned', 'stranger', 'revoked', 'expired', 'edited', 'rejected', 'merged', 'usurped', 'agented', 'prompted'])
+    for (const n of ['portal', 'unsigned', 'stranger', 'revoked', 'expired', 'edited', 'rejected', 'merged', 'usurped', 'agented', 'agent-key', 'prompted'])
       writeTree(folder(n), { 'a.txt': `${n}: uno\n`, 'sub/b.txt': `${n}: dos\n` });
     writeTree(join(src, 'local'), { 'c.txt': 'local\n' });
     db = `respaldo_req_${process.pid}`;
     psql('postgres', `CREATE DATABASE ${db}`);
     psql(db, 'CREATE TABLE pedidos (id integer PRIMARY KEY, total numeric); INSERT INTO pedidos SELECT i, i * 1.5 FROM generate_series(1, 250) i');
+    [jaa, eve, old, revoked] = [sshKey('jaa'), sshKey('eve'), sshKey('old'), sshKey('revoked')];
     d = await deployment([{ name: 'local', paths: [join(src, 'local')] }], {
       remote: true,
+      approver: jaa,
       extra: { requests: { 'allow-paths': [src], 'restore-to': [restoreRoot], servers: { 'main-pg': { engine: 'postgresql', connection: { host: '/var/run/postgresql', user: 'postgres' } } } } },
     });
-    [jaa, eve, old, revoked] = [sshKey('jaa'), sshKey('eve'), sshKey('old'), sshKey('revoked')];
     devClone = cloneOf(d.remote!, 'dev');
     jaaClone = cloneOf(d.remote!, 'jaa');
-    // JAA anchors the policy: approvers under namespace "git", one expired and one revoked, in a commit JAA signs.
-    appendFileSync(
-      join(jaaClone, 'policy/allowed_signers'),
-      [`jaa namespaces="git" ${jaa.line}`, `old namespaces="git",valid-before="20200101" ${old.line}`, `revoked namespaces="git" ${revoked.line}`, ''].join('\n'),
-    );
+    // JAA (the policy's first approver) adds two more approvers, one expired and one revoked, in a commit JAA signs.
+    appendFileSync(join(jaaClone, 'policy/allowed_signers'), [`old namespaces="git",valid-before="20200101" ${old.line}`, `revoked namespaces="git" ${revoked.line}`, ''].join('\n'));
     writeFileSync(join(jaaClone, 'policy/revoked_keys'), `${revoked.line}\n`);
     commitAs(jaaClone, jaa, 'policy: approvers', 'policy/allowed_signers', 'policy/revoked_keys');
     git(jaaClone, 'push', '--quiet');
@@ -86,22 +90,22 @@ describe('requests and approvals', () => {
     expect(request).toMatchObject({ form: 'FOR 7.5 DSE 05', type: 'backup', requester: { name: 'Ana López', area: 'Desarrollo web' }, host: 'web01', repository: 'portal', kind: 'files', what: { paths: [folder('portal')] } });
 
     // JAA approves with respaldo: a signed commit that git itself checks.
-    const ok = await respaldo(['approve', ids.portal!, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+    const ok = await approve([ids.portal!, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toContain(`approved by jaa (${jaa.fingerprint}) in signed commit`);
     const onlyJaa = join(tempDir(), 'allowed_signers');
     writeFileSync(onlyJaa, `jaa namespaces="git" ${jaa.line}\n`);
     expect(git(jaaClone, '-c', `gpg.ssh.allowedSignersFile=${onlyJaa}`, 'log', '-1', '--format=%G? %GK', '--', `approvals/${ids.portal}.yaml`).trim()).toBe(`G ${jaa.fingerprint}`);
-    const edited = await respaldo(['approve', ids.edited!, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+    const edited = await approve([ids.edited!, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
     expect(edited.code, edited.stderr).toBe(0);
-    const rejected = await respaldo(['approve', ids.rejected!, '--records', jaaClone, '--key', jaa.key, '--reject', '--why', 'no es de la aplicación'], { env: jaaEnv });
+    const rejected = await approve([ids.rejected!, '--records', jaaClone, '--key', jaa.key, '--reject', '--why', 'no es de la aplicación'], { env: jaaEnv });
     expect(rejected.code, rejected.stderr).toBe(0);
 
     // respaldo itself refuses keys that would not count.
-    const byEve = await respaldo(['approve', ids.stranger!, '--records', jaaClone, '--key', eve.key], { env: jaaEnv });
+    const byEve = await approve([ids.stranger!, '--records', jaaClone, '--key', eve.key], { env: jaaEnv });
     expect(byEve.code).toBe(2);
     expect(byEve.stderr).toContain(`key ${eve.fingerprint} is not an approver`);
-    const byOld = await respaldo(['approve', ids.expired!, '--records', jaaClone, '--key', old.key], { env: jaaEnv });
+    const byOld = await approve([ids.expired!, '--records', jaaClone, '--key', old.key], { env: jaaEnv });
     expect(byOld.code).toBe(4);
     expect(byOld.stderr).toContain('the commit would not count');
     git(jaaClone, 'checkout', '--quiet', '--', '.');
@@ -188,7 +192,7 @@ describe('requests and approvals', () => {
     expect(run.code, run.stderr).toBe(0);
     expect(d.snapshots('merged')).toEqual([]);
     const v = await verdict(d.records);
-    expect(v.approval(id).reason).toMatch(/^merge commit [0-9a-f]{12} .*linear history/);
+    expect(v.approval(id).reason).toMatch(/^commit [0-9a-f]{12} \(JAA, .*\) that touched it is a merge commit: only plain commits on the first-parent chain count \(a linear history\)$/);
   });
 
   it('an approved restore request is carried out once on the next run, its record pointing at the request; never into production unless it says so', async () => {
@@ -201,7 +205,7 @@ describe('requests and approvals', () => {
     expect(into.code, into.stderr).toBe(0);
     const [restoreId, intoId] = [r1, into].map((r) => JSON.parse(r.stdout.trim().split('\n').at(-1)!).data.id as string);
     for (const id of [restoreId!, intoId!]) {
-      const a = await respaldo(['approve', id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+      const a = await approve([id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
       expect(a.code, a.stderr).toBe(0);
     }
     const before = readFileSync(lost);
@@ -222,8 +226,45 @@ describe('requests and approvals', () => {
     expect(recordsOf(d, 'failure').filter((f) => f.request === intoId)).toHaveLength(1);
   });
 
-  it("JAA's key can live in ssh-agent: respaldo needs only its public line", async () => {
+  it('JAA signs only the request JAA read: one changed or arrived by the pull is refused; a link in place of the approval is refused, and its target left alone', async () => {
     const id = await requestBackup('agented');
+    // Arrived with the command's own pull: JAA has not read it.
+    const unseen = await respaldo(['approve', id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+    expect(unseen.code).toBe(2);
+    expect(unseen.stderr).toContain(`requests/${id}.yaml arrived when the records were brought up to date: nothing was signed`);
+    // Read, then changed by the developer before JAA signs.
+    git(jaaClone, 'pull', '--quiet', '--ff-only');
+    git(devClone, 'pull', '--quiet', '--ff-only');
+    appendFileSync(join(devClone, `requests/${id}.yaml`), 'notes: y también /etc\n');
+    commitAs(devClone, undefined, 'more', `requests/${id}.yaml`);
+    git(devClone, 'push', '--quiet');
+    const changed = await respaldo(['approve', id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+    expect(changed.code).toBe(2);
+    expect(changed.stderr).toContain(`requests/${id}.yaml changed when the records were brought up to date: nothing was signed`);
+    expect(git(jaaClone, 'status', '--porcelain')).toBe('');
+
+    // A link committed where the approval goes: respaldo writes nothing through it.
+    const victim = join(tempDir(), 'id_ed25519');
+    writeFileSync(victim, 'the key\n');
+    const { symlinkSync } = await import('node:fs');
+    symlinkSync(victim, join(devClone, `approvals/${id}.yaml`));
+    commitAs(devClone, undefined, 'link', `approvals/${id}.yaml`);
+    git(devClone, 'push', '--quiet');
+    const linked = await approve([id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+    expect(linked.code).toBe(2);
+    expect(linked.stderr).toContain(`approvals/${id}.yaml is a symbolic link`);
+    expect(readFileSync(victim, 'utf8')).toBe('the key\n');
+    // JAA withdraws the link in a signed commit and approves: it counts.
+    git(jaaClone, 'rm', '--quiet', `approvals/${id}.yaml`);
+    commitAs(jaaClone, jaa, 'withdraw the link', `approvals/${id}.yaml`);
+    git(jaaClone, 'push', '--quiet');
+    const ok = await approve([id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain(`backup of agented (files) on web01: ${folder('agented')}, asked by Ana López (Desarrollo web)`);
+  });
+
+  it("JAA's key can live in ssh-agent: respaldo needs only its public line", async () => {
+    const id = await requestBackup('agent-key');
     const sock = join(tempDir(), 'agent.sock');
     const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
     try {
@@ -232,7 +273,7 @@ describe('requests and approvals', () => {
       // Only the public half is on this "workstation"; the private key is in the agent.
       const pub = join(tempDir(), 'jaa.pub');
       writeFileSync(pub, `${jaa.line} jaa\n`);
-      const a = await respaldo(['approve', id, '--records', jaaClone, '--key', pub], { env: { ...jaaEnv, SSH_AUTH_SOCK: sock } });
+      const a = await approve([id, '--records', jaaClone, '--key', pub], { env: { ...jaaEnv, SSH_AUTH_SOCK: sock } });
       expect(a.code, a.stderr).toBe(0);
       expect(a.stdout).toContain(`approved by jaa (${jaa.fingerprint})`);
     } finally {
@@ -241,6 +282,7 @@ describe('requests and approvals', () => {
     const run = await d.run('run');
     expect(run.code, run.stderr).toBe(0);
     expect(d.snapshots('agented')).toHaveLength(1);
+    expect(d.snapshots('agent-key')).toHaveLength(1);
   });
 
   it('a database is asked for by its name on a server the host configuration names: how to reach it never enters the request', async () => {
@@ -250,7 +292,7 @@ describe('requests and approvals', () => {
     const text = readFileSync(join(devClone, `requests/${id}.yaml`), 'utf8');
     expect(parse(text)).toMatchObject({ kind: 'database', what: { database: db, server: 'main-pg' } });
     expect(text).not.toMatch(/postgresql|\/var\/run|user/);
-    expect((await respaldo(['approve', id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
+    expect((await approve([id, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
     const run = await d.run('run');
     expect(run.code, run.stderr).toBe(0);
     const backup = recordsOf(d, 'backup').find((b) => b.repository === 'shop-db');
@@ -295,10 +337,10 @@ describe('requests and approvals', () => {
     // Approved, but outside requests.allow-paths: named by file and field, on the run and in a failure record.
     const outside = await respaldo([...base.slice(0, -4), '--repository', 'etc', '--kind', 'config', '--host', 'web01', '--path', '/etc', '--json'], { env: dev });
     const outsideId = JSON.parse(outside.stdout.trim().split('\n').at(-1)!).data.id;
-    expect((await respaldo(['approve', outsideId, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
+    expect((await approve([outsideId, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
     const noServer = await respaldo([...base.slice(0, -4), '--repository', 'other-db', '--kind', 'database', '--host', 'web01', '--database', 'x', '--server', 'nope', '--json'], { env: dev });
     const noServerId = JSON.parse(noServer.stdout.trim().split('\n').at(-1)!).data.id;
-    expect((await respaldo(['approve', noServerId, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
+    expect((await approve([noServerId, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
     const run = await d.run('run');
     expect(run.stderr).toContain(`requests/${noServerId}.yaml: what.server: "nope" is not a server of web01: ${d.config} names main-pg under requests.servers`);
     expect(run.code).toBe(3);

@@ -3,15 +3,18 @@
 #
 #   tools/audit.sh [--approver SHA256:fingerprint]... RECORDS_DIR
 #
-# Uses only git, ssh-keygen, sha256sum and coreutils, and checks:
-#   1. the trust policy's history: the oldest commit of policy/allowed_signers (or
-#      policy/revoked_keys) signed by an approver its own files list is the anchor (with
-#      --approver: signed by one of those keys); a later change counts only when signed by
-#      an approver trusted before it;
+# Uses only git, ssh-keygen, sha256sum and coreutils. It walks HEAD's first-parent chain,
+# oldest first (a commit that only a merge brought in is never looked at), and checks:
+#   1. the trust policy (policy/allowed_signers, policy/revoked_keys): anchored by its first
+#      commit when an approver that commit lists signed it (with --approver: by the first
+#      commit of it that a pinned key signed); a later change counts only when signed by an
+#      approver of the policy before it;
 #   2. every host's chain of records against that policy, by the rules of schemas/chain.ts;
-#   3. every approval: each commit that touched it signed by a trusted approver, and its
-#      request_digest equal to the sha256 of its request;
-#   4. every signed checkpoint against the heads of the chains.
+#   3. every approval and checkpoint: each commit that touched it since an approver's signed
+#      deletion of it is a plain commit that git says an approver of the policy just before
+#      it signed (%G? = G); an approval's request_digest is the sha256 of its request;
+#   4. every checkpoint against the heads of the chains (one that stopped counting, or that
+#      went away without an approver's signed deletion, is a violation too).
 # It reads only the plain lines it needs (the six header lines, key.public, request:,
 # request_digest:, decision:, heads:), not the rest of each file's YAML fields.
 # One line per finding on stdout, a summary last; exit 0 only when nothing is wrong.
@@ -43,25 +46,46 @@ snap() {
 # git_as NAME ARGS...: git, checking commit signatures against policy NAME (%G? is G when good).
 git_as() { local p=$1; shift; git -c gpg.ssh.allowedSignersFile="$tmp/$p.as" -c gpg.ssh.revocationFile="$tmp/$p.rev" "$@"; }
 
-anchor='' anchor_key='' accepted=0 is_git=0 st='' key=''
+anchor='' anchor_key='' accepted=0 is_git=0 st='' key='' first=''
+declare -A hist=() gone=()   # approvals/… and checkpoints/…: "ok", or the first reason it does not count; gone: withdrawn by an approver
 if [[ $(git rev-parse --is-inside-work-tree 2>/dev/null) == true ]] && git rev-parse -q --verify HEAD >/dev/null 2>&1; then is_git=1; fi
 if ((is_git)); then
+  : > "$tmp/E.as"; : > "$tmp/E.rev"
   while read -r c parents; do
-    if [[ $parents == *' '* ]]; then          # a merge never changes the policy (unreported before the anchor)
-      if [[ -n $anchor ]]; then echo "IGNORED-POLICY $c merge commit"; ignored=$((ignored + 1)); fi; continue
-    fi
-    snap "$c" C
-    if [[ -z $anchor ]]; then                 # not anchored yet: C must be signed by a key C itself trusts
+    np=$(wc -w <<< "$parents")
+    # What the commit changed against its first parent.
+    policy=0 files=()
+    while IFS=$'\t' read -r s p; do
+      case $p in
+        policy/allowed_signers | policy/revoked_keys) policy=1 ;;
+        approvals/*/* | checkpoints/*/*) ;;
+        approvals/* | checkpoints/*) files+=("${s:0:1} $p") ;;
+      esac
+    done < <(if ((np)); then set -- "$c^1" "$c"; else set -- --root "$c"; fi
+             git diff-tree -r --relative --no-commit-id --no-renames --name-status "$@" -- policy approvals checkpoints)
+    if [[ -z $anchor ]]; then                 # the anchor: the first commit of the policy (or a pinned key's)
+      ((policy)) || continue
+      eligible=$((${#approvers[@]} > 0)); if [[ -z $first ]]; then first=$c; eligible=1; fi
+      ((eligible && np < 2)) || continue
+      snap "$c" C
       read -r st key < <(git_as C log -1 --format='%G? %GK' "$c") || true
       if [[ $st == G ]] && { ((${#approvers[@]} == 0)) || [[ " ${approvers[*]} " == *" $key "* ]]; }; then
         anchor=$c anchor_key=$key; cp "$tmp/C.as" "$tmp/E.as"; cp "$tmp/C.rev" "$tmp/E.rev"
       fi
-    else                                      # anchored: C must be signed by a key trusted before it
-      read -r st key < <(git_as E log -1 --format='%G? %GK' "$c") || true
-      if [[ $st == G ]]; then accepted=$((accepted + 1)); cp "$tmp/C.as" "$tmp/E.as"; cp "$tmp/C.rev" "$tmp/E.rev"
-      else echo "IGNORED-POLICY $c not signed by an approver trusted before it (%G?=$st)"; ignored=$((ignored + 1)); fi
+      continue
     fi
-  done < <(git log --reverse --full-history --format='%H %P' -- policy/allowed_signers policy/revoked_keys)
+    # Judged against the policy in force just before it; a merge never counts.
+    if ((np > 1)); then st=merge; else read -r st key < <(git_as E log -1 --format='%G? %GK' "$c") || true; fi
+    for f in "${files[@]}"; do
+      p=${f#* }
+      if [[ $st == G && ${f%% *} == D ]]; then hist[$p]=''; gone[$p]=1; continue; fi
+      unset "gone[$p]"
+      if [[ $st != G && ${hist[$p]:-ok} == ok ]]; then hist[$p]="commit $c (%G?=$st)"; elif [[ -z ${hist[$p]:-} ]]; then hist[$p]=ok; fi
+    done
+    ((policy)) || continue
+    if [[ $st == G ]]; then accepted=$((accepted + 1)); snap "$c" E
+    else echo "IGNORED-POLICY $c not signed by an approver trusted before it (%G?=$st)"; ignored=$((ignored + 1)); fi
+  done < <(git log --first-parent --reverse --format='%H %P' -- policy/allowed_signers policy/revoked_keys approvals checkpoints)
 else
   echo "note: not a git checkout: policy history, approvals and checkpoints not checked"
 fi
@@ -77,7 +101,7 @@ if [[ -n $anchor ]]; then                     # an edit never committed counts f
 else
   cp "$tmp/W.as" "$tmp/E.as"; cp "$tmp/W.rev" "$tmp/E.rev"
   if ((is_git)); then
-    echo "policy: not anchored: no commit of policy/allowed_signers is signed by an approver listed in it"
+    echo "policy: not anchored: the first commit of policy/allowed_signers is not signed by an approver it lists (pin one with --approver)"
     if ((${#approvers[@]})); then echo "policy: --approver given but no anchor was found"; pin_error=1; fi
   fi
 fi
@@ -105,7 +129,7 @@ mapfile -t trusted < <(awk -v kt='^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|3
     p = $1; gsub(/"/, "", p); n = split(p, a, ",")
     for (i = 1; i <= n; i++) if (a[i] ~ /^[a-z0-9][a-z0-9.-]*$/ && length(a[i]) <= 63) print a[i] }' "$tmp/E.as")
 declare -A trusts=(); for h in "${trusted[@]}"; do trusts[$h]=1; done
-mapfile -d '' hosts < <({ find hosts -mindepth 1 ! -type d -print0 2>/dev/null | cut -z -d/ -f2
+mapfile -d '' hosts < <({ { find hosts -mindepth 1 ! -type d -print0 2>/dev/null || true; } | cut -z -d/ -f2
   for h in "${trusted[@]}"; do printf '%s\0' "$h"; done; } | sort -zu)
 for host in "${hosts[@]}"; do
   herr=0 recs=() order=() why=() sig=() count=() at_seq=()
@@ -191,23 +215,17 @@ for host in "${hosts[@]}"; do
 done
 
 # ---- 3 and 4. Approvals and checkpoints (git) ----------------------------------------------
-# history_ok PATH: every commit that touched PATH is a non-merge signed under the anchored policy E;
-# else sets $reason.
-history_ok() {
-  local c n=0
+# counts PATH: the walk found every commit that touched PATH (since its last withdrawal) good; else sets $reason.
+counts() {
   if [[ -z $anchor ]]; then reason="policy not anchored"; return 1; fi
-  while read -ra c; do
-    n=$((n + 1))
-    if ((${#c[@]} > 3)); then reason="merge commit ${c[0]}"; return 1; fi
-    if [[ ${c[-1]} != G ]]; then reason="commit ${c[0]} not signed by a trusted approver (%G?=${c[-1]})"; return 1; fi
-  done < <(git_as E log --full-history --format='%H %P %G?' -- "$1")
-  ((n)) || { reason="never committed"; return 1; }
+  case ${hist[$1]:-} in ok) return 0 ;; '') reason="no commit on the first-parent chain since the anchor wrote it" ;; *) reason=${hist[$1]} ;; esac
+  return 1
 }
 field() { sed -n "/^$1: /{s///p;q}"; }         # the first top-level "name: value" line
 if ((is_git)); then
   while IFS= read -r -d '' name; do
     id=${name%.yaml} reason=''; text=$(git show "HEAD:./approvals/$name" 2>/dev/null) || true
-    if ! history_ok "approvals/$name"; then :
+    if ! counts "approvals/$name"; then :
     elif [[ $(field request <<< "$text") != "$id" ]]; then reason="request: is not $id"
     elif ! git cat-file -e "HEAD:./requests/$name" 2>/dev/null; then reason="requests/$name is missing"
     elif [[ $(field request_digest <<< "$text") != "sha256:$(git show "HEAD:./requests/$name" | sha256sum | cut -d' ' -f1)" ]]; then
@@ -216,15 +234,24 @@ if ((is_git)); then
     else echo "APPROVAL $id invalid $reason"; invalid=$((invalid + 1)); fi
   done < <(git ls-tree --full-tree -z --name-only HEAD:./approvals 2>/dev/null)
 
-  while IFS= read -r -d '' name; do
-    if ! [[ $name =~ ^[0-9]{8}T[0-9]{6}Z\.yaml$ ]] || ! history_ok "checkpoints/$name"; then echo "CHECKPOINT $name - unsigned"; continue; fi
+  # The checkpoints at HEAD, and those the walk saw that went away without an approver's deletion.
+  mapfile -d '' present < <(git ls-tree --full-tree -z --name-only HEAD:./checkpoints 2>/dev/null)
+  mapfile -t names < <({ printf '%s\n' "${present[@]}"; for p in "${!hist[@]}"; do [[ $p == checkpoints/* && -z ${gone[$p]:-} ]] && echo "${p#checkpoints/}"; done; } | sed '/^$/d' | sort -u)
+  for name in "${names[@]}"; do
+    [[ -n $anchor ]] || { echo "CHECKPOINT $name - policy not anchored"; continue; }
+    if ! git cat-file -e "HEAD:./checkpoints/$name" 2>/dev/null; then
+      echo "CHECKPOINT $name - deleted without an approver's signature"; violated=$((violated + 1)); continue
+    fi
+    if ! [[ $name =~ ^[0-9]{8}T[0-9]{6}Z\.yaml$ ]] || ! counts "checkpoints/$name"; then
+      echo "CHECKPOINT $name - does not count: ${reason:-bad name}"; violated=$((violated + 1)); continue
+    fi
     while read -r h s d; do                    # "  host: seq sha256:hex" under heads:
       h=${h%:}; [[ $s =~ ^[1-9][0-9]*$ ]] || continue
       if ((${hmax[$h]:-0} < s)); then echo "CHECKPOINT $name $h truncated"; violated=$((violated + 1))
       elif [[ ${hcount["$h $s"]:-0} == 1 && ${hdig["$h $s"]} == "$d" ]]; then echo "CHECKPOINT $name $h ok"
       else echo "CHECKPOINT $name $h diverged"; violated=$((violated + 1)); fi
     done < <(git show "HEAD:./checkpoints/$name" | awk '/^heads:/ { h = 1; next } h && /^  [^ ]/ { print substr($0, 3); next } { h = 0 }')
-  done < <(git ls-tree --full-tree -z --name-only HEAD:./checkpoints 2>/dev/null)
+  done
 fi
 
 # ---- 5. Summary ------------------------------------------------------------------------------

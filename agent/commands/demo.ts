@@ -153,7 +153,7 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   const jaa: Context = { ...ctx, env: { ...ctx.env, GIT_AUTHOR_NAME: 'JAA', GIT_AUTHOR_EMAIL: 'jaa@dse.example', GIT_COMMITTER_NAME: 'JAA', GIT_COMMITTER_EMAIL: 'jaa@dse.example' } };
   const ask = (fields: Partial<RequestNewOptions>) =>
     runRequestNew(people, { records: office, type: 'backup', name: 'Ana López', area: 'Desarrollo web', host: HOST, repository: undefined, kind: undefined, paths: [], git: undefined, database: undefined, server: undefined, schedule: undefined, retention: undefined, snapshot: undefined, at: undefined, to: undefined, intoProduction: false, reason: undefined, why: undefined, notes: undefined, date: undefined, interactive: false, ...fields });
-  const approve = (id: string) => runApprove(jaa, { records: office, id, reject: false, why: undefined, key: jaaKey });
+  const approve = (id: string) => runApprove(jaa, { records: office, id, reject: false, why: undefined, key: jaaKey, approvers: [] });
   say(`\n   a developer asks for backups on form FOR 7.5 DSE 05 (clause 4.1.1), and JAA approves them with signed commits\n$ respaldo request new --records ${rel(office)} --type backup --host ${HOST} --repository portal --kind source --path ${join(src, 'www/portal')} …\n$ respaldo approve REQ-… --records ${rel(office)} --key ${rel(jaaKey)}`);
   await ask({ repository: 'portal', kind: 'source', paths: [join(src, 'www/portal')] });
   await ask({ repository: 'uploads', kind: 'files', paths: [join(src, 'uploads')], retention: 'keep-daily=7,keep-weekly=4,keep-monthly=12' });
@@ -192,7 +192,7 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   if (back !== Exit.ok) throw new RespaldoError(`the demo restore exited with code ${back}`, { exitCode: Exit.internal });
 
   say(`\n8. JAA anchors the head of every chain in a signed commit (so that dropping the newest records is noticed), and every record, approval and the policy's history are checked\n$ respaldo checkpoint --records ${rel(office)} --key ${rel(jaaKey)}\n$ respaldo records verify ${rel(records)}`);
-  await runCheckpoint(jaa, { records: office, key: jaaKey });
+  await runCheckpoint(jaa, { records: office, key: jaaKey, approvers: [] });
   await git(records, 'pull', '--quiet', '--rebase');
   const verified = await runRecordsVerify(ctx, { dir: records, config: undefined, approvers: [] });
   if (verified !== Exit.ok) throw new RespaldoError('the demo records did not verify', { exitCode: Exit.internal });

@@ -52,7 +52,9 @@ export async function verifyFolder(dir: string, approvers: string[], env: NodeJS
   const trust = await readTrust(dir, { approvers, env });
   // In git, records are checked against the policy that signed history put in force, not the working copy.
   const folder = verifyRecordsFolder(dir, fs, trust.git ? trust.policy : undefined);
-  const findings = trust.checkpoints.flatMap((c) => (c.valid && c.checkpoint ? checkCheckpoint(c.path, Object.fromEntries(Object.entries(c.checkpoint.heads).map(([h, text]) => [h, parseHead(text)])), folder.reports) : []));
+  const findings = trust.checkpoints.flatMap((c) => (c.valid && c.present && c.checkpoint ? checkCheckpoint(c.path, Object.fromEntries(Object.entries(c.checkpoint.heads).map(([h, text]) => [h, parseHead(text)])), folder.reports) : []));
+  // A checkpoint that stopped counting (changed or deleted by a commit that does not count) anchors nothing: a violation in itself.
+  const lost = trust.policy.anchor ? trust.checkpoints.filter((c) => !c.valid) : [];
   const hostsBroken = folder.reports.filter((r) => r.problems.some((p) => p.severity === 'error')).length;
   const summary = {
     records: folder.total,
@@ -63,11 +65,11 @@ export async function verifyFolder(dir: string, approvers: string[], env: NodeJS
     approvalsValid: trust.approvals.filter((a) => a.valid).length,
     approvalsInvalid: trust.approvals.filter((a) => !a.valid).length,
     policyIgnored: trust.policy.ignored.length,
-    checkpointsViolated: findings.filter((f) => f.result !== 'ok').length,
+    checkpointsViolated: findings.filter((f) => f.result !== 'ok').length + lost.length,
   };
   const pinnedButLoose = approvers.length > 0 && trust.git && !trust.policy.anchor;
-  const clean =
-    folder.errors === 0 && summary.approvalsInvalid === 0 && summary.policyIgnored === 0 && summary.checkpointsViolated === 0 && !pinnedButLoose && trust.requests.every((r) => r.problems.length === 0);
+  // A request's own problems are the requester's to fix (respaldo request new and approve refuse them): warnings here.
+  const clean = folder.errors === 0 && summary.approvalsInvalid === 0 && summary.policyIgnored === 0 && summary.checkpointsViolated === 0 && !pinnedButLoose;
   return { folder, trust, findings, summary, clean };
 }
 
@@ -95,10 +97,10 @@ export async function runRecordsVerify(ctx: Context, opts: RecordsVerifyOptions)
     lines.push(`${r.host}: ${r.records.length} record(s)${r.head ? `, head seq ${r.head.seq}` : ''}: ${errs.length ? `${errs.length} problem(s)` : 'chain intact, every signature good'}`);
     for (const p of r.problems) lines.push(`  ${p.severity === 'error' ? '' : 'warning: '}${p.path}: ${p.code}: ${p.message}`);
   }
-  for (const r of trust.requests) for (const p of r.problems) lines.push(`request ${problemText(p)}`);
+  for (const r of trust.requests) for (const p of r.problems) lines.push(`warning: request ${problemText(p)}`);
   for (const a of trust.approvals)
     lines.push(a.valid ? `approval ${a.id}: ${a.approval?.decision ?? '?'} by ${a.principal} (${a.key}) in commit ${a.commit?.slice(0, 12)}` : `approval ${a.id}: does not count: ${a.reason}`);
-  for (const c of trust.checkpoints) if (!c.valid) lines.push(`checkpoint ${c.path}: does not count: ${c.reason}`);
+  for (const c of trust.checkpoints) if (!c.valid) lines.push(`checkpoint ${c.path}${c.present ? '' : ' (deleted)'}: does not count: ${c.reason}`);
   for (const f of findings) if (f.result !== 'ok') lines.push(`checkpoint ${f.path}: ${f.host}: ${f.result}: ${f.message}`);
   lines.push(summaryLine(summary));
   ctx.reporter.result(lines.join('\n'), {

@@ -15,6 +15,7 @@ import type { Context } from '../context.js';
 import { Exit, usageError, type ExitCode } from '../errors.js';
 import { PeopleGit } from '../people-git.js';
 import { knownHosts } from '../trust.js';
+import { assertPlainPath } from '../approver.js';
 import { peopleRecords } from './approve.js';
 
 export interface RequestNewOptions {
@@ -172,6 +173,7 @@ export async function runRequestNew(ctx: Context, opts: RequestNewOptions): Prom
     const id = `REQ-${year}-${String(Math.max(0, ...taken) + 1).padStart(4, '0')}`;
     const value: Request = { ...checked.data, id };
     const path = requestPath(id);
+    await assertPlainPath(dir, path);
     await mkdir(join(dir, 'requests'), { recursive: true });
     await writeFile(join(dir, path), serializeFile(value), { flag: 'wx' }).catch((e: NodeJS.ErrnoException) => {
       throw e.code === 'EEXIST' ? usageError(`${join(dir, path)} already exists but is not committed`, 'commit or remove it (git status), then try again') : e;
@@ -182,7 +184,7 @@ export async function runRequestNew(ctx: Context, opts: RequestNewOptions): Prom
   await write();
   const renumbered: string[] = [];
   // Another clone pushed first: if it took this number, this request takes the next one.
-  const pushed = await git.push(false, async () => {
+  const pushed = await git.push(async () => {
     const before = written!;
     await git.undoLastCommit();
     await unlink(join(dir, before.path));
