@@ -106,8 +106,10 @@ export class RecordsGit {
 
   /**
    * Brings in the other hosts' new records (a receipt needs the copy record that CSC's
-   * copy answers). Our own folder is ours alone, so the rebase is clean; a failure (no
-   * network) is the caller's to report, and the local records still serve.
+   * copy answers) and new approvals. Our own folder is ours alone, so the rebase is clean;
+   * a failure (no network) is the caller's to report, and the local records still serve.
+   * An upstream that no longer holds what it held before (a forced push: an approval
+   * withdrawn, then put back by rewriting history) is not followed.
    */
   async pull(): Promise<{ status: 'pulled' | 'no-remote' } | { status: 'failed'; error: string }> {
     const upstream = await this.git.revparse(['--abbrev-ref', '--symbolic-full-name', '@{u}']).then(
@@ -116,7 +118,19 @@ export class RecordsGit {
     );
     if (!upstream) return { status: 'no-remote' };
     try {
-      await this.git.raw(['pull', '--quiet', '--rebase', '--autostash']);
+      const before = (await this.git.revparse(['@{u}'])).trim();
+      await this.git.raw(['fetch', '--quiet']);
+      const after = (await this.git.revparse(['@{u}'])).trim();
+      const extends_ = await this.git.raw(['merge-base', '--is-ancestor', before, after]).then(
+        () => true,
+        () => false,
+      );
+      if (!extends_) {
+        // Back to what we had: the next fetch must be judged against it again.
+        await this.git.raw(['update-ref', `refs/remotes/${upstream}`, before]);
+        return { status: 'failed', error: `the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer in its history: a forced push); not following it, so that nothing withdrawn comes back; JAA must look at it (git log ${before.slice(0, 12)}..${after.slice(0, 12)})` };
+      }
+      await this.git.raw(['rebase', '--quiet', '--autostash', upstream]);
       return { status: 'pulled' };
     } catch (e) {
       await this.git.raw(['rebase', '--abort']).catch(() => {});
@@ -144,7 +158,16 @@ export class RecordsGit {
         const message = (e as Error).message;
         error = lastLines(message.replace(/^hint:.*$/gm, ''), 3);
         if (!/rejected|fetch first|non-fast-forward/i.test(message)) break;
-        // Another host pushed first. Our commits touch only our folder, so the rebase is clean.
+        // Another host pushed first. Our commits touch only our folder, so the rebase is clean;
+        // a first push (no upstream yet) has nothing to be rewritten against.
+        if (upstream) {
+          const pulled = await this.pull();
+          if (pulled.status === 'failed') {
+            error = pulled.error;
+            break;
+          }
+          continue;
+        }
         try {
           await this.git.raw(['pull', '--quiet', '--rebase', '--autostash', remote, branch]);
         } catch (pullError) {

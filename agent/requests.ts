@@ -15,8 +15,9 @@
  * A request that cannot be met is named with its file and field, and not acted on.
  */
 import { realpath } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { RepositoryConfig } from '../schemas/config.js';
-import { requestPath, type BackupRequest, type FileProblem, type RestoreRequest } from '../schemas/request.js';
+import { approvalPath, requestPath, type BackupRequest, type FileProblem, type RestoreRequest } from '../schemas/request.js';
 import type { Config } from './config.js';
 import type { RecordStore } from './records.js';
 import { decisionOf, type Trust } from './trust.js';
@@ -26,15 +27,26 @@ export interface Mandate {
   repositories: RepositoryConfig[];
   /** Approved restore requests not carried out yet, oldest first. */
   restores: RestoreRequest[];
+  /** Every approved restore request for the host, carried out or not. */
+  restoreIds: Set<string>;
   /** Approved requests that cannot be met as they stand. */
   problems: (FileProblem & { request: string; repository: string })[];
 }
 
 const inside = (child: string, parent: string) => child === parent || child.startsWith(parent.endsWith('/') ? parent : `${parent}/`);
 
-/** The folder a path really is: a link on the way must not lead a request out of what the host allows. */
+/**
+ * The place a path really is: a link on the way must not lead a request out of what the
+ * host allows. For a path that does not exist yet, its nearest existing folder is resolved.
+ */
 async function real(path: string): Promise<string> {
-  return realpath(path).catch(() => path);
+  const rest: string[] = [];
+  for (let at = path; ; at = dirname(at)) {
+    const resolved = await realpath(at).catch(() => undefined);
+    if (resolved !== undefined) return join(resolved, ...rest.reverse());
+    if (at === dirname(at)) return path;
+    rest.push(basename(at));
+  }
 }
 
 async function fromRequest(config: Config, r: BackupRequest, at: (field: string, message: string) => void): Promise<RepositoryConfig | undefined> {
@@ -84,7 +96,7 @@ export async function mandateFor(config: Config, trust: Trust, records: RecordSt
     let repo: RepositoryConfig | undefined;
     if (local) {
       // The host configuration holds the local details; the request is the authority and may set schedule and retention.
-      if (local.kind !== r.kind) at('kind', `${r.repository} is a "${local.kind}" repository in ${config.file}, not "${r.kind}"`);
+      if (local.kind !== r.kind) at('kind', `${r.repository} is a "${local.kind}" repository in ${config.file}, not "${r.kind}": ask anew with kind ${local.kind}, or under another repository name`);
       else repo = { ...local, ...(r.schedule ? { schedule: r.schedule } : {}), ...(r.retention ? { retention: r.retention } : {}), request: r.id };
     } else repo = await fromRequest(config, r, at);
     if (found.length || !repo) {
@@ -100,13 +112,22 @@ export async function mandateFor(config: Config, trust: Trust, records: RecordSt
     ...[...fromRequests.values()].filter((r) => !config.repositories.some((c) => c.name === r.name)),
   ];
 
-  // Restores: once each. A restore or failure record that names the request means it was carried out (or tried).
+  // An approval of a request for this host that does not count is said too: the request is not acted on.
+  for (const a of trust.approvals) {
+    const r = trust.requests.find((s) => s.id === a.id)?.request;
+    if (!a.valid && r?.host === config.host)
+      problems.push({ path: approvalPath(a.id), line: undefined, field: undefined, message: `does not count: ${a.reason}; ${r.type === 'backup' ? `${r.repository} is not backed up under it` : 'the restore is not carried out'}`, request: a.id, repository: r.repository });
+  }
+
+  // Restores: once each. A restore record that names the request, or a failure record of a
+  // restore that could not begin, means it was carried out (or tried).
   const done = new Set<string>();
   if (restores.length)
     for (const file of await records.list()) {
       if (file.type !== 'restore' && file.type !== 'failure') continue;
       const record = await records.read(file);
-      if (record && (record.type === 'restore' || record.type === 'failure') && record.request) done.add(record.request);
+      if (record?.type === 'restore' && record.request) done.add(record.request);
+      if (record?.type === 'failure' && record.stage === 'restore' && record.request) done.add(record.request);
     }
   const pending: RestoreRequest[] = [];
   for (const r of restores) {
@@ -116,16 +137,21 @@ export async function mandateFor(config: Config, trust: Trust, records: RecordSt
     const repo = repositories.find((c) => c.name === r.repository);
     if (!repo) at('repository', `${config.host} protects no repository "${r.repository}" (it has: ${repositories.map((c) => c.name).join(', ') || 'none'})`);
     else {
+      // Production: the folders of any repository the host protects, wherever a link leads.
       const destination = await real(r.destination);
-      const production = repo.paths.some((p) => inside(destination, p) || inside(p, destination) || inside(r.destination, p));
+      const live = repositories.flatMap((c) => c.paths);
+      const production = live.some((p) => inside(destination, p) || inside(p, destination) || inside(r.destination, p) || inside(p, r.destination));
       const restoreTo = config.requests?.['restore-to'] ?? [];
+      const filesLike = !(repo.kind === 'database' && repo.pitr && r.at);
       if (production && !r['into-production'])
-        at('destination', `${r.destination} is within ${repo.name}'s own folders (production); the request must say into-production: true for that`);
+        at('destination', `${r.destination} is within or over folders the host protects (production); the request must say into-production: true for that`);
+      else if (r['into-production'] && filesLike && r.destination !== '/')
+        at('destination', `files restored into production go back to their original paths: write destination: / (each file lands at its original path under it)`);
       else if (!production && !restoreTo.some((root) => inside(r.destination, root) && inside(destination, root)))
         at('destination', `${r.destination} is outside the folders ${config.file} lets restore requests write to (requests.restore-to: ${restoreTo.length ? restoreTo.join(', ') : 'none'})`);
     }
     if (found.length) problems.push(...found.map((p) => ({ ...p, request: r.id, repository: r.repository })));
     else pending.push(r);
   }
-  return { repositories, restores: pending, problems };
+  return { repositories, restores: pending, restoreIds: new Set(restores.map((r) => r.id)), problems };
 }

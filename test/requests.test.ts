@@ -4,7 +4,7 @@
  * with real git, real ssh-keygen signatures and the real agent.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,6 +49,14 @@ describe('requests and approvals', () => {
   function approve(args: string[], opts: { env: NodeJS.ProcessEnv }) {
     git(jaaClone, 'pull', '--quiet', '--ff-only');
     return respaldo(['approve', ...args], opts);
+  }
+
+  /** JAA withdraws approvals with a signed deletion, and pushes. */
+  function withdraw(...ids: string[]) {
+    git(jaaClone, 'pull', '--quiet', '--ff-only');
+    for (const id of ids) git(jaaClone, 'rm', '--quiet', `approvals/${id}.yaml`);
+    commitAs(jaaClone, jaa, `withdrawn: ${ids.join(', ')}`, ...ids.map((id) => `approvals/${id}.yaml`));
+    git(jaaClone, 'push', '--quiet');
   }
 
   /** A hand-made approval in JAA's clone, committed (signed with `key`, or not) and pushed. */
@@ -122,8 +130,12 @@ describe('requests and approvals', () => {
     commitAs(jaaClone, undefined, 'edit', `approvals/${ids.edited}.yaml`);
     git(jaaClone, 'push', '--quiet');
 
+    // The agent acts on the one that counts, and says of each other why it does not (cron mails it), once as a failure record.
     const run = await d.run('run');
-    expect(run.code, run.stderr).toBe(0);
+    expect(run.code, run.stderr).toBe(3);
+    for (const [n, why] of [['unsigned', 'not signed'], ['stranger', `signed by key ${eve.fingerprint}, which is not an approver`], ['revoked', `signed by key ${revoked.fingerprint}, which policy/revoked_keys revokes`], ['expired', `signed by key ${old.fingerprint}, which is not an approver of the policy in force at the commit's time`], ['edited', 'not signed']])
+      expect(run.stderr).toMatch(new RegExp(`the decision on ${ids[n]} does not count: approvals/${ids[n]}\\.yaml: does not count: commit [0-9a-f]{12} \\(JAA, [^)]*\\) that touched it is ${why!.replace(/[+/()]/g, '\\$&')}.*; ${n} is not backed up under it`));
+    expect(recordsOf(d, 'failure').filter((f) => f.stage === 'request').map((f) => f.request).sort()).toEqual([ids.unsigned, ids.stranger, ids.revoked, ids.expired, ids.edited].sort());
     expect(d.snapshots('portal')).toHaveLength(1);
     for (const n of ['unsigned', 'stranger', 'revoked', 'expired', 'edited', 'rejected']) expect(d.snapshots(n), n).toEqual([]);
     const backups = recordsOf(d, 'backup');
@@ -147,6 +159,11 @@ describe('requests and approvals', () => {
     const status = await d.run('status');
     expect(status.stdout).toMatch(/portal\s+files\s+REQ-2026-0001/);
     expect(status.stdout).toMatch(/local\s+files\s+unrequested/);
+
+    // JAA withdraws what does not count, with a signed commit: the next run is clean.
+    withdraw(...['unsigned', 'stranger', 'revoked', 'expired', 'edited'].map((n) => ids[n]!));
+    const clean = await d.run('run');
+    expect(clean.code, clean.stderr).toBe(0);
   });
 
   it('a change to allowed_signers not signed by an existing approver is reported and has no effect', async () => {
@@ -159,7 +176,8 @@ describe('requests and approvals', () => {
     git(jaaClone, 'push', '--quiet');
 
     const run = await d.run('run');
-    expect(run.code, run.stderr).toBe(0);
+    expect(run.code, run.stderr).toBe(3);
+    expect(run.stderr).toContain(`the decision on ${id} does not count`);
     expect(d.snapshots('usurped')).toEqual([]);
     const v = await verdict(d.records);
     expect(v.data.policy.ignored.join('\n')).toMatch(/only an approver trusted before a change may make it/);
@@ -173,6 +191,7 @@ describe('requests and approvals', () => {
     writeFileSync(join(jaaClone, 'policy/allowed_signers'), lines.join('\n'));
     commitAs(jaaClone, jaa, 'policy: without eve', 'policy/allowed_signers');
     git(jaaClone, 'push', '--quiet');
+    withdraw(id);
   });
 
   it('a merge commit that sneaks in an approval is caught', async () => {
@@ -189,9 +208,10 @@ describe('requests and approvals', () => {
     git(jaaClone, 'push', '--quiet');
 
     const run = await d.run('run');
-    expect(run.code, run.stderr).toBe(0);
+    expect(run.code, run.stderr).toBe(3);
     expect(d.snapshots('merged')).toEqual([]);
     const v = await verdict(d.records);
+    withdraw(id);
     expect(v.approval(id).reason).toMatch(/^commit [0-9a-f]{12} \(JAA, .*\) that touched it is a merge commit: only plain commits on the first-parent chain count \(a linear history\)$/);
   });
 
@@ -211,7 +231,7 @@ describe('requests and approvals', () => {
     const before = readFileSync(lost);
     const run = await d.run('run');
     expect(run.code).toBe(3); // the production restore cannot be met
-    expect(run.stderr).toContain(`requests/${intoId}.yaml: destination: ${folder('portal')} is within portal's own folders (production); the request must say into-production: true`);
+    expect(run.stderr).toContain(`requests/${intoId}.yaml: destination: ${folder('portal')} is within or over folders the host protects (production); the request must say into-production: true for that`);
     expect(readFileSync(join(restoreRoot, 'r1', lost))).toEqual(before);
     const restores = recordsOf(d, 'restore');
     expect(restores).toHaveLength(1);
@@ -219,11 +239,21 @@ describe('requests and approvals', () => {
     expect(restores[0]!.operator).toBeUndefined();
     expect(recordsOf(d, 'failure').find((f) => f.request === intoId)).toMatchObject({ stage: 'request', repository: 'portal' });
 
-    // Once: the next run neither restores again nor records the refusal again.
+    // Once: the next run does not restore again, and says again (without a second record) why the other waits.
     const again = await d.run('run');
-    expect(again.code, again.stderr).toBe(0);
+    expect(again.code).toBe(3);
     expect(recordsOf(d, 'restore')).toHaveLength(1);
     expect(recordsOf(d, 'failure').filter((f) => f.request === intoId)).toHaveLength(1);
+    // JAA rejects it; a request that says into-production: true puts the lost file back where it was.
+    expect((await approve([intoId!, '--records', jaaClone, '--key', jaa.key, '--reject', '--why', 'sin into-production'], { env: jaaEnv })).code).toBe(0);
+    const back = await asked(['--path', lost, '--to', '/', '--into-production']);
+    const backId = JSON.parse(back.stdout.trim().split('\n').at(-1)!).data.id as string;
+    expect((await approve([backId, '--records', jaaClone, '--key', jaa.key], { env: jaaEnv })).code).toBe(0);
+    rmSync(lost);
+    const third = await d.run('run');
+    expect(third.code, third.stderr).toBe(0);
+    expect(readFileSync(lost)).toEqual(before);
+    expect(recordsOf(d, 'restore').at(-1)).toMatchObject({ request: backId, destination: '/', result: 'ok' });
   });
 
   it('JAA signs only the request JAA read: one changed or arrived by the pull is refused; a link in place of the approval is refused, and its target left alone', async () => {
@@ -375,5 +405,28 @@ describe('requests and approvals', () => {
     const v = await verdict(devClone);
     expect(v.code).toBe(3);
     expect(v.data.requests.find((r: any) => r.id === dup).problems[0]).toContain(`requests/${dup}.yaml: id: says ${data.id}, but the file is ${dup}.yaml and requests/${data.id}.yaml already has that number`);
+  });
+
+  it('an upstream rewritten by a forced push (a withdrawn approval put back) is not followed', async () => {
+    git(jaaClone, 'pull', '--quiet', '--ff-only');
+    const withApproval = git(jaaClone, 'rev-parse', 'HEAD').trim();
+    withdraw('REQ-2026-0001');
+    const first = await d.run('run', '--repo', 'local');
+    expect(first.stderr).not.toContain('rewritten');
+    const withdrawn = git(d.records, 'rev-parse', '@{u}').trim();
+    // Someone with push access puts the old history back.
+    git(jaaClone, 'push', '--quiet', '--force', 'origin', `${withApproval}:main`);
+    const run = await d.run('run', '--repo', 'local');
+    expect(run.stderr).toContain(`the records' upstream origin/main was rewritten (${withdrawn.slice(0, 12)} is no longer in its history: a forced push); not following it`);
+    // The agent stays where it was: the approval stays withdrawn, and its records stay committed here.
+    expect(git(d.records, 'merge-base', '--is-ancestor', withdrawn, 'HEAD')).toBe('');
+    expect(existsSync(join(d.records, 'approvals/REQ-2026-0001.yaml'))).toBe(false);
+    const status = await d.run('status', '--json');
+    expect(JSON.parse(status.stdout.trim().split('\n').at(-1)!).data.repositories.find((r: any) => r.name === 'portal')).toBeUndefined();
+    // JAA restores the remote; the agent's records go out with its next run.
+    git(d.records, 'push', '--quiet', '--force', 'origin', `${withdrawn}:refs/heads/main`);
+    const after = await d.run('run', '--repo', 'local');
+    expect(after.stderr).not.toContain('rewritten');
+    expect(git(d.records, 'rev-list', '--count', '@{u}..HEAD').trim()).toBe('0');
   });
 });

@@ -101,6 +101,11 @@ async function carryOutRestores(ctx: Context, configPath: string, host: Host): P
       if (ctx.signal.aborted) break;
       code = Exit.partial;
       const why = withHint(e);
+      // Another run holds the lock: the restore waits for the next run.
+      if (e instanceof RespaldoError && e.exitCode === Exit.locked) {
+        ctx.reporter.event({ type: 'warning', repository: r.repository, message: `the approved restore request ${r.id} waits for the next run: ${why}` });
+        continue;
+      }
       ctx.reporter.event({ type: 'warning', repository: r.repository, message: `the approved restore request ${r.id} could not be carried out: ${why}` });
       // A restore that began wrote its own restore record (result: failed); one that could not begin is recorded here.
       if (await answered(host, r.id)) continue;
@@ -124,7 +129,7 @@ async function answered(host: Host, id: string): Promise<boolean> {
 async function recordRequestFailure(ctx: Context, host: Host, f: { repository: string; kind: RepositoryConfig['kind']; request: string; cause: string; hint: string }): Promise<void> {
   const { lock } = await lockAndRecover(ctx, host, 'respaldo run', ctx.now());
   try {
-    const appended = await host.records.append('failure', { repository: f.repository, kind: f.kind, request: f.request, trigger: 'scheduled', stage: 'request', cause: f.cause, hint: f.hint });
+    const appended = await host.records.append('failure', { repository: f.repository, kind: f.kind, request: f.request, trigger: 'scheduled', stage: 'restore', cause: f.cause, hint: f.hint });
     await publishRecords(ctx, host, [`hosts/${host.config.host}`], `respaldo ${host.config.host}: record ${appended.seq}: ${f.request} failed`);
   } finally {
     await lock.release();
@@ -147,10 +152,16 @@ async function reportRequestProblems(ctx: Context, host: Host): Promise<number> 
   }
   for (const p of problems) {
     const cause = problemText(p);
-    ctx.reporter.event({ type: 'warning', repository: p.repository, message: `approved request ${p.request} cannot be met: ${cause}` });
+    ctx.reporter.event({ type: 'warning', repository: p.repository, message: p.path.startsWith('approvals/') ? `the decision on ${p.request} does not count: ${cause}` : `approved request ${p.request} cannot be met: ${cause}` });
     if (seen.has(cause)) continue;
     seen.add(cause);
-    await host.records.append('failure', { repository: p.repository, request: p.request, trigger: 'scheduled', stage: 'request', cause, hint: `the host's sysadmin can allow it in ${host.config.file} (requests:), or the developer can ask anew; nothing of ${p.repository} is backed up under this request until then` });
+    const restore = host.mandate?.restoreIds.has(p.request);
+    const hint = p.path.startsWith('approvals/')
+      ? 'JAA decides again with a commit signed by an approver key (respaldo approve), after withdrawing what does not count if need be'
+      : restore
+        ? `the host's sysadmin can allow it in ${host.config.file} (requests.restore-to), or the developer can ask anew; the restore waits until then`
+        : `the host's sysadmin can allow it in ${host.config.file} (requests:), or the developer can ask anew; nothing of ${p.repository} is backed up under this request until then`;
+    await host.records.append('failure', { repository: p.repository, request: p.request, trigger: 'scheduled', stage: 'request', cause, hint });
   }
   return problems.length;
 }

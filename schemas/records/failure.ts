@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { isoTime, repositoryKind, repositoryName, snapshotId, trigger } from '../common.js';
 import { requested } from './shared.js';
 
-export const failureStage = z.enum(['request', 'source', 'target', 'transfer', 'manifest', 'verify', 'record', 'copy', 'interrupted', 'internal']);
+export const failureStage = z.enum(['request', 'restore', 'source', 'target', 'transfer', 'manifest', 'verify', 'record', 'copy', 'interrupted', 'internal']);
 
 export const failureRecord = z
   .object({
