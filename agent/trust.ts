@@ -396,10 +396,16 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
       if (!hosts.includes(r.host)) at('host', `"${r.host}" is not a host of these records (known: ${hosts.join(', ') || 'none'}); a host is known once its agent is enrolled (respaldo init)`);
     }
 
+    // Approvals: those at HEAD, and those that went away without an approver's signed deletion (they do not count, and say why).
     const approvals: ApprovalState[] = [];
-    for (const name of await namesIn(repo, 'approvals')) {
-      const path = `approvals/${name}`;
-      const id = name.replace(/\.yaml$/, '');
+    const decided = (await namesIn(repo, 'approvals')).map((n) => `approvals/${n}`);
+    const vanished = [...files.entries()].filter(([p, h]) => p.startsWith('approvals/') && !h.withdrawn && !decided.includes(p)).map(([p]) => p);
+    for (const path of vanished.sort()) {
+      const bad = files.get(path)!.verdicts.find((v) => !v.ok);
+      approvals.push({ id: path.slice('approvals/'.length).replace(/\.yaml$/, ''), approval: undefined, ...signedFile(path, files.get(path), anchored), valid: false, reason: `deleted by a commit that does not count${bad ? `: ${bad.reason}` : ''}` });
+    }
+    for (const path of decided) {
+      const id = path.slice('approvals/'.length).replace(/\.yaml$/, '');
       const state: ApprovalState = { id, approval: undefined, ...signedFile(path, files.get(path), anchored) };
       approvals.push(state);
       const parsed = parseFile(path, ((await repo.show('HEAD', path)) ?? '').toString(), approval);

@@ -164,6 +164,14 @@ describe('tools/audit.sh and respaldo records verify', () => {
       commitAs(dir, jaa, 'withdrawn again', 'approvals/REQ-2026-0001.yaml');
       commitAs(dir, jaa, 'approved', writeApproval(dir, 'REQ-2026-0001'));
     }],
+    ['an approval deleted by an unsigned commit', (dir) => {
+      git(dir, 'rm', '--quiet', 'approvals/REQ-2026-0001.yaml');
+      git(dir, 'commit', '--quiet', '-m', 'gone');
+    }],
+    ['an approval withdrawn by JAA with a signed deletion', (dir) => {
+      git(dir, 'rm', '--quiet', 'approvals/REQ-2026-0001.yaml');
+      commitAs(dir, jaa, 'withdrawn', 'approvals/REQ-2026-0001.yaml');
+    }],
     ['the whole hosts folder deleted', (dir) => rmSync(join(dir, 'hosts'), { recursive: true })],
     ['a folder that is not a git checkout', (dir) => rmSync(join(dir, '.git'), { recursive: true })],
   ];
@@ -178,7 +186,7 @@ describe('tools/audit.sh and respaldo records verify', () => {
       expect(theirs.summary, `${mine.stdout}\n----\n${theirs.stdout}`).toBe(mine.summary);
       expect(theirs.broken).toEqual(mine.broken);
       expect(theirs.code === 0, theirs.stdout).toBe(mine.code === 0);
-      const harmless = ['clean', 'a folder that is not a git checkout', 'the pinned approver is the one that signed the policy', 'an unsigned commit wrote the approval first; JAA withdraws it with a signed deletion and approves anew'];
+      const harmless = ['clean', 'a folder that is not a git checkout', 'the pinned approver is the one that signed the policy', 'an unsigned commit wrote the approval first; JAA withdraws it with a signed deletion and approves anew', 'an approval withdrawn by JAA with a signed deletion'];
       if (harmless.includes(name)) expect(mine.code, mine.stdout).toBe(0);
       else expect(mine.code, `${name} went unnoticed:\n${mine.stdout}`).toBe(3);
     });

@@ -233,6 +233,11 @@ if ((is_git)); then
     if [[ -z $reason ]]; then echo "APPROVAL $id valid $(field decision <<< "$text")"; valid=$((valid + 1))
     else echo "APPROVAL $id invalid $reason"; invalid=$((invalid + 1)); fi
   done < <(git ls-tree --full-tree -z --name-only HEAD:./approvals 2>/dev/null)
+  for p in "${!hist[@]}"; do                   # approvals that went away without an approver's deletion
+    [[ $p == approvals/* && -z ${gone[$p]:-} ]] || continue
+    git cat-file -e "HEAD:./$p" 2>/dev/null && continue
+    id=${p#approvals/}; echo "APPROVAL ${id%.yaml} invalid deleted by a commit that does not count"; invalid=$((invalid + 1))
+  done
 
   # The checkpoints at HEAD, and those the walk saw that went away without an approver's deletion.
   mapfile -d '' present < <(git ls-tree --full-tree -z --name-only HEAD:./checkpoints 2>/dev/null)
