@@ -31,6 +31,7 @@ export class RecordsGit {
     private readonly git: SimpleGit,
     /** The top of the work tree (the records folder may be a subfolder of it). */
     readonly top: string,
+    private readonly host: string,
   ) {}
 
   static async open(dir: string, host: string, env: NodeJS.ProcessEnv): Promise<RecordsGit> {
@@ -59,7 +60,7 @@ export class RecordsGit {
         hint: `clone the records repository there (git clone <url> ${dir}), or create one with "git init ${dir}"`,
       });
     }
-    return new RecordsGit(git, top);
+    return new RecordsGit(git, top, host);
   }
 
   /**
@@ -121,14 +122,11 @@ export class RecordsGit {
       const before = (await this.git.revparse(['@{u}'])).trim();
       await this.git.raw(['fetch', '--quiet']);
       const after = (await this.git.revparse(['@{u}'])).trim();
-      const extends_ = await this.git.raw(['merge-base', '--is-ancestor', before, after]).then(
-        () => true,
-        () => false,
-      );
-      if (!extends_) {
+      const refused = await this.refusal(before, after, upstream);
+      if (refused) {
         // Back to what we had: the next fetch must be judged against it again.
         await this.git.raw(['update-ref', `refs/remotes/${upstream}`, before]);
-        return { status: 'failed', error: `the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer in its history: a forced push); not following it, so that nothing withdrawn comes back; JAA must look at it (git log ${before.slice(0, 12)}..${after.slice(0, 12)})` };
+        return { status: 'failed', error: `${refused}; not following it, so that nothing withdrawn comes back; JAA must look at it (git log --graph ${before.slice(0, 12)}..${after.slice(0, 12)})` };
       }
       await this.git.raw(['rebase', '--quiet', '--autostash', upstream]);
       return { status: 'pulled' };
@@ -136,6 +134,24 @@ export class RecordsGit {
       await this.git.raw(['rebase', '--abort']).catch(() => {});
       return { status: 'failed', error: lastLines((e as Error).message, 3) };
     }
+  }
+
+  /**
+   * Why the upstream's move from `before` to `after` must not be followed, if it must not: a
+   * forced push (`before` is gone from its history), a move that takes `before` off the
+   * first-parent chain (a merge whose first parent is another history, which the trust
+   * rules would then read instead), or commits of others that change this host's own
+   * records (a deleted restore record would make an approved restore run again).
+   */
+  private async refusal(before: string, after: string, upstream: string): Promise<string | undefined> {
+    if (before === after) return undefined;
+    const newer = (await this.git.raw(['rev-list', '--first-parent', `${before}..${after}`])).trim().split('\n').filter(Boolean);
+    const oldest = newer.at(-1);
+    const parent = oldest ? await this.git.revparse([`${oldest}^1`]).then((p) => p.trim(), () => undefined) : undefined;
+    if (parent !== before) return `the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer on its first-parent chain: a forced push, or a merge that put another history first)`;
+    const mine = (await this.git.raw(['diff', '--name-only', before, after, '--', `hosts/${this.host}/`])).trim();
+    if (mine) return `someone else's commits on ${upstream} change this host's own records (${mine.split('\n')[0]}${mine.includes('\n') ? ', …' : ''})`;
+    return undefined;
   }
 
   async push(): Promise<PushOutcome> {

@@ -46,10 +46,25 @@ export class PeopleGit {
    * rebases (nor re-signs) commits of its own accord.
    */
   async sync(): Promise<void> {
-    if (!(await this.upstream())) return;
+    const upstream = await this.upstream();
+    if (!upstream) return;
     try {
-      await this.git(['pull', '--quiet', '--ff-only']);
+      const before = (await this.git(['rev-parse', '@{u}'])).trim();
+      await this.git(['fetch', '--quiet']);
+      const after = (await this.git(['rev-parse', '@{u}'])).trim();
+      // As the agents do: an upstream whose first-parent chain no longer runs through what it was is not followed.
+      const newer = (await this.git(['rev-list', '--first-parent', `${before}..${after}`])).trim().split('\n').filter(Boolean);
+      const parent = newer.length ? await this.git(['rev-parse', `${newer.at(-1)}^1`]).then((p) => p.trim(), () => undefined) : before;
+      if (parent !== before) {
+        await this.git(['update-ref', `refs/remotes/${upstream}`, before]);
+        throw new RespaldoError(`the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer on its first-parent chain: a forced push, or a merge that put another history first): not following it`, {
+          exitCode: Exit.nothing,
+          hint: `look at what happened (git log --graph ${before.slice(0, 12)}..${after.slice(0, 12)}) before anything is signed`,
+        });
+      }
+      await this.git(['merge', '--quiet', '--ff-only', '@{u}']);
     } catch (e) {
+      if (e instanceof RespaldoError) throw e;
       throw new RespaldoError(`cannot bring ${this.dir} up to date with its upstream: ${lastLines((e as Error).message, 2)}`, {
         exitCode: Exit.nothing,
         hint: 'check the network; if your clone has commits of its own that are not pushed, push them (or drop them) first: git status, git log @{u}..',

@@ -38,6 +38,8 @@ import { capture } from './exec.js';
 import { gitEnv } from './git.js';
 
 export const POLICY_FILES = ['policy/allowed_signers', 'policy/revoked_keys'] as const;
+/** Everything whose history the trust rules read. */
+const TRUST_PATHS = [...POLICY_FILES, 'approvals', 'checkpoints'];
 
 export interface PolicyChange {
   commit: string;
@@ -119,15 +121,26 @@ function statusWords(status: string, key: string): string {
   }
 }
 
+/**
+ * Nothing of anyone's git configuration may change a verdict: no global or system file
+ * (a log.showSignature, a revocation file of their own), only what is given here. The same
+ * as tools/audit.sh.
+ */
+const QUIET_CONFIG = ['-c', 'log.showSignature=false', '-c', 'core.quotePath=false'];
+const isolated = (env: Record<string, string>) => ({ ...env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1' });
+
 class Repo {
   private temp: string | undefined;
+  private readonly env: Record<string, string>;
   constructor(
     readonly dir: string,
-    private readonly env: Record<string, string>,
-  ) {}
+    env: Record<string, string>,
+  ) {
+    this.env = isolated(env);
+  }
 
   async git(args: string[]): Promise<string> {
-    return (await capture('git', ['-C', this.dir, ...args], { env: this.env })).toString('utf8');
+    return (await capture('git', ['-C', this.dir, ...QUIET_CONFIG, ...args], { env: this.env })).toString('utf8');
   }
 
   /** A file of a commit, undefined when the commit does not have it. */
@@ -145,13 +158,10 @@ class Repo {
     const n = Math.random().toString(36).slice(2);
     const signers = join(this.temp, `allowed_signers.${n}`);
     await writeFile(signers, policy.signers);
-    const out = ['-c', `gpg.ssh.allowedSignersFile=${signers}`];
-    if (policy.revoked.trim()) {
-      const revoked = join(this.temp, `revoked_keys.${n}`);
-      await writeFile(revoked, policy.revoked);
-      out.push('-c', `gpg.ssh.revocationFile=${revoked}`);
-    }
-    return out;
+    // Always a revocation file of the policy's own, empty or not.
+    const revoked = join(this.temp, `revoked_keys.${n}`);
+    await writeFile(revoked, policy.revoked);
+    return ['-c', `gpg.ssh.allowedSignersFile=${signers}`, '-c', `gpg.ssh.revocationFile=${revoked}`];
   }
 
   async close(): Promise<void> {
@@ -174,7 +184,7 @@ interface LoggedCommit {
 function parseLog(text: string): LoggedCommit[] {
   return text
     .split('\n')
-    .filter((l) => /^[0-9a-f]{40}\t/.test(l))
+    .filter((l) => /^([0-9a-f]{40}|[0-9a-f]{64})\t/.test(l))
     .map((l) => {
       const [commit, parents, status, key, principal, date, author] = l.split('\t');
       return { commit: commit!, merge: (parents ?? '').trim().split(' ').length > 1, status: status!, key: key ?? '', principal: principal ?? '', date: date ?? '', author: author ?? '' };
@@ -197,6 +207,15 @@ async function whyNot(repo: Repo, c: LoggedCommit, policy: PolicyText): Promise<
   if (key && parseRevokedKeys(policy.revoked).some((k) => k.equals(key))) return `signed by key ${fingerprint(key)}, which policy/revoked_keys revokes`;
   return `${statusWords(c.status, c.key)}${key ? ` (key ${fingerprint(key)})` : ''}`;
 }
+
+/**
+ * The exact forms respaldo writes, which tools/audit.sh reads line by line: anything else
+ * (quotes, flow mappings, comments), even signed, does not count, so that the two readers
+ * cannot understand one file two ways.
+ */
+const ISO = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z';
+const APPROVAL_FORM_RE = new RegExp(`^schema: respaldo/v1\\ntype: approval\\nrequest: REQ-\\d{4}-\\d{4}\\nrequest_digest: sha256:[0-9a-f]{64}\\ndecision: (approved|rejected)\\napprover: [^\\s'"{\\[][^\\n]*\\nat: ${ISO}\\n`);
+const CHECKPOINT_FORM_RE = new RegExp(`^schema: respaldo/v1\\ntype: checkpoint\\nat: ${ISO}\\nheads:(?: \\{\\}\\n|\\n(?:  [a-z0-9][a-z0-9.-]*: [1-9]\\d* sha256:[0-9a-f]{64}\\n)+)$`);
 
 /** One commit of the first-parent chain that touches the policy, an approval or a checkpoint, with what it did to each. */
 interface Step {
@@ -224,6 +243,16 @@ async function firstParentSteps(repo: Repo, paths: string[]): Promise<Step[]> {
   return steps;
 }
 
+/** Commits reachable from HEAD that touch the trust paths but are not on its first-parent chain. */
+async function offChain(repo: Repo, steps: Step[]): Promise<string[]> {
+  const onChain = new Set(steps.map((s) => s.commit));
+  const candidates = (await repo.git(['rev-list', '--full-history', 'HEAD', '--', ...TRUST_PATHS])).split('\n').filter((c) => c && !onChain.has(c));
+  if (!candidates.length) return [];
+  // A merge on the chain that brought nothing to these paths is listed too: it is on the chain.
+  const chain = new Set((await repo.git(['rev-list', '--first-parent', 'HEAD'])).split('\n'));
+  return candidates.filter((c) => !chain.has(c));
+}
+
 /** What the walk learns of one approval or checkpoint file: each commit's verdict since its last approver-signed deletion. */
 interface FileHistory {
   verdicts: { commit: string; key: string; principal: string; date: string; ok: boolean; reason: string | undefined }[];
@@ -238,7 +267,7 @@ const isSignedFile = (path: string) => /^(approvals|checkpoints)\/[^/]+$/.test(p
  * touches an approval or a checkpoint judged against the policy in force before it.
  */
 async function walk(repo: Repo, approvers: string[] | undefined): Promise<{ policy: TrustedPolicy; files: Map<string, FileHistory> }> {
-  const steps = await firstParentSteps(repo, [...POLICY_FILES, 'approvals', 'checkpoints']);
+  const steps = await firstParentSteps(repo, TRUST_PATHS);
   const changes: PolicyChange[] = [];
   const ignored: string[] = [];
   const problems: string[] = [];
@@ -302,6 +331,10 @@ async function walk(repo: Repo, approvers: string[] | undefined): Promise<{ poli
       ignored.push(`${step.commit.slice(0, 12)} (${step.author}, ${step.date}): ${change.reason}`);
     }
   }
+  // What a merge brought in from off the first-parent chain is never read; each such commit
+  // that touched the policy, an approval or a checkpoint is reported (a branch whose first
+  // parent was made to be someone else's chain shows here: the real history is off it).
+  for (const c of await offChain(repo, steps)) ignored.push(`${c.slice(0, 12)}: touches the policy, an approval or a checkpoint off HEAD's first-parent chain (a merge brought it in): it does not count, and the history must be linear`);
   const working: PolicyText = {
     signers: await readFile(join(repo.dir, POLICY_FILES[0]), 'utf8').catch(() => ''),
     revoked: await readFile(join(repo.dir, POLICY_FILES[1]), 'utf8').catch(() => ''),
@@ -357,10 +390,12 @@ export async function knownHosts(dir: string, signers: string): Promise<string[]
 export async function readTrust(dir: string, opts: { approvers?: string[] | undefined; env: NodeJS.ProcessEnv }): Promise<Trust> {
   const repo = new Repo(dir, gitEnv(opts.env));
   try {
-    const inGit = await repo.git(['rev-parse', '--verify', '--quiet', 'HEAD']).then(
-      () => true,
-      () => false,
-    );
+    const inGit =
+      (await repo.git(['rev-parse', '--is-inside-work-tree']).then((t) => t.trim() === 'true', () => false)) &&
+      (await repo.git(['rev-parse', '--verify', '--quiet', 'HEAD']).then(
+        () => true,
+        () => false,
+      ));
     if (!inGit) {
       const working: PolicyText = { signers: await readFile(join(dir, POLICY_FILES[0]), 'utf8').catch(() => ''), revoked: await readFile(join(dir, POLICY_FILES[1]), 'utf8').catch(() => '') };
       return { git: false, policy: { ...working, anchor: undefined, commit: undefined, changes: [], ignored: [], problems: [`${dir} is not a git checkout with commits: the policy's history, approvals and checkpoints cannot be checked`] }, requests: [], approvals: [], checkpoints: [] };
@@ -373,12 +408,13 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
     const numbers = new Map<string, string>();
     for (const name of await namesIn(repo, 'requests')) {
       const path = `requests/${name}`;
-      const id = name.replace(/\.yaml$/, '');
+      // Only REQ-YYYY-NNNN.yaml is a request: "REQ-2026-0001" without .yaml is another file, never its stand-in.
+      const id = /^REQ-\d{4}-\d{4}\.yaml$/.test(name) ? name.slice(0, -5) : name;
       const bytes = (await repo.show('HEAD', path)) ?? Buffer.alloc(0);
       const state: RequestState = { id, path, request: undefined, digest: digestOf(bytes), problems: [] };
       requests.push(state);
       const at = (field: string | undefined, message: string) => state.problems.push({ path, line: undefined, field, message });
-      if (!REQUEST_ID_RE.test(id) || !name.endsWith('.yaml')) {
+      if (!REQUEST_ID_RE.test(id)) {
         at(undefined, 'a request file is named REQ-YYYY-NNNN.yaml');
         continue;
       }
@@ -408,14 +444,23 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
       const id = path.slice('approvals/'.length).replace(/\.yaml$/, '');
       const state: ApprovalState = { id, approval: undefined, ...signedFile(path, files.get(path), anchored) };
       approvals.push(state);
-      const parsed = parseFile(path, ((await repo.show('HEAD', path)) ?? '').toString(), approval);
+      if (!/^REQ-\d{4}-\d{4}\.yaml$/.test(path.slice('approvals/'.length))) {
+        Object.assign(state, { valid: false, reason: `${path} is not an approval: an approval file is named REQ-YYYY-NNNN.yaml` });
+        continue;
+      }
+      const bytes = ((await repo.show('HEAD', path)) ?? '').toString();
+      if (!APPROVAL_FORM_RE.test(bytes)) {
+        Object.assign(state, { valid: false, reason: state.reason ?? `${path} does not begin with the lines respaldo approve writes (schema, type, request, request_digest, decision, approver, at, each plain)` });
+        continue;
+      }
+      const parsed = parseFile(path, bytes, approval);
       if (!parsed.ok) {
         Object.assign(state, { valid: false, reason: state.reason ?? parsed.problems.map((p) => `${p.field ?? 'file'}: ${p.message}`).join('; ') });
         continue;
       }
       state.approval = parsed.value;
       if (!state.valid) continue;
-      const req = requests.find((r) => r.id === id);
+      const req = requests.find((r) => r.path === requestPath(id));
       if (parsed.value.request !== id) Object.assign(state, { valid: false, reason: `request: says ${parsed.value.request}, but the file is ${path}` });
       else if (!req) Object.assign(state, { valid: false, reason: `there is no ${requestPath(id)}` });
       else if (req.digest !== parsed.value.request_digest) Object.assign(state, { valid: false, reason: `${requestPath(id)} changed after it was decided (request_digest does not match): it needs a new decision` });
@@ -435,7 +480,9 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
       const state: CheckpointState = { checkpoint: undefined, present: true, ...signedFile(path, history, anchored) };
       checkpoints.push(state);
       if (!CHECKPOINT_PATH_RE.test(path)) Object.assign(state, { valid: false, reason: 'a checkpoint file is named YYYYMMDDTHHMMSSZ.yaml' });
-      const parsed = parseFile(path, ((await repo.show('HEAD', path)) ?? '').toString(), checkpoint);
+      const bytes = ((await repo.show('HEAD', path)) ?? '').toString();
+      if (!CHECKPOINT_FORM_RE.test(bytes)) Object.assign(state, { valid: false, reason: state.reason ?? `${path} is not in the form respaldo checkpoint writes (one plain line "  host: seq sha256:hex" per host under heads:)` });
+      const parsed = parseFile(path, bytes, checkpoint);
       if (parsed.ok) state.checkpoint = parsed.value;
       else Object.assign(state, { valid: false, reason: state.reason ?? parsed.problems.map((p) => `${p.field ?? 'file'}: ${p.message}`).join('; ') });
     }

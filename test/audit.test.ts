@@ -164,6 +164,36 @@ describe('tools/audit.sh and respaldo records verify', () => {
       commitAs(dir, jaa, 'withdrawn again', 'approvals/REQ-2026-0001.yaml');
       commitAs(dir, jaa, 'approved', writeApproval(dir, 'REQ-2026-0001'));
     }],
+    ["a fast-forward merge whose first parent is eve's own history, anchored and approved by her", (dir) => {
+      git(dir, 'checkout', '--quiet', '--orphan', 'evil');
+      appendFileSync(join(dir, 'policy/allowed_signers'), `eve namespaces="git" ${eve.line}\n`);
+      git(dir, 'rm', '--quiet', '-r', '--cached', 'approvals', 'checkpoints');
+      git(dir, 'add', '--all', 'policy');
+      git(dir, '-c', 'gpg.format=ssh', '-c', `user.signingkey=${eve.key}`, 'commit', '-S', '--quiet', '-m', 'policy');
+      commitAs(dir, eve, 'approved', writeApproval(dir, 'REQ-2026-0001'));
+      git(dir, 'merge', '--quiet', '-s', 'ours', '--allow-unrelated-histories', '-m', 'merge', 'main');
+      // main moves forward to it: what a push without force does on the remote.
+      git(dir, 'update-ref', 'refs/heads/main', 'HEAD');
+      git(dir, 'checkout', '--quiet', '--force', 'main');
+      git(dir, 'clean', '--quiet', '-fd', 'approvals', 'checkpoints');
+    }],
+    ['an approval under a name with an ñ, signed, then deleted by an unsigned commit', (dir) => {
+      execFileSync('cp', [join(dir, 'approvals/REQ-2026-0001.yaml'), join(dir, 'approvals/REQ-2026-0001ñ.yaml')]);
+      commitAs(dir, jaa, 'copy', 'approvals/REQ-2026-0001ñ.yaml');
+      git(dir, 'rm', '--quiet', 'approvals/REQ-2026-0001ñ.yaml');
+      git(dir, 'commit', '--quiet', '-m', 'gone');
+    }],
+    ['a checkpoint rewritten by JAA in another YAML form', (dir) => {
+      const [name] = readdirSync(join(dir, 'checkpoints'));
+      const path = join(dir, 'checkpoints', name!);
+      writeFileSync(path, readFileSync(path, 'utf8').replace(/^heads:\n  web01: (.*)$/m, 'heads: { web01: "$1" }'));
+      commitAs(dir, jaa, 'checkpoint', `checkpoints/${name}`);
+    }],
+    ['a request copied to a name without .yaml, and the request itself changed', (dir) => {
+      execFileSync('cp', [join(dir, 'requests/REQ-2026-0001.yaml'), join(dir, 'requests/REQ-2026-0001')]);
+      appendFileSync(join(dir, 'requests/REQ-2026-0001.yaml'), 'notes: y /etc\n');
+      commitAs(dir, undefined, 'swap', 'requests/REQ-2026-0001', 'requests/REQ-2026-0001.yaml');
+    }],
     ['an approval deleted by an unsigned commit', (dir) => {
       git(dir, 'rm', '--quiet', 'approvals/REQ-2026-0001.yaml');
       git(dir, 'commit', '--quiet', '-m', 'gone');

@@ -417,7 +417,7 @@ describe('requests and approvals', () => {
     // Someone with push access puts the old history back.
     git(jaaClone, 'push', '--quiet', '--force', 'origin', `${withApproval}:main`);
     const run = await d.run('run', '--repo', 'local');
-    expect(run.stderr).toContain(`the records' upstream origin/main was rewritten (${withdrawn.slice(0, 12)} is no longer in its history: a forced push); not following it`);
+    expect(run.stderr).toContain(`the records' upstream origin/main was rewritten (${withdrawn.slice(0, 12)} is no longer on its first-parent chain: a forced push, or a merge that put another history first); not following it`);
     // The agent stays where it was: the approval stays withdrawn, and its records stay committed here.
     expect(git(d.records, 'merge-base', '--is-ancestor', withdrawn, 'HEAD')).toBe('');
     expect(existsSync(join(d.records, 'approvals/REQ-2026-0001.yaml'))).toBe(false);
@@ -428,5 +428,27 @@ describe('requests and approvals', () => {
     const after = await d.run('run', '--repo', 'local');
     expect(after.stderr).not.toContain('rewritten');
     expect(git(d.records, 'rev-list', '--count', '@{u}..HEAD').trim()).toBe('0');
+
+    // A fast-forward that needs no force: a merge whose first parent is the old history, with the approval back.
+    const published = git(d.records, 'rev-parse', '@{u}').trim();
+    const evil = cloneOf(d.remote!, 'evil');
+    git(evil, 'checkout', '--quiet', '-b', 'old', withApproval);
+    git(evil, 'merge', '--quiet', '-s', 'ours', '-m', 'merge', 'origin/main');
+    git(evil, 'push', '--quiet', 'origin', 'old:main');
+    const merged = await d.run('run', '--repo', 'local');
+    expect(merged.stderr).toContain(`the records' upstream origin/main was rewritten (${published.slice(0, 12)} is no longer on its first-parent chain`);
+    expect(existsSync(join(d.records, 'approvals/REQ-2026-0001.yaml'))).toBe(false);
+    git(d.records, 'push', '--quiet', '--force', 'origin', `${published}:refs/heads/main`);
+
+    // Someone deletes this host's restore record upstream (so that the approved restore would run again): not followed.
+    const other = cloneOf(d.remote!, 'other');
+    const restoreRecord = d.recordFiles().find((f) => f.endsWith('-restore.yaml'))!;
+    git(other, 'rm', '--quiet', restoreRecord, `${restoreRecord}.sig`);
+    git(other, 'commit', '--quiet', '-m', 'tidy');
+    git(other, 'push', '--quiet');
+    const tidied = await d.run('run', '--repo', 'local');
+    expect(tidied.stderr).toContain(`someone else's commits on origin/main change this host's own records (${restoreRecord}`);
+    expect(existsSync(join(d.records, restoreRecord))).toBe(true);
+    expect(recordsOf(d, 'restore')).toHaveLength(2);
   });
 });

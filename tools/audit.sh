@@ -20,6 +20,9 @@
 # One line per finding on stdout, a summary last; exit 0 only when nothing is wrong.
 set -euo pipefail
 export LC_ALL=C
+# Nobody's git configuration may change a verdict: no global or system file, names unquoted.
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
+git() { command git -c log.showSignature=false -c core.quotePath=false "$@"; }
 
 usage() { echo "usage: $0 [--approver SHA256:fingerprint]... RECORDS_DIR" >&2; exit 2; }
 approvers=()
@@ -86,6 +89,14 @@ if ((is_git)); then
     if [[ $st == G ]]; then accepted=$((accepted + 1)); snap "$c" E
     else echo "IGNORED-POLICY $c not signed by an approver trusted before it (%G?=$st)"; ignored=$((ignored + 1)); fi
   done < <(git log --first-parent --reverse --format='%H %P' -- policy/allowed_signers policy/revoked_keys approvals checkpoints)
+  # What a merge brought in from off the first-parent chain is never read, and is reported.
+  mapfile -t cand < <(comm -23 <(git rev-list --full-history HEAD -- policy/allowed_signers policy/revoked_keys approvals checkpoints | sort) \
+    <(git rev-list --first-parent HEAD -- policy/allowed_signers policy/revoked_keys approvals checkpoints | sort))
+  if ((${#cand[@]})); then
+    for c in $(comm -23 <(printf '%s\n' "${cand[@]}" | sort) <(git rev-list --first-parent HEAD | sort)); do
+      echo "IGNORED-POLICY $c off HEAD's first-parent chain (a merge brought it in)"; ignored=$((ignored + 1))
+    done
+  fi
 else
   echo "note: not a git checkout: policy history, approvals and checkpoints not checked"
 fi
@@ -222,10 +233,17 @@ counts() {
   return 1
 }
 field() { sed -n "/^$1: /{s///p;q}"; }         # the first top-level "name: value" line
+# The exact forms respaldo writes (anything else, even signed, does not count):
+iso='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z'
+approval_re=$'^schema: respaldo/v1\ntype: approval\nrequest: REQ-[0-9]{4}-[0-9]{4}\nrequest_digest: sha256:[0-9a-f]{64}\n'
+approval_re+=$'decision: (approved|rejected)\napprover: [^\t\n\'"{[ ][^\n]*\nat: '"$iso"$'\n'
+checkpoint_re=$'^schema: respaldo/v1\ntype: checkpoint\nat: '"$iso"$'\nheads:( \\{\\}\n|\n(  [a-z0-9][a-z0-9.-]*: [1-9][0-9]* sha256:[0-9a-f]{64}\n)+)$'
 if ((is_git)); then
   while IFS= read -r -d '' name; do
-    id=${name%.yaml} reason=''; text=$(git show "HEAD:./approvals/$name" 2>/dev/null) || true
+    id=${name%.yaml} reason=''; text=$(git show "HEAD:./approvals/$name" 2>/dev/null; echo .) || true
     if ! counts "approvals/$name"; then :
+    elif ! [[ $name =~ ^REQ-[0-9]{4}-[0-9]{4}\.yaml$ ]]; then reason="not an approval: its name is not REQ-YYYY-NNNN.yaml"
+    elif ! [[ $text =~ $approval_re ]]; then reason="not in the form respaldo approve writes"
     elif [[ $(field request <<< "$text") != "$id" ]]; then reason="request: is not $id"
     elif ! git cat-file -e "HEAD:./requests/$name" 2>/dev/null; then reason="requests/$name is missing"
     elif [[ $(field request_digest <<< "$text") != "sha256:$(git show "HEAD:./requests/$name" | sha256sum | cut -d' ' -f1)" ]]; then
@@ -247,8 +265,9 @@ if ((is_git)); then
     if ! git cat-file -e "HEAD:./checkpoints/$name" 2>/dev/null; then
       echo "CHECKPOINT $name - deleted without an approver's signature"; violated=$((violated + 1)); continue
     fi
-    if ! [[ $name =~ ^[0-9]{8}T[0-9]{6}Z\.yaml$ ]] || ! counts "checkpoints/$name"; then
-      echo "CHECKPOINT $name - does not count: ${reason:-bad name}"; violated=$((violated + 1)); continue
+    text=$(git show "HEAD:./checkpoints/$name"; echo .); text=${text%.} reason=''
+    if ! counts "checkpoints/$name" || { ! [[ $name =~ ^[0-9]{8}T[0-9]{6}Z\.yaml$ && $text =~ $checkpoint_re ]] && reason="not in the form respaldo checkpoint writes"; }; then
+      echo "CHECKPOINT $name - does not count: $reason"; violated=$((violated + 1)); continue
     fi
     while read -r h s d; do                    # "  host: seq sha256:hex" under heads:
       h=${h%:}; [[ $s =~ ^[1-9][0-9]*$ ]] || continue
