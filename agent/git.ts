@@ -26,6 +26,19 @@ export function gitEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return out;
 }
 
+/**
+ * Whether `after` extends `before` along its first-parent chain: what the trust rules read
+ * (agent/trust.ts) then still runs through what was read before. False for a forced push,
+ * and for a merge whose first parent is another history (a push that needs no force).
+ */
+export async function extendsFirstParent(git: (args: string[]) => Promise<string>, before: string, after: string): Promise<boolean> {
+  if (before === after) return true;
+  const newer = (await git(['rev-list', '--first-parent', `${before}..${after}`])).trim().split('\n').filter(Boolean);
+  const oldest = newer.at(-1);
+  if (!oldest) return false;
+  return (await git(['rev-parse', `${oldest}^1`]).then((p) => p.trim(), () => undefined)) === before;
+}
+
 export class RecordsGit {
   private constructor(
     private readonly git: SimpleGit,
@@ -145,10 +158,7 @@ export class RecordsGit {
    */
   private async refusal(before: string, after: string, upstream: string): Promise<string | undefined> {
     if (before === after) return undefined;
-    const newer = (await this.git.raw(['rev-list', '--first-parent', `${before}..${after}`])).trim().split('\n').filter(Boolean);
-    const oldest = newer.at(-1);
-    const parent = oldest ? await this.git.revparse([`${oldest}^1`]).then((p) => p.trim(), () => undefined) : undefined;
-    if (parent !== before) return `the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer on its first-parent chain: a forced push, or a merge that put another history first)`;
+    if (!(await extendsFirstParent((args) => this.git.raw(args), before, after))) return `the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer on its first-parent chain: a forced push, or a merge that put another history first)`;
     const mine = (await this.git.raw(['diff', '--name-only', before, after, '--', `hosts/${this.host}/`])).trim();
     if (mine) return `someone else's commits on ${upstream} change this host's own records (${mine.split('\n')[0]}${mine.includes('\n') ? ', …' : ''})`;
     return undefined;

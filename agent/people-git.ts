@@ -6,7 +6,7 @@
  * or on a FIDO token: respaldo only names its public half).
  */
 import { capture, lastLines } from './exec.js';
-import { gitEnv } from './git.js';
+import { extendsFirstParent, gitEnv } from './git.js';
 import { Exit, RespaldoError } from './errors.js';
 
 export class PeopleGit {
@@ -53,9 +53,7 @@ export class PeopleGit {
       await this.git(['fetch', '--quiet']);
       const after = (await this.git(['rev-parse', '@{u}'])).trim();
       // As the agents do: an upstream whose first-parent chain no longer runs through what it was is not followed.
-      const newer = (await this.git(['rev-list', '--first-parent', `${before}..${after}`])).trim().split('\n').filter(Boolean);
-      const parent = newer.length ? await this.git(['rev-parse', `${newer.at(-1)}^1`]).then((p) => p.trim(), () => undefined) : before;
-      if (parent !== before) {
+      if (!(await extendsFirstParent((args) => this.git(args), before, after))) {
         await this.git(['update-ref', `refs/remotes/${upstream}`, before]);
         throw new RespaldoError(`the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer on its first-parent chain: a forced push, or a merge that put another history first): not following it`, {
           exitCode: Exit.nothing,
