@@ -183,25 +183,9 @@ export interface TreeEntry {
  * passwords of their own in their setup commands: a scan of every process would see them.
  */
 export function ownProcesses(): { pid: string; argv: string; environ: string }[] {
-  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
-  const parent = new Map<string, string>();
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // pid (comm) state ppid …: comm may hold spaces and parentheses.
-      parent.set(pid, stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]!);
-    } catch {
-      // gone already
-    }
-  }
   const me = String(process.pid);
-  const mine = (pid: string) => {
-    for (let p: string | undefined = pid, hops = 0; p && p !== '0' && hops < 64; p = parent.get(p), hops++) if (p === me) return true;
-    return false;
-  };
   const out: { pid: string; argv: string; environ: string }[] = [];
-  for (const pid of pids) {
-    if (pid === me || !mine(pid)) continue;
+  for (const pid of descendants(me)) {
     try {
       out.push({ pid, argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' '), environ: readFileSync(`/proc/${pid}/environ`, 'utf8') });
     } catch {
@@ -314,6 +298,26 @@ export async function verified(d: Deployment): Promise<void> {
   expect(r.code, r.stdout).toBe(0);
 }
 
+/** The pids of every process below `root` (not `root` itself), from /proc. */
+function descendants(root: string): string[] {
+  const pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+  const parent = new Map<string, string>();
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // pid (comm) state ppid …: comm may hold spaces and parentheses.
+      parent.set(pid, stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]!);
+    } catch {
+      // gone already
+    }
+  }
+  const below = (pid: string) => {
+    for (let p = parent.get(pid), hops = 0; p && p !== '0' && hops < 64; p = parent.get(p), hops++) if (p === root) return true;
+    return false;
+  };
+  return pids.filter(below);
+}
+
 /** A system user's ids, and `as`: the command prefix that runs a program as that user (setpriv, no other groups). */
 export function ids(user: string): { uid: number; gid: number; as: string[] } {
   const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }));
@@ -380,9 +384,18 @@ export function loopbackServer(name: string, command: string, args: string[], po
     },
     async stop() {
       if (!child || child.exitCode !== null) return;
+      // A server's sessions outlive it (sshd's run in sessions of their own): they go with it.
+      const sessions = descendants(String(child.pid));
       const exited = new Promise((r) => child!.once('exit', r));
       child.kill('SIGTERM');
       await exited;
+      for (const pid of sessions) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
     },
   };
 }
