@@ -97,6 +97,8 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   const jaaLine = (await readFile(`${jaaKey}.pub`, 'utf8')).split(' ').slice(0, 2).join(' ');
   await write(join(office, 'policy/allowed_signers'), `# Who may sign what: agents under namespace "respaldo-record", approvers under "git".\njaa namespaces="git" ${jaaLine} JAA\n`);
   await write(join(office, '.gitattributes'), '# respaldo: records are signed byte for byte\n* -text\n');
+  // The procedure the records answer to (PRO 7.5 DSE 02: its forms, their retention, its revisions).
+  await write(join(office, 'policy/procedure.yaml'), await readFile(fileURLToPath(new URL('../../../records/policy/procedure.yaml', import.meta.url))));
   await git(office, 'add', '.');
   await signed(office, jaaKey, 'policy: JAA approves');
   await git(office, 'push', '--quiet', 'origin', 'HEAD');
