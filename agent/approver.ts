@@ -65,14 +65,15 @@ export async function assertPlainPath(dir: string, rel: string): Promise<void> {
 }
 
 /**
- * The approver's key and the trusted policy of the records in `dir`, as the checkout has
- * them now (the caller brings it up to date first, when it must).
+ * The approver's key, and the trusted policy of the records in `dir` once the checkout is
+ * brought up to date with its upstream (fast-forward only).
  */
 export async function openApprover(ctx: Context, dir: string, key: string | undefined, approvers: string[]): Promise<Approver> {
   const { spec, line } = await publicLine(ctx, dir, key);
   const blob = Buffer.from(line.split(/\s+/)[1] ?? '', 'base64');
   const fp = fingerprint(blob);
   const git = await PeopleGit.open(dir, ctx.env, spec);
+  await git.sync();
   const trust = await readTrust(dir, { approvers, env: ctx.env });
   if (!trust.git) throw usageError(`${dir} is not a clone of the records repository`, 'run it in your clone of the records, or name it with --records DIR');
   if (!trust.policy.anchor)
@@ -89,10 +90,10 @@ export async function openApprover(ctx: Context, dir: string, key: string | unde
 /**
  * Commits `paths` signed, then reads the records as every reader will and takes the commit
  * back, saying why, when `counts` finds the result does not count. When another clone
- * pushed first, `again` brings the checkout up to date and writes the files anew (and may
- * refuse), and they are committed, checked and pushed again.
+ * pushed first, the checkout is brought up to date and `again` writes the files anew from
+ * its trust (and may refuse), and they are committed, checked and pushed again.
  */
-export async function commitSigned(ctx: Context, a: Approver, paths: string[], message: string, counts: (trust: Trust) => string | undefined, again: () => Promise<void>): Promise<{ commit: string; pushed: boolean }> {
+export async function commitSigned(ctx: Context, a: Approver, paths: string[], message: string, counts: (trust: Trust) => string | undefined, again: (trust: Trust) => Promise<void>): Promise<{ commit: string; pushed: boolean }> {
   let commit = '';
   const make = async () => {
     commit = await a.git.commit(paths, message, true);
@@ -111,7 +112,7 @@ export async function commitSigned(ctx: Context, a: Approver, paths: string[], m
   const pushed = await a.git.push(async () => {
     await a.git.undoLastCommit();
     await a.git.sync();
-    await again();
+    await again(await readTrust(a.dir, { approvers: a.approvers, env: ctx.env }));
     await make();
   });
   return { commit, pushed };

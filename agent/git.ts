@@ -27,16 +27,17 @@ export function gitEnv(env: NodeJS.ProcessEnv): Record<string, string> {
 }
 
 /**
- * Whether `after` extends `before` along its first-parent chain: what the trust rules read
- * (agent/trust.ts) then still runs through what was read before. False for a forced push,
- * and for a merge whose first parent is another history (a push that needs no force).
+ * Why the upstream's move from `before` to `after` must not be followed, when `after` does
+ * not extend `before` along its first-parent chain (what the trust rules read, agent/trust.ts):
+ * a forced push, or a merge whose first parent is another history (a push that needs no force).
  */
-export async function extendsFirstParent(git: (args: string[]) => Promise<string>, before: string, after: string): Promise<boolean> {
-  if (before === after) return true;
+export async function rewrittenUpstream(git: (args: string[]) => Promise<string>, upstream: string, before: string, after: string): Promise<string | undefined> {
+  if (before === after) return undefined;
   const newer = (await git(['rev-list', '--first-parent', `${before}..${after}`])).trim().split('\n').filter(Boolean);
   const oldest = newer.at(-1);
-  if (!oldest) return false;
-  return (await git(['rev-parse', `${oldest}^1`]).then((p) => p.trim(), () => undefined)) === before;
+  const parent = oldest ? await git(['rev-parse', `${oldest}^1`]).then((p) => p.trim(), () => undefined) : undefined;
+  if (parent === before) return undefined;
+  return `the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer on its first-parent chain: a forced push, or a merge that put another history first)`;
 }
 
 export class RecordsGit {
@@ -122,8 +123,8 @@ export class RecordsGit {
    * Brings in the other hosts' new records (a receipt needs the copy record that CSC's
    * copy answers) and new approvals. Our own folder is ours alone, so the rebase is clean;
    * a failure (no network) is the caller's to report, and the local records still serve.
-   * An upstream that no longer holds what it held before (a forced push: an approval
-   * withdrawn, then put back by rewriting history) is not followed.
+   * An upstream that rewrote its history (an approval withdrawn, then put back), or that
+   * changes this host's own records, is not followed (refusal).
    */
   async pull(): Promise<{ status: 'pulled' | 'no-remote' } | { status: 'failed'; error: string }> {
     const upstream = await this.git.revparse(['--abbrev-ref', '--symbolic-full-name', '@{u}']).then(
@@ -151,14 +152,13 @@ export class RecordsGit {
 
   /**
    * Why the upstream's move from `before` to `after` must not be followed, if it must not: a
-   * forced push (`before` is gone from its history), a move that takes `before` off the
-   * first-parent chain (a merge whose first parent is another history, which the trust
-   * rules would then read instead), or commits of others that change this host's own
+   * rewritten history (rewrittenUpstream), or commits of others that change this host's own
    * records (a deleted restore record would make an approved restore run again).
    */
   private async refusal(before: string, after: string, upstream: string): Promise<string | undefined> {
     if (before === after) return undefined;
-    if (!(await extendsFirstParent((args) => this.git.raw(args), before, after))) return `the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer on its first-parent chain: a forced push, or a merge that put another history first)`;
+    const rewritten = await rewrittenUpstream((args) => this.git.raw(args), upstream, before, after);
+    if (rewritten) return rewritten;
     const mine = (await this.git.raw(['diff', '--name-only', before, after, '--', `hosts/${this.host}/`])).trim();
     if (mine) return `someone else's commits on ${upstream} change this host's own records (${mine.split('\n')[0]}${mine.includes('\n') ? ', …' : ''})`;
     return undefined;

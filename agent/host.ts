@@ -22,20 +22,21 @@ export interface Host {
 
 /**
  * Opens a host for a command. Its repositories become those of the approved requests for
- * it and those of its configuration (agent/requests.ts).
+ * it and those of its configuration (agent/requests.ts); with `pullFirst`, not yet: the
+ * caller pulls the records under its lock first (pullRequests).
  */
-export async function openHost(ctx: Context, configPath: string): Promise<Host> {
+export async function openHost(ctx: Context, configPath: string, opts: { pullFirst?: boolean } = {}): Promise<Host> {
   const config = await loadConfig(configPath, ctx.cwd);
   const key = await loadKey(config.key);
   const git = await RecordsGit.open(config.records, config.host, ctx.env);
   const records = new RecordStore(config.records, config.host, key, ctx.now);
-  const mandate = await applyMandate(ctx, config, records);
-  return { config, key, git, records, mandate };
+  const mandate = opts.pullFirst ? undefined : await applyMandate(ctx, config, records);
+  return { config, key, git, records, ...(mandate ? { mandate } : {}) };
 }
 
 /**
- * Brings in the records checkout's new commits (new approvals) and reads the requests
- * again, as each run does under its lock.
+ * Brings in the records checkout's new commits (new approvals) and reads the requests,
+ * as each run does under its lock. For a host opened with `pullFirst`.
  */
 export async function pullRequests(ctx: Context, host: Host): Promise<void> {
   const pulled = await host.git.pull();
@@ -43,14 +44,13 @@ export async function pullRequests(ctx: Context, host: Host): Promise<void> {
   host.mandate = await applyMandate(ctx, host.config, host.records);
 }
 
-/** The repositories of each host configuration as the file has them, before any request joined them. */
-const configured = new WeakMap<Config, Config['repositories']>();
-
-/** Reads the approved requests and makes `config.repositories` the repositories to protect. */
+/**
+ * Reads the approved requests and makes `config.repositories` the repositories to protect:
+ * once for a config as loaded (its own repositories are the ones the file lists).
+ */
 export async function applyMandate(ctx: Context, config: Config, records: RecordStore): Promise<Mandate> {
-  if (!configured.has(config)) configured.set(config, config.repositories);
   const trust = await readTrust(config.records, { approvers: config.requests?.approvers, env: ctx.env });
-  const mandate = await mandateFor({ ...config, repositories: configured.get(config)! }, trust, records);
+  const mandate = await mandateFor(config, trust, records);
   config.repositories = mandate.repositories;
   return mandate;
 }

@@ -6,7 +6,7 @@
  * or on a FIDO token: respaldo only names its public half).
  */
 import { capture, lastLines } from './exec.js';
-import { extendsFirstParent, gitEnv } from './git.js';
+import { gitEnv, rewrittenUpstream } from './git.js';
 import { Exit, RespaldoError } from './errors.js';
 
 export class PeopleGit {
@@ -14,7 +14,7 @@ export class PeopleGit {
     /** The records folder (possibly a subfolder of the work tree). */
     readonly dir: string,
     private readonly env: Record<string, string>,
-    /** `-c` options that make git sign commits (and the commits a rebase rewrites) with the approver's key. */
+    /** `-c` options that make git sign a commit with the approver's key. */
     private readonly signing: string[],
   ) {}
 
@@ -53,9 +53,10 @@ export class PeopleGit {
       await this.git(['fetch', '--quiet']);
       const after = (await this.git(['rev-parse', '@{u}'])).trim();
       // As the agents do: an upstream whose first-parent chain no longer runs through what it was is not followed.
-      if (!(await extendsFirstParent((args) => this.git(args), before, after))) {
+      const rewritten = await rewrittenUpstream((args) => this.git(args), upstream, before, after);
+      if (rewritten) {
         await this.git(['update-ref', `refs/remotes/${upstream}`, before]);
-        throw new RespaldoError(`the records' upstream ${upstream} was rewritten (${before.slice(0, 12)} is no longer on its first-parent chain: a forced push, or a merge that put another history first): not following it`, {
+        throw new RespaldoError(`${rewritten}: not following it`, {
           exitCode: Exit.nothing,
           hint: `look at what happened (git log --graph ${before.slice(0, 12)}..${after.slice(0, 12)}) before anything is signed`,
         });

@@ -78,6 +78,21 @@ async function fromRequest(config: Config, r: BackupRequest, at: (field: string,
   return { ...common, kind: r.kind, paths };
 }
 
+/**
+ * The restore requests this host's records answer: a restore record that names the request,
+ * or a failure record of a restore that could not begin. Each is carried out (or tried) once.
+ */
+export async function answeredRestores(records: RecordStore): Promise<Set<string>> {
+  const done = new Set<string>();
+  for (const file of await records.list()) {
+    if (file.type !== 'restore' && file.type !== 'failure') continue;
+    const record = await records.read(file);
+    if (record?.type === 'restore' && record.request) done.add(record.request);
+    if (record?.type === 'failure' && record.stage === 'restore' && record.request) done.add(record.request);
+  }
+  return done;
+}
+
 /** Repositories and restores from the approved requests for this host, with the host configuration's. */
 export async function mandateFor(config: Config, trust: Trust, records: RecordStore): Promise<Mandate> {
   const problems: Mandate['problems'] = [];
@@ -119,16 +134,8 @@ export async function mandateFor(config: Config, trust: Trust, records: RecordSt
       problems.push({ path: approvalPath(a.id), line: undefined, field: undefined, message: `does not count: ${a.reason}; ${r.type === 'backup' ? `${r.repository} is not backed up under it` : 'the restore is not carried out'}`, request: a.id, repository: r.repository });
   }
 
-  // Restores: once each. A restore record that names the request, or a failure record of a
-  // restore that could not begin, means it was carried out (or tried).
-  const done = new Set<string>();
-  if (restores.length)
-    for (const file of await records.list()) {
-      if (file.type !== 'restore' && file.type !== 'failure') continue;
-      const record = await records.read(file);
-      if (record?.type === 'restore' && record.request) done.add(record.request);
-      if (record?.type === 'failure' && record.stage === 'restore' && record.request) done.add(record.request);
-    }
+  // Restores: once each.
+  const done = restores.length ? await answeredRestores(records) : new Set<string>();
   const pending: RestoreRequest[] = [];
   for (const r of restores) {
     if (done.has(r.id)) continue;

@@ -33,7 +33,7 @@ import { parseAllowedSigners, parseRevokedKeys } from '../schemas/allowed-signer
 import { fingerprint, verifySshsig } from '../schemas/sshsig.js';
 import type { PolicyText } from '../schemas/chain.js';
 import { digestOf } from '../schemas/record.js';
-import { approval, approvalPath, checkpoint, CHECKPOINT_PATH_RE, parseFile, REQUEST_ID_RE, request, requestPath, type Approval, type Checkpoint, type FileProblem, type Request } from '../schemas/request.js';
+import { approval, checkpoint, CHECKPOINT_PATH_RE, parseFile, REQUEST_ID_RE, request, requestPath, type Approval, type Checkpoint, type FileProblem, type Request } from '../schemas/request.js';
 import { capture } from './exec.js';
 import { gitEnv } from './git.js';
 
@@ -82,7 +82,7 @@ export interface ApprovalState extends SignedFileState {
 
 export interface CheckpointState extends SignedFileState {
   checkpoint: Checkpoint | undefined;
-  /** False when an approver's signed commit deleted it: it no longer anchors anything. */
+  /** False for one deleted by a commit that does not count (an approver's signed deletion retires it quietly). */
   present: boolean;
 }
 
@@ -106,8 +106,6 @@ export interface Trust {
 /** Git's `%G?` letters, said for a person. */
 function statusWords(status: string, key: string): string {
   switch (status) {
-    case 'G':
-      return 'signed by an approver';
     case 'N':
       return 'not signed';
     case 'B':
@@ -152,7 +150,7 @@ class Repo {
     }
   }
 
-  /** git's options that check signatures against `policy`: allowed signers and, when it lists any, revoked keys. */
+  /** git's options that check signatures against `policy`: its allowed signers and its revoked keys. */
   async against(policy: PolicyText): Promise<string[]> {
     this.temp ??= await mkdtemp(join(tmpdir(), 'respaldo-trust-'));
     const n = Math.random().toString(36).slice(2);
@@ -229,7 +227,7 @@ interface Step {
 
 /** The commits of HEAD's first-parent chain that touch `paths`, oldest first, with their changes against their first parent. */
 async function firstParentSteps(repo: Repo, paths: string[]): Promise<Step[]> {
-  const out = await repo.git(['-c', 'core.quotePath=false', 'log', '--first-parent', '--reverse', '--no-renames', '--relative', '--name-status', '--format=%x01%H%x09%P%x09%cI%x09%an', '--', ...paths]);
+  const out = await repo.git(['log', '--first-parent', '--reverse', '--no-renames', '--relative', '--name-status', '--format=%x01%H%x09%P%x09%cI%x09%an', '--', ...paths]);
   const steps: Step[] = [];
   for (const line of out.split('\n')) {
     if (line.startsWith('\x01')) {
@@ -308,13 +306,13 @@ async function walk(repo: Repo, approvers: string[] | undefined): Promise<{ poli
     const good = verdict.status === 'G' && !step.merge;
     const reason = good ? undefined : await whyNot(repo, verdict, inForce);
     for (const path of touched) {
-      const history = files.get(path) ?? { verdicts: [], withdrawn: false };
-      files.set(path, history);
       // An approver's signed deletion withdraws the file: what was done to it before no longer counts.
       if (good && step.changes.get(path) === 'D') {
         files.set(path, { verdicts: [], withdrawn: true });
         continue;
       }
+      const history = files.get(path) ?? { verdicts: [], withdrawn: false };
+      files.set(path, history);
       history.withdrawn = false;
       history.verdicts.push({ commit: step.commit, key: verdict.key, principal: verdict.principal, date: step.date, ok: good, reason: good ? undefined : `commit ${step.commit.slice(0, 12)} (${step.author}, ${step.date}) that touched it is ${reason}` });
     }
@@ -335,10 +333,7 @@ async function walk(repo: Repo, approvers: string[] | undefined): Promise<{ poli
   // that touched the policy, an approval or a checkpoint is reported (a branch whose first
   // parent was made to be someone else's chain shows here: the real history is off it).
   for (const c of await offChain(repo, steps)) ignored.push(`${c.slice(0, 12)}: touches the policy, an approval or a checkpoint off HEAD's first-parent chain (a merge brought it in): it does not count, and the history must be linear`);
-  const working: PolicyText = {
-    signers: await readFile(join(repo.dir, POLICY_FILES[0]), 'utf8').catch(() => ''),
-    revoked: await readFile(join(repo.dir, POLICY_FILES[1]), 'utf8').catch(() => ''),
-  };
+  const working = await workingPolicy(repo.dir);
   if (!inForce) {
     problems.push(
       pinned
@@ -358,6 +353,17 @@ async function walk(repo: Repo, approvers: string[] | undefined): Promise<{ poli
   return { policy: { ...inForce, anchor, commit: inForceCommit, changes, ignored, problems }, files };
 }
 
+/** The policy files as the work tree has them. */
+async function workingPolicy(dir: string): Promise<PolicyText> {
+  const [signers, revoked] = await Promise.all(POLICY_FILES.map((f) => readFile(join(dir, f), 'utf8').catch(() => '')));
+  return { signers: signers!, revoked: revoked! };
+}
+
+/** Files of `folder` the walk saw that are gone from HEAD without an approver's signed deletion. */
+function vanished(files: Map<string, FileHistory>, folder: string, present: Set<string>): string[] {
+  return [...files.entries()].filter(([p, h]) => p.startsWith(`${folder}/`) && !h.withdrawn && !present.has(p)).map(([p]) => p).sort();
+}
+
 /** Whether a file counts, from its history in the walk. */
 function signedFile(path: string, history: FileHistory | undefined, anchored: boolean): SignedFileState {
   const newest = history?.verdicts.at(-1);
@@ -371,7 +377,7 @@ function signedFile(path: string, history: FileHistory | undefined, anchored: bo
 
 /** The names of the files in a folder of HEAD. */
 async function namesIn(repo: Repo, folder: string): Promise<string[]> {
-  const out = await repo.git(['-c', 'core.quotePath=false', 'ls-tree', '--name-only', 'HEAD', '--', `${folder}/`]).catch(() => '');
+  const out = await repo.git(['ls-tree', '--name-only', 'HEAD', '--', `${folder}/`]).catch(() => '');
   return out
     .split('\n')
     .filter(Boolean)
@@ -396,10 +402,8 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
         () => true,
         () => false,
       ));
-    if (!inGit) {
-      const working: PolicyText = { signers: await readFile(join(dir, POLICY_FILES[0]), 'utf8').catch(() => ''), revoked: await readFile(join(dir, POLICY_FILES[1]), 'utf8').catch(() => '') };
-      return { git: false, policy: { ...working, anchor: undefined, commit: undefined, changes: [], ignored: [], problems: [`${dir} is not a git checkout with commits: the policy's history, approvals and checkpoints cannot be checked`] }, requests: [], approvals: [], checkpoints: [] };
-    }
+    if (!inGit)
+      return { git: false, policy: { ...(await workingPolicy(dir)), anchor: undefined, commit: undefined, changes: [], ignored: [], problems: [`${dir} is not a git checkout with commits: the policy's history, approvals and checkpoints cannot be checked`] }, requests: [], approvals: [], checkpoints: [] };
     const { policy, files } = await walk(repo, opts.approvers);
     const anchored = policy.anchor !== undefined;
     const hosts = await knownHosts(dir, policy.signers);
@@ -435,8 +439,7 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
     // Approvals: those at HEAD, and those that went away without an approver's signed deletion (they do not count, and say why).
     const approvals: ApprovalState[] = [];
     const decided = (await namesIn(repo, 'approvals')).map((n) => `approvals/${n}`);
-    const vanished = [...files.entries()].filter(([p, h]) => p.startsWith('approvals/') && !h.withdrawn && !decided.includes(p)).map(([p]) => p);
-    for (const path of vanished.sort()) {
+    for (const path of vanished(files, 'approvals', new Set(decided))) {
       const bad = files.get(path)!.verdicts.find((v) => !v.ok);
       approvals.push({ id: path.slice('approvals/'.length).replace(/\.yaml$/, ''), approval: undefined, ...signedFile(path, files.get(path), anchored), valid: false, reason: `deleted by a commit that does not count${bad ? `: ${bad.reason}` : ''}` });
     }
@@ -469,14 +472,12 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
     // Checkpoints: those at HEAD, and those that went away without an approver's signed deletion.
     const checkpoints: CheckpointState[] = [];
     const present = new Set((await namesIn(repo, 'checkpoints')).map((n) => `checkpoints/${n}`));
-    const seen = [...files.keys()].filter((p) => p.startsWith('checkpoints/'));
-    for (const path of [...new Set([...present, ...seen])].sort()) {
+    for (const path of vanished(files, 'checkpoints', present)) {
+      const history = files.get(path)!;
+      checkpoints.push({ checkpoint: undefined, present: false, ...signedFile(path, history, anchored), valid: false, reason: history.verdicts.find((v) => !v.ok)?.reason ?? 'deleted' });
+    }
+    for (const path of [...present].sort()) {
       const history = files.get(path);
-      if (!present.has(path)) {
-        if (!history || history.withdrawn) continue;
-        checkpoints.push({ checkpoint: undefined, present: false, ...signedFile(path, history, anchored), valid: false, reason: history.verdicts.find((v) => !v.ok)?.reason ?? 'deleted' });
-        continue;
-      }
       const state: CheckpointState = { checkpoint: undefined, present: true, ...signedFile(path, history, anchored) };
       checkpoints.push(state);
       if (!CHECKPOINT_PATH_RE.test(path)) Object.assign(state, { valid: false, reason: 'a checkpoint file is named YYYYMMDDTHHMMSSZ.yaml' });
@@ -497,4 +498,3 @@ export function decisionOf(trust: Trust, id: string): ApprovalState | undefined 
   return trust.approvals.find((a) => a.id === id && a.valid);
 }
 
-export { approvalPath, requestPath };

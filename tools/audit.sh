@@ -49,6 +49,7 @@ snap() {
 # git_as NAME ARGS...: git, checking commit signatures against policy NAME (%G? is G when good).
 git_as() { local p=$1; shift; git -c gpg.ssh.allowedSignersFile="$tmp/$p.as" -c gpg.ssh.revocationFile="$tmp/$p.rev" "$@"; }
 
+trust_paths=(policy/allowed_signers policy/revoked_keys approvals checkpoints)   # what the trust rules read
 anchor='' anchor_key='' accepted=0 is_git=0 st='' key='' first=''
 declare -A hist=() gone=()   # approvals/… and checkpoints/…: "ok", or the first reason it does not count; gone: withdrawn by an approver
 if [[ $(git rev-parse --is-inside-work-tree 2>/dev/null) == true ]] && git rev-parse -q --verify HEAD >/dev/null 2>&1; then is_git=1; fi
@@ -88,10 +89,9 @@ if ((is_git)); then
     ((policy)) || continue
     if [[ $st == G ]]; then accepted=$((accepted + 1)); snap "$c" E
     else echo "IGNORED-POLICY $c not signed by an approver trusted before it (%G?=$st)"; ignored=$((ignored + 1)); fi
-  done < <(git log --first-parent --reverse --format='%H %P' -- policy/allowed_signers policy/revoked_keys approvals checkpoints)
+  done < <(git log --first-parent --reverse --format='%H %P' -- "${trust_paths[@]}")
   # What a merge brought in from off the first-parent chain is never read, and is reported.
-  mapfile -t cand < <(comm -23 <(git rev-list --full-history HEAD -- policy/allowed_signers policy/revoked_keys approvals checkpoints | sort) \
-    <(git rev-list --first-parent HEAD -- policy/allowed_signers policy/revoked_keys approvals checkpoints | sort))
+  mapfile -t cand < <(comm -23 <(git rev-list --full-history HEAD -- "${trust_paths[@]}" | sort) <(git rev-list --first-parent HEAD -- "${trust_paths[@]}" | sort))
   if ((${#cand[@]})); then
     for c in $(comm -23 <(printf '%s\n' "${cand[@]}" | sort) <(git rev-list --first-parent HEAD | sort)); do
       echo "IGNORED-POLICY $c off HEAD's first-parent chain (a merge brought it in)"; ignored=$((ignored + 1))

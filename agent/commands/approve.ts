@@ -18,7 +18,7 @@ import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { capture } from '../exec.js';
 import { exists } from '../fsutil.js';
 import { gitEnv } from '../git.js';
-import { readTrust, type Trust } from '../trust.js';
+import type { Trust } from '../trust.js';
 
 export interface ApproveOptions {
   records: string | undefined;
@@ -60,11 +60,9 @@ export async function runApprove(ctx: Context, opts: ApproveOptions): Promise<Ex
   // The request as JAA read it, then the newest state of the repository.
   const read = await committedDigest(ctx, dir, id);
   const approver = await openApprover(ctx, dir, opts.key, opts.approvers);
-  await approver.git.sync();
   let body: Approval | undefined;
   let request: Request | undefined;
-  const decide = async () => {
-    const trust = await readTrust(dir, { approvers: opts.approvers, env: ctx.env });
+  const decide = async (trust: Trust) => {
     const state = trust.requests.find((r) => r.id === id);
     if (!state) throw usageError(`there is no committed ${requestPath(id)} in ${dir}`, 'check the number: ls requests/ (and git pull)');
     if (state.digest !== read)
@@ -83,7 +81,7 @@ export async function runApprove(ctx: Context, opts: ApproveOptions): Promise<Ex
     await mkdir(join(dir, 'approvals'), { recursive: true });
     await writeFile(join(dir, path), serializeFile(body));
   };
-  await decide();
+  await decide(approver.trust);
   const counts = (trust: Trust) => {
     const state = trust.approvals.find((a) => a.id === id);
     return state?.valid ? undefined : (state?.reason ?? `${path} is not there`);

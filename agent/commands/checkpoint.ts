@@ -12,7 +12,7 @@ import { serializeFile, type Checkpoint } from '../../schemas/request.js';
 import { assertPlainPath, commitSigned, openApprover } from '../approver.js';
 import type { Context } from '../context.js';
 import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
-import { readTrust, type Trust } from '../trust.js';
+import type { Trust } from '../trust.js';
 import { peopleRecords } from './approve.js';
 
 export interface CheckpointOptions {
@@ -24,11 +24,9 @@ export interface CheckpointOptions {
 export async function runCheckpoint(ctx: Context, opts: CheckpointOptions): Promise<ExitCode> {
   const dir = await peopleRecords(ctx, opts.records);
   const approver = await openApprover(ctx, dir, opts.key, opts.approvers);
-  await approver.git.sync();
   let path = '';
   let heads: Record<string, string> = {};
-  const write = async () => {
-    const trust = await readTrust(dir, { approvers: opts.approvers, env: ctx.env });
+  const write = async (trust: Trust) => {
     const folder = verifyRecordsFolder(dir, fs, trust.policy);
     const broken = folder.reports.filter((r) => r.problems.some((p) => p.severity === 'error'));
     if (broken.length)
@@ -46,14 +44,14 @@ export async function runCheckpoint(ctx: Context, opts: CheckpointOptions): Prom
       throw e.code === 'EEXIST' ? usageError(`${join(dir, path)} already exists`, 'make the next checkpoint in a second') : e;
     });
   };
-  await write();
+  await write(approver.trust);
   const counts = (trust: Trust) => {
     const state = trust.checkpoints.find((c) => c.path === path);
     return state?.valid ? undefined : (state?.reason ?? `${path} is not there`);
   };
-  const { commit, pushed } = await commitSigned(ctx, approver, [path], `checkpoint: ${Object.entries(heads).map(([h, v]) => `${h} ${v.split(' ')[0]}`).join(', ')}`, counts, async () => {
+  const { commit, pushed } = await commitSigned(ctx, approver, [path], `checkpoint: ${Object.entries(heads).map(([h, v]) => `${h} ${v.split(' ')[0]}`).join(', ')}`, counts, async (trust) => {
     await unlink(join(dir, path));
-    await write();
+    await write(trust);
   });
   ctx.reporter.result(
     [`checkpoint ${path}: ${Object.keys(heads).length} host(s) anchored by ${approver.principal} (${approver.fingerprint}) in signed commit ${commit.slice(0, 12)}${pushed ? ', pushed' : ''}`, ...Object.entries(heads).map(([h, v]) => `  ${h}: seq ${v.split(' ')[0]}`)].join('\n'),

@@ -99,7 +99,6 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   await write(join(office, '.gitattributes'), '# respaldo: records are signed byte for byte\n* -text\n');
   // The procedure the records answer to (PRO 7.5 DSE 02: its forms, their retention, its revisions).
   await write(join(office, 'policy/procedure.yaml'), await readFile(fileURLToPath(new URL('../../../records/policy/procedure.yaml', import.meta.url))));
-  await git(office, 'add', '.');
   await signed(office, jaaKey, 'policy: JAA approves');
   await git(office, 'push', '--quiet', 'origin', 'HEAD');
   await git(root, 'clone', '--quiet', origin, records);
@@ -151,8 +150,9 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   await git(office, 'push', '--quiet', 'origin', 'HEAD');
 
   // The people's commands run as they would at their desks: with their own name in git.
-  const people: Context = { ...ctx, env: { ...ctx.env, GIT_AUTHOR_NAME: 'Ana López', GIT_AUTHOR_EMAIL: 'ana@dse.example', GIT_COMMITTER_NAME: 'Ana López', GIT_COMMITTER_EMAIL: 'ana@dse.example' } };
-  const jaa: Context = { ...ctx, env: { ...ctx.env, GIT_AUTHOR_NAME: 'JAA', GIT_AUTHOR_EMAIL: 'jaa@dse.example', GIT_COMMITTER_NAME: 'JAA', GIT_COMMITTER_EMAIL: 'jaa@dse.example' } };
+  const as = (name: string, email: string): Context => ({ ...ctx, env: { ...ctx.env, GIT_AUTHOR_NAME: name, GIT_AUTHOR_EMAIL: email, GIT_COMMITTER_NAME: name, GIT_COMMITTER_EMAIL: email } });
+  const people = as('Ana López', 'ana@dse.example');
+  const jaa = as('JAA', 'jaa@dse.example');
   const ask = (fields: Partial<RequestNewOptions>) =>
     runRequestNew(people, { records: office, type: 'backup', name: 'Ana López', area: 'Desarrollo web', host: HOST, repository: undefined, kind: undefined, paths: [], git: undefined, database: undefined, server: undefined, schedule: undefined, retention: undefined, snapshot: undefined, at: undefined, to: undefined, intoProduction: false, reason: undefined, why: undefined, notes: undefined, date: undefined, interactive: false, ...fields });
   const approve = (id: string) => runApprove(jaa, { records: office, id, reject: false, why: undefined, key: jaaKey, approvers: [] });

@@ -38,8 +38,8 @@ async function recordsDir(ctx: Context, opts: RecordsVerifyOptions): Promise<{ d
   return { dir: config.records, approvers: pinned(config) };
 }
 
-/** Everything `records verify` finds in a records folder, for the command, the agent and the tests. */
-export interface Verdict {
+/** Everything `records verify` finds in a records folder. */
+interface Verdict {
   folder: FolderReport;
   trust: Trust;
   findings: CheckpointFinding[];
@@ -48,7 +48,7 @@ export interface Verdict {
   clean: boolean;
 }
 
-export async function verifyFolder(dir: string, approvers: string[], env: NodeJS.ProcessEnv): Promise<Verdict> {
+async function verifyFolder(dir: string, approvers: string[], env: NodeJS.ProcessEnv): Promise<Verdict> {
   const trust = await readTrust(dir, { approvers, env });
   // In git, records are checked against the policy that signed history put in force, not the working copy.
   const folder = verifyRecordsFolder(dir, fs, trust.git ? trust.policy : undefined);
@@ -73,7 +73,8 @@ export async function verifyFolder(dir: string, approvers: string[], env: NodeJS
   return { folder, trust, findings, summary, clean };
 }
 
-export function summaryLine(s: Verdict['summary']): string {
+/** The last line, word for word the one tools/audit.sh prints. */
+function summaryLine(s: Verdict['summary']): string {
   return `summary: ${s.records} records, ${s.genuine} genuine, ${s.broken} broken; hosts: ${s.hostsIntact} intact, ${s.hostsBroken} broken; approvals: ${s.approvalsValid} valid, ${s.approvalsInvalid} invalid; policy changes ignored: ${s.policyIgnored}; checkpoints violated: ${s.checkpointsViolated}`;
 }
 

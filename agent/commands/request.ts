@@ -166,7 +166,8 @@ export async function runRequestNew(ctx: Context, opts: RequestNewOptions): Prom
   const year = date.slice(0, 4);
   let written: { id: string; path: string } | undefined;
   const write = async () => {
-    const taken = [...(await git.names('HEAD', 'requests')), ...(await git.names('@{u}', 'requests').catch(() => []))]
+    // Brought up to date just before, HEAD holds every number the shared repository gave out.
+    const taken = (await git.names('HEAD', 'requests'))
       .map((n) => REQUEST_ID_RE.exec(n.replace(/\.yaml$/, '')))
       .filter((m) => m && m[1] === year)
       .map((m) => Number(m![2]));
@@ -197,7 +198,7 @@ export async function runRequestNew(ctx: Context, opts: RequestNewOptions): Prom
     [
       `${id}: ${checked.data.type} request for ${checked.data.repository} on ${checked.data.host}, written to ${join(dir, path)}`,
       ...(renumbered.length ? [`  another clone took the number first: renumbered ${renumbered.join(', ')}`] : []),
-      pushed ? '  committed and pushed; JAA decides with: respaldo approve ' + id : '  committed (this repository has no upstream to push to); JAA decides with: respaldo approve ' + id,
+      `  ${pushed ? 'committed and pushed' : 'committed (this repository has no upstream to push to)'}; JAA decides with: respaldo approve ${id}`,
     ].join('\n'),
     { id, path, pushed, renumbered },
   );

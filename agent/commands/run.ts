@@ -10,6 +10,7 @@ import { readHistory, type RepositoryHistory } from '../history.js';
 import { lockAndRecover, openHost, operatorName, publishRecords, pullRequests, type Host } from '../host.js';
 import { problemText, requestPath } from '../../schemas/request.js';
 import { runRestore } from './restore.js';
+import { answeredRestores } from '../requests.js';
 import { pathRedactor } from '../redact.js';
 import { dueState, planFor } from '../schedule.js';
 import { openSecondary } from '../secondary-rsyncd.js';
@@ -59,7 +60,7 @@ async function recordUnrecorded(host: Host, target: PrimaryTarget, repos: Reposi
 }
 
 export async function runRun(ctx: Context, opts: RunOptions): Promise<ExitCode> {
-  const host = await openHost(ctx, opts.config);
+  const host = await openHost(ctx, opts.config, { pullFirst: true });
   const code = await backUp(ctx, opts, host);
   if (ctx.signal.aborted || opts.repos.length) return code;
   const restored = await carryOutRestores(ctx, opts.config, host);
@@ -108,21 +109,11 @@ async function carryOutRestores(ctx: Context, configPath: string, host: Host): P
       }
       ctx.reporter.event({ type: 'warning', repository: r.repository, message: `the approved restore request ${r.id} could not be carried out: ${why}` });
       // A restore that began wrote its own restore record (result: failed); one that could not begin is recorded here.
-      if (await answered(host, r.id)) continue;
+      if ((await answeredRestores(host.records)).has(r.id)) continue;
       await recordRequestFailure(ctx, host, { repository: repo.name, kind: repo.kind, request: r.id, cause: `restore request ${r.id} (${requestPath(r.id)}) could not be carried out: ${messageOf(e)}`, hint: e instanceof RespaldoError && e.hint ? e.hint : 'correct the request with a new one, approved again' });
     }
   }
   return code;
-}
-
-/** Whether a restore or failure record of this host already answers the request. */
-async function answered(host: Host, id: string): Promise<boolean> {
-  for (const file of await host.records.list()) {
-    if (file.type !== 'restore' && file.type !== 'failure') continue;
-    const record = await host.records.read(file);
-    if (record && (record.type === 'restore' || record.type === 'failure') && record.request === id) return true;
-  }
-  return false;
 }
 
 /** A failure record about a request, under the run lock, published at once. */
@@ -168,16 +159,15 @@ async function reportRequestProblems(ctx: Context, host: Host): Promise<number> 
 
 async function backUp(ctx: Context, opts: RunOptions, host: Host): Promise<ExitCode> {
   const { config, records } = host;
-  const unknown = opts.repos.filter((name) => !config.repositories.some((r) => r.name === name));
-  if (unknown.length)
-    throw usageError(`no repository named ${unknown.map((n) => `"${n}"`).join(', ')} in ${config.file}`, `repositories there: ${config.repositories.map((r) => r.name).join(', ')}`);
-
   const started = ctx.now();
   const command = `respaldo run${opts.manual ? ' --manual' : ''}`;
   const { lock, firstSeq } = await lockAndRecover(ctx, host, command, started);
   try {
     // Each run pulls the records first: a new approval takes effect on the next run.
     await pullRequests(ctx, host);
+    const unknown = opts.repos.filter((name) => !config.repositories.some((r) => r.name === name));
+    if (unknown.length)
+      throw usageError(`no repository named ${unknown.map((n) => `"${n}"`).join(', ')} in ${config.file}`, `repositories there: ${config.repositories.map((r) => r.name).join(', ')}`);
   } catch (e) {
     await lock.release();
     throw e;
