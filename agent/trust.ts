@@ -33,7 +33,7 @@ import { parseAllowedSigners, parseRevokedKeys } from '../schemas/allowed-signer
 import { fingerprint, verifySshsig } from '../schemas/sshsig.js';
 import type { PolicyText } from '../schemas/chain.js';
 import { digestOf } from '../schemas/record.js';
-import { approval, checkpoint, CHECKPOINT_PATH_RE, parseFile, REQUEST_ID_RE, request, requestPath, type Approval, type Checkpoint, type FileProblem, type Request } from '../schemas/request.js';
+import { approval, checkpoint, CHECKPOINT_PATH_RE, parseFile, request, requestPath, type Approval, type Checkpoint, type FileProblem, type Request } from '../schemas/request.js';
 import { capture } from './exec.js';
 import { gitEnv } from './git.js';
 
@@ -413,12 +413,13 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
     for (const name of await namesIn(repo, 'requests')) {
       const path = `requests/${name}`;
       // Only REQ-YYYY-NNNN.yaml is a request: "REQ-2026-0001" without .yaml is another file, never its stand-in.
-      const id = /^REQ-\d{4}-\d{4}\.yaml$/.test(name) ? name.slice(0, -5) : name;
+      const named = /^REQ-\d{4}-\d{4}\.yaml$/.test(name);
+      const id = named ? name.slice(0, -5) : name;
       const bytes = (await repo.show('HEAD', path)) ?? Buffer.alloc(0);
       const state: RequestState = { id, path, request: undefined, digest: digestOf(bytes), problems: [] };
       requests.push(state);
       const at = (field: string | undefined, message: string) => state.problems.push({ path, line: undefined, field, message });
-      if (!REQUEST_ID_RE.test(id)) {
+      if (!named) {
         at(undefined, 'a request file is named REQ-YYYY-NNNN.yaml');
         continue;
       }

@@ -405,6 +405,19 @@ describe('requests and approvals', () => {
     const v = await verdict(devClone);
     expect(v.code).toBe(3);
     expect(v.data.requests.find((r: any) => r.id === dup).problems[0]).toContain(`requests/${dup}.yaml: id: says ${data.id}, but the file is ${dup}.yaml and requests/${data.id}.yaml already has that number`);
+
+    // A copy of an approved request under its number without ".yaml", asking for something else: not a request, and not acted on.
+    git(devClone, 'pull', '--quiet', '--ff-only');
+    const approved = readFileSync(join(devClone, 'requests/REQ-2026-0001.yaml'), 'utf8');
+    writeFileSync(join(devClone, 'requests/REQ-2026-0001'), approved.replace('repository: portal', 'repository: sneaked'));
+    commitAs(devClone, undefined, 'copy', 'requests/REQ-2026-0001');
+    git(devClone, 'push', '--quiet');
+    const sneaked = await d.run('run');
+    expect(d.snapshots('sneaked')).toEqual([]);
+    expect(sneaked.stderr).not.toContain('sneaked');
+    const named = await verdict(d.records);
+    expect(named.data.requests.find((r: any) => r.problems.some((p: string) => p.startsWith('requests/REQ-2026-0001: ')))?.problems[0]).toBe('requests/REQ-2026-0001: a request file is named REQ-YYYY-NNNN.yaml');
+    expect(named.approval('REQ-2026-0001')).toMatchObject({ valid: true });
   });
 
   it('an upstream rewritten by a forced push (a withdrawn approval put back) is not followed', async () => {

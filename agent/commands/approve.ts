@@ -63,7 +63,7 @@ export async function runApprove(ctx: Context, opts: ApproveOptions): Promise<Ex
   let body: Approval | undefined;
   let request: Request | undefined;
   const decide = async (trust: Trust) => {
-    const state = trust.requests.find((r) => r.id === id);
+    const state = trust.requests.find((r) => r.path === requestPath(id));
     if (!state) throw usageError(`there is no committed ${requestPath(id)} in ${dir}`, 'check the number: ls requests/ (and git pull)');
     if (state.digest !== read)
       throw new RespaldoError(`${requestPath(id)} ${read ? 'changed' : 'arrived'} when the records were brought up to date: nothing was signed`, {
