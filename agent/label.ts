@@ -12,7 +12,7 @@ import type { DeviceConfig } from '../schemas/config.js';
 import type { SnapshotSummary } from '../schemas/snapshot.js';
 import { formatBytes } from './report.js';
 import { stickerPdf, stickerSvg, type Sticker, type StickerRow } from './sticker.js';
-import { offsetAt } from './zoned.js';
+import { offsetAt } from '../schemas/zoned.js';
 
 /** The kinds as clause 4.1 names them. */
 const KIND_NAMES: Record<RepositoryKind, string> = {

@@ -23,8 +23,8 @@ import { planArchive, type ArchiveFolder, type ArchivePlan } from './databases/a
 import { messageOf } from './errors.js';
 import type { RepositoryHistory } from './history.js';
 import type { RecordStore } from './records.js';
-import { applyRetention, type Kept } from './retention.js';
-import { formatZoned } from './zoned.js';
+import { applyRetention, type Kept } from '../schemas/retention.js';
+import { formatZoned } from '../schemas/zoned.js';
 
 /** What pruning needs of a repository's folder on a target. `RepositoryStore` (target.ts) is the local one. */
 export interface PruneStore {

@@ -11,7 +11,7 @@ import type { Context } from '../context.js';
 import { archiveBinlogs, gapMessage, readBinlogArchive } from '../databases/mariadb-pitr.js';
 import { connect, programs } from '../databases/mariadb.js';
 import { BackupFailure, Exit, RespaldoError, type ExitCode } from '../errors.js';
-import { formatZoned, hostZone } from '../zoned.js';
+import { formatZoned, hostZone } from '../../schemas/zoned.js';
 import { pitrRepository } from './wal-push.js';
 
 export interface ArchiveBinlogsOptions {

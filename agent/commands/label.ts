@@ -20,7 +20,7 @@ import { labelOf, labelPdf, labelSvg, labelText, STICKER_MM } from '../label.js'
 import { RecordStore } from '../records.js';
 import { openSecondary } from '../secondary-rsyncd.js';
 import { LocalTarget, type RepositoryStore } from '../target.js';
-import { hostZone } from '../zoned.js';
+import { hostZone } from '../../schemas/zoned.js';
 
 export interface LabelOptions {
   config: string;

@@ -16,10 +16,10 @@ import { readHistory } from '../history.js';
 import { applyMandate, lockAndRecover, openHost, operatorName, publishRecords, type Host } from '../host.js';
 import { applyPrune, planPrune, pruneRecordBody, readVerifications, verificationKey, type PruneOutcome, type PrunePlan, type PruneStore, type PruneTarget } from '../prune.js';
 import { RecordStore } from '../records.js';
-import { describeRules, snapshotTime } from '../retention.js';
+import { describeRules, snapshotTime } from '../../schemas/retention.js';
 import { openSecondary } from '../secondary-rsyncd.js';
 import { openPrimary } from '../remote-target.js';
-import { hostZone } from '../zoned.js';
+import { hostZone } from '../../schemas/zoned.js';
 import { formatLocal } from './status.js';
 
 export interface PruneOptions {

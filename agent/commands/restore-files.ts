@@ -28,14 +28,14 @@ import { Exit, messageOf, RespaldoError, usageError, type ExitCode } from '../er
 import { lastLines, nulList, runTool } from '../exec.js';
 import { exists, sha256File } from '../fsutil.js';
 import { HashPool, statOf } from '../hashing.js';
-import { snapshotTime } from '../retention.js';
+import { snapshotTime } from '../../schemas/retention.js';
 import { lockAndRecover, operatorName, publishRecords, type Host } from '../host.js';
 import type { Secondary } from '../secondary.js';
 import { openSecondary } from '../secondary-rsyncd.js';
 import { DaemonPrimaryTarget, daemonArg } from '../daemon-primary.js';
 import { openPrimary, type RemotePrimaryTarget } from '../remote-target.js';
 import { isoFromEpoch, LocalTarget, RepositoryStore } from '../target.js';
-import { formatZoned, hostZone, parseZoned } from '../zoned.js';
+import { formatZoned, hostZone, parseZoned } from '../../schemas/zoned.js';
 
 export interface FileRestoreOptions {
   snapshot: string | undefined;

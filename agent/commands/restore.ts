@@ -26,7 +26,7 @@ import { checkSnapshot } from '../manifest.js';
 import { processExists } from '../lock.js';
 import { lockAndRecover, openHost, publishRecords } from '../host.js';
 import type { RepositoryStore } from '../target.js';
-import { formatZoned, hostZone, parseZoned } from '../zoned.js';
+import { formatZoned, hostZone, parseZoned } from '../../schemas/zoned.js';
 import { restoreFiles, restoreRunBy } from './restore-files.js';
 import { pitrRepository } from './wal-push.js';
 

@@ -12,13 +12,13 @@ import { problemText, requestPath } from '../../schemas/request.js';
 import { runRestore } from './restore.js';
 import { answeredRestores } from '../requests.js';
 import { pathRedactor } from '../redact.js';
-import { dueState, planFor } from '../schedule.js';
+import { dueState, planFor } from '../../schemas/schedule.js';
 import { openSecondary } from '../secondary-rsyncd.js';
 import type { PrimaryTarget } from '../target.js';
 import { openPrimary } from '../remote-target.js';
 import { atRestStateOf, readAtRestStates, rereadPeriod, scheduledRead, verifyAtRest, type Role } from '../at-rest.js';
 import type { Secondary } from '../secondary.js';
-import { snapshotTime } from '../retention.js';
+import { snapshotTime } from '../../schemas/retention.js';
 import { damageHint } from './verify.js';
 
 export interface RunOptions {

@@ -7,11 +7,11 @@ import { Exit, type ExitCode } from '../errors.js';
 import { RecordsGit } from '../git.js';
 import { readHistory } from '../history.js';
 import { RecordStore } from '../records.js';
-import { dueState, planFor } from '../schedule.js';
+import { dueState, planFor } from '../../schemas/schedule.js';
 import { openPrimary } from '../remote-target.js';
 import { problemText } from '../../schemas/request.js';
 import { applyMandate } from '../host.js';
-import { hostZone } from '../zoned.js';
+import { hostZone } from '../../schemas/zoned.js';
 
 export interface StatusOptions {
   config: string;

@@ -17,8 +17,8 @@
  * - `keep-within D`: every snapshot taken less than D before the newest one (not before
  *   now: backups that stopped do not make the old ones expire).
  */
-import { compareSnapshotIds, parseDuration } from '../schemas/common.js';
-import type { Retention } from '../schemas/config.js';
+import { compareSnapshotIds, parseDuration } from './common.js';
+import type { Retention } from './config.js';
 
 export interface Kept {
   id: string;

@@ -5,8 +5,8 @@
  * missed while the server was off is caught up by the first run after it comes back.
  */
 import { Cron } from 'croner';
-import { parseDuration, type RepositoryKind } from '../schemas/common.js';
-import type { Schedule } from '../schemas/config.js';
+import { parseDuration, type RepositoryKind } from './common.js';
+import type { Schedule } from './config.js';
 
 export const DEFAULT_SCHEDULE: Record<RepositoryKind, string> = { source: '7d', database: '1d', config: '60d', files: '60d' };
 
