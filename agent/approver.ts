@@ -14,7 +14,8 @@ import { Exit, RespaldoError, usageError } from './errors.js';
 import { capture } from './exec.js';
 import { gitEnv } from './git.js';
 import { PeopleGit } from './people-git.js';
-import { readTrust, type Trust } from './trust.js';
+import { readTrust } from './trust.js';
+import type { Trust } from '../schemas/trust.js';
 
 export interface Approver {
   git: PeopleGit;

@@ -17,6 +17,7 @@ import { runRecordsVerify } from './commands/records-verify.js';
 import { runReceive } from './commands/receive.js';
 import { RESTORE_REASONS, runRestore } from './commands/restore.js';
 import { runRun } from './commands/run.js';
+import { runSiteBuild, runSiteWatch, type SiteOptions } from './commands/site.js';
 import { runStatus } from './commands/status.js';
 import { runVerify } from './commands/verify.js';
 import { runWalPush } from './commands/wal-push.js';
@@ -131,6 +132,30 @@ const recordsVerify = command(
   },
   (inv, a, rawArgs) => runRecordsVerify(inv.ctx, { dir: str(a.dir), config: str(a.config), approvers: repeated(rawArgs, 'approver') }),
 );
+
+const siteArgs = {
+  json: common.json,
+  records: { type: 'string', description: 'the records folder (default ./records); in a git checkout, approvals and the policy\'s history are checked too', valueHint: 'DIR' },
+  out: { type: 'string', description: 'where the site goes (default ./site-dist); replaced only by a successful build', valueHint: 'DIR' },
+  cache: { type: 'string', description: 'what was already checked, by file digest (default ~/.cache/respaldo/site/…)', valueHint: 'DIR' },
+  strict: { type: 'boolean', description: 'fail (exit 3) instead of building a site that marks broken records' },
+  now: { type: 'string', description: 'judge schedules as of this time instead of now', valueHint: 'TIME' },
+  timezone: { type: 'string', description: 'the institution\'s time zone for dates (default America/Mexico_City)', valueHint: 'ZONE' },
+  approver: { type: 'string', description: "a pinned first approver's key fingerprint (repeat for more)", valueHint: 'SHA256:…' },
+} as const satisfies ArgsDef;
+
+const siteOptions = (a: Record<string, unknown>, rawArgs: string[]): SiteOptions => ({
+  records: str(a.records),
+  out: str(a.out),
+  cache: str(a.cache),
+  strict: a.strict === true,
+  now: str(a.now),
+  timezone: str(a.timezone),
+  approvers: repeated(rawArgs, 'approver'),
+});
+
+const siteBuild = command('site build', 'build the compliance site (Astro, static files) from a records folder', siteArgs, (inv, a, rawArgs) => runSiteBuild(inv.ctx, siteOptions(a, rawArgs)));
+const siteWatch = command('site watch', 'build the site, then rebuild it whenever the records change (until Ctrl-C)', siteArgs, (inv, a, rawArgs) => runSiteWatch(inv.ctx, siteOptions(a, rawArgs)));
 
 /** The options of the people's commands, which work in a clone of the records rather than on a host. */
 const people = {
@@ -364,6 +389,7 @@ export const main = defineCommand({
     status,
     cron,
     records: defineCommand({ meta: { name: 'records', description: 'the records folder' }, subCommands: { verify: recordsVerify } }),
+    site: defineCommand({ meta: { name: 'site', description: 'the compliance site' }, subCommands: { build: siteBuild, watch: siteWatch } }),
     request: defineCommand({ meta: { name: 'request', description: 'requests on form FOR 7.5 DSE 05' }, subCommands: { new: requestNew } }),
     approve,
     checkpoint,

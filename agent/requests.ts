@@ -20,7 +20,8 @@ import type { RepositoryConfig } from '../schemas/config.js';
 import { approvalPath, requestPath, type BackupRequest, type FileProblem, type RestoreRequest } from '../schemas/request.js';
 import type { Config } from './config.js';
 import type { RecordStore } from './records.js';
-import { decisionOf, type Trust } from './trust.js';
+import { decisionOf } from './trust.js';
+import type { Trust } from '../schemas/trust.js';
 
 export interface Mandate {
   /** The repositories to protect, each with `request` set. */

@@ -31,77 +31,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllowedSigners, parseRevokedKeys } from '../schemas/allowed-signers.js';
 import { fingerprint, verifySshsig } from '../schemas/sshsig.js';
-import type { PolicyText } from '../schemas/chain.js';
 import { digestOf } from '../schemas/record.js';
-import { approval, checkpoint, CHECKPOINT_PATH_RE, parseFile, request, requestPath, type Approval, type Checkpoint, type FileProblem, type Request } from '../schemas/request.js';
+import { approval, checkpoint, CHECKPOINT_PATH_RE, parseFile, request, requestPath } from '../schemas/request.js';
+import type { PolicyText } from '../schemas/chain.js';
+import type { ApprovalState, CheckpointState, PolicyChange, RequestState, SignedFileState, Trust, TrustedPolicy } from '../schemas/trust.js';
 import { capture } from './exec.js';
 import { gitEnv } from './git.js';
 
 export const POLICY_FILES = ['policy/allowed_signers', 'policy/revoked_keys'] as const;
 /** Everything whose history the trust rules read. */
 const TRUST_PATHS = [...POLICY_FILES, 'approvals', 'checkpoints'];
-
-export interface PolicyChange {
-  commit: string;
-  author: string;
-  date: string;
-  /** The signing key's fingerprint and principal, when git could check it. */
-  key: string | undefined;
-  principal: string | undefined;
-  status: 'anchor' | 'accepted' | 'ignored' | 'before-anchor';
-  reason: string | undefined;
-}
-
-export interface TrustedPolicy extends PolicyText {
-  /** The commit whose signed policy everything else hangs from; undefined when no approver ever signed it. */
-  anchor: { commit: string; key: string; principal: string } | undefined;
-  /** The commit whose policy is in force. */
-  commit: string | undefined;
-  changes: PolicyChange[];
-  /** Changes that were ignored, each one line: commit, who, why. */
-  ignored: string[];
-  problems: string[];
-}
-
-export interface SignedFileState {
-  path: string;
-  valid: boolean;
-  /** Why it does not count. */
-  reason: string | undefined;
-  /** The newest commit that touched it, and the key and principal that signed it. */
-  commit: string | undefined;
-  key: string | undefined;
-  principal: string | undefined;
-  date: string | undefined;
-}
-
-export interface ApprovalState extends SignedFileState {
-  id: string;
-  approval: Approval | undefined;
-}
-
-export interface CheckpointState extends SignedFileState {
-  checkpoint: Checkpoint | undefined;
-  /** False for one deleted by a commit that does not count (an approver's signed deletion retires it quietly). */
-  present: boolean;
-}
-
-export interface RequestState {
-  id: string;
-  path: string;
-  request: Request | undefined;
-  digest: string;
-  problems: FileProblem[];
-}
-
-export interface Trust {
-  /** False when the folder is not in a git checkout: only the records themselves can be checked. */
-  git: boolean;
-  policy: TrustedPolicy;
-  requests: RequestState[];
-  approvals: ApprovalState[];
-  checkpoints: CheckpointState[];
-}
 
 /** Git's `%G?` letters, said for a person. */
 function statusWords(status: string, key: string): string {

@@ -10,8 +10,8 @@
  */
 import { checkSigner, parseAllowedSigners, parseRevokedKeys, type AllowedSignersFile } from './allowed-signers.js';
 import { hostName } from './common.js';
-import { digestOf, parseRecord, readHeader, RECORD_NAMESPACE, RECORD_PATH_RE, type AnyRecord } from './record.js';
-import { verifySshsig } from './sshsig.js';
+import { digestOf, parseRecord, readHeader, RECORD_NAMESPACE, RECORD_PATH_RE, type AnyRecord, type ParsedRecord } from './record.js';
+import { verifySshsig, type SshsigCheck } from './sshsig.js';
 
 export type ProblemCode =
   | 'invalid'
@@ -52,6 +52,8 @@ export interface RecordStatus {
   at: string | undefined;
   prev: string | null | undefined;
   digest: string;
+  /** The file's text, as signed. */
+  text: string;
   record: AnyRecord | undefined;
   signer: string | undefined;
   /** True when the record's own checks and its link to the previous record all hold. */
@@ -68,8 +70,23 @@ export interface ChainReport {
 
 const TEMP_RE = /\/\.[^/]*\.tmp$/;
 
+/**
+ * The two costly steps of checking a record, which a caller may remember between runs (the
+ * site keeps them in a cache keyed by the file's digest): parsing it, and checking its
+ * signature's mathematics. Which keys are trusted, and the chain, are judged again every time.
+ */
+export interface ChainMemo {
+  parse(digest: string, text: string): ParsedRecord;
+  verify(digest: string, bytes: Buffer, signature: Buffer): SshsigCheck;
+}
+
+export const noMemo: ChainMemo = {
+  parse: (_digest, text) => parseRecord(text),
+  verify: (_digest, bytes, signature) => verifySshsig(bytes, signature.toString('utf8'), RECORD_NAMESPACE),
+};
+
 /** Verifies one host's chain from all the files under `hosts/<host>/`. */
-export function verifyChain(host: string, files: HostFile[], signers: AllowedSignersFile): ChainReport {
+export function verifyChain(host: string, files: HostFile[], signers: AllowedSignersFile, memo: ChainMemo = noMemo): ChainReport {
   const problems: Problem[] = [];
   const add = (p: Problem, status?: RecordStatus) => {
     problems.push(p);
@@ -89,14 +106,16 @@ export function verifyChain(host: string, files: HostFile[], signers: AllowedSig
     const [, dirHost, year, seqText, nameType] = RECORD_PATH_RE.exec(f.path)!;
     const text = f.bytes.toString('utf8');
     const header = readHeader(text);
-    const parsed = parseRecord(text);
+    const digest = digestOf(f.bytes);
+    const parsed = memo.parse(digest, text);
     const status: RecordStatus = {
       path: f.path,
       seq: header?.seq ?? Number(seqText),
       type: header?.type ?? nameType!,
       at: header?.at,
       prev: header?.prev,
-      digest: digestOf(f.bytes),
+      digest,
+      text,
       record: parsed.ok ? parsed.record : undefined,
       signer: undefined,
       genuine: true,
@@ -118,7 +137,7 @@ export function verifyChain(host: string, files: HostFile[], signers: AllowedSig
       add({ path: f.path, seq: status.seq, code: 'unsigned', severity: 'error', message: `no signature (${f.path.split('/').pop()}.sig is missing)` }, status);
       continue;
     }
-    const check = verifySshsig(f.bytes, sig.toString('utf8'), RECORD_NAMESPACE);
+    const check = memo.verify(digest, f.bytes, sig);
     if (!check.ok) {
       const edited = check.publicKey !== undefined && check.reason.startsWith('signature does not match');
       add({ path: f.path, seq: status.seq, code: edited ? 'edited' : 'bad-signature', severity: 'error', message: edited ? 'the record was changed after it was signed (its signature does not match its bytes)' : check.reason }, status);
@@ -219,7 +238,7 @@ export interface PolicyText {
  * Verifies every host's chain in the records folder `root` against `policy` or, without it,
  * the folder's own `policy/allowed_signers` and `policy/revoked_keys`.
  */
-export function verifyRecordsFolder(root: string, fs: FolderFs, policy?: PolicyText): FolderReport {
+export function verifyRecordsFolder(root: string, fs: FolderFs, policy?: PolicyText, memo?: ChainMemo): FolderReport {
   const base = root.replace(/\/+$/, '');
   const read = (path: string) => tryOr<Buffer | undefined>(() => fs.readFileSync(`${base}/${path}`), undefined);
   const policyProblems: string[] = [];
@@ -240,7 +259,7 @@ export function verifyRecordsFolder(root: string, fs: FolderFs, policy?: PolicyT
       byHost.set(host, [...(byHost.get(host) ?? []), path]);
     }
   }
-  const reports = [...byHost.keys()].sort().map((host) => verifyChain(host, byHost.get(host)!.map((path) => ({ path, bytes: read(path) ?? Buffer.alloc(0) })), signers));
+  const reports = [...byHost.keys()].sort().map((host) => verifyChain(host, byHost.get(host)!.map((path) => ({ path, bytes: read(path) ?? Buffer.alloc(0) })), signers, memo));
   // A host that allowed_signers trusts for records but that has none: its folder was deleted.
   const trusted = new Map<string, number>();
   for (const s of signers.signers)

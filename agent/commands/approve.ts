@@ -18,7 +18,7 @@ import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { capture } from '../exec.js';
 import { exists } from '../fsutil.js';
 import { gitEnv } from '../git.js';
-import type { Trust } from '../trust.js';
+import type { Trust } from '../../schemas/trust.js';
 
 export interface ApproveOptions {
   records: string | undefined;

@@ -12,7 +12,7 @@ import { serializeFile, type Checkpoint } from '../../schemas/request.js';
 import { assertPlainPath, commitSigned, openApprover } from '../approver.js';
 import type { Context } from '../context.js';
 import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
-import type { Trust } from '../trust.js';
+import type { Trust } from '../../schemas/trust.js';
 import { peopleRecords } from './approve.js';
 
 export interface CheckpointOptions {

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import type { Context } from '../context.js';
 import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
-import { capture, runTool } from '../exec.js';
+import { capture } from '../exec.js';
 import { exists } from '../fsutil.js';
 import { narratingReporter } from '../report.js';
 import { runInit } from './init.js';
@@ -20,6 +20,7 @@ import { runApprove } from './approve.js';
 import { runCheckpoint } from './checkpoint.js';
 import { runRequestNew, type RequestNewOptions } from './request.js';
 import { runRun } from './run.js';
+import { buildSite } from './site.js';
 
 export interface DemoOptions {
   dir: string;
@@ -199,13 +200,8 @@ export async function runDemo(outer: Context, opts: DemoOptions): Promise<ExitCo
   const verified = await runRecordsVerify(ctx, { dir: records, config: undefined, approvers: [] });
   if (verified !== Exit.ok) throw new RespaldoError('the demo records did not verify', { exitCode: Exit.internal });
 
-  say(`\n9. build the site from the records\n$ RESPALDO_RECORDS=${rel(records)} RESPALDO_SITE_OUT=${rel(join(root, 'site'))} npm run site:build`);
-  const pkg = fileURLToPath(new URL('../../../', import.meta.url));
-  const built = await runTool(join(pkg, 'node_modules/.bin/astro'), ['build', '--silent'], {
-    cwd: pkg,
-    env: { ...ctx.env, RESPALDO_RECORDS: records, RESPALDO_SITE_OUT: join(root, 'site'), ASTRO_TELEMETRY_DISABLED: '1' },
-  }).catch((e: Error) => ({ code: 1, signal: null, stderr: e.message }));
-  if (built.code !== 0) throw new RespaldoError(`the site build failed: ${built.stderr.split('\n').slice(-5).join('\n')}`, { exitCode: Exit.internal });
+  say(`\n9. build the site from the records\n$ respaldo site build --records ${rel(records)} --out ${rel(join(root, 'site'))}`);
+  await buildSite(ctx, { records, out: join(root, 'site'), cache: join(root, 'site-cache'), strict: false, now: undefined, timezone: undefined, approvers: [] });
 
   const firstRecord = join(records, 'hosts', HOST, String(ctx.now().getUTCFullYear()), '00000002-backup.yaml');
   say(

@@ -13,7 +13,8 @@ import { parseHead, problemText } from '../../schemas/request.js';
 import { DEFAULT_CONFIG, loadConfig } from '../config.js';
 import type { Context } from '../context.js';
 import { Exit, usageError, type ExitCode } from '../errors.js';
-import { readTrust, type Trust } from '../trust.js';
+import { readTrust } from '../trust.js';
+import type { Trust } from '../../schemas/trust.js';
 
 export interface RecordsVerifyOptions {
   dir: string | undefined;

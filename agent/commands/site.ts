@@ -1,0 +1,202 @@
+/**
+ * `respaldo site build` and `respaldo site watch`: the compliance site, built by Astro from a
+ * records folder alone. This command reads what only git can tell (the trust policy's
+ * history, which approvals and checkpoints count: agent/trust.ts) and hands it to the site
+ * as JSON; the site (site/) reads and checks the records itself, through schemas/, with a
+ * cache keyed by each file's digest so that a rebuild checks only what is new.
+ *
+ * The site is built into a fresh folder and put in place of the old one only when the build
+ * succeeded: a failed or `--strict` build leaves the previous site as it was.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseFile, request as requestSchema } from '../../schemas/request.js';
+import { digestOf } from '../../schemas/record.js';
+import type { Trust } from '../../schemas/trust.js';
+import { parseZoned } from '../../schemas/zoned.js';
+import type { Context } from '../context.js';
+import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
+import { runTool } from '../exec.js';
+import { readTrust } from '../trust.js';
+
+export interface SiteOptions {
+  records: string | undefined;
+  out: string | undefined;
+  cache: string | undefined;
+  strict: boolean;
+  /** Judge schedules as of this time instead of now (an audit "as of" a date). */
+  now: string | undefined;
+  timezone: string | undefined;
+  approvers: string[];
+}
+
+/** Marks a folder as a site respaldo built, so that a rebuild may replace it. */
+const MARKER = 'respaldo-site.json';
+const PKG = fileURLToPath(new URL('../../../', import.meta.url));
+
+export interface SiteBuilt {
+  out: string;
+  records: number;
+  genuine: number;
+  broken: number;
+  cached: number;
+  problems: string[];
+  seconds: number;
+}
+
+/**
+ * Outside git, the requests are still shown, read from the files; no approval can count
+ * there, since only a signed commit makes one.
+ */
+async function filesOnly(dir: string, trust: Trust): Promise<Trust> {
+  const names = await readdir(join(dir, 'requests')).catch(() => [] as string[]);
+  for (const name of names.sort()) {
+    const path = `requests/${name}`;
+    const bytes = await readFile(join(dir, path)).catch(() => Buffer.alloc(0));
+    const id = name.replace(/\.yaml$/, '');
+    const parsed = /^REQ-\d{4}-\d{4}\.yaml$/.test(name) ? parseFile(path, bytes.toString('utf8'), requestSchema) : undefined;
+    trust.requests.push({ id, path, request: parsed?.ok ? parsed.value : undefined, digest: digestOf(bytes), problems: parsed === undefined ? [{ path, line: undefined, field: undefined, message: 'a request file is named REQ-YYYY-NNNN.yaml' }] : parsed.ok ? [] : parsed.problems });
+  }
+  for (const name of (await readdir(join(dir, 'approvals')).catch(() => [] as string[])).sort())
+    trust.approvals.push({ id: name.replace(/\.yaml$/, ''), path: `approvals/${name}`, approval: undefined, valid: false, reason: 'the records folder is not a git checkout: who signed this approval cannot be checked', commit: undefined, key: undefined, principal: undefined, date: undefined });
+  return trust;
+}
+
+function cacheFor(dir: string, env: NodeJS.ProcessEnv): string {
+  const base = env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'respaldo', 'site', createHash('sha256').update(dir).digest('hex').slice(0, 16));
+}
+
+/** A folder the build may replace: missing, empty, or a site it built before. */
+function replaceable(out: string): boolean {
+  if (!existsSync(out)) return true;
+  if (!statSync(out).isDirectory()) return false;
+  const names = readdirSync(out);
+  return names.length === 0 || names.includes(MARKER);
+}
+
+export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBuilt> {
+  const started = Date.now();
+  const dir = resolve(ctx.cwd, opts.records ?? 'records');
+  if (!existsSync(join(dir, 'policy')) && !existsSync(join(dir, 'hosts')))
+    throw usageError(`${dir} is not a records folder (it has neither policy/ nor hosts/)`, 'pass --records DIR: a clone of the records repository');
+  const out = resolve(ctx.cwd, opts.out ?? 'site-dist');
+  if (!replaceable(out)) throw usageError(`${out} is not empty and is not a site respaldo built (no ${MARKER}): refusing to replace it`, 'pass --out with a new or empty folder');
+  const cache = resolve(ctx.cwd, opts.cache ?? cacheFor(dir, ctx.env));
+  let now: string | undefined;
+  if (opts.now) {
+    const at = parseZoned(opts.now, opts.timezone ?? 'America/Mexico_City');
+    if (!at) throw usageError(`--now ${opts.now}: not a time`, 'write it as 2026-11-25 09:00, or in UTC as 2026-11-25T15:00:00Z');
+    now = at.toISOString();
+  }
+  if (opts.timezone) {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: opts.timezone });
+    } catch {
+      throw usageError(`--timezone ${opts.timezone}: not a time zone`, 'use an IANA name such as America/Mexico_City');
+    }
+  }
+  await mkdir(cache, { recursive: true });
+  const read = await readTrust(dir, { approvers: opts.approvers, env: ctx.env });
+  const trust = read.git ? read : await filesOnly(dir, read);
+  const trustFile = join(cache, 'trust.json');
+  await writeFile(trustFile, JSON.stringify(trust));
+  await rm(join(cache, 'summary.json'), { force: true });
+
+  const staging = join(dirname(out), `.${basename(out)}.building-${process.pid}`);
+  await rm(staging, { recursive: true, force: true });
+  const env: NodeJS.ProcessEnv = {
+    ...ctx.env,
+    ASTRO_TELEMETRY_DISABLED: '1',
+    RESPALDO_RECORDS: dir,
+    RESPALDO_SITE_OUT: staging,
+    RESPALDO_SITE_CACHE: cache,
+    RESPALDO_TRUST: trustFile,
+    RESPALDO_STRICT: opts.strict ? '1' : '0',
+    ...(now ? { RESPALDO_NOW: now } : {}),
+    ...(opts.timezone ? { RESPALDO_TIMEZONE: opts.timezone } : {}),
+  };
+  const built = await runTool(process.execPath, ['--max-old-space-size=3072', join(PKG, 'node_modules/astro/astro.js'), 'build', '--silent'], { cwd: PKG, env, signal: ctx.signal }).catch((e: Error) => ({ code: 1, signal: null, stderr: e.message }));
+  const summary = (() => {
+    try {
+      return JSON.parse(readFileSync(join(cache, 'summary.json'), 'utf8')) as Omit<SiteBuilt, 'out' | 'seconds'>;
+    } catch {
+      return undefined;
+    }
+  })();
+  if (built.code !== 0) {
+    await rm(staging, { recursive: true, force: true });
+    if (opts.strict && summary && summary.problems.length > 0)
+      throw new RespaldoError(`--strict: the site was not built, because the records are not all genuine (${summary.broken} of ${summary.records} records broken):\n${summary.problems.slice(0, 30).map((p) => `  ${p}`).join('\n')}${summary.problems.length > 30 ? `\n  … and ${summary.problems.length - 30} more` : ''}`, { exitCode: Exit.partial, hint: `the previous site in ${out} is untouched; build without --strict to see every problem marked on the site` });
+    throw new RespaldoError(`the site build failed:\n${built.stderr.trim().split('\n').slice(-12).join('\n')}`, { exitCode: Exit.internal, hint: `the previous site in ${out} is untouched` });
+  }
+  const result: SiteBuilt = { out, records: summary?.records ?? 0, genuine: summary?.genuine ?? 0, broken: summary?.broken ?? 0, cached: summary?.cached ?? 0, problems: summary?.problems ?? [], seconds: (Date.now() - started) / 1000 };
+  // Astro leaves its server-side modules next to the pages; they are not part of the site.
+  for (const name of await readdir(staging)) if (name.endsWith('.mjs')) await rm(join(staging, name), { force: true });
+  await writeFile(join(staging, MARKER), `${JSON.stringify({ records: dir, built: new Date().toISOString(), records_total: result.records, genuine: result.genuine, broken: result.broken }, null, 1)}\n`);
+  // Swap the new site in; the old one goes only once the new one is in place.
+  const old = `${staging}.old`;
+  if (existsSync(out)) await rename(out, old);
+  await rename(staging, out);
+  await rm(old, { recursive: true, force: true });
+  return result;
+}
+
+function report(ctx: Context, r: SiteBuilt): void {
+  ctx.reporter.event({ type: 'info', message: `site: ${r.records} records (${r.genuine} genuine, ${r.broken} broken; ${r.cached} checked before) → ${join(r.out, 'index.html')} in ${r.seconds.toFixed(1)} s` });
+  if (r.problems.length > 0) ctx.reporter.event({ type: 'warning', message: `the site shows ${r.problems.length} problem(s), marked on every page: ${r.problems.slice(0, 5).join('; ')}${r.problems.length > 5 ? '; …' : ''}` });
+}
+
+export async function runSiteBuild(ctx: Context, opts: SiteOptions): Promise<ExitCode> {
+  const r = await buildSite(ctx, opts);
+  report(ctx, r);
+  return Exit.ok;
+}
+
+/** Rebuilds whenever a file of the records folder changes (JAA's workstation), until interrupted. */
+export async function runSiteWatch(ctx: Context, opts: SiteOptions, ready?: () => void): Promise<ExitCode> {
+  const { watch } = await import('chokidar');
+  const dir = resolve(ctx.cwd, opts.records ?? 'records');
+  const build = async () => {
+    try {
+      report(ctx, await buildSite(ctx, opts));
+    } catch (e) {
+      if (ctx.signal.aborted) return;
+      ctx.reporter.event({ type: 'warning', message: e instanceof RespaldoError ? `${e.message}${e.hint ? `\n${e.hint}` : ''}` : String(e) });
+    }
+  };
+  await build();
+  const watcher = watch(dir, { ignoreInitial: true, ignored: (path) => path.includes(`${dir}/.git/`) || path.endsWith('.tmp'), awaitWriteFinish: { stabilityThreshold: 300, pollInterval: 100 } });
+  let running: Promise<void> | undefined;
+  let again = false;
+  let timer: NodeJS.Timeout | undefined;
+  const trigger = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = (async () => {
+        do {
+          again = false;
+          await build();
+        } while (again && !ctx.signal.aborted);
+        running = undefined;
+      })();
+    }, 300);
+  };
+  watcher.on('all', trigger);
+  await new Promise<void>((resolveReady) => watcher.on('ready', () => resolveReady()));
+  ctx.reporter.event({ type: 'info', message: `watching ${dir}; the site is rebuilt on every change (Ctrl-C stops)` });
+  ready?.();
+  await new Promise<void>((done) => ctx.signal.addEventListener('abort', () => done(), { once: true }));
+  clearTimeout(timer);
+  await watcher.close();
+  await running;
+  return Exit.interrupted;
+}
