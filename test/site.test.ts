@@ -9,17 +9,9 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { inodeOf, respaldo, ROOT, tempDir } from './helpers.js';
 
-function buildSite(records: string, out: string): void {
-  execFileSync(join(ROOT, 'node_modules/.bin/astro'), ['build', '--silent'], {
-    cwd: ROOT,
-    env: { ...process.env, RESPALDO_RECORDS: records, RESPALDO_SITE_OUT: out, ASTRO_TELEMETRY_DISABLED: '1' },
-    stdio: 'pipe',
-  });
-}
-
-/** The rows of the records table: seq, type, status cell text. */
+/** The records on a host's record page: seq, genuine, text. */
 function rows(html: string): { seq: number; genuine: boolean; text: string }[] {
-  return [...html.matchAll(/<tr data-seq="(\d+)" data-genuine="(true|false)"[^>]*>([\s\S]*?)<\/tr>/g)].map((m) => ({ seq: Number(m[1]), genuine: m[2] === 'true', text: m[3]!.replace(/<[^>]+>/g, ' ') }));
+  return [...html.matchAll(/<article class="record[^"]*" id="[^"]+" data-seq="(\d+)" data-genuine="(true|false)">([\s\S]*?)<\/article>/g)].map((m) => ({ seq: Number(m[1]), genuine: m[2] === 'true', text: m[3]!.replace(/<[^>]+>/g, ' ') }));
 }
 
 describe('demo and site', () => {
@@ -64,25 +56,27 @@ describe('demo and site', () => {
 
     const html = readFileSync(join(dir, 'site/index.html'), 'utf8');
     expect(html).toContain('data-integrity="intact"');
-    expect(html).toContain('22 registros, todos con firma válida y cadena íntegra.');
-    expect(html).toContain('SIN SOLICITUD / unrequested');
-    const list = rows(html);
-    expect(list.map((row) => row.seq)).toEqual(Array.from({ length: 22 }, (_, i) => 22 - i));
+    expect(html).not.toContain('class="banner"');
+    expect(html).toContain('<strong>22</strong><span lang="es">registros íntegros</span>');
+    expect(html).toMatch(/data-repo="demo-web01\/server-config" data-state="unrequested"/);
+    const list = rows(readFileSync(join(dir, 'site/records/demo-web01/1.html'), 'utf8'));
+    expect(list.map((row) => row.seq)).toEqual(Array.from({ length: 22 }, (_, i) => i + 1));
     expect(list.every((row) => row.genuine)).toBe(true);
-    expect(list.find((row) => row.seq === 4)!.text).toMatch(/uploads \(files\): 17 archivos/);
+    expect(list.find((row) => row.seq === 4)!.text).toMatch(/repository\s+uploads[\s\S]*size\.files\s+17/);
   });
 
-  it('marks a tampered record and says so on the page instead of dropping it', () => {
+  it('marks a tampered record and says so on the page instead of dropping it', async () => {
     const records = join(tempDir(), 'records');
     execFileSync('cp', ['-a', join(dir, 'records'), records]);
     const year = readdirSync(join(records, 'hosts/demo-web01'))[0]!;
     const file = join(records, 'hosts/demo-web01', year, '00000003-backup.yaml');
     writeFileSync(file, readFileSync(file, 'utf8').replace('kind: source', 'kind: files'));
     const out = join(tempDir(), 'site');
-    buildSite(records, out);
+    const built = await respaldo(['site', 'build', '--records', records, '--out', out, '--cache', join(tempDir(), 'cache')]);
+    expect(built.code, built.stderr).toBe(0);
     expect(existsSync(join(out, 'index.html'))).toBe(true);
-    const html = readFileSync(join(out, 'index.html'), 'utf8');
-    expect(html).toContain('data-integrity="broken"');
+    expect(readFileSync(join(out, 'index.html'), 'utf8')).toContain('data-integrity="broken"');
+    const html = readFileSync(join(out, 'records/demo-web01/1.html'), 'utf8');
     const list = rows(html);
     expect(list).toHaveLength(22);
     expect(list.find((row) => row.seq === 3)).toMatchObject({ genuine: false });
