@@ -28,7 +28,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
-const FORMAT = 1; // bump when the generated records change shape: bench/site.mjs then regenerates
+export const FORMAT = 1; // bump when the generated records change shape: bench/site.mjs then regenerates
 const DAY_MS = 86_400_000;
 const CSC = 'csc-01';
 const TZ = 'America/Mexico_City';
@@ -816,7 +816,7 @@ async function generate(opts) {
     d0 = endDay - days;
     d1 = endDay - 1;
     const hosts = hostConfigs(opts.seed, hostCount, d0, days);
-    state = { format: FORMAT, seed: opts.seed, startDay: d0, lastDay: d1, hosts, heads: {}, requestCounters: {}, restores: [], records: 0, counts: {} };
+    state = { format: FORMAT, seed: opts.seed, asked: { records: opts.records, days: opts.days ?? null, hosts: opts.hosts ?? null, end: opts.end.toISOString() }, startDay: d0, lastDay: d1, generatedLastDay: d1, hosts, heads: {}, requestCounters: {}, restores: [], records: 0, counts: {} };
     keys = new Map([...hosts.map((h) => h.name), CSC, 'jaa'].map((n) => [n, describeKey(lib, seededKey(opts.seed, n))]));
     mkdirSync(join(out, 'policy'), { recursive: true });
     mkdirSync(join(out, 'requests'), { recursive: true });
@@ -993,9 +993,9 @@ options: --dist DIR (compiled respaldo, default dist/), --workers N (default: th
          afterwards with verifyRecordsFolder), --validate all|sample (parseRecord on every record, the default, or on
          a sample and the record schemas on every record's data: faster), --json (summary as JSON), --quiet`;
 
-if (!isMainThread) {
+if (!isMainThread && workerData?.hosts) {
   await workerMain();
-} else {
+} else if (isMainThread && process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const { values } = parseArgs({
     options: {
       records: { type: 'string' },

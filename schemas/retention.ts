@@ -19,6 +19,7 @@
  */
 import { compareSnapshotIds, parseDuration } from './common.js';
 import type { Retention } from './config.js';
+import { offsetAt } from './zoned.js';
 
 export interface Kept {
   id: string;
@@ -52,13 +53,21 @@ export function snapshotTime(id: string): Date {
   return new Date(Date.UTC(y, mo - 1, d, h, mi, s));
 }
 
+/** Zone offsets by quarter hour (every zone's changes fall on one): Intl is slow, and a prune or a site build asks often. */
+const QUARTER = 15 * 60_000;
+const offsets = new Map<string, Map<number, number>>();
+
 /** The periods a moment falls in, on the wall clock of `timeZone`, as comparable keys. */
 function periodsIn(timeZone: string): (at: Date) => Record<Period, number> {
-  const format = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit' });
+  let cache = offsets.get(timeZone);
+  if (!cache) offsets.set(timeZone, (cache = new Map()));
+  const known = cache;
   return (at) => {
-    const p: Record<string, number> = {};
-    for (const part of format.formatToParts(at)) if (part.type !== 'literal') p[part.type] = Number(part.value);
-    const [y, mo, d, h] = [p.year!, p.month!, p.day!, p.hour!];
+    const quarter = Math.floor(at.getTime() / QUARTER);
+    let offset = known.get(quarter);
+    if (offset === undefined) known.set(quarter, (offset = offsetAt(timeZone, quarter * QUARTER)));
+    const wall = new Date(at.getTime() + offset);
+    const [y, mo, d, h] = [wall.getUTCFullYear(), wall.getUTCMonth() + 1, wall.getUTCDate(), wall.getUTCHours()];
     return { hour: ((y * 100 + mo) * 100 + d) * 100 + h, day: (y * 100 + mo) * 100 + d, week: isoWeek(y, mo, d), month: y * 100 + mo, year: y };
   };
 }

@@ -3,9 +3,13 @@
  * 11:29 in the host's `timezone` (or the system's), and every answer says which zone it used.
  */
 
+const formats = new Map<string, Intl.DateTimeFormat>();
+
 function parts(date: Date, timeZone: string): Record<string, number> {
+  let format = formats.get(timeZone);
+  if (!format) formats.set(timeZone, (format = new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })));
   const out: Record<string, number> = {};
-  for (const p of new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' }).formatToParts(date))
+  for (const p of format.formatToParts(date))
     if (p.type !== 'literal') out[p.type] = Number(p.value);
   return out;
 }

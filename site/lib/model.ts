@@ -68,6 +68,8 @@ export interface RepoView {
   receipt: Entry<'receipt'> | undefined;
   anomalies: string[];
   retention: Retention | undefined;
+  /** The newest genuine copy at CSC of each snapshot, by snapshot id. */
+  copyOf: Map<string, Entry<'copy'>>;
 }
 
 export interface HostView {
@@ -274,7 +276,7 @@ export function buildModel(input: ModelInput): Model {
     const key = `${host}/${name}`;
     let r = repos.get(key);
     if (!r) {
-      r = { host, name, kind, request: undefined, plan: planOf(kind, undefined), state: 'never', schedule: 'never', nextDue: undefined, since: Infinity, backups: [], failures: [], copies: [], receipts: [], verifies: [], restores: [], prunes: [], loans: [], lastGood: undefined, lastFailure: undefined, copy: undefined, receipt: undefined, anomalies: [], retention: undefined };
+      r = { host, name, kind, request: undefined, plan: planOf(kind, undefined), state: 'never', schedule: 'never', nextDue: undefined, since: Infinity, backups: [], failures: [], copies: [], receipts: [], verifies: [], restores: [], prunes: [], loans: [], lastGood: undefined, lastFailure: undefined, copy: undefined, receipt: undefined, anomalies: [], retention: undefined, copyOf: new Map() };
       repos.set(key, r);
     }
     return r;
@@ -346,9 +348,10 @@ export function buildModel(input: ModelInput): Model {
     repo.lastFailure = repo.failures.filter((f) => f.status.genuine && f.record.stage !== 'restore').at(-1);
     const judged = repoState({ approved: repo.request !== undefined, lastGood: repo.lastGood?.t, lastFailure: repo.lastFailure?.t, plan: repo.plan, now: input.now });
     Object.assign(repo, judged);
+    for (const c of repo.copies) if (c.status.genuine && c.record.verified.result === 'ok') repo.copyOf.set(c.record.snapshot.id, c);
     if (repo.lastGood) {
       const id = repo.lastGood.record.snapshot.id;
-      repo.copy = repo.copies.filter((c) => c.status.genuine && c.record.snapshot.id === id && c.record.verified.result === 'ok').at(-1);
+      repo.copy = repo.copyOf.get(id);
       const receipt = receipts.get(`${repo.host}/${repo.name}/${id}`);
       repo.receipt = receipt?.status.genuine ? receipt : undefined;
       const size = repo.lastGood.record.verification.size;
@@ -406,8 +409,9 @@ export function formPages(model: Model): Map<string, FormPage[]> {
   const out = new Map<string, FormPage[]>();
   const clock = model.clock;
   const today = clock.day(model.now);
-  const all = model.hosts.flatMap((h) => h.report.records).filter((s) => s.record);
-  const firstDay = all.length > 0 ? clock.day(Math.min(...all.map((s) => Date.parse(s.record!.at)))) : today;
+  let first = Infinity;
+  for (const h of model.hosts) for (const s of h.report.records) if (s.record) first = Math.min(first, Date.parse(s.record.at));
+  const firstDay = first === Infinity ? today : clock.day(first);
   for (const form of FORMS) {
     const pages = new Map<string, FormPage>();
     const page = (day: Day): FormPage => {

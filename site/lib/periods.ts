@@ -22,18 +22,19 @@ export interface Period {
 
 const HOUR = 3_600_000;
 const DAY_MS = 24 * HOUR;
+const QUARTER = 15 * 60_000;
 
-/** Wall-clock reading of instants in one zone; the offset is looked up once per hour of time. */
+/** Wall-clock reading of instants in one zone; the offset is looked up once per quarter hour (every zone's changes fall on one). */
 export class Clock {
   private readonly offsets = new Map<number, number>();
   constructor(readonly timeZone: string) {}
 
   offset(ms: number): number {
-    const hour = Math.floor(ms / HOUR);
-    let o = this.offsets.get(hour);
+    const quarter = Math.floor(ms / QUARTER);
+    let o = this.offsets.get(quarter);
     if (o === undefined) {
-      o = offsetAt(this.timeZone, hour * HOUR);
-      this.offsets.set(hour, o);
+      o = offsetAt(this.timeZone, quarter * QUARTER);
+      this.offsets.set(quarter, o);
     }
     return o;
   }

@@ -99,10 +99,10 @@ const th = (es: string, en: string, cls = '') => `<th scope="col"${cls ? ` class
 /** The JAA copy and the CSC copy of a backup, with their labels. */
 function copiesOf(model: Model, from: string, b: Entry<'backup'>, repo: RepoView | undefined): [string, string] {
   const jaa = `${esc(b.record.snapshot.target === 'primary' ? 'JAA' : 'CSC')}: <code title="${esc(b.record.snapshot.location)}">${esc(b.record.snapshot.id)}</code>`;
-  const copy = repo?.copies.filter((c) => c.record.snapshot.id === b.record.snapshot.id && c.status.genuine).at(-1);
+  const copy = repo?.copyOf.get(b.record.snapshot.id);
   const receipt = model.receipts.get(`${b.record.host}/${b.record.repository}/${b.record.snapshot.id}`);
   const csc = copy
-    ? `${esc(copy.record.label)} (${copy.record.verified.result === 'ok' ? t('verificada', 'verified') : `<span class="bad">${t('falló', 'failed')}</span>`})${receipt ? `<br>${t('acuse', 'receipt')} ${recordLink(from, receipt.status)}` : `<br><span class="bad">${t('sin acuse', 'no receipt')}</span>`}`
+    ? `${esc(copy.record.label)} (${t('verificada', 'verified')})${receipt ? `<br>${t('acuse', 'receipt')} ${recordLink(from, receipt.status)}` : `<br><span class="bad">${t('sin acuse', 'no receipt')}</span>`}`
     : `<span class="bad">${t('sin copia en CSC', 'not at CSC')}</span>`;
   return [jaa, csc];
 }
@@ -414,7 +414,7 @@ export function repoPage(model: Model, from: string, repo: RepoView): string {
     .map((b) => {
       const r = b.record;
       const receipt = model.receipts.get(`${repo.host}/${repo.name}/${r.snapshot.id}`);
-      const copy = repo.copies.filter((c) => c.record.snapshot.id === r.snapshot.id).at(-1);
+      const copy = repo.copyOf.get(r.snapshot.id);
       return `<tr data-row="backup"${b.status.genuine ? '' : ' class="gap"'}><td>${when(model.clock, b.t)}</td><td><code>${esc(r.snapshot.id)}</code></td><td class="num">${bytes(r.size.bytes)}</td><td class="num">${r.previous ? signedBytes(r.size.bytes - r.previous.bytes) : '—'}</td><td>${levelText(r.verification.level)}</td><td>${copy ? recordLink(from, copy.status, copy.record.label) : `<span class="bad">${t('pendiente', 'pending')}</span>`}</td><td>${receipt ? recordLink(from, receipt.status) : '—'}</td><td>${TRIGGER(r.trigger, r.operator)}</td><td>${recordLink(from, b.status)}</td></tr>`;
     })
     .join('\n');
