@@ -137,8 +137,11 @@ export function parseAllowedSigners(text: string): AllowedSignersFile {
 }
 
 /** OpenSSH's match_pattern: `*` and `?` wildcards. */
+const patterns = new Map<string, RegExp>();
 function matchPattern(text: string, pattern: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  if (!/[*?]/.test(pattern)) return text === pattern;
+  let re = patterns.get(pattern);
+  if (!re) patterns.set(pattern, (re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`)));
   return re.test(text);
 }
 

@@ -256,7 +256,9 @@ export function verifyRecordsFolder(root: string, fs: FolderFs, policy?: PolicyT
     if (!entry.isFile()) strays.push({ path, code: 'unexpected-file', severity: 'error', message: 'not a regular file: records are plain files, never links' });
     else {
       const host = path.split('/')[1]!;
-      byHost.set(host, [...(byHost.get(host) ?? []), path]);
+      const list = byHost.get(host);
+      if (list) list.push(path);
+      else byHost.set(host, [path]);
     }
   }
   const reports = [...byHost.keys()].sort().map((host) => verifyChain(host, byHost.get(host)!.map((path) => ({ path, bytes: read(path) ?? Buffer.alloc(0) })), signers, memo));

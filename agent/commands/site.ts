@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +36,8 @@ export interface SiteOptions {
 
 /** Marks a folder as a site respaldo built, so that a rebuild may replace it. */
 const MARKER = 'respaldo-site.json';
+/** The key of every record page, so that the next build can take the unchanged ones (site/lib/load.ts). */
+const PAGES = 'respaldo-pages.json';
 const PKG = fileURLToPath(new URL('../../../', import.meta.url));
 
 export interface SiteBuilt {
@@ -44,6 +46,8 @@ export interface SiteBuilt {
   genuine: number;
   broken: number;
   cached: number;
+  /** Record pages taken unchanged from the previous build. */
+  reused: number;
   problems: string[];
   seconds: number;
 }
@@ -64,6 +68,20 @@ async function filesOnly(dir: string, trust: Trust): Promise<Trust> {
   for (const name of (await readdir(join(dir, 'approvals')).catch(() => [] as string[])).sort())
     trust.approvals.push({ id: name.replace(/\.yaml$/, ''), path: `approvals/${name}`, approval: undefined, valid: false, reason: 'the records folder is not a git checkout: who signed this approval cannot be checked', commit: undefined, key: undefined, principal: undefined, date: undefined });
   return trust;
+}
+
+/** What the pages are made by: the site's and the schemas' sources and Astro's settings. A page is reused only from a build by the same code. */
+function siteCode(): string {
+  const hash = createHash('sha256');
+  for (const root of ['site', 'schemas']) {
+    const names = readdirSync(join(PKG, root), { recursive: true, encoding: 'utf8' }).filter((n) => !n.endsWith('.test.ts')).sort();
+    for (const name of names) {
+      const path = join(PKG, root, name);
+      if (statSync(path).isFile()) hash.update(`${root}/${name}\0`).update(readFileSync(path));
+    }
+  }
+  for (const name of ['astro.config.mjs', 'package.json']) hash.update(readFileSync(join(PKG, name)));
+  return hash.digest('hex');
 }
 
 function cacheFor(dir: string, env: NodeJS.ProcessEnv): string {
@@ -117,13 +135,15 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
     RESPALDO_SITE_CACHE: cache,
     RESPALDO_TRUST: trustFile,
     RESPALDO_STRICT: opts.strict ? '1' : '0',
+    RESPALDO_SITE_CODE: siteCode(),
+    ...(existsSync(join(out, PAGES)) ? { RESPALDO_SITE_PREVIOUS: out } : {}),
     ...(now ? { RESPALDO_NOW: now } : {}),
     ...(opts.timezone ? { RESPALDO_TIMEZONE: opts.timezone } : {}),
   };
-  const built = await runTool(process.execPath, ['--max-old-space-size=3072', join(PKG, 'node_modules/astro/astro.js'), 'build', '--silent'], { cwd: PKG, env, signal: ctx.signal }).catch((e: Error) => ({ code: 1, signal: null, stderr: e.message }));
+  const built = await runTool(process.execPath, ['--max-old-space-size=1200', join(PKG, 'node_modules/astro/astro.js'), 'build', '--silent'], { cwd: PKG, env, signal: ctx.signal }).catch((e: Error) => ({ code: 1, signal: null, stderr: e.message }));
   const summary = (() => {
     try {
-      return JSON.parse(readFileSync(join(cache, 'summary.json'), 'utf8')) as Omit<SiteBuilt, 'out' | 'seconds'>;
+      return JSON.parse(readFileSync(join(cache, 'summary.json'), 'utf8')) as Omit<SiteBuilt, 'out' | 'seconds' | 'reused'>;
     } catch {
       return undefined;
     }
@@ -134,7 +154,14 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
       throw new RespaldoError(`--strict: the site was not built, because the records are not all genuine (${summary.broken} of ${summary.records} records broken):\n${summary.problems.slice(0, 30).map((p) => `  ${p}`).join('\n')}${summary.problems.length > 30 ? `\n  … and ${summary.problems.length - 30} more` : ''}`, { exitCode: Exit.partial, hint: `the previous site in ${out} is untouched; build without --strict to see every problem marked on the site` });
     throw new RespaldoError(`the site build failed:\n${built.stderr.trim().split('\n').slice(-12).join('\n')}`, { exitCode: Exit.internal, hint: `the previous site in ${out} is untouched` });
   }
-  const result: SiteBuilt = { out, records: summary?.records ?? 0, genuine: summary?.genuine ?? 0, broken: summary?.broken ?? 0, cached: summary?.cached ?? 0, problems: summary?.problems ?? [], seconds: (Date.now() - started) / 1000 };
+  // Record pages unchanged since the previous build come from it, as hard links (the old folder goes after the swap).
+  const pages = JSON.parse(await readFile(join(cache, 'pages.json'), 'utf8')) as { keys: Record<string, string>; reuse: string[] };
+  for (const path of pages.reuse) {
+    await mkdir(dirname(join(staging, path)), { recursive: true });
+    await link(join(out, path), join(staging, path)).catch(() => copyFile(join(out, path), join(staging, path)));
+  }
+  await writeFile(join(staging, PAGES), JSON.stringify({ keys: pages.keys }));
+  const result: SiteBuilt = { out, records: summary?.records ?? 0, genuine: summary?.genuine ?? 0, broken: summary?.broken ?? 0, cached: summary?.cached ?? 0, reused: pages.reuse.length, problems: summary?.problems ?? [], seconds: (Date.now() - started) / 1000 };
   // Astro leaves its server-side modules next to the pages; they are not part of the site.
   for (const name of await readdir(staging)) if (name.endsWith('.mjs')) await rm(join(staging, name), { force: true });
   await writeFile(join(staging, MARKER), `${JSON.stringify({ records: dir, built: new Date().toISOString(), records_total: result.records, genuine: result.genuine, broken: result.broken }, null, 1)}\n`);
@@ -147,7 +174,7 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
 }
 
 function report(ctx: Context, r: SiteBuilt): void {
-  ctx.reporter.event({ type: 'info', message: `site: ${r.records} records (${r.genuine} genuine, ${r.broken} broken; ${r.cached} checked before) → ${join(r.out, 'index.html')} in ${r.seconds.toFixed(1)} s` });
+  ctx.reporter.event({ type: 'info', message: `site: ${r.records} records (${r.genuine} genuine, ${r.broken} broken; ${r.cached} checked before; ${r.reused} record pages unchanged) → ${join(r.out, 'index.html')} in ${r.seconds.toFixed(1)} s` });
   if (r.problems.length > 0) ctx.reporter.event({ type: 'warning', message: `the site shows ${r.problems.length} problem(s), marked on every page: ${r.problems.slice(0, 5).join('; ')}${r.problems.length > 5 ? '; …' : ''}` });
 }
 

@@ -7,8 +7,10 @@ import type { RecordStatus } from '../../schemas/chain.js';
 import type { Clock } from './periods.js';
 
 const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const SPECIAL = /[&<>"']/;
 export function esc(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"']/g, (c) => ESC[c]!);
+  const text = String(value ?? '');
+  return SPECIAL.test(text) ? text.replace(/[&<>"']/g, (c) => ESC[c]!) : text;
 }
 
 /** Spanish first, English second; the page's switch shows one of them. */

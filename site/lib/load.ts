@@ -17,46 +17,70 @@ import type { ParsedRecord } from '../../schemas/record.js';
 import { parseFile, problemText } from '../../schemas/request.js';
 import type { SshsigCheck } from '../../schemas/sshsig.js';
 import type { Trust } from '../../schemas/trust.js';
-import { buildModel, formPages, type FormPage, type Model } from './model.js';
+import { RECORDS_PER_PAGE, recordBlock } from './html.js';
+import { buildModel, formPages, type FormPage, type HostView, type Model } from './model.js';
 
 /** Bump when what the cache holds changes shape or meaning (a schema change that reads records differently). */
-const CACHE_FORMAT = 'respaldo-site-cache/1';
+const CACHE_FORMAT = 'respaldo-site-cache/2';
 
 type StoredCheck = { ok: true; publicKey: string; fingerprint: string } | { ok: false; reason: string; publicKey?: string; fingerprint?: string };
-interface CacheFile {
-  format: string;
-  parsed: Record<string, ParsedRecord>;
-  signatures: Record<string, StoredCheck>;
-}
+/** One line of the cache: a record's parse by its digest, or a signature check by the record's and the signature's digests. */
+type CacheLine = { d: string; p: ParsedRecord } | { k: string; s: StoredCheck };
 
-/** A memo that remembers parses and signature checks by digest, and keeps only what was used. */
+/**
+ * A memo that remembers parses and signature checks by digest in an append-only file of JSON
+ * lines: a rebuild appends only what is new, and the file is rewritten with only what was
+ * used once most of it is stale.
+ */
 function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; hits: () => number } {
-  let old: CacheFile = { format: CACHE_FORMAT, parsed: {}, signatures: {} };
+  const parsed = new Map<string, ParsedRecord>();
+  const checks = new Map<string, StoredCheck>();
+  let lines = 0;
   if (file) {
     try {
-      const read = JSON.parse(fs.readFileSync(file, 'utf8')) as CacheFile;
-      if (read.format === CACHE_FORMAT) old = read;
+      const text = fs.readFileSync(file, 'utf8');
+      const first = text.indexOf('\n');
+      if (text.slice(0, first) === JSON.stringify({ format: CACHE_FORMAT }))
+        for (let at = first + 1; at < text.length; ) {
+          const end = text.indexOf('\n', at);
+          const line = JSON.parse(text.slice(at, end < 0 ? text.length : end)) as CacheLine;
+          if ('d' in line) parsed.set(line.d, line.p);
+          else checks.set(line.k, line.s);
+          lines++;
+          at = end < 0 ? text.length : end + 1;
+        }
     } catch {
       // No cache yet, or an unreadable one: everything is checked afresh.
+      parsed.clear();
+      checks.clear();
+      lines = 0;
     }
   }
-  const next: CacheFile = { format: CACHE_FORMAT, parsed: {}, signatures: {} };
+  const used = new Set<string>();
+  const added: string[] = [];
   let hits = 0;
   const memo: ChainMemo = {
     parse(digest, text) {
-      const known = old.parsed[digest];
-      if (known) hits++;
-      return (next.parsed[digest] = known ?? noMemo.parse(digest, text));
+      used.add(digest);
+      const known = parsed.get(digest);
+      if (known) {
+        hits++;
+        return known;
+      }
+      const result = noMemo.parse(digest, text);
+      parsed.set(digest, result);
+      added.push(JSON.stringify({ d: digest, p: result }));
+      return result;
     },
     verify(digest, bytes, signature): SshsigCheck {
       const key = `${digest} ${createHash('sha256').update(signature).digest('hex')}`;
-      const known = old.signatures[key];
-      if (known) {
-        next.signatures[key] = known;
-        return { ...known, publicKey: known.publicKey === undefined ? undefined : Buffer.from(known.publicKey, 'base64') } as SshsigCheck;
-      }
+      used.add(key);
+      const known = checks.get(key);
+      if (known) return { ...known, publicKey: known.publicKey === undefined ? undefined : Buffer.from(known.publicKey, 'base64') } as SshsigCheck;
       const check = noMemo.verify(digest, bytes, signature);
-      next.signatures[key] = { ...check, publicKey: check.publicKey?.toString('base64') } as StoredCheck;
+      const stored = { ...check, publicKey: check.publicKey?.toString('base64') } as StoredCheck;
+      checks.set(key, stored);
+      added.push(JSON.stringify({ k: key, s: stored }));
       return check;
     },
   };
@@ -64,9 +88,25 @@ function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; 
     memo,
     hits: () => hits,
     save() {
-      if (!file) return;
+      if (!file || added.length === 0) return;
       fs.mkdirSync(dirname(file), { recursive: true });
-      fs.writeFileSync(`${file}.tmp`, JSON.stringify(next));
+      if (lines > 0 && lines + added.length <= 2 * used.size) {
+        fs.appendFileSync(file, `${added.join('\n')}\n`);
+        return;
+      }
+      // Rewrite with only what this build used, a line at a time.
+      const fd = fs.openSync(`${file}.tmp`, 'w');
+      let chunk = `${JSON.stringify({ format: CACHE_FORMAT })}\n`;
+      const flush = (force: boolean) => {
+        if (force || chunk.length > 1 << 20) {
+          fs.writeSync(fd, chunk);
+          chunk = '';
+        }
+      };
+      for (const [d, p] of parsed) if (used.has(d)) (chunk += `${JSON.stringify({ d, p })}\n`), flush(false);
+      for (const [k, c] of checks) if (used.has(k)) (chunk += `${JSON.stringify({ k, s: c })}\n`), flush(false);
+      flush(true);
+      fs.closeSync(fd);
       fs.renameSync(`${file}.tmp`, file);
     },
   };
@@ -84,9 +124,60 @@ function readProcedure(dir: string): { procedure: Procedure | undefined; problem
   return parsed.ok ? { procedure: parsed.value, problem: undefined } : { procedure: undefined, problem: parsed.problems.map(problemText).join('; ') };
 }
 
+/** A page of 200 records of one host: rendered anew, or taken unchanged from the previous build. */
+export interface RecordBlock {
+  host: HostView;
+  block: number;
+  path: string;
+  key: string;
+  reuse: boolean;
+}
+
 export interface Site {
   model: Model;
   forms: Map<string, FormPage[]>;
+  blocks: RecordBlock[];
+}
+
+/**
+ * Record pages are most of the site and, once written, rarely change: a page is taken from
+ * the previous build when everything it shows is the same (each record's bytes and verdict,
+ * its neighbours across the page's edges, the banner, the site's code and settings). The
+ * previous build's keys are in its `respaldo-pages.json`.
+ */
+function recordBlocks(model: Model, env: NodeJS.ProcessEnv): RecordBlock[] {
+  const previous = env.RESPALDO_SITE_PREVIOUS;
+  let before: Record<string, string> = {};
+  if (previous) {
+    try {
+      before = (JSON.parse(fs.readFileSync(join(previous, 'respaldo-pages.json'), 'utf8')) as { keys: Record<string, string> }).keys;
+    } catch {
+      before = {};
+    }
+  }
+  const common = JSON.stringify([env.RESPALDO_SITE_CODE ?? String(Date.now()), model.clock.timeZone, model.recordsDir, model.broken]);
+  const out: RecordBlock[] = [];
+  for (const host of model.hosts) {
+    const records = host.report.records;
+    const blocks = Math.ceil((records.at(-1)?.seq ?? 0) / RECORDS_PER_PAGE);
+    const byBlock = new Map<number, number[]>();
+    records.forEach((r, i) => {
+      const b = recordBlock(r.seq);
+      const list = byBlock.get(b);
+      if (list) list.push(i);
+      else byBlock.set(b, [i]);
+    });
+    for (let block = 1; block <= blocks; block++) {
+      const hash = createHash('sha256').update(common);
+      const at = byBlock.get(block) ?? [];
+      const edges = [records[(at[0] ?? 0) - 1], records[(at.at(-1) ?? -2) + 1]];
+      for (const s of [...at.map((i) => records[i]!), ...edges]) if (s) hash.update(`\n${s.seq} ${s.type} ${s.path} ${s.digest} ${s.genuine} ${s.signer} ${JSON.stringify(s.problems)}`);
+      const key = hash.digest('hex');
+      const path = `records/${host.host}/${block}.html`;
+      out.push({ host, block, path, key, reuse: previous !== undefined && before[path] === key && fs.existsSync(join(previous, path)) });
+    }
+  }
+  return out;
 }
 
 let site: Site | undefined;
@@ -97,17 +188,22 @@ export function loadSite(env: NodeJS.ProcessEnv = process.env): Site {
   const started = Date.now();
   const dir = resolve(env.RESPALDO_RECORDS ?? 'records');
   const cacheDir = env.RESPALDO_SITE_CACHE;
-  const cache = cachedMemo(cacheDir ? join(cacheDir, 'records.json') : undefined);
+  const cache = cachedMemo(cacheDir ? join(cacheDir, 'records.ndjson') : undefined);
   const trust = env.RESPALDO_TRUST ? (JSON.parse(fs.readFileSync(env.RESPALDO_TRUST, 'utf8')) as Trust) : undefined;
   const folder = verifyRecordsFolder(dir, fs, trust?.git ? trust.policy : undefined, cache.memo);
+  const verified = Date.now();
   cache.save();
   const { procedure, problem } = readProcedure(dir);
   const now = env.RESPALDO_NOW ? new Date(env.RESPALDO_NOW) : new Date();
   const model = buildModel({ folder, trust, procedure, procedureProblem: problem, recordsDir: dir, now, timeZone: env.RESPALDO_TIMEZONE || 'America/Mexico_City' });
-  const summary = { records: folder.total, genuine: folder.total - folder.broken, broken: folder.broken, cached: cache.hits(), problems: model.problems.map((p) => `${p.where}: ${p.en}`), loadMs: Date.now() - started };
+  const summary = { records: folder.total, genuine: folder.total - folder.broken, broken: folder.broken, cached: cache.hits(), problems: model.problems.map((p) => `${p.where}: ${p.en}`), ms: { verify: verified - started, model: Date.now() - verified } };
   if (cacheDir) fs.writeFileSync(join(cacheDir, 'summary.json'), JSON.stringify(summary, null, 1));
   if (env.RESPALDO_STRICT === '1' && model.broken)
     throw new Error(`--strict: the records are not all genuine (${folder.broken} of ${folder.total} records broken; ${model.problems.length} problem(s)):\n${summary.problems.slice(0, 20).join('\n')}`);
-  site = { model, forms: formPages(model) };
+  const blocks = recordBlocks(model, env);
+  if (cacheDir) fs.writeFileSync(join(cacheDir, 'pages.json'), JSON.stringify({ keys: Object.fromEntries(blocks.map((b) => [b.path, b.key])), reuse: blocks.filter((b) => b.reuse).map((b) => b.path) }));
+  const modelled = Date.now();
+  site = { model, forms: formPages(model), blocks };
+  if (cacheDir) fs.writeFileSync(join(cacheDir, 'summary.json'), JSON.stringify({ ...summary, ms: { ...summary.ms, forms: Date.now() - modelled } }, null, 1));
   return site;
 }

@@ -234,25 +234,37 @@ export function gapsOf(repo: RepoView, clock: Clock, windowFirst: Day, today: Da
 
 const nextDay = (d: Day) => new Date(Date.parse(`${d}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
 
-/** When each kept snapshot leaves under the rules, if backups go on as scheduled: simulated run by run. */
+/**
+ * When each kept snapshot leaves under the rules, if backups go on as scheduled: simulated
+ * run by run for 30 runs, then a week of runs at a time (a later expiry is known to the week).
+ */
 export function expiries(ids: string[], rules: Retention, plan: Plan, timeZone: string, now: Date, steps = 400): Map<string, Date | undefined> {
   const out = new Map<string, Date | undefined>();
   let current = [...ids];
   const alive = new Set(current);
   let last = current.length > 0 ? snapshotTime(current.at(-1)!) : now;
-  for (let i = 0; i < steps && alive.size > 0; i++) {
-    last = plan.next(last);
-    const id = last.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, '');
-    current.push(id);
-    const kept = new Set(applyRetention(current, rules, timeZone, last).keep.map((k) => k.id));
-    for (const s of [...alive]) if (!kept.has(s)) {
-      out.set(s, last);
-      alive.delete(s);
+  for (let i = 0; i < steps && alive.size > 0; ) {
+    const stride = i < 30 ? 1 : 7;
+    for (let k = 0; k < stride; k++, i++) {
+      last = plan.next(last);
+      current.push(last.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, ''));
     }
+    const kept = new Set(applyRetention(current, rules, timeZone, last).keep.map((k) => k.id));
+    for (const s of [...alive])
+      if (!kept.has(s)) {
+        out.set(s, last);
+        alive.delete(s);
+      }
     current = current.filter((s) => kept.has(s));
   }
   for (const s of alive) out.set(s, undefined);
   return out;
+}
+
+function add<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
 function entry<T extends AnyRecord['type']>(status: RecordStatus): Entry<T> {
@@ -288,16 +300,16 @@ export function buildModel(input: ModelInput): Model {
       if (!record) continue;
       const e = entry(status);
       const request = 'request' in record && typeof record.request === 'string' && record.request !== 'unrequested' ? record.request : undefined;
-      if (request && status.genuine) executedBy.set(request, [...(executedBy.get(request) ?? []), e]);
+      if (request && status.genuine) add(executedBy, request, e);
       if (record.type === 'receipt') {
         receipts.set(`${record.origin}/${record.repository}/${record.snapshot}`, e as Entry<'receipt'>);
-        others.set(report.host, [...(others.get(report.host) ?? []), e]);
+        add(others, report.host, e);
         continue;
       }
       const name = repoOf(record);
       const kind = kindOf(record);
       if (!name || !kind) {
-        others.set(report.host, [...(others.get(report.host) ?? []), e]);
+        add(others, report.host, e);
         continue;
       }
       const repo = repoFor(report.host, name, kind);
@@ -325,7 +337,7 @@ export function buildModel(input: ModelInput): Model {
           repo.loans.push(e as Entry<'media-loan'>);
           break;
         default:
-          others.set(report.host, [...(others.get(report.host) ?? []), e]);
+          add(others, report.host, e);
       }
     }
   }
@@ -386,7 +398,8 @@ export function buildModel(input: ModelInput): Model {
     for (const p of report.problems.filter((x) => x.severity === 'error')) problems.push({ where: p.path, es: `${p.code}: ${p.message}`, en: `${p.code}: ${p.message}` });
   for (const f of findings.filter((x) => x.result !== 'ok')) problems.push({ where: f.path, es: f.message, en: f.message });
   if (trust?.policy.anchor) for (const c of trust.checkpoints.filter((x) => !x.valid)) problems.push({ where: c.path, es: `punto de control que ya no cuenta: ${c.reason ?? ''}`, en: `checkpoint that no longer counts: ${c.reason ?? ''}` });
-  for (const a of trust?.approvals.filter((x) => !x.valid) ?? []) problems.push({ where: a.path, es: `aprobación que no cuenta: ${a.reason ?? ''}`, en: `approval that does not count: ${a.reason ?? ''}` });
+  // Outside git no approval can be checked: the requests page says so for each, the integrity page once.
+  if (trust?.git) for (const a of trust.approvals.filter((x) => !x.valid)) problems.push({ where: a.path, es: `aprobación que no cuenta: ${a.reason ?? ''}`, en: `approval that does not count: ${a.reason ?? ''}` });
   for (const line of trust?.policy.ignored ?? []) problems.push({ where: 'policy/', es: `cambio de política ignorado: ${line}`, en: `policy change ignored: ${line}` });
   if (input.procedureProblem) problems.push({ where: 'policy/procedure.yaml', es: input.procedureProblem, en: input.procedureProblem });
 

@@ -64,6 +64,7 @@ export function panel(model: Model, from: string): string {
     })
     .join('\n');
   return `<h1>${t('Panel de respaldos', 'Backup dashboard')}</h1>
+<p>${t('Estado al', 'State as of')} ${when(model.clock, model.now)} (${esc(model.clock.timeZone)}, ${esc(model.clock.offsetText(model.now))}).</p>
 <ul class="totals">${totals.map(([n, es, en]) => `<li><strong>${n}</strong>${t(es, en)}</li>`).join('')}</ul>
 <table class="panel">
 <caption class="muted">${t('Cada servidor y repositorio con su estado: al día, toca hoy, atrasado, falló, nunca respaldado o sin solicitud.', 'Every host and repository with its state: ok, due, overdue, failed, never backed up or unrequested.')}</caption>
@@ -330,16 +331,22 @@ ${history}`;
 }
 
 /** A year of days as squares: green with a backup, red with a failure. */
+let calendarDays: { now: Date; days: Day[] } | undefined;
 function calendar(model: Model, backups: number[], failures: number[]): string {
   const today = model.clock.day(model.now);
-  const start = addDays(periodOf('week', addDays(today, -364)).first, 0);
+  const start = periodOf('week', addDays(today, -364)).first;
+  if (calendarDays?.now !== model.now) {
+    const days: Day[] = [];
+    for (let d = start; d <= today; d = addDays(d, 1)) days.push(d);
+    calendarDays = { now: model.now, days };
+  }
   const b = new Map<Day, number>();
   const f = new Map<Day, number>();
   for (const x of backups) b.set(model.clock.day(x), (b.get(model.clock.day(x)) ?? 0) + 1);
   for (const x of failures) f.set(model.clock.day(x), (f.get(model.clock.day(x)) ?? 0) + 1);
   let cells = '';
   let days = 0;
-  for (let d = start; d <= today; d = addDays(d, 1)) {
+  for (const d of calendarDays.days) {
     const nb = b.get(d) ?? 0;
     const nf = f.get(d) ?? 0;
     days += nb > 0 ? 1 : 0;
