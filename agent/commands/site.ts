@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { copyFile, link, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -140,7 +140,16 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
     ...(now ? { RESPALDO_NOW: now } : {}),
     ...(opts.timezone ? { RESPALDO_TIMEZONE: opts.timezone } : {}),
   };
-  const built = await runTool(process.execPath, ['--max-old-space-size=1200', join(PKG, 'node_modules/astro/astro.js'), 'build', '--silent'], { cwd: PKG, env, signal: ctx.signal }).catch((e: Error) => ({ code: 1, signal: null, stderr: e.message }));
+  // Astro puts its working modules in ./.astro of the folder it runs in (the output being elsewhere):
+  // a folder of this build's own, below node_modules so that they find their packages, lets two builds run at once.
+  await mkdir(join(PKG, 'node_modules/.cache'), { recursive: true });
+  const work = await mkdtemp(join(PKG, 'node_modules/.cache/respaldo-site-'));
+  // Astro empties ./.astro of its modules when done and then reads it again: it must not vanish.
+  await mkdir(join(work, '.astro'));
+  await writeFile(join(work, '.astro/keep'), '');
+  const built = await runTool(process.execPath, ['--max-old-space-size=1200', join(PKG, 'node_modules/astro/astro.js'), 'build', '--silent', '--root', PKG], { cwd: work, env, signal: ctx.signal })
+    .catch((e: Error) => ({ code: 1, signal: null, stderr: e.message }))
+    .finally(() => rm(work, { recursive: true, force: true }));
   const summary = (() => {
     try {
       return JSON.parse(readFileSync(join(cache, 'summary.json'), 'utf8')) as Omit<SiteBuilt, 'out' | 'seconds' | 'reused'>;

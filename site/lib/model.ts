@@ -236,7 +236,8 @@ const nextDay = (d: Day) => new Date(Date.parse(`${d}T00:00:00Z`) + 86_400_000).
 
 /**
  * When each kept snapshot leaves under the rules, if backups go on as scheduled: simulated
- * run by run for 30 runs, then a week of runs at a time (a later expiry is known to the week).
+ * run by run for 14 runs, then 7 runs at a time up to 91, then 30 at a time (a later expiry
+ * is known to the week, then to the month).
  */
 export function expiries(ids: string[], rules: Retention, plan: Plan, timeZone: string, now: Date, steps = 400): Map<string, Date | undefined> {
   const out = new Map<string, Date | undefined>();
@@ -244,7 +245,7 @@ export function expiries(ids: string[], rules: Retention, plan: Plan, timeZone: 
   const alive = new Set(current);
   let last = current.length > 0 ? snapshotTime(current.at(-1)!) : now;
   for (let i = 0; i < steps && alive.size > 0; ) {
-    const stride = i < 30 ? 1 : 7;
+    const stride = i < 14 ? 1 : i < 91 ? 7 : 30;
     for (let k = 0; k < stride; k++, i++) {
       last = plan.next(last);
       current.push(last.toISOString().replace(/[-:]/g, '').replace(/\.\d+/, ''));

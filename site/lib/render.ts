@@ -299,7 +299,7 @@ ${form.kinds.length ? (gaps.length ? `<table><caption>${t('Huecos: periodos sin 
 <p>${t('Cada formato se conserva un año (tabla 6.0). Un periodo sin el respaldo que pedía el calendario es un hueco visible, no una ausencia.', 'Every form is kept one year (table 6.0). A period without the backup its schedule asked for is a visible gap, not an absence.')}</p>
 ${sections}
 <h2>${t('Instantáneas conservadas y cuándo vencen', 'Snapshots kept and when they expire')}</h2>
-<p class="muted">${t('Según las reglas de retención del repositorio, si los respaldos siguen su calendario. Los registros nunca se borran.', 'Under the repository\'s retention rules, if backups go on as scheduled. Records are never pruned.')}</p>
+<p class="muted">${t('Según las reglas de retención del repositorio, si los respaldos siguen su calendario: la fecha es exacta en los próximos 14 respaldos, y después aproximada a 7 y luego a 30 respaldos. Los registros nunca se borran.', 'Under the repository\'s retention rules, if backups go on as scheduled: the date is exact within the next 14 backups, then to within 7, then 30 backups. Records are never pruned.')}</p>
 <table><thead><tr>${th('Servidor', 'Host')}${th('Repositorio', 'Repository')}${th('Reglas', 'Rules')}${th('Conservadas', 'Kept')}${th('Instantánea → vence', 'Snapshot → expires')}</tr></thead><tbody>${snaps}</tbody></table>`;
 }
 
@@ -391,8 +391,12 @@ function eventRows(model: Model, from: string, entries: Entry[], describe: (e: E
     .join('\n');
 }
 
+/** How many of a list a host or repository page shows, newest first; every one is on the forms and the record pages. */
+const SHOWN = 60;
+const more = (n: number) => (n > SHOWN ? `<p class="muted">${t(`Se muestran los ${SHOWN} más recientes de ${n}; todos están en los formatos y en las páginas de registros.`, `The newest ${SHOWN} of ${n} are shown; all are on the forms and the record pages.`)}</p>` : '');
+
 function eventTable(model: Model, from: string, title: [string, string], entries: Entry[], describe: (e: Entry) => string): string {
-  return `<h2>${t(...title)} <span class="muted">(${entries.length})</span></h2>${entries.length ? `<table><thead><tr>${th('Fecha', 'Date')}${th('Detalle', 'Detail')}${th('Registro', 'Record')}</tr></thead><tbody>${eventRows(model, from, entries.slice(-200), describe)}</tbody></table>${entries.length > 200 ? `<p class="muted">${t('Se muestran los 200 más recientes; todos están en las páginas de registros.', 'The newest 200 are shown; all are on the record pages.')}</p>` : ''}` : `<p>${t('Ninguno.', 'None.')}</p>`}`;
+  return `<h2>${t(...title)} <span class="muted">(${entries.length})</span></h2>${entries.length ? `<table><thead><tr>${th('Fecha', 'Date')}${th('Detalle', 'Detail')}${th('Registro', 'Record')}</tr></thead><tbody>${eventRows(model, from, entries.slice(-SHOWN), describe)}</tbody></table>${more(entries.length)}` : `<p>${t('Ninguno.', 'None.')}</p>`}`;
 }
 
 export function hostPage(model: Model, from: string, host: HostView): string {
@@ -416,7 +420,7 @@ ${eventTable(model, from, ['Otros registros del servidor', 'Other records of the
 export function repoPage(model: Model, from: string, repo: RepoView): string {
   currentModel = model;
   const backupRowsHtml = repo.backups
-    .slice(-366)
+    .slice(-SHOWN)
     .reverse()
     .map((b) => {
       const r = b.record;
@@ -431,7 +435,7 @@ export function repoPage(model: Model, from: string, repo: RepoView): string {
 <h2>${t('Calendario de respaldos', 'Backup calendar')}</h2>${calendar(model, repo.backups.filter((b) => b.status.genuine).map((b) => b.t), repo.failures.map((f) => f.t))}
 <h2>${t('Tamaño de las instantáneas (4.2.1)', 'Snapshot size (4.2.1)')}</h2>${sizeChart(model, repo)}
 <h2>${t('Respaldos', 'Backups')} <span class="muted">(${repo.backups.length})</span></h2>
-<table><thead><tr>${th('Fecha', 'Date')}${th('Instantánea', 'Snapshot')}${th('Tamaño', 'Size', 'num')}${th('Diferencia', 'Difference', 'num')}${th('Verificación', 'Verification')}${th('Copia CSC', 'CSC copy')}${th('Acuse', 'Receipt')}${th('Ejecución', 'Run')}${th('Registro', 'Record')}</tr></thead><tbody>${backupRowsHtml || `<tr><td colspan="9">${t('Nunca respaldado.', 'Never backed up.')}</td></tr>`}</tbody></table>
+<table><thead><tr>${th('Fecha', 'Date')}${th('Instantánea', 'Snapshot')}${th('Tamaño', 'Size', 'num')}${th('Diferencia', 'Difference', 'num')}${th('Verificación', 'Verification')}${th('Copia CSC', 'CSC copy')}${th('Acuse', 'Receipt')}${th('Ejecución', 'Run')}${th('Registro', 'Record')}</tr></thead><tbody>${backupRowsHtml || `<tr><td colspan="9">${t('Nunca respaldado.', 'Never backed up.')}</td></tr>`}</tbody></table>${more(repo.backups.length)}
 ${eventTable(model, from, ['Verificaciones', 'Verifications'], repo.verifies, (e) => { const v = (e as Entry<'verify'>).record; return `${esc(v.reason)}, ${esc(v.target)}: ${v.snapshots.length} ${t('instantáneas', 'snapshots')}, ${esc(v.read.data)}; ${v.snapshots.some((s) => s.result === 'failed') ? state('failed') : state('passed')}`; })}
 ${eventTable(model, from, ['Copias a CSC', 'Copies to CSC'], repo.copies, (e) => { const c = (e as Entry<'copy'>).record; return `${esc(c.label)}: ${c.verified.result === 'ok' ? state('passed') : state('failed')}${c.repair ? ` ${t('reparación', 'repair')}` : ''}`; })}
 ${eventTable(model, from, ['Recuperaciones', 'Restores'], repo.restores, (e) => { const r = (e as Entry<'restore'>).record; return `${esc(r.reason)} → <code>${esc(r.destination)}</code>: ${r.result === 'ok' ? state('passed') : state('failed')}`; })}
