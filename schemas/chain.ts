@@ -52,8 +52,8 @@ export interface RecordStatus {
   at: string | undefined;
   prev: string | null | undefined;
   digest: string;
-  /** The file's text, as signed. */
-  text: string;
+  /** The file's bytes, as signed (kept off the JavaScript heap). */
+  bytes: Buffer;
   record: AnyRecord | undefined;
   signer: string | undefined;
   /** True when the record's own checks and its link to the previous record all hold. */
@@ -115,7 +115,7 @@ export function verifyChain(host: string, files: HostFile[], signers: AllowedSig
       at: header?.at,
       prev: header?.prev,
       digest,
-      text,
+      bytes: f.bytes,
       record: parsed.ok ? parsed.record : undefined,
       signer: undefined,
       genuine: true,

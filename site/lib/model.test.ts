@@ -14,7 +14,7 @@ let seq = 0;
 function status(type: string, at: string, fields: Record<string, unknown>, genuine = true): RecordStatus {
   seq++;
   const record = { schema: 'respaldo/v1', type, host: 'web01', seq, prev: digest(seq - 1), at, ...fields };
-  return { path: `hosts/web01/${at.slice(0, 4)}/${String(seq).padStart(8, '0')}-${type}.yaml`, seq, type, at, prev: record.prev, digest: digest(seq), text: '', record: record as never, signer: 'SHA256:x', genuine, problems: genuine ? [] : [{ path: '', seq, code: 'edited', severity: 'error', message: 'edited' }] };
+  return { path: `hosts/web01/${at.slice(0, 4)}/${String(seq).padStart(8, '0')}-${type}.yaml`, seq, type, at, prev: record.prev, digest: digest(seq), bytes: Buffer.alloc(0), record: record as never, signer: 'SHA256:x', genuine, problems: genuine ? [] : [{ path: '', seq, code: 'edited', severity: 'error', message: 'edited' }] };
 }
 
 function backup(repository: string, kind: string, at: string, bytes = 1000, extra: Record<string, unknown> = {}): RecordStatus {

@@ -480,7 +480,7 @@ function record(model: Model, from: string, s: RecordStatus, prev: RecordStatus 
 <p>${s.at ? when(model.clock, s.at) : ''} · <code>${esc(s.path)}</code></p>
 ${errors.length ? `<ul class="bad">${errors.map((p) => `<li>${esc(p.code)}: ${esc(p.message)}</li>`).join('')}</ul>` : ''}
 <dl class="fields"><dt>${t('Firma', 'Signature')}</dt><dd>${s.signer ? `${t('llave', 'key')} <code>${esc(s.signer)}</code>` : `<span class="bad">${t('no verificada', 'not verified')}</span>`}</dd><dt>${t('Cadena', 'Chain')}</dt><dd>${chain}</dd><dt>sha256</dt><dd><code>${esc(s.digest)}</code></dd><dt>${t('Anterior / siguiente', 'Previous / next')}</dt><dd>${link(prev, 'prev')} · ${link(next, 'next')}</dd>${dl}</dl>
-<details><summary>${t('YAML tal como se firmó', 'The YAML as signed')}</summary><pre>${esc(s.text)}</pre></details>
+<details><summary>${t('YAML tal como se firmó', 'The YAML as signed')}</summary><pre>${esc(s.bytes.toString('utf8'))}</pre></details>
 <p>${t('Compruébelo a mano, en la carpeta de registros', 'Check it by hand, in the records folder')}:</p><pre><code>${esc(cmd)}</code></pre>
 </article>`;
 }
