@@ -147,7 +147,7 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
   // Astro empties ./.astro of its modules when done and then reads it again: it must not vanish.
   await mkdir(join(work, '.astro'));
   await writeFile(join(work, '.astro/keep'), '');
-  const built = await runTool(process.execPath, ['--max-old-space-size=1200', join(PKG, 'node_modules/astro/astro.js'), 'build', '--silent', '--root', PKG], { cwd: work, env, signal: ctx.signal })
+  const built = await runTool(process.execPath, ['--max-old-space-size=1100', join(PKG, 'node_modules/astro/astro.js'), 'build', '--silent', '--root', PKG], { cwd: work, env, signal: ctx.signal })
     .catch((e: Error) => ({ code: 1, signal: null, stderr: e.message }))
     .finally(() => rm(work, { recursive: true, force: true }));
   const summary = (() => {

@@ -57,7 +57,25 @@ function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; 
     }
   }
   const used = new Set<string>();
-  const added: string[] = [];
+  // What is new goes to the end of the file as it comes, a megabyte at a time, not held until the end.
+  let pending = '';
+  let fd: number | undefined;
+  let added = 0;
+  const append = (line: string) => {
+    added++;
+    pending += `${line}\n`;
+    if (pending.length > 1 << 20) flush();
+  };
+  const flush = () => {
+    if (!file || pending === '') return;
+    if (fd === undefined) {
+      fs.mkdirSync(dirname(file), { recursive: true });
+      fd = lines > 0 ? fs.openSync(file, 'a') : fs.openSync(file, 'w');
+      if (lines === 0) fs.writeSync(fd, `${JSON.stringify({ format: CACHE_FORMAT })}\n`);
+    }
+    fs.writeSync(fd, pending);
+    pending = '';
+  };
   let hits = 0;
   const memo: ChainMemo = {
     parse(digest, text) {
@@ -69,7 +87,7 @@ function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; 
       }
       const result = noMemo.parse(digest, text);
       parsed.set(digest, result);
-      added.push(JSON.stringify({ d: digest, p: result }));
+      append(JSON.stringify({ d: digest, p: result }));
       return result;
     },
     verify(digest, bytes, signature): SshsigCheck {
@@ -80,7 +98,7 @@ function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; 
       const check = noMemo.verify(digest, bytes, signature);
       const stored = { ...check, publicKey: check.publicKey?.toString('base64') } as StoredCheck;
       checks.set(key, stored);
-      added.push(JSON.stringify({ k: key, s: stored }));
+      append(JSON.stringify({ k: key, s: stored }));
       return check;
     },
   };
@@ -88,25 +106,22 @@ function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; 
     memo,
     hits: () => hits,
     save() {
-      if (!file || added.length === 0) return;
-      fs.mkdirSync(dirname(file), { recursive: true });
-      if (lines > 0 && lines + added.length <= 2 * used.size) {
-        fs.appendFileSync(file, `${added.join('\n')}\n`);
-        return;
-      }
-      // Rewrite with only what this build used, a line at a time.
-      const fd = fs.openSync(`${file}.tmp`, 'w');
+      flush();
+      if (fd !== undefined) fs.closeSync(fd);
+      if (!file || lines + added <= 2 * used.size) return;
+      // Mostly stale: rewrite with only what this build used, a line at a time.
+      const out = fs.openSync(`${file}.tmp`, 'w');
       let chunk = `${JSON.stringify({ format: CACHE_FORMAT })}\n`;
-      const flush = (force: boolean) => {
+      const write = (force: boolean) => {
         if (force || chunk.length > 1 << 20) {
-          fs.writeSync(fd, chunk);
+          fs.writeSync(out, chunk);
           chunk = '';
         }
       };
-      for (const [d, p] of parsed) if (used.has(d)) (chunk += `${JSON.stringify({ d, p })}\n`), flush(false);
-      for (const [k, c] of checks) if (used.has(k)) (chunk += `${JSON.stringify({ k, s: c })}\n`), flush(false);
-      flush(true);
-      fs.closeSync(fd);
+      for (const [d, p] of parsed) if (used.has(d)) (chunk += `${JSON.stringify({ d, p })}\n`), write(false);
+      for (const [k, c] of checks) if (used.has(k)) (chunk += `${JSON.stringify({ k, s: c })}\n`), write(false);
+      write(true);
+      fs.closeSync(out);
       fs.renameSync(`${file}.tmp`, file);
     },
   };
