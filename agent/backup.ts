@@ -17,7 +17,7 @@ import type { RepositoryHistory } from './history.js';
 import { buildManifest, checkSnapshot, EarlyHasher } from './manifest.js';
 import { workHeader, type Appended, type RecordStore } from './records.js';
 import { pathRedactor, type Redact } from './redact.js';
-import { formatBytes } from './report.js';
+import { formatBytes } from '../schemas/common.js';
 import { databaseSource } from './sources/database.js';
 import { filesSource } from './sources/files.js';
 import { gitRepositories, gitSource } from './sources/git.js';

@@ -10,7 +10,7 @@
 import type { RepositoryKind } from '../schemas/common.js';
 import type { DeviceConfig } from '../schemas/config.js';
 import type { SnapshotSummary } from '../schemas/snapshot.js';
-import { formatBytes } from './report.js';
+import { formatBytes } from '../schemas/common.js';
 import { stickerPdf, stickerSvg, type Sticker, type StickerRow } from './sticker.js';
 import { offsetAt } from '../schemas/zoned.js';
 

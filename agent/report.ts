@@ -4,6 +4,7 @@
  * success, a short summary on stderr when something failed or needs a look), or JSON lines.
  */
 import type { Writable } from 'node:stream';
+import { formatBytes } from '../schemas/common.js';
 
 export type ReportEvent =
   | { type: 'repo-start'; repository: string; kind: string; snapshot: string }
@@ -36,16 +37,6 @@ export interface Reporter {
   close(): void;
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}
 
 function describe(e: ReportEvent): string | undefined {
   switch (e.type) {

@@ -71,16 +71,6 @@ const snapshotIdAt = (ms) => `${iso(ms).replace(/[-:]/g, '').slice(0, 15)}Z`;
 const dayOf = (ms) => Math.floor(ms / DAY_MS);
 const dateOf = (day) => iso(day * DAY_MS).slice(0, 10);
 
-function formatBytes(n) {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
-}
 
 // ---------------------------------------------------------------------------------------
 // The site: hosts and their repositories (chosen once, kept in DIR.gen.json)
@@ -374,7 +364,7 @@ function hostDay(ctx, host, day, emit, restoresByDay) {
     if (check.result === 'warning')
       warnings.push({
         code: check.change_percent < 0 ? 'size-shrank' : 'size-grew',
-        message: `total size went from ${formatBytes(check.previous_bytes)} to ${formatBytes(check.bytes)} (${check.change_percent > 0 ? '+' : ''}${check.change_percent}%), past the ${
+        message: `total size went from ${ctx.formatBytes(check.previous_bytes)} to ${ctx.formatBytes(check.bytes)} (${check.change_percent > 0 ? '+' : ''}${check.change_percent}%), past the ${
           check.change_percent < 0 ? `shrink warning of 20%: check that nothing was deleted by mistake (clause 4.2.1)` : `growth warning of 100%: check that nothing unexpected was added, such as a dump or a log left in the folder (clause 4.2.1)`
         }`,
       });
@@ -575,13 +565,14 @@ async function loadDist(dist) {
   const retention = await import(url('schemas/retention.js'));
   const request = await import(url('schemas/request.js'));
   const keys = await import(url('agent/keys.js'));
+  const common = await import(url('schemas/common.js'));
   let version = '0.1.0';
   try {
     version = (await import(url('agent/version.js'))).VERSION ?? version;
   } catch {
     // a dist tree outside a package: the version is only a field of the enrolments
   }
-  return { ...record, ...sshsig, applyRetention: retention.applyRetention, request, allowedSignersLine: keys.allowedSignersLine, VERSION: version };
+  return { ...record, ...sshsig, formatBytes: common.formatBytes, applyRetention: retention.applyRetention, request, allowedSignersLine: keys.allowedSignersLine, VERSION: version };
 }
 
 const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -643,7 +634,7 @@ async function workerMain() {
   const { dist, out, seed, startDay, d0, d1, hosts, pems, heads, restores } = workerData;
   const lib = await loadDist(dist);
   const keys = new Map(Object.entries(pems).map(([name, pem]) => [name, describeKey(lib, createPrivateKey(pem))]));
-  const ctx = { seed, startDay, applyRetention: lib.applyRetention, enrolmentBody: enrolmentBodyFor(lib, keys) };
+  const ctx = { seed, startDay, applyRetention: lib.applyRetention, formatBytes: lib.formatBytes, enrolmentBody: enrolmentBodyFor(lib, keys) };
   const counts = {};
   const writers = new Map(hosts.map((h) => [h.name, chainWriter(lib, out, h.name, keys.get(h.name), heads[h.name], counts)]));
   const restoresByDay = new Map();
@@ -826,7 +817,7 @@ async function generate(opts) {
   }
 
   const hosts = state.hosts;
-  const ctx = { seed: state.seed, startDay: state.startDay, applyRetention: lib.applyRetention };
+  const ctx = { seed: state.seed, startDay: state.startDay, applyRetention: lib.applyRetention, formatBytes: lib.formatBytes };
   // Restores and their requests (asked the day before, approved the same day).
   const restores = planRestores(ctx, hosts, d0, d1, !append);
   for (const r of restores) {

@@ -68,3 +68,15 @@ export const percent = z.union([
     .regex(/^\d+(\.\d+)?%$/, 'a percentage such as "20%"')
     .transform((s) => Number(s.slice(0, -1))),
 ]);
+
+/** "1.5 GiB": sizes as the reports, labels and the site write them. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 ? v : v.toFixed(1)} ${units[u]}`;
+}

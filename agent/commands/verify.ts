@@ -13,7 +13,7 @@ import { atRestStateOf, readAtRestStates, verifyAtRest, type DataRead, type Role
 import type { Context } from '../context.js';
 import { Exit, RespaldoError, usageError, withHint, type ExitCode } from '../errors.js';
 import { lockAndRecover, openHost, operatorName, publishRecords } from '../host.js';
-import { formatBytes } from '../report.js';
+import { formatBytes } from '../../schemas/common.js';
 import { openSecondary } from '../secondary-rsyncd.js';
 import type { Secondary } from '../secondary.js';
 import { openPrimary } from '../remote-target.js';

@@ -4,6 +4,7 @@
  * Everything a record says goes through `esc`: a tampered record is shown, never run.
  */
 import type { RecordStatus } from '../../schemas/chain.js';
+import { formatBytes } from '../../schemas/common.js';
 import type { Clock } from './periods.js';
 
 const ESC: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -51,15 +52,7 @@ export function recordLink(from: string, s: RecordStatus, label?: string): strin
 }
 
 export function bytes(n: number | null | undefined): string {
-  if (n === null || n === undefined) return '—';
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+  return n === null || n === undefined ? '—' : formatBytes(n);
 }
 
 export function signedBytes(n: number): string {

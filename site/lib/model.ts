@@ -262,6 +262,12 @@ export function expiries(ids: string[], rules: Retention, plan: Plan, timeZone: 
   return out;
 }
 
+/** The list of a repository's page that holds records of a type. */
+function listOf(repo: RepoView, type: AnyRecord['type']): Entry[] | undefined {
+  const lists: Partial<Record<AnyRecord['type'], Entry[]>> = { backup: repo.backups, failure: repo.failures, copy: repo.copies, verify: repo.verifies, restore: repo.restores, prune: repo.prunes, 'media-loan': repo.loans };
+  return lists[type];
+}
+
 function add<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   const list = map.get(key);
   if (list) list.push(value);
@@ -315,31 +321,9 @@ export function buildModel(input: ModelInput): Model {
       }
       const repo = repoFor(report.host, name, kind);
       repo.since = Math.min(repo.since, e.t);
-      switch (record.type) {
-        case 'backup':
-          repo.backups.push(e as Entry<'backup'>);
-          break;
-        case 'failure':
-          repo.failures.push(e as Entry<'failure'>);
-          break;
-        case 'copy':
-          repo.copies.push(e as Entry<'copy'>);
-          break;
-        case 'verify':
-          repo.verifies.push(e as Entry<'verify'>);
-          break;
-        case 'restore':
-          repo.restores.push(e as Entry<'restore'>);
-          break;
-        case 'prune':
-          repo.prunes.push(e as Entry<'prune'>);
-          break;
-        case 'media-loan':
-          repo.loans.push(e as Entry<'media-loan'>);
-          break;
-        default:
-          add(others, report.host, e);
-      }
+      const list = listOf(repo, record.type);
+      if (list) list.push(e);
+      else add(others, report.host, e);
     }
   }
 
