@@ -185,6 +185,9 @@ describe('the compliance site in Chromium', () => {
     }
     expect(missing).toEqual([]);
     expect([...seen].sort()).toEqual(pagesOf(site));
+    // Nothing else in the folder but the search index and what the build says of itself.
+    const others = readdirSync(site, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && !e.name.endsWith('.html'));
+    expect(others.map((e) => relative(site, join(e.parentPath, e.name))).sort()).toEqual(['respaldo-pages.json', 'respaldo-site.json', 'search-index.js']);
     // Search, offline: the index is a script next to the page.
     await open('index.html');
     await page.locator('#q').fill('portal-db');

@@ -38,6 +38,7 @@ export interface SiteOptions {
 const MARKER = 'respaldo-site.json';
 /** The key of every record page, so that the next build can take the unchanged ones (site/lib/load.ts). */
 const PAGES = 'respaldo-pages.json';
+const KEEP = 'respaldo-build-keep';
 const PKG = fileURLToPath(new URL('../../../', import.meta.url));
 
 export interface SiteBuilt {
@@ -146,7 +147,7 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
   const work = await mkdtemp(join(PKG, 'node_modules/.cache/respaldo-site-'));
   // Astro empties ./.astro of its modules when done and then reads it again: it must not vanish.
   await mkdir(join(work, '.astro'));
-  await writeFile(join(work, '.astro/keep'), '');
+  await writeFile(join(work, `.astro/${KEEP}`), '');
   const built = await runTool(process.execPath, ['--max-old-space-size=1100', join(PKG, 'node_modules/astro/astro.js'), 'build', '--silent', '--root', PKG], { cwd: work, env, signal: ctx.signal })
     .catch((e: Error) => ({ code: 1, signal: null, stderr: e.message }))
     .finally(() => rm(work, { recursive: true, force: true }));
@@ -171,8 +172,8 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
   }
   await writeFile(join(staging, PAGES), JSON.stringify({ keys: pages.keys }));
   const result: SiteBuilt = { out, records: summary?.records ?? 0, genuine: summary?.genuine ?? 0, broken: summary?.broken ?? 0, cached: summary?.cached ?? 0, reused: pages.reuse.length, problems: summary?.problems ?? [], seconds: (Date.now() - started) / 1000 };
-  // Astro leaves its server-side modules next to the pages; they are not part of the site.
-  for (const name of await readdir(staging)) if (name.endsWith('.mjs')) await rm(join(staging, name), { force: true });
+  // Astro leaves its server-side modules (and copies the file above) next to the pages; they are not part of the site.
+  for (const name of await readdir(staging)) if (name.endsWith('.mjs') || name === KEEP) await rm(join(staging, name), { force: true });
   await writeFile(join(staging, MARKER), `${JSON.stringify({ records: dir, built: new Date().toISOString(), records_total: result.records, genuine: result.genuine, broken: result.broken }, null, 1)}\n`);
   // Swap the new site in; the old one goes only once the new one is in place.
   const old = `${staging}.old`;
