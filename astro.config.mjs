@@ -6,7 +6,7 @@ export default defineConfig({
   srcDir: './site',
   outDir: process.env.RESPALDO_SITE_OUT ?? './site-dist',
   // Each build keeps Vite's and Astro's working files apart, so that two builds can run at once.
-  cacheDir: process.env.RESPALDO_SITE_CACHE ? `${process.env.RESPALDO_SITE_CACHE}/astro` : './node_modules/.astro',
+  cacheDir: process.env.RESPALDO_SITE_RUN ? `${process.env.RESPALDO_SITE_RUN}/astro` : './node_modules/.astro',
   // Plain files an auditor can open from a USB stick or any web server: relative links, styles inline.
   output: 'static',
   build: { format: 'file', inlineStylesheets: 'always' },

@@ -36,8 +36,6 @@ export interface SiteOptions {
 
 /** Marks a folder as a site respaldo built, so that a rebuild may replace it. */
 const MARKER = 'respaldo-site.json';
-/** The key of every record page, so that the next build can take the unchanged ones (site/lib/load.ts). */
-const PAGES = 'respaldo-pages.json';
 const KEEP = 'respaldo-build-keep';
 const PKG = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -120,11 +118,24 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
     }
   }
   await mkdir(cache, { recursive: true });
+  // This build's own files; the cache of parses and checks is shared with other builds.
+  const run = await mkdtemp(join(cache, 'build-'));
+  try {
+    return await buildInto(ctx, opts, { dir, out, cache, run, now, started });
+  } finally {
+    await rm(run, { recursive: true, force: true });
+  }
+}
+
+/** The key, size, time and inode of each record page of the site in `out`, kept in the private cache. */
+const pagesFile = (cache: string, out: string) => join(cache, `pages-${createHash('sha256').update(out).digest('hex').slice(0, 16)}.json`);
+
+async function buildInto(ctx: Context, opts: SiteOptions, b: { dir: string; out: string; cache: string; run: string; now: string | undefined; started: number }): Promise<SiteBuilt> {
+  const { dir, out, cache, run, now, started } = b;
   const read = await readTrust(dir, { approvers: opts.approvers, env: ctx.env });
   const trust = read.git ? read : await filesOnly(dir, read);
-  const trustFile = join(cache, 'trust.json');
+  const trustFile = join(run, 'trust.json');
   await writeFile(trustFile, JSON.stringify(trust));
-  await rm(join(cache, 'summary.json'), { force: true });
 
   const staging = join(dirname(out), `.${basename(out)}.building-${process.pid}`);
   await rm(staging, { recursive: true, force: true });
@@ -134,10 +145,11 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
     RESPALDO_RECORDS: dir,
     RESPALDO_SITE_OUT: staging,
     RESPALDO_SITE_CACHE: cache,
+    RESPALDO_SITE_RUN: run,
     RESPALDO_TRUST: trustFile,
     RESPALDO_STRICT: opts.strict ? '1' : '0',
     RESPALDO_SITE_CODE: siteCode(),
-    ...(existsSync(join(out, PAGES)) ? { RESPALDO_SITE_PREVIOUS: out } : {}),
+    ...(existsSync(join(out, MARKER)) ? { RESPALDO_SITE_PREVIOUS: out, RESPALDO_SITE_PAGES: pagesFile(cache, out) } : {}),
     ...(now ? { RESPALDO_NOW: now } : {}),
     ...(opts.timezone ? { RESPALDO_TIMEZONE: opts.timezone } : {}),
   };
@@ -153,7 +165,7 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
     .finally(() => rm(work, { recursive: true, force: true }));
   const summary = (() => {
     try {
-      return JSON.parse(readFileSync(join(cache, 'summary.json'), 'utf8')) as Omit<SiteBuilt, 'out' | 'seconds' | 'reused'>;
+      return JSON.parse(readFileSync(join(run, 'summary.json'), 'utf8')) as Omit<SiteBuilt, 'out' | 'seconds' | 'reused'>;
     } catch {
       return undefined;
     }
@@ -165,12 +177,11 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
     throw new RespaldoError(`the site build failed:\n${built.stderr.trim().split('\n').slice(-12).join('\n')}`, { exitCode: Exit.internal, hint: `the previous site in ${out} is untouched` });
   }
   // Record pages unchanged since the previous build come from it, as hard links (the old folder goes after the swap).
-  const pages = JSON.parse(await readFile(join(cache, 'pages.json'), 'utf8')) as { keys: Record<string, string>; reuse: string[] };
+  const pages = JSON.parse(await readFile(join(run, 'pages.json'), 'utf8')) as { keys: Record<string, string>; reuse: string[] };
   for (const path of pages.reuse) {
     await mkdir(dirname(join(staging, path)), { recursive: true });
     await link(join(out, path), join(staging, path)).catch(() => copyFile(join(out, path), join(staging, path)));
   }
-  await writeFile(join(staging, PAGES), JSON.stringify({ keys: pages.keys }));
   const result: SiteBuilt = { out, records: summary?.records ?? 0, genuine: summary?.genuine ?? 0, broken: summary?.broken ?? 0, cached: summary?.cached ?? 0, reused: pages.reuse.length, problems: summary?.problems ?? [], seconds: (Date.now() - started) / 1000 };
   // Astro leaves its server-side modules (and copies the file above) next to the pages; they are not part of the site.
   for (const name of await readdir(staging)) if (name.endsWith('.mjs') || name === KEEP) await rm(join(staging, name), { force: true });
@@ -180,6 +191,12 @@ export async function buildSite(ctx: Context, opts: SiteOptions): Promise<SiteBu
   if (existsSync(out)) await rename(out, old);
   await rename(staging, out);
   await rm(old, { recursive: true, force: true });
+  const seen: Record<string, [string, number, number, number]> = {};
+  for (const [path, key] of Object.entries(pages.keys)) {
+    const st = statSync(join(out, path), { throwIfNoEntry: false });
+    if (st) seen[path] = [key, st.size, st.mtimeMs, st.ino];
+  }
+  await writeFile(pagesFile(cache, out), JSON.stringify(seen));
   return result;
 }
 
@@ -207,7 +224,9 @@ export async function runSiteWatch(ctx: Context, opts: SiteOptions, ready?: () =
     }
   };
   await build();
-  const watcher = watch(dir, { ignoreInitial: true, ignored: (path) => path.includes(`${dir}/.git/`) || path.endsWith('.tmp'), awaitWriteFinish: { stabilityThreshold: 300, pollInterval: 100 } });
+  // Git's objects are not watched, but its HEAD and refs are: a signed commit that makes an approval count changes the site.
+  const gitOnly = (path: string) => path.includes(`${dir}/.git/`) && !/\/\.git\/(HEAD|packed-refs|refs(\/.*)?)$/.test(path);
+  const watcher = watch(dir, { ignoreInitial: true, ignored: (path) => gitOnly(path) || path.endsWith('.tmp'), awaitWriteFinish: { stabilityThreshold: 300, pollInterval: 100 } });
   let running: Promise<void> | undefined;
   let again = false;
   let timer: NodeJS.Timeout | undefined;

@@ -27,7 +27,7 @@ export function tHtml(es: string, en: string): string {
 /** A link from the page at `from` (e.g. `hosts/web01.html`) to `to` (from the site's root). */
 export function rel(from: string, to: string): string {
   const depth = from.split('/').length - 1;
-  return `${'../'.repeat(depth)}${to}`;
+  return esc(`${'../'.repeat(depth)}${to}`);
 }
 
 /** Record pages hold 200 records of a host each: `records/web01/3.html` has seq 401–600. */

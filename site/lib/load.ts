@@ -5,7 +5,9 @@
  * wrote as JSON, and the procedure. Every page shares the one model built here.
  *
  * Settings come from the environment, as `respaldo site build` sets them:
- * RESPALDO_RECORDS (default ./records), RESPALDO_TRUST (the trust JSON), RESPALDO_SITE_CACHE,
+ * RESPALDO_RECORDS (default ./records), RESPALDO_TRUST (the trust JSON), RESPALDO_SITE_CACHE (parses
+ * and signature checks), RESPALDO_SITE_RUN (this build's summary and page keys), RESPALDO_SITE_CODE,
+ * RESPALDO_SITE_PREVIOUS and RESPALDO_SITE_PAGES (the previous site and its pages),
  * RESPALDO_NOW, RESPALDO_TIMEZONE (default America/Mexico_City), RESPALDO_STRICT=1.
  */
 import { createHash } from 'node:crypto';
@@ -32,7 +34,9 @@ type CacheLine = { d: string; p: ParsedRecord } | { k: string; s: StoredCheck };
  * lines: a rebuild appends only what is new, and the file is rewritten with only what was
  * used once most of it is stale.
  */
-function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; hits: () => number } {
+function cachedMemo(file: string | undefined, code: string): { memo: ChainMemo; save(): void; hits: () => number } {
+  // What the code that checked them was: a release that reads records differently starts afresh.
+  const header = JSON.stringify({ format: CACHE_FORMAT, code });
   const parsed = new Map<string, ParsedRecord>();
   const checks = new Map<string, StoredCheck>();
   let lines = 0;
@@ -40,7 +44,7 @@ function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; 
     try {
       const text = fs.readFileSync(file, 'utf8');
       const first = text.indexOf('\n');
-      if (text.slice(0, first) === JSON.stringify({ format: CACHE_FORMAT }))
+      if (text.slice(0, first) === header)
         for (let at = first + 1; at < text.length; ) {
           const end = text.indexOf('\n', at);
           const line = JSON.parse(text.slice(at, end < 0 ? text.length : end)) as CacheLine;
@@ -71,7 +75,7 @@ function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; 
     if (fd === undefined) {
       fs.mkdirSync(dirname(file), { recursive: true });
       fd = lines > 0 ? fs.openSync(file, 'a') : fs.openSync(file, 'w');
-      if (lines === 0) fs.writeSync(fd, `${JSON.stringify({ format: CACHE_FORMAT })}\n`);
+      if (lines === 0) fs.writeSync(fd, `${header}\n`);
     }
     fs.writeSync(fd, pending);
     pending = '';
@@ -110,8 +114,9 @@ function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; 
       if (fd !== undefined) fs.closeSync(fd);
       if (!file || lines + added <= 2 * used.size) return;
       // Mostly stale: rewrite with only what this build used, a line at a time.
-      const out = fs.openSync(`${file}.tmp`, 'w');
-      let chunk = `${JSON.stringify({ format: CACHE_FORMAT })}\n`;
+      const tmp = `${file}.${process.pid}.tmp`;
+      const out = fs.openSync(tmp, 'w');
+      let chunk = `${header}\n`;
       const write = (force: boolean) => {
         if (force || chunk.length > 1 << 20) {
           fs.writeSync(out, chunk);
@@ -122,7 +127,7 @@ function cachedMemo(file: string | undefined): { memo: ChainMemo; save(): void; 
       for (const [k, c] of checks) if (used.has(k)) (chunk += `${JSON.stringify({ k, s: c })}\n`), write(false);
       write(true);
       fs.closeSync(out);
-      fs.renameSync(`${file}.tmp`, file);
+      fs.renameSync(tmp, file);
     },
   };
 }
@@ -157,19 +162,30 @@ export interface Site {
 /**
  * Record pages are most of the site and, once written, rarely change: a page is taken from
  * the previous build when everything it shows is the same (each record's bytes and verdict,
- * its neighbours across the page's edges, the banner, the site's code and settings). The
- * previous build's keys are in its `respaldo-pages.json`.
+ * its neighbours across the page's edges, the banner, the site's code and settings) and the
+ * file is still the one that build wrote (its size, time and inode, kept in the private cache
+ * by `respaldo site build`, not in the published folder).
  */
 function recordBlocks(model: Model, env: NodeJS.ProcessEnv): RecordBlock[] {
   const previous = env.RESPALDO_SITE_PREVIOUS;
-  let before: Record<string, string> = {};
-  if (previous) {
+  let before: Record<string, [string, number, number, number]> = {};
+  if (previous && env.RESPALDO_SITE_PAGES) {
     try {
-      before = (JSON.parse(fs.readFileSync(join(previous, 'respaldo-pages.json'), 'utf8')) as { keys: Record<string, string> }).keys;
+      before = JSON.parse(fs.readFileSync(env.RESPALDO_SITE_PAGES, 'utf8')) as typeof before;
     } catch {
       before = {};
     }
   }
+  const unchanged = (path: string, key: string): boolean => {
+    const was = before[path];
+    if (!previous || !was || was[0] !== key) return false;
+    try {
+      const st = fs.statSync(join(previous, path));
+      return st.size === was[1] && st.mtimeMs === was[2] && st.ino === was[3];
+    } catch {
+      return false;
+    }
+  };
   const common = JSON.stringify([env.RESPALDO_SITE_CODE ?? String(Date.now()), model.clock.timeZone, model.recordsDir, model.broken]);
   const out: RecordBlock[] = [];
   for (const host of model.hosts) {
@@ -189,7 +205,7 @@ function recordBlocks(model: Model, env: NodeJS.ProcessEnv): RecordBlock[] {
       for (const s of [...at.map((i) => records[i]!), ...edges]) if (s) hash.update(`\n${s.seq} ${s.type} ${s.path} ${s.digest} ${s.genuine} ${s.signer} ${JSON.stringify(s.problems)}`);
       const key = hash.digest('hex');
       const path = `records/${host.host}/${block}.html`;
-      out.push({ host, block, path, key, reuse: previous !== undefined && before[path] === key && fs.existsSync(join(previous, path)) });
+      out.push({ host, block, path, key, reuse: unchanged(path, key) });
     }
   }
   return out;
@@ -203,7 +219,9 @@ export function loadSite(env: NodeJS.ProcessEnv = process.env): Site {
   const started = Date.now();
   const dir = resolve(env.RESPALDO_RECORDS ?? 'records');
   const cacheDir = env.RESPALDO_SITE_CACHE;
-  const cache = cachedMemo(cacheDir ? join(cacheDir, 'records.ndjson') : undefined);
+  // This build's own files (what it says of itself), apart from other builds sharing the cache.
+  const runDir = env.RESPALDO_SITE_RUN ?? cacheDir;
+  const cache = cachedMemo(cacheDir ? join(cacheDir, 'records.ndjson') : undefined, env.RESPALDO_SITE_CODE ?? '');
   const trust = env.RESPALDO_TRUST ? (JSON.parse(fs.readFileSync(env.RESPALDO_TRUST, 'utf8')) as Trust) : undefined;
   const folder = verifyRecordsFolder(dir, fs, trust?.git ? trust.policy : undefined, cache.memo);
   const verified = Date.now();
@@ -212,13 +230,13 @@ export function loadSite(env: NodeJS.ProcessEnv = process.env): Site {
   const now = env.RESPALDO_NOW ? new Date(env.RESPALDO_NOW) : new Date();
   const model = buildModel({ folder, trust, procedure, procedureProblem: problem, recordsDir: dir, now, timeZone: env.RESPALDO_TIMEZONE || 'America/Mexico_City' });
   const summary = { records: folder.total, genuine: folder.total - folder.broken, broken: folder.broken, cached: cache.hits(), problems: model.problems.map((p) => `${p.where}: ${p.en}`), ms: { verify: verified - started, model: Date.now() - verified } };
-  if (cacheDir) fs.writeFileSync(join(cacheDir, 'summary.json'), JSON.stringify(summary, null, 1));
+  if (runDir) fs.writeFileSync(join(runDir, 'summary.json'), JSON.stringify(summary, null, 1));
   if (env.RESPALDO_STRICT === '1' && model.broken)
     throw new Error(`--strict: the records are not all genuine (${folder.broken} of ${folder.total} records broken; ${model.problems.length} problem(s)):\n${summary.problems.slice(0, 20).join('\n')}`);
   const blocks = recordBlocks(model, env);
-  if (cacheDir) fs.writeFileSync(join(cacheDir, 'pages.json'), JSON.stringify({ keys: Object.fromEntries(blocks.map((b) => [b.path, b.key])), reuse: blocks.filter((b) => b.reuse).map((b) => b.path) }));
+  if (runDir) fs.writeFileSync(join(runDir, 'pages.json'), JSON.stringify({ keys: Object.fromEntries(blocks.map((b) => [b.path, b.key])), reuse: blocks.filter((b) => b.reuse).map((b) => b.path) }));
   const modelled = Date.now();
   site = { model, forms: formPages(model), blocks };
-  if (cacheDir) fs.writeFileSync(join(cacheDir, 'summary.json'), JSON.stringify({ ...summary, ms: { ...summary.ms, forms: Date.now() - modelled } }, null, 1));
+  if (runDir) fs.writeFileSync(join(runDir, 'summary.json'), JSON.stringify({ ...summary, ms: { ...summary.ms, forms: Date.now() - modelled } }, null, 1));
   return site;
 }

@@ -83,6 +83,8 @@ describe('due and overdue', () => {
   });
 });
 
+const NOW = new Date('2026-11-25T18:00:00Z');
+
 describe('periods and gaps', () => {
   it('weeks are ISO weeks on the wall clock, bimesters pairs of months, the window one year back', () => {
     const clock = new Clock(ZONE);
@@ -108,22 +110,32 @@ describe('periods and gaps', () => {
     // Weeks 46 (Nov 9–15), 47 (16–22), 48 (23–29); today is Wednesday the 25th.
     const days = ['2026-11-09', '2026-11-10', '2026-11-11', '2026-11-12', '2026-11-13', '2026-11-14', '2026-11-15', '2026-11-23', '2026-11-25'];
     const r = repo('database', days.map((d) => backup('r', 'database', `${d}T09:00:00.000Z`)), '2026-11-09T06:00:00Z');
-    const gaps = gapsOf(r, clock, '2025-11-26', '2026-11-25');
+    const gaps = gapsOf(r, clock, '2025-11-26', NOW);
     expect(gaps.map((g) => [g.period.key, g.days])).toEqual([
       ['2026-W47', ['2026-11-16', '2026-11-17', '2026-11-18', '2026-11-19', '2026-11-20', '2026-11-21', '2026-11-22']],
       ['2026-W48', ['2026-11-24']],
     ]);
     // A broken record is no backup.
-    const broken = repo('database', [backup('r', 'database', '2026-11-24T09:00:00.000Z'), { ...backup('r', 'database', '2026-11-23T09:00:00.000Z'), genuine: false }], '2026-11-23T06:00:00Z');
-    expect(gapsOf(broken, clock, '2025-11-26', '2026-11-25').map((g) => g.days)).toEqual([['2026-11-23']]);
+    const broken = repo('database', [backup('r', 'database', '2026-11-22T09:00:00.000Z'), { ...backup('r', 'database', '2026-11-23T09:00:00.000Z'), genuine: false }, backup('r', 'database', '2026-11-24T09:00:00.000Z')], '2026-11-22T06:00:00Z');
+    expect(gapsOf(broken, clock, '2025-11-26', new Date('2026-11-25T12:00:00Z')).map((g) => g.days)).toEqual([['2026-11-23']]);
   });
 
   it('a weekly repository has a hole for a week without a backup, but not for the week in course while it is not due', () => {
     const clock = new Clock(ZONE);
     const r = repo('source', [backup('r', 'source', '2026-11-02T09:00:00.000Z'), backup('r', 'source', '2026-11-23T09:00:00.000Z')], '2026-11-02T06:00:00Z');
-    expect(gapsOf(r, clock, '2025-11-26', '2026-11-25').map((g) => g.period.key)).toEqual(['2026-W46', '2026-W47']);
+    expect(gapsOf(r, clock, '2025-11-26', NOW).map((g) => g.period.key)).toEqual(['2026-W46', '2026-W47']);
     // Nothing before the repository began, nor before the window.
-    expect(gapsOf(r, clock, '2026-11-23', '2026-11-25')).toEqual([]);
+    expect(gapsOf(r, clock, '2026-11-23', NOW)).toEqual([]);
+  });
+
+  it('a repository backed up every 60 days on schedule has no hole in a two-month period without a backup', () => {
+    const clock = new Clock(ZONE);
+    const model = buildModel({ folder: folder([backup('etc', 'config', '2025-12-31T09:00:00.000Z'), backup('etc', 'config', '2026-03-01T09:00:00.000Z')]), trust: approved('etc', 'config'), procedure: undefined, recordsDir: '/r', now: new Date('2026-04-10T00:00:00Z'), timeZone: ZONE });
+    const r = model.repos[0]!;
+    r.since = Date.parse('2025-12-30T00:00:00Z');
+    expect(gapsOf(r, clock, '2025-04-11', new Date('2026-04-10T00:00:00Z'))).toEqual([]);
+    // Late by more than the grace: the period in which it was overdue without a backup is a hole.
+    expect(gapsOf(r, clock, '2025-04-11', new Date('2026-05-15T00:00:00Z')).map((g) => g.period.key)).toEqual(['2026-B3']);
   });
 });
 

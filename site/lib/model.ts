@@ -5,7 +5,7 @@
  * every chain's status. Pure: the loader (load.ts) does the reading.
  */
 import { checkCheckpoint, type CheckpointFinding, type FolderReport, type RecordStatus } from '../../schemas/chain.js';
-import type { RepositoryKind } from '../../schemas/common.js';
+import { hostName, type RepositoryKind } from '../../schemas/common.js';
 import type { Procedure } from '../../schemas/procedure.js';
 import { retentionMonths } from '../../schemas/procedure.js';
 import type { AnyRecord } from '../../schemas/record.js';
@@ -17,6 +17,8 @@ import type { ApprovalState, Trust } from '../../schemas/trust.js';
 import { Clock, periodOf, periodsBetween, windowStart, type Day, type Period, type PeriodKind } from './periods.js';
 
 type Of<T extends AnyRecord['type']> = Extract<AnyRecord, { type: T }>;
+
+const DAY_MS = 86_400_000;
 
 /** A record as the pages link to it. */
 export interface Entry<T extends AnyRecord['type'] = AnyRecord['type']> {
@@ -201,38 +203,62 @@ export function requestViews(trust: Trust | undefined, executedBy: Map<string, E
 }
 
 /**
- * The periods of a repository's form, within the one-year window, that hold no backup. A
- * daily repository also names each day without one; the current period is a hole only for
- * the days already past.
+ * When a repository was overdue: from each deadline (the schedule's next time after a good
+ * backup, or after the repository began, plus the grace of `dueState`) to the next good
+ * backup, or to now.
  */
-export function gapsOf(repo: RepoView, clock: Clock, windowFirst: Day, today: Day): Gap[] {
+export function overdueWindows(repo: RepoView, now: Date): [number, number][] {
+  const grace = Math.min(repo.plan.interval / 4, DAY_MS);
+  const times = [repo.since, ...repo.backups.filter((b) => b.status.genuine && b.t >= repo.since).map((b) => b.t)];
+  const out: [number, number][] = [];
+  times.forEach((a, i) => {
+    const b = times[i + 1] ?? now.getTime();
+    const deadline = repo.plan.next(new Date(a)).getTime() + grace;
+    if (deadline < b) out.push([deadline, b]);
+  });
+  return out;
+}
+
+/**
+ * The periods of a repository's form, within the one-year window, in which it was overdue
+ * and made no backup: a hole in the paper log. A daily repository also names each day of
+ * the period without a backup that fell in such a time.
+ */
+export function gapsOf(repo: RepoView, clock: Clock, windowFirst: Day, now: Date): Gap[] {
   const form = formOfKind(repo.kind);
-  const from = [windowFirst, clock.day(repo.since)].sort().at(-1)!;
-  if (from > today) return [];
-  const byPeriod = new Map<string, Set<Day>>();
+  const today = clock.day(now);
+  const windows = overdueWindows(repo, now);
+  if (windows.length === 0) return [];
+  const have = new Set<string>();
+  const days = new Set<Day>();
   for (const b of repo.backups) {
     if (!b.status.genuine) continue;
     const day = clock.day(b.t);
-    const key = periodOf(form.period, day).key;
-    if (!byPeriod.has(key)) byPeriod.set(key, new Set());
-    byPeriod.get(key)!.add(day);
+    days.add(day);
+    have.add(periodOf(form.period, day).key);
   }
-  const daily = repo.plan.interval <= 24 * 3_600_000;
+  const daily = repo.plan.interval <= DAY_MS;
   const gaps: Gap[] = [];
+  const from = [windowFirst, clock.day(windows[0]![0])].sort().at(-1)!;
   for (const period of periodsBetween(form.period, from, today)) {
-    const have = byPeriod.get(period.key);
-    // The period in course is not yet a hole while the next backup is not due.
-    const inCourse = period.last >= today;
+    const start = clock.startOf(period.first);
+    const end = clock.startOf(nextDay(period.last));
+    const overdue = windows.filter(([a, b]) => a < end && b > start);
+    if (overdue.length === 0) continue;
     if (daily) {
-      const days: Day[] = [];
-      for (let d = period.first > from ? period.first : from; d <= period.last && d < today; d = nextDay(d)) if (!have?.has(d)) days.push(d);
-      if (days.length > 0) gaps.push({ repo, period, days });
-    } else if (!have && !(inCourse && repo.schedule === 'ok')) gaps.push({ repo, period, days: [] });
+      const missed: Day[] = [];
+      for (let d = period.first; d <= period.last && d <= today; d = nextDay(d)) {
+        const ds = clock.startOf(d);
+        const de = clock.startOf(nextDay(d));
+        if (!days.has(d) && overdue.some(([a, b]) => a < de && b > ds)) missed.push(d);
+      }
+      if (missed.length > 0) gaps.push({ repo, period, days: missed });
+    } else if (!have.has(period.key)) gaps.push({ repo, period, days: [] });
   }
   return gaps;
 }
 
-const nextDay = (d: Day) => new Date(Date.parse(`${d}T00:00:00Z`) + 86_400_000).toISOString().slice(0, 10);
+const nextDay = (d: Day) => new Date(Date.parse(`${d}T00:00:00Z`) + DAY_MS).toISOString().slice(0, 10);
 
 /**
  * When each kept snapshot leaves under the rules, if backups go on as scheduled: simulated
@@ -309,7 +335,9 @@ export function buildModel(input: ModelInput): Model {
       const request = 'request' in record && typeof record.request === 'string' && record.request !== 'unrequested' ? record.request : undefined;
       if (request && status.genuine) add(executedBy, request, e);
       if (record.type === 'receipt') {
-        receipts.set(`${record.origin}/${record.repository}/${record.snapshot}`, e as Entry<'receipt'>);
+        // A genuine receipt is never hidden by a broken one for the same snapshot.
+        const key = `${record.origin}/${record.repository}/${record.snapshot}`;
+        if (status.genuine || !receipts.get(key)?.status.genuine) receipts.set(key, e as Entry<'receipt'>);
         add(others, report.host, e);
         continue;
       }
@@ -365,7 +393,8 @@ export function buildModel(input: ModelInput): Model {
 
   const findings = (trust?.checkpoints ?? []).flatMap((c) => (c.valid && c.present && c.checkpoint ? checkCheckpoint(c.path, Object.fromEntries(Object.entries(c.checkpoint.heads).map(([h, text]) => [h, parseHead(text)])), folder.reports) : []));
   const repoList = [...repos.values()].sort((a, b) => a.host.localeCompare(b.host) || a.name.localeCompare(b.name));
-  const hosts: HostView[] = folder.reports.map((report) => ({
+  // A folder under hosts/ whose name is not a host name gets no pages of its own; its problems are listed.
+  const hosts: HostView[] = folder.reports.filter((report) => hostName.safeParse(report.host).success).map((report) => ({
     host: report.host,
     report,
     chain: report.records.length === 0 && report.problems.length === 0 ? 'empty' : report.problems.some((p) => p.severity === 'error') ? 'broken' : 'intact',
@@ -407,9 +436,10 @@ export function formPages(model: Model): Map<string, FormPage[]> {
   const out = new Map<string, FormPage[]>();
   const clock = model.clock;
   const today = clock.day(model.now);
+  // From the first genuine record (a tampered one dated 0001 must not make a million pages), at most five years back.
   let first = Infinity;
-  for (const h of model.hosts) for (const s of h.report.records) if (s.record) first = Math.min(first, Date.parse(s.record.at));
-  const firstDay = first === Infinity ? today : clock.day(first);
+  for (const h of model.hosts) for (const s of h.report.records) if (s.record && s.genuine) first = Math.min(first, Date.parse(s.record.at));
+  const firstDay = first === Infinity ? today : [clock.day(first), windowStart(today, 60)].sort().at(-1)!;
   for (const form of FORMS) {
     const pages = new Map<string, FormPage>();
     const page = (day: Day): FormPage => {
@@ -426,7 +456,7 @@ export function formPages(model: Model): Map<string, FormPage[]> {
     for (const repo of model.repos) {
       if (form.kinds.includes(repo.kind)) {
         for (const b of repo.backups) page(clock.day(b.t)).backups.push(b);
-        for (const g of gapsOf(repo, clock, window.first, today)) page(g.period.first).gaps.push(g);
+        for (const g of gapsOf(repo, clock, window.first, model.now)) page(g.period.first).gaps.push(g);
       }
       if (form.slug === 'dse-05') {
         for (const r of repo.restores) page(clock.day(r.t)).restores.push(r);
@@ -462,7 +492,7 @@ export function yearPlan(model: Model, year: number): { repo: RepoView; months: 
     const yearStart = Date.UTC(year, 0, 1) - 86_400_000;
     const end = Math.min(Date.UTC(year + 1, 0, 1) + 86_400_000, model.now.getTime());
     const cron = repo.plan.describe.startsWith('cron');
-    let t = repo.since;
+    let t = cron ? repo.plan.next(new Date(repo.since)).getTime() : repo.since;
     if (!cron && t < yearStart) t += Math.floor((yearStart - t) / repo.plan.interval) * repo.plan.interval;
     if (cron && t < yearStart) t = yearStart;
     for (let i = 0; i < 2000 && t < end; i++) {

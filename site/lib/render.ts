@@ -2,7 +2,7 @@
  * The pages' bodies as HTML strings, escaped through html.ts. The Astro pages route and
  * lay them out; strings keep a 100,000-record build fast where a component per row would not.
  */
-import type { RecordStatus } from '../../schemas/chain.js';
+import type { Problem, RecordStatus } from '../../schemas/chain.js';
 import { RECORD_NAMESPACE } from '../../schemas/record.js';
 import { snapshotTime } from '../../schemas/retention.js';
 import { bytes, esc, formHref, hostHref, recordHref, KIND_WORDS, kindText, levelText, recordAnchor, recordBlock, recordLink, rel, repoHref, requestHref, RECORDS_PER_PAGE, signedBytes, state, t, tHtml, TRIGGER, when } from './html.js';
@@ -153,7 +153,7 @@ function backupRows(model: Model, from: string, page: FormPage): string {
 
 /** The header block goes inside the log's <thead>, so that printing repeats it on every sheet. */
 let headBlock = '';
-const formHeadRow = (cols: number) => `<tr class="formhead-row"><th colspan="${cols}" scope="colgroup" style="padding:0;border:0;font-weight:normal">${headBlock}</th></tr>`;
+const formHeadRow = (cols: number) => `<tr class="formhead-row"><td colspan="${cols}" style="padding:0;border:0">${headBlock}</td></tr>`;
 
 function dse05(model: Model, from: string, page: FormPage): string {
   const req = page.requests
@@ -274,7 +274,7 @@ export function retention(model: Model, from: string, forms: Map<string, FormPag
     const pages = (forms.get(form.slug) ?? []).filter((p) => p.period.last >= w.first && p.period.first <= w.last);
     const all = periodsBetween(form.period, w.first, w.last);
     const held = pages.filter((p) => p.backups.length + p.requests.length + p.restores.length + p.failures.length + p.copies.length + p.loans.length > 0);
-    const gaps = form.kinds.length ? model.repos.filter((r) => form.kinds.includes(r.kind)).flatMap((r) => gapsOf(r, model.clock, w.first, today)) : [];
+    const gaps = form.kinds.length ? model.repos.filter((r) => form.kinds.includes(r.kind)).flatMap((r) => gapsOf(r, model.clock, w.first, model.now)) : [];
     const gapRows = gaps
       .map((g) => `<tr data-row="gap" class="gap"><td>${esc(g.repo.host)}</td><td><a href="${rel(from, repoHref(g.repo.host, g.repo.name))}">${esc(g.repo.name)}</a></td><td><a href="${rel(from, formHref(form.slug, g.period.key))}">${t(periodName(g.period).es, periodName(g.period).en)}</a></td><td>${g.days.length ? g.days.map(esc).join(', ') : t('todo el periodo', 'the whole period')}</td></tr>`)
       .join('\n');
@@ -288,8 +288,8 @@ ${form.kinds.length ? (gaps.length ? `<table><caption>${t('Huecos: periodos sin 
       const kept = keptSnapshots(repo);
       if (kept.length === 0) return '';
       const exp = repo.retention ? expiries(kept, repo.retention, repo.plan, model.clock.timeZone, model.now) : undefined;
-      const rules = repo.retention ? Object.entries(repo.retention).map(([k, v]) => `${k}: ${v}`).join(', ') : t('sin reglas: se conserva todo', 'no rules: everything is kept');
-      return `<tr><td>${esc(repo.host)}</td><td><a href="${rel(from, repoHref(repo.host, repo.name))}">${esc(repo.name)}</a></td><td>${esc(rules)}</td><td>${kept.length}</td><td>${kept
+      const rules = repo.retention ? esc(Object.entries(repo.retention).map(([k, v]) => `${k}: ${v}`).join(', ')) : t('sin reglas: se conserva todo', 'no rules: everything is kept');
+      return `<tr><td>${esc(repo.host)}</td><td><a href="${rel(from, repoHref(repo.host, repo.name))}">${esc(repo.name)}</a></td><td>${rules}</td><td>${kept.length}</td><td>${kept
         .slice(-8)
         .map((id) => `<code>${esc(id)}</code> → ${exp ? (exp.get(id) ? esc(model.clock.day(exp.get(id)!)) : t('más de un año', 'over a year')) : '—'}`)
         .join('<br>')}${kept.length > 8 ? `<br><span class="muted">${t(`y ${kept.length - 8} más antiguas`, `and ${kept.length - 8} older`)}</span>` : ''}</td></tr>`;
@@ -462,17 +462,25 @@ export function recordsPage(model: Model, from: string, host: HostView, block: n
   const hi = block * RECORDS_PER_PAGE;
   const list = records.filter((r) => r.seq >= lo && r.seq <= hi);
   const blocks = Math.ceil((records.at(-1)?.seq ?? 0) / RECORDS_PER_PAGE);
-  const pager = `<nav class="pager" aria-label="${esc(`${host.host}: páginas de registros / record pages`)}">${block > 1 ? `<a href="${block - 1}.html" rel="prev">← n.º ${lo - RECORDS_PER_PAGE}–${lo - 1}</a>` : ''}<a href="${rel(from, hostHref(host.host))}">${t('Servidor', 'Host')} ${esc(host.host)}</a>${block < blocks ? `<a href="${block + 1}.html" rel="next">n.º ${hi + 1}–${Math.min(hi + RECORDS_PER_PAGE, records.at(-1)!.seq)} →</a>` : ''}</nav>`;
+  const pager = `<nav class="pager" aria-label="${esc(`${host.host}: páginas de registros / record pages`)}">${block > 1 ? `<a href="${block - 1}.html" rel="prev">← n.º ${lo - RECORDS_PER_PAGE}–${lo - 1}</a>` : ''}<a href="${rel(from, hostHref(host.host))}">${t('Servidor', 'Host')} ${esc(host.host)}</a>${block < blocks ? `<a href="${block + 1}.html" rel="next">n.º ${hi + 1}–${hi + RECORDS_PER_PAGE} →</a>` : ''}</nav>`;
   const idx = new Map(records.map((r, i) => [r, i]));
-  const articles = list.map((s) => record(model, from, s, records[idx.get(s)! - 1], records[idx.get(s)! + 1])).join('\n');
+  const articles = list.map((s) => record(model, from, s, records[idx.get(s)! - 1], records[idx.get(s)! + 1], host.report.problems)).join('\n');
   return `<h1>${t('Registros de', 'Records of')} ${esc(host.host)}: n.º ${lo}–${Math.min(hi, records.at(-1)?.seq ?? hi)}</h1>${pager}${articles}${pager}`;
 }
 
-function record(model: Model, from: string, s: RecordStatus, prev: RecordStatus | undefined, next: RecordStatus | undefined): string {
+function record(model: Model, from: string, s: RecordStatus, prev: RecordStatus | undefined, next: RecordStatus | undefined, hostProblems: Problem[]): string {
   const host = s.path.split('/')[1]!;
   const errors = s.problems.filter((p) => p.severity === 'error');
   const link = (x: RecordStatus | undefined, label: string) => (x ? `<a href="${recordBlock(x.seq) === recordBlock(s.seq) ? '' : `${recordBlock(x.seq)}.html`}#${recordAnchor(x)}" rel="${label}">n.º ${x.seq} (${esc(x.type)})</a>` : '—');
-  const chain = s.seq === 1 ? t('primer registro (enrolamiento, prev: null)', 'first record (enrolment, prev: null)') : errors.some((p) => p.code === 'broken-link' || p.code === 'deleted' || p.code === 'forked' || p.code === 'reordered') ? `<span class="bad">${t('rota', 'broken')}</span>` : t(`enlazada: prev es el sha256 del n.º ${s.seq - 1}`, `linked: prev is the sha256 of no. ${s.seq - 1}`);
+  const missing = hostProblems.some((p) => p.code === 'deleted' && p.seq === s.seq - 1);
+  const chain =
+    s.seq === 1
+      ? t('primer registro (enrolamiento, prev: null)', 'first record (enrolment, prev: null)')
+      : missing
+        ? `<span class="bad">${t(`rota: falta el n.º ${s.seq - 1}, al que apunta prev`, `broken: no. ${s.seq - 1}, which prev names, is missing`)}</span>`
+        : errors.some((p) => p.code === 'broken-link' || p.code === 'forked' || p.code === 'reordered')
+          ? `<span class="bad">${t('rota', 'broken')}</span>`
+          : t(`enlazada: prev es el sha256 del n.º ${s.seq - 1}`, `linked: prev is the sha256 of no. ${s.seq - 1}`);
   const cmd = `ssh-keygen -Y verify -f policy/allowed_signers -I ${host} -n ${RECORD_NAMESPACE} -s ${s.path}.sig < ${s.path}`;
   const dl = s.record ? fields(s.record).slice(0, 300).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('') : '';
   return `<article class="record${s.genuine ? '' : ' broken'}" id="${recordAnchor(s)}" data-seq="${s.seq}" data-genuine="${s.genuine}">
@@ -491,7 +499,7 @@ export function requestsPage(model: Model, from: string): string {
   const rows = model.requests
     .map((r) => {
       const q = r.request;
-      const what = !q ? '—' : q.type === 'backup' ? `${t('respaldo', 'backup')}: ${kindText(q.kind)}, ${esc(q.schedule ? ('every' in q.schedule ? q.schedule.every : q.schedule.cron) : t('calendario del procedimiento', "the procedure's schedule"))}` : `${t('recuperación', 'restore')}: ${esc(q.reason)} → <code>${esc(q.destination)}</code>`;
+      const what = !q ? '—' : q.type === 'backup' ? `${t('respaldo', 'backup')}: ${kindText(q.kind)}, ${q.schedule ? esc('every' in q.schedule ? q.schedule.every : q.schedule.cron) : t('calendario del procedimiento', "the procedure's schedule")}` : `${t('recuperación', 'restore')}: ${esc(q.reason)} → <code>${esc(q.destination)}</code>`;
       return `<tr id="${esc(r.id)}" data-request="${esc(r.id)}" data-state="${r.state}"><td>${esc(r.id)}</td><td>${what}</td><td>${q ? `${q.host === undefined ? '' : `<a href="${rel(from, hostHref(q.host))}">${esc(q.host)}</a>`} / ${esc(q.repository)}` : '—'}</td><td>${q ? `${esc(q.requester.name)}<br><span class="muted">${esc(q.requester.area)}</span>` : '—'}</td><td>${state(r.state)}${r.note ? `<br><span class="bad">${esc(r.note)}</span>` : ''}</td><td>${approverText(r)}</td><td><ol>${r.history.map((h) => `<li>${esc(h.at.slice(0, 10))}: ${t(h.es, h.en)}${h.entry ? ` (${recordLink(from, h.entry.status)})` : ''}</li>`).join('')}</ol></td></tr>`;
     })
     .join('\n');
