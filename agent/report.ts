@@ -37,7 +37,6 @@ export interface Reporter {
   close(): void;
 }
 
-
 function describe(e: ReportEvent): string | undefined {
   switch (e.type) {
     case 'repo-start':

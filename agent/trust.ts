@@ -332,6 +332,23 @@ export async function knownHosts(dir: string, signers: string): Promise<string[]
 }
 
 /** Reads the requests, approvals, checkpoints and policy history of the records folder `dir`. */
+/**
+ * One file of `requests/` as its bytes stand: only REQ-YYYY-NNNN.yaml is a request ("REQ-2026-0001"
+ * without .yaml is another file, never its stand-in), parsed against the request schema.
+ */
+export function readRequestFile(name: string, bytes: Buffer): RequestState {
+  const path = `requests/${name}`;
+  const named = /^REQ-\d{4}-\d{4}\.yaml$/.test(name);
+  const state: RequestState = { id: named ? name.slice(0, -5) : name, path, request: undefined, digest: digestOf(bytes), problems: [] };
+  if (!named) state.problems.push({ path, line: undefined, field: undefined, message: 'a request file is named REQ-YYYY-NNNN.yaml' });
+  else {
+    const parsed = parseFile(path, bytes.toString('utf8'), request);
+    if (parsed.ok) state.request = parsed.value;
+    else state.problems.push(...parsed.problems);
+  }
+  return state;
+}
+
 export async function readTrust(dir: string, opts: { approvers?: string[] | undefined; env: NodeJS.ProcessEnv }): Promise<Trust> {
   const repo = new Repo(dir, gitEnv(opts.env));
   try {
@@ -350,25 +367,12 @@ export async function readTrust(dir: string, opts: { approvers?: string[] | unde
     const requests: RequestState[] = [];
     const numbers = new Map<string, string>();
     for (const name of await namesIn(repo, 'requests')) {
-      const path = `requests/${name}`;
-      // Only REQ-YYYY-NNNN.yaml is a request: "REQ-2026-0001" without .yaml is another file, never its stand-in.
-      const named = /^REQ-\d{4}-\d{4}\.yaml$/.test(name);
-      const id = named ? name.slice(0, -5) : name;
-      const bytes = (await repo.show('HEAD', path)) ?? Buffer.alloc(0);
-      const state: RequestState = { id, path, request: undefined, digest: digestOf(bytes), problems: [] };
+      const state = readRequestFile(name, (await repo.show('HEAD', `requests/${name}`)) ?? Buffer.alloc(0));
       requests.push(state);
-      const at = (field: string | undefined, message: string) => state.problems.push({ path, line: undefined, field, message });
-      if (!named) {
-        at(undefined, 'a request file is named REQ-YYYY-NNNN.yaml');
-        continue;
-      }
-      const parsed = parseFile(path, bytes.toString('utf8'), request);
-      if (!parsed.ok) {
-        state.problems.push(...parsed.problems);
-        continue;
-      }
-      state.request = parsed.value;
-      const r = parsed.value;
+      const r = state.request;
+      if (!r) continue;
+      const { id, path } = state;
+      const at = (field: string, message: string) => state.problems.push({ path, line: undefined, field, message });
       if (r.id !== id) {
         const other = numbers.get(r.id);
         at('id', `says ${r.id}, but the file is ${id}.yaml${other ? ` and ${other} already has that number` : ''}: two clones gave out the same number, or the file was renamed; a request's id and file name must match, so write a new request (respaldo request new) rather than renaming one`);

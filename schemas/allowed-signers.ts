@@ -136,8 +136,10 @@ export function parseAllowedSigners(text: string): AllowedSignersFile {
   return { signers, errors };
 }
 
-/** OpenSSH's match_pattern: `*` and `?` wildcards. */
+/** Patterns as regular expressions, made once each. */
 const patterns = new Map<string, RegExp>();
+
+/** OpenSSH's match_pattern: `*` and `?` wildcards. */
 function matchPattern(text: string, pattern: string): boolean {
   if (!/[*?]/.test(pattern)) return text === pattern;
   let re = patterns.get(pattern);

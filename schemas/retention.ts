@@ -53,20 +53,10 @@ export function snapshotTime(id: string): Date {
   return new Date(Date.UTC(y, mo - 1, d, h, mi, s));
 }
 
-/** Zone offsets by quarter hour (every zone's changes fall on one): Intl is slow, and a prune or a site build asks often. */
-const QUARTER = 15 * 60_000;
-const offsets = new Map<string, Map<number, number>>();
-
 /** The periods a moment falls in, on the wall clock of `timeZone`, as comparable keys. */
 function periodsIn(timeZone: string): (at: Date) => Record<Period, number> {
-  let cache = offsets.get(timeZone);
-  if (!cache) offsets.set(timeZone, (cache = new Map()));
-  const known = cache;
   return (at) => {
-    const quarter = Math.floor(at.getTime() / QUARTER);
-    let offset = known.get(quarter);
-    if (offset === undefined) known.set(quarter, (offset = offsetAt(timeZone, quarter * QUARTER)));
-    const wall = new Date(at.getTime() + offset);
+    const wall = new Date(at.getTime() + offsetAt(timeZone, at.getTime()));
     const [y, mo, d, h] = [wall.getUTCFullYear(), wall.getUTCMonth() + 1, wall.getUTCDate(), wall.getUTCHours()];
     return { hour: ((y * 100 + mo) * 100 + d) * 100 + h, day: (y * 100 + mo) * 100 + d, week: isoWeek(y, mo, d), month: y * 100 + mo, year: y };
   };

@@ -14,11 +14,22 @@ function parts(date: Date, timeZone: string): Record<string, number> {
   return out;
 }
 
+/** Offsets by zone and quarter hour: every zone changes on a quarter hour, and Intl is slow (a prune or a site build asks often). */
+const QUARTER = 15 * 60_000;
+const offsets = new Map<string, Map<number, number>>();
+
 /** The zone's offset from UTC at a moment, in milliseconds (east positive). */
 export function offsetAt(timeZone: string, at: number): number {
-  const p = parts(new Date(at), timeZone);
-  const wall = Date.UTC(p.year!, p.month! - 1, p.day!, p.hour!, p.minute!, p.second!);
-  return wall - Math.floor(at / 1000) * 1000;
+  let known = offsets.get(timeZone);
+  if (!known || known.size > 1_000_000) offsets.set(timeZone, (known = new Map()));
+  const quarter = Math.floor(at / QUARTER);
+  let offset = known.get(quarter);
+  if (offset === undefined) {
+    const p = parts(new Date(quarter * QUARTER), timeZone);
+    offset = Date.UTC(p.year!, p.month! - 1, p.day!, p.hour!, p.minute!, p.second!) - quarter * QUARTER;
+    known.set(quarter, offset);
+  }
+  return offset;
 }
 
 /** "UTC−06:00" */

@@ -14,14 +14,12 @@ import { copyFile, link, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFil
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseFile, request as requestSchema } from '../../schemas/request.js';
-import { digestOf } from '../../schemas/record.js';
 import type { Trust } from '../../schemas/trust.js';
 import { parseZoned } from '../../schemas/zoned.js';
 import type { Context } from '../context.js';
 import { Exit, RespaldoError, usageError, type ExitCode } from '../errors.js';
 import { runTool } from '../exec.js';
-import { readTrust } from '../trust.js';
+import { readRequestFile, readTrust } from '../trust.js';
 
 export interface SiteOptions {
   records: string | undefined;
@@ -56,14 +54,8 @@ export interface SiteBuilt {
  * there, since only a signed commit makes one.
  */
 async function filesOnly(dir: string, trust: Trust): Promise<Trust> {
-  const names = await readdir(join(dir, 'requests')).catch(() => [] as string[]);
-  for (const name of names.sort()) {
-    const path = `requests/${name}`;
-    const bytes = await readFile(join(dir, path)).catch(() => Buffer.alloc(0));
-    const id = name.replace(/\.yaml$/, '');
-    const parsed = /^REQ-\d{4}-\d{4}\.yaml$/.test(name) ? parseFile(path, bytes.toString('utf8'), requestSchema) : undefined;
-    trust.requests.push({ id, path, request: parsed?.ok ? parsed.value : undefined, digest: digestOf(bytes), problems: parsed === undefined ? [{ path, line: undefined, field: undefined, message: 'a request file is named REQ-YYYY-NNNN.yaml' }] : parsed.ok ? [] : parsed.problems });
-  }
+  for (const name of (await readdir(join(dir, 'requests')).catch(() => [] as string[])).sort())
+    trust.requests.push(readRequestFile(name, await readFile(join(dir, 'requests', name)).catch(() => Buffer.alloc(0))));
   for (const name of (await readdir(join(dir, 'approvals')).catch(() => [] as string[])).sort())
     trust.approvals.push({ id: name.replace(/\.yaml$/, ''), path: `approvals/${name}`, approval: undefined, valid: false, reason: 'the records folder is not a git checkout: who signed this approval cannot be checked', commit: undefined, key: undefined, principal: undefined, date: undefined });
   return trust;
@@ -212,7 +204,7 @@ export async function runSiteBuild(ctx: Context, opts: SiteOptions): Promise<Exi
 }
 
 /** Rebuilds whenever a file of the records folder changes (JAA's workstation), until interrupted. */
-export async function runSiteWatch(ctx: Context, opts: SiteOptions, ready?: () => void): Promise<ExitCode> {
+export async function runSiteWatch(ctx: Context, opts: SiteOptions): Promise<ExitCode> {
   const { watch } = await import('chokidar');
   const dir = resolve(ctx.cwd, opts.records ?? 'records');
   const build = async () => {
@@ -249,7 +241,6 @@ export async function runSiteWatch(ctx: Context, opts: SiteOptions, ready?: () =
   watcher.on('all', trigger);
   await new Promise<void>((resolveReady) => watcher.on('ready', () => resolveReady()));
   ctx.reporter.event({ type: 'info', message: `watching ${dir}; the site is rebuilt on every change (Ctrl-C stops)` });
-  ready?.();
   await new Promise<void>((done) => ctx.signal.addEventListener('abort', () => done(), { once: true }));
   clearTimeout(timer);
   await watcher.close();

@@ -19,11 +19,6 @@ export function t(es: string, en: string): string {
   return es === en ? esc(es) : `<span lang="es">${esc(es)}</span><span lang="en">${esc(en)}</span>`;
 }
 
-/** Like `t`, for HTML already made safe. */
-export function tHtml(es: string, en: string): string {
-  return `<span lang="es">${es}</span><span lang="en">${en}</span>`;
-}
-
 /** A link from the page at `from` (e.g. `hosts/web01.html`) to `to` (from the site's root). */
 export function rel(from: string, to: string): string {
   const depth = from.split('/').length - 1;
@@ -33,6 +28,8 @@ export function rel(from: string, to: string): string {
 /** Record pages hold 200 records of a host each: `records/web01/3.html` has seq 401–600. */
 export const RECORDS_PER_PAGE = 200;
 export const recordBlock = (seq: number) => Math.floor((Math.max(seq, 1) - 1) / RECORDS_PER_PAGE) + 1;
+/** How many record pages a host has: its chain's highest seq, 200 to a page. */
+export const blockCount = (records: readonly Pick<RecordStatus, 'seq'>[]) => Math.ceil((records.at(-1)?.seq ?? 0) / RECORDS_PER_PAGE);
 export const recordAnchor = (s: Pick<RecordStatus, 'seq' | 'type'>) => `r${s.seq}-${s.type}`;
 export function recordHref(s: Pick<RecordStatus, 'seq' | 'type' | 'path'>): string {
   const host = s.path.split('/')[1]!;

@@ -19,7 +19,7 @@ import type { ParsedRecord } from '../../schemas/record.js';
 import { parseFile, problemText } from '../../schemas/request.js';
 import type { SshsigCheck } from '../../schemas/sshsig.js';
 import type { Trust } from '../../schemas/trust.js';
-import { RECORDS_PER_PAGE, recordBlock } from './html.js';
+import { blockCount, recordBlock } from './html.js';
 import { buildModel, formPages, type FormPage, type HostView, type Model } from './model.js';
 
 /** Bump when what the cache holds changes shape or meaning (a schema change that reads records differently). */
@@ -190,7 +190,7 @@ function recordBlocks(model: Model, env: NodeJS.ProcessEnv): RecordBlock[] {
   const out: RecordBlock[] = [];
   for (const host of model.hosts) {
     const records = host.report.records;
-    const blocks = Math.ceil((records.at(-1)?.seq ?? 0) / RECORDS_PER_PAGE);
+    const blocks = blockCount(records);
     const byBlock = new Map<number, number[]>();
     records.forEach((r, i) => {
       const b = recordBlock(r.seq);
@@ -235,8 +235,6 @@ export function loadSite(env: NodeJS.ProcessEnv = process.env): Site {
     throw new Error(`--strict: the records are not all genuine (${folder.broken} of ${folder.total} records broken; ${model.problems.length} problem(s)):\n${summary.problems.slice(0, 20).join('\n')}`);
   const blocks = recordBlocks(model, env);
   if (runDir) fs.writeFileSync(join(runDir, 'pages.json'), JSON.stringify({ keys: Object.fromEntries(blocks.map((b) => [b.path, b.key])), reuse: blocks.filter((b) => b.reuse).map((b) => b.path) }));
-  const modelled = Date.now();
   site = { model, forms: formPages(model), blocks };
-  if (runDir) fs.writeFileSync(join(runDir, 'summary.json'), JSON.stringify({ ...summary, ms: { ...summary.ms, forms: Date.now() - modelled } }, null, 1));
   return site;
 }

@@ -14,7 +14,7 @@ import { applyRetention, snapshotTime } from '../../schemas/retention.js';
 import { dueState, planFor, type Plan } from '../../schemas/schedule.js';
 import type { Retention, Schedule } from '../../schemas/config.js';
 import type { ApprovalState, Trust } from '../../schemas/trust.js';
-import { Clock, periodOf, periodsBetween, windowStart, type Day, type Period, type PeriodKind } from './periods.js';
+import { addDays, Clock, periodOf, periodsBetween, windowStart, type Day, type Period, type PeriodKind } from './periods.js';
 
 type Of<T extends AnyRecord['type']> = Extract<AnyRecord, { type: T }>;
 
@@ -139,6 +139,10 @@ export interface Model {
   folder: FolderReport;
   hosts: HostView[];
   repos: RepoView[];
+  /** Repositories by `<host>/<name>`. */
+  repoIndex: Map<string, RepoView>;
+  /** The days of the calendars: from the Monday 52 weeks ago to today. */
+  yearDays: Day[];
   requests: RequestView[];
   findings: CheckpointFinding[];
   /** Receipts by snapshot: `<origin>/<repository>/<snapshot>`. */
@@ -242,14 +246,14 @@ export function gapsOf(repo: RepoView, clock: Clock, windowFirst: Day, now: Date
   const from = [windowFirst, clock.day(windows[0]![0])].sort().at(-1)!;
   for (const period of periodsBetween(form.period, from, today)) {
     const start = clock.startOf(period.first);
-    const end = clock.startOf(nextDay(period.last));
+    const end = clock.startOf(addDays(period.last, 1));
     const overdue = windows.filter(([a, b]) => a < end && b > start);
     if (overdue.length === 0) continue;
     if (daily) {
       const missed: Day[] = [];
-      for (let d = period.first; d <= period.last && d <= today; d = nextDay(d)) {
+      for (let d = period.first; d <= period.last && d <= today; d = addDays(d, 1)) {
         const ds = clock.startOf(d);
-        const de = clock.startOf(nextDay(d));
+        const de = clock.startOf(addDays(d, 1));
         if (!days.has(d) && overdue.some(([a, b]) => a < de && b > ds)) missed.push(d);
       }
       if (missed.length > 0) gaps.push({ repo, period, days: missed });
@@ -257,8 +261,6 @@ export function gapsOf(repo: RepoView, clock: Clock, windowFirst: Day, now: Date
   }
   return gaps;
 }
-
-const nextDay = (d: Day) => new Date(Date.parse(`${d}T00:00:00Z`) + DAY_MS).toISOString().slice(0, 10);
 
 /**
  * When each kept snapshot leaves under the rules, if backups go on as scheduled: simulated
@@ -288,11 +290,8 @@ export function expiries(ids: string[], rules: Retention, plan: Plan, timeZone: 
   return out;
 }
 
-/** The list of a repository's page that holds records of a type. */
-function listOf(repo: RepoView, type: AnyRecord['type']): Entry[] | undefined {
-  const lists: Partial<Record<AnyRecord['type'], Entry[]>> = { backup: repo.backups, failure: repo.failures, copy: repo.copies, verify: repo.verifies, restore: repo.restores, prune: repo.prunes, 'media-loan': repo.loans };
-  return lists[type];
-}
+/** Which list of a repository holds the records of each type. */
+const LISTS = { backup: 'backups', failure: 'failures', copy: 'copies', verify: 'verifies', restore: 'restores', prune: 'prunes', 'media-loan': 'loans' } as const satisfies Partial<Record<AnyRecord['type'], keyof RepoView>>;
 
 function add<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   const list = map.get(key);
@@ -349,8 +348,8 @@ export function buildModel(input: ModelInput): Model {
       }
       const repo = repoFor(report.host, name, kind);
       repo.since = Math.min(repo.since, e.t);
-      const list = listOf(repo, record.type);
-      if (list) list.push(e);
+      const list = LISTS[record.type as keyof typeof LISTS];
+      if (list) (repo[list] as Entry[]).push(e);
       else add(others, report.host, e);
     }
   }
@@ -368,7 +367,7 @@ export function buildModel(input: ModelInput): Model {
   }
 
   for (const repo of repos.values()) {
-    for (const list of [repo.backups, repo.failures, repo.copies, repo.verifies, repo.restores, repo.prunes, repo.loans] as Entry[][]) list.sort((a, b) => a.t - b.t);
+    for (const list of Object.values(LISTS)) (repo[list] as Entry[]).sort((a, b) => a.t - b.t);
     repo.lastGood = repo.backups.filter((b) => b.status.genuine).at(-1);
     repo.lastFailure = repo.failures.filter((f) => f.status.genuine && f.record.stage !== 'restore').at(-1);
     const judged = repoState({ approved: repo.request !== undefined, lastGood: repo.lastGood?.t, lastFailure: repo.lastFailure?.t, plan: repo.plan, now: input.now });
@@ -417,7 +416,11 @@ export function buildModel(input: ModelInput): Model {
   for (const line of trust?.policy.ignored ?? []) problems.push({ where: 'policy/', es: `cambio de política ignorado: ${line}`, en: `policy change ignored: ${line}` });
   if (input.procedureProblem) problems.push({ where: 'policy/procedure.yaml', es: input.procedureProblem, en: input.procedureProblem });
 
-  return { now: input.now, clock, recordsDir: input.recordsDir, procedure: input.procedure, procedureProblem: input.procedureProblem, trust, folder, hosts, repos: repoList, requests, findings, receipts, problems, broken: problems.length > 0 || folder.broken > 0 };
+  const today = clock.day(input.now);
+  const yearDays: Day[] = [];
+  for (let d = periodOf('week', addDays(today, -364)).first; d <= today; d = addDays(d, 1)) yearDays.push(d);
+
+  return { now: input.now, clock, recordsDir: input.recordsDir, procedure: input.procedure, procedureProblem: input.procedureProblem, trust, folder, hosts, repos: repoList, repoIndex: repos, yearDays, requests, findings, receipts, problems, broken: problems.length > 0 || folder.broken > 0 };
 }
 
 /** Each form's one-year window (table 6.0): its first and last day. */
@@ -489,8 +492,8 @@ export function yearPlan(model: Model, year: number): { repo: RepoView; months: 
       if (Number(day.slice(0, 4)) === year && b.status.genuine) months[Number(day.slice(5, 7)) - 1]!.done++;
     }
     // The plan: the schedule's times from the repository's start, through the year's end or today.
-    const yearStart = Date.UTC(year, 0, 1) - 86_400_000;
-    const end = Math.min(Date.UTC(year + 1, 0, 1) + 86_400_000, model.now.getTime());
+    const yearStart = Date.UTC(year, 0, 1) - DAY_MS;
+    const end = Math.min(Date.UTC(year + 1, 0, 1) + DAY_MS, model.now.getTime());
     const cron = repo.plan.describe.startsWith('cron');
     let t = cron ? repo.plan.next(new Date(repo.since)).getTime() : repo.since;
     if (!cron && t < yearStart) t += Math.floor((yearStart - t) / repo.plan.interval) * repo.plan.interval;

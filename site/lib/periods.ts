@@ -4,6 +4,7 @@
  * and CSC 02, the year of CSC 01 and CSC 03. A record falls in the period of its local date.
  * Pure: times in, keys and dates out.
  */
+import { isoWeek } from '../../schemas/retention.js';
 import { offsetAt, offsetText } from '../../schemas/zoned.js';
 
 export type PeriodKind = 'week' | 'bimester' | 'month' | 'year';
@@ -20,23 +21,14 @@ export interface Period {
   last: Day;
 }
 
-const HOUR = 3_600_000;
-const DAY_MS = 24 * HOUR;
-const QUARTER = 15 * 60_000;
+const DAY_MS = 86_400_000;
 
-/** Wall-clock reading of instants in one zone; the offset is looked up once per quarter hour (every zone's changes fall on one). */
+/** Wall-clock reading of instants in one zone. */
 export class Clock {
-  private readonly offsets = new Map<number, number>();
   constructor(readonly timeZone: string) {}
 
   offset(ms: number): number {
-    const quarter = Math.floor(ms / QUARTER);
-    let o = this.offsets.get(quarter);
-    if (o === undefined) {
-      o = offsetAt(this.timeZone, quarter * QUARTER);
-      this.offsets.set(quarter, o);
-    }
-    return o;
+    return offsetAt(this.timeZone, ms);
   }
 
   /** `2026-11-22T03:15` on the wall clock. */
@@ -70,22 +62,6 @@ export function addDays(day: Day, n: number): Day {
   return new Date(Date.parse(`${day}T00:00:00Z`) + n * DAY_MS).toISOString().slice(0, 10);
 }
 
-export function daysBetween(a: Day, b: Day): number {
-  return Math.round((Date.parse(`${b}T00:00:00Z`) - Date.parse(`${a}T00:00:00Z`)) / DAY_MS);
-}
-
-/** ISO 8601 week: weeks start on Monday; week 1 holds the year's first Thursday. */
-function isoWeek(day: Day): { year: number; week: number; monday: Day } {
-  const t = new Date(`${day}T00:00:00Z`);
-  const dow = (t.getUTCDay() + 6) % 7; // Monday 0
-  const monday = addDays(day, -dow);
-  const thursday = new Date(Date.parse(`${monday}T00:00:00Z`) + 3 * DAY_MS);
-  const year = thursday.getUTCFullYear();
-  const jan1 = Date.UTC(year, 0, 1);
-  const week = Math.floor((thursday.getTime() - jan1) / DAY_MS / 7) + 1;
-  return { year, week, monday };
-}
-
 function lastDayOfMonth(year: number, month: number): Day {
   return new Date(Date.UTC(year, month, 0)).toISOString().slice(0, 10);
 }
@@ -96,8 +72,9 @@ export function periodOf(kind: PeriodKind, day: Day): Period {
   const month = Number(day.slice(5, 7));
   switch (kind) {
     case 'week': {
-      const w = isoWeek(day);
-      return { kind, key: `${w.year}-W${String(w.week).padStart(2, '0')}`, first: w.monday, last: addDays(w.monday, 6) };
+      const week = isoWeek(year, month, Number(day.slice(8, 10)));
+      const monday = addDays(day, -((new Date(`${day}T00:00:00Z`).getUTCDay() + 6) % 7));
+      return { kind, key: `${Math.floor(week / 100)}-W${String(week % 100).padStart(2, '0')}`, first: monday, last: addDays(monday, 6) };
     }
     case 'bimester': {
       const b = Math.ceil(month / 2);

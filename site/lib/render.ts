@@ -3,31 +3,26 @@
  * lay them out; strings keep a 100,000-record build fast where a component per row would not.
  */
 import type { Problem, RecordStatus } from '../../schemas/chain.js';
-import { RECORD_NAMESPACE } from '../../schemas/record.js';
-import { snapshotTime } from '../../schemas/retention.js';
-import { bytes, esc, formHref, hostHref, recordHref, KIND_WORDS, kindText, levelText, recordAnchor, recordBlock, recordLink, rel, repoHref, requestHref, RECORDS_PER_PAGE, signedBytes, state, t, tHtml, TRIGGER, when } from './html.js';
-import { expiries, FORMS, formOfKind, formWindow, gapsOf, yearPlan, type Entry, type FormPage, type FormSpec, type HostView, type Model, type RepoView, type RequestView } from './model.js';
-import { addDays, periodName, periodOf, periodsBetween, type Day } from './periods.js';
+import { RECORD_NAMESPACE, type AnyRecord } from '../../schemas/record.js';
+import { describeRules } from '../../schemas/retention.js';
+import { blockCount, bytes, esc, formHref, hostHref, KIND_WORDS, kindText, levelText, recordAnchor, recordBlock, recordHref, recordLink, rel, repoHref, requestHref, RECORDS_PER_PAGE, signedBytes, state, t, TRIGGER, when } from './html.js';
+import { expiries, FORMS, formOfKind, formWindow, yearPlan, type Entry, type FormPage, type FormSpec, type HostView, type Model, type RepoView, type RequestView } from './model.js';
+import { periodName, periodsBetween, type Day, type Period } from './periods.js';
 
 const requestCell = (from: string, request: string | undefined | null) =>
   !request ? '—' : request === 'unrequested' ? `<strong>${t('SIN SOLICITUD', 'UNREQUESTED')}</strong>` : `<a href="${rel(from, requestHref(request))}">${esc(request)}</a>`;
 
-function copyCell(from: string, repo: RepoView): string {
+function copyCell(model: Model, from: string, repo: RepoView): string {
   if (!repo.lastGood) return '—';
   const copy = repo.copy;
   const receipt = repo.receipt;
-  const copied = copy ? `${t('en CSC', 'at CSC')} ${when(repoClock(repo), copy.record.at)} (${recordLink(from, copy.status)})` : `<strong class="bad">${t('pendiente', 'pending')}</strong>`;
+  const copied = copy ? `${t('en CSC', 'at CSC')} ${when(model.clock, copy.record.at)} (${recordLink(from, copy.status)})` : `<strong class="bad">${t('pendiente', 'pending')}</strong>`;
   const acked = receipt ? `${t('acuse', 'receipt')} ${recordLink(from, receipt.status)}` : copy ? `<span class="bad">${t('sin acuse de CSC', 'no receipt from CSC')}</span>` : '';
   return `${copied}${acked ? `<br>${acked}` : ''}`;
 }
-// The clock is the model's; repositories carry no clock of their own.
-let currentModel: Model;
-const repoClock = (_repo: RepoView) => currentModel.clock;
-const clock = () => currentModel.clock;
 
 /** The panel: every repository's state, and the totals. */
 export function panel(model: Model, from: string): string {
-  currentModel = model;
   const count = (s: string) => model.repos.filter((r) => r.state === s).length;
   const hostsBroken = model.hosts.filter((h) => h.chain === 'broken').length;
   const approvals = model.trust?.approvals ?? [];
@@ -48,7 +43,7 @@ export function panel(model: Model, from: string): string {
   const rows = model.repos
     .map((r) => {
       const lg = r.lastGood;
-      const level = lg ? levelText(lg.record.verification.level) + later(r) : '—';
+      const level = lg ? levelText(lg.record.verification.level) + later(model, r) : '—';
       return `<tr data-repo="${esc(`${r.host}/${r.name}`)}" data-state="${r.state}">
 <td><a href="${rel(from, hostHref(r.host))}">${esc(r.host)}</a></td>
 <td><a href="${rel(from, repoHref(r.host, r.name))}">${esc(r.name)}</a></td>
@@ -57,7 +52,7 @@ export function panel(model: Model, from: string): string {
 <td>${scheduleText(r.plan.describe)}${r.nextDue ? `<br><span class="muted">${t('siguiente', 'next')} ${when(model.clock, r.nextDue)}</span>` : ''}</td>
 <td>${lg ? `${when(model.clock, lg.t)}<br>${recordLink(from, lg.status)}` : '—'}${r.lastFailure && r.state === 'failed' ? `<br><span class="bad">${t('falla', 'failure')} ${when(model.clock, r.lastFailure.t)}: ${esc(r.lastFailure.record.cause)}</span>` : ''}</td>
 <td>${level}</td>
-<td>${copyCell(from, r)}</td>
+<td>${copyCell(model, from, r)}</td>
 <td>${r.anomalies.length ? `<span class="bad">${r.anomalies.map(esc).join('<br>')}</span>` : '—'}</td>
 <td>${requestCell(from, r.request?.id ?? (r.lastGood?.record.request ?? undefined))}</td>
 </tr>`;
@@ -74,12 +69,12 @@ export function panel(model: Model, from: string): string {
 }
 
 /** A later check of the last good snapshot than its backup's own: an at-rest or rotation read. */
-function later(r: RepoView): string {
+function later(model: Model, r: RepoView): string {
   const id = r.lastGood?.record.snapshot.id;
   const v = r.verifies.filter((e) => e.status.genuine && e.t > r.lastGood!.t && e.record.snapshots.some((s) => s.id === id)).at(-1);
   if (!v) return '';
   const s = v.record.snapshots.find((x) => x.id === id)!;
-  return `<br><span class="${s.result === 'failed' ? 'bad' : 'muted'}">${t('releído', 're-read')} ${when(clock(), v.t)}: ${esc(s.result)}</span>`;
+  return `<br><span class="${s.result === 'failed' ? 'bad' : 'muted'}">${t('releído', 're-read')} ${when(model.clock, v.t)}: ${esc(s.result)}</span>`;
 }
 
 /** The header block every page of a form repeats: like the paper. */
@@ -94,6 +89,15 @@ function formHead(model: Model, form: FormSpec, periodText: string): string {
 
 /** "every 7d" / "cron 0 3 * * 0 (zone)" in both languages. */
 const scheduleText = (describe: string) => (describe.startsWith('every ') ? t(`cada ${describe.slice(6)}`, describe) : esc(describe));
+
+/** A period as a form names it, in both languages. */
+function periodText(p: Period): string {
+  const name = periodName(p);
+  return t(name.es, name.en);
+}
+
+/** The rows a page of a form holds, of every kind. */
+const rowCount = (p: FormPage) => p.backups.length + p.requests.length + p.restores.length + p.failures.length + p.copies.length + p.loans.length;
 
 const th = (es: string, en: string, cls = '') => `<th scope="col"${cls ? ` class="${cls}"` : ''}>${t(es, en)}</th>`;
 
@@ -122,16 +126,15 @@ function observations(b: Entry<'backup'>): string {
 }
 
 /** One page of a backup form (DSE 02, 03, 04): a row per backup, a row per hole. */
-function backupRows(model: Model, from: string, page: FormPage): string {
-  const repos = new Map(model.repos.map((r) => [`${r.host}/${r.name}`, r]));
-  const rows: { key: string; html: string }[] = [];
+function backupRows(model: Model, from: string, page: FormPage, head: string): string {
+  const rows: { key: number; html: string }[] = [];
   for (const b of page.backups) {
     const r = b.record;
-    const repo = repos.get(`${r.host}/${r.repository}`);
+    const repo = model.repoIndex.get(`${r.host}/${r.repository}`);
     const prev = r.previous?.bytes ?? null;
     const [jaa, csc] = copiesOf(model, from, b, repo);
     rows.push({
-      key: `${b.t}`,
+      key: b.t,
       html: `<tr data-row="backup" data-record="${esc(b.status.path)}"${b.status.genuine ? '' : ' class="gap"'}>
 <td>${when(model.clock, b.t)}</td><td>${esc(r.host)}</td><td><a href="${rel(from, repoHref(r.host, r.repository))}">${esc(r.repository)}</a></td>
 <td>${kindText(r.kind)}; ${r.unchanged ? t('sin cambios', 'unchanged') : t('completo', 'full')}</td>
@@ -142,20 +145,19 @@ function backupRows(model: Model, from: string, page: FormPage): string {
   for (const g of page.gaps) {
     const what = g.days.length ? `${t('días sin respaldo', 'days without a backup')}: ${g.days.map(esc).join(', ')}` : t('ningún respaldo en el periodo', 'no backup in the period');
     rows.push({
-      key: `${Date.parse(`${g.days[0] ?? g.period.first}T00:00:00Z`)}`,
+      key: model.clock.startOf(g.days[0] ?? g.period.first),
       html: `<tr data-row="gap" class="gap"><td>${esc(g.days[0] ?? g.period.first)}</td><td>${esc(g.repo.host)}</td><td><a href="${rel(from, repoHref(g.repo.host, g.repo.name))}">${esc(g.repo.name)}</a></td><td>${kindText(g.repo.kind)}</td><td colspan="8"><strong>${t('SIN RESPALDO', 'NO BACKUP')}</strong>: ${what}</td><td>—</td></tr>`,
     });
   }
-  rows.sort((a, b) => Number(a.key) - Number(b.key));
-  return `<table class="log"><thead>${formHeadRow(13)}<tr>${th('Fecha y hora', 'Date and time')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Tipo y nivel', 'Kind and level')}${th('Tamaño', 'Size', 'num')}${th('Tamaño anterior', 'Previous size', 'num')}${th('Diferencia', 'Difference', 'num')}${th('Verificación', 'Verification')}${th('Copia JAA', 'JAA copy')}${th('Copia CSC y etiqueta', 'CSC copy and label')}${th('Ejecución', 'Run')}${th('Observaciones', 'Observations')}${th('Registro', 'Record')}</tr></thead>
+  rows.sort((a, b) => a.key - b.key);
+  return `<table class="log"><thead>${formHeadRow(head, 13)}<tr>${th('Fecha y hora', 'Date and time')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Tipo y nivel', 'Kind and level')}${th('Tamaño', 'Size', 'num')}${th('Tamaño anterior', 'Previous size', 'num')}${th('Diferencia', 'Difference', 'num')}${th('Verificación', 'Verification')}${th('Copia JAA', 'JAA copy')}${th('Copia CSC y etiqueta', 'CSC copy and label')}${th('Ejecución', 'Run')}${th('Observaciones', 'Observations')}${th('Registro', 'Record')}</tr></thead>
 <tbody>${rows.map((r) => r.html).join('\n') || `<tr><td colspan="13">${t('Sin respaldos en este periodo.', 'No backups in this period.')}</td></tr>`}</tbody></table>`;
 }
 
 /** The header block goes inside the log's <thead>, so that printing repeats it on every sheet. */
-let headBlock = '';
-const formHeadRow = (cols: number) => `<tr class="formhead-row"><td colspan="${cols}" style="padding:0;border:0">${headBlock}</td></tr>`;
+const formHeadRow = (head: string, cols: number) => `<tr class="formhead-row"><td colspan="${cols}" style="padding:0;border:0">${head}</td></tr>`;
 
-function dse05(model: Model, from: string, page: FormPage): string {
+function dse05(model: Model, from: string, page: FormPage, head: string): string {
   const req = page.requests
     .map((r) => {
       const q = r.request!;
@@ -176,9 +178,9 @@ function dse05(model: Model, from: string, page: FormPage): string {
     })
     .join('\n');
   const empty = (n: number) => `<tr><td colspan="${n}">${t('Ninguno en este periodo.', 'None in this period.')}</td></tr>`;
-  return `<table class="log"><thead>${formHeadRow(8)}<tr><th colspan="8" scope="colgroup">${t('Solicitudes de respaldo y de recuperación', 'Backup and restore requests')}</th></tr><tr>${th('N.º', 'No.')}${th('Fecha', 'Date')}${th('Solicitante y área', 'Requester and area')}${th('Tipo', 'Type')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Estado', 'State')}${th('Aprobó (llave)', 'Approved by (key)')}</tr></thead><tbody>${req || empty(8)}</tbody></table>
-<table class="log"><thead>${formHeadRow(11)}<tr><th colspan="11" scope="colgroup">${t('Recuperación de información', 'Information restored')}</th></tr><tr>${th('Fecha y hora', 'Date and time')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Instantánea', 'Snapshot')}${th('Motivo', 'Reason')}${th('Solicitud', 'Request')}${th('Copia usada', 'Copy used')}${th('Verificación', 'Verification')}${th('Resultado', 'Result')}${th('Ejecución', 'Run')}${th('Registro', 'Record')}</tr></thead><tbody>${res || empty(11)}</tbody></table>
-<table class="log"><thead>${formHeadRow(8)}<tr><th colspan="8" scope="colgroup">${t('Bitácora de fallas', 'Failure log')}</th></tr><tr>${th('Fecha y hora', 'Date and time')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Etapa', 'Stage')}${th('Causa', 'Cause')}${th('Qué hacer', 'What to do')}${th('Ejecución', 'Run')}${th('Registro', 'Record')}</tr></thead><tbody>${fail || empty(8)}</tbody></table>`;
+  return `<table class="log"><thead>${formHeadRow(head, 8)}<tr><th colspan="8" scope="colgroup">${t('Solicitudes de respaldo y de recuperación', 'Backup and restore requests')}</th></tr><tr>${th('N.º', 'No.')}${th('Fecha', 'Date')}${th('Solicitante y área', 'Requester and area')}${th('Tipo', 'Type')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Estado', 'State')}${th('Aprobó (llave)', 'Approved by (key)')}</tr></thead><tbody>${req || empty(8)}</tbody></table>
+<table class="log"><thead>${formHeadRow(head, 11)}<tr><th colspan="11" scope="colgroup">${t('Recuperación de información', 'Information restored')}</th></tr><tr>${th('Fecha y hora', 'Date and time')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Instantánea', 'Snapshot')}${th('Motivo', 'Reason')}${th('Solicitud', 'Request')}${th('Copia usada', 'Copy used')}${th('Verificación', 'Verification')}${th('Resultado', 'Result')}${th('Ejecución', 'Run')}${th('Registro', 'Record')}</tr></thead><tbody>${res || empty(11)}</tbody></table>
+<table class="log"><thead>${formHeadRow(head, 8)}<tr><th colspan="8" scope="colgroup">${t('Bitácora de fallas', 'Failure log')}</th></tr><tr>${th('Fecha y hora', 'Date and time')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Etapa', 'Stage')}${th('Causa', 'Cause')}${th('Qué hacer', 'What to do')}${th('Ejecución', 'Run')}${th('Registro', 'Record')}</tr></thead><tbody>${fail || empty(8)}</tbody></table>`;
 }
 
 function approverText(r: RequestView): string {
@@ -188,7 +190,7 @@ function approverText(r: RequestView): string {
   return `${esc(a.principal ?? '')}<br><code>${esc(a.key ?? '')}</code>`;
 }
 
-function csc01(model: Model, from: string, page: FormPage): string {
+function csc01(model: Model, from: string, page: FormPage, head: string): string {
   const year = Number(page.period.key);
   const months = ['ene', 'feb', 'mar', 'abr', 'may', 'jun', 'jul', 'ago', 'sep', 'oct', 'nov', 'dic'];
   const monthsEn = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
@@ -208,10 +210,10 @@ function csc01(model: Model, from: string, page: FormPage): string {
     })
     .join('\n');
   return `<p class="muted">${t('Cada celda: respaldos hechos / planeados por el calendario del repositorio en el mes. En rojo: meses pasados con menos respaldos que los planeados.', 'Each cell: backups done / planned by the repository\'s schedule in the month. Red: past months with fewer backups than planned.')}</p>
-<table class="log"><thead>${formHeadRow(18)}<tr>${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Tipo', 'Kind')}${th('Calendario', 'Schedule')}${th('Solicitud', 'Request')}${months.map((mo, i) => `<th scope="col" class="num">${t(mo, monthsEn[i]!)}</th>`).join('')}${th('Año', 'Year', 'num')}</tr></thead><tbody>${rows || `<tr><td colspan="18">${t('Sin repositorios.', 'No repositories.')}</td></tr>`}</tbody></table>`;
+<table class="log"><thead>${formHeadRow(head, 18)}<tr>${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Tipo', 'Kind')}${th('Calendario', 'Schedule')}${th('Solicitud', 'Request')}${months.map((mo, i) => `<th scope="col" class="num">${t(mo, monthsEn[i]!)}</th>`).join('')}${th('Año', 'Year', 'num')}</tr></thead><tbody>${rows || `<tr><td colspan="18">${t('Sin repositorios.', 'No repositories.')}</td></tr>`}</tbody></table>`;
 }
 
-function csc02(model: Model, from: string, page: FormPage): string {
+function csc02(model: Model, from: string, page: FormPage, head: string): string {
   const rows = page.copies
     .map((e) => {
       const c = e.record;
@@ -222,43 +224,41 @@ function csc02(model: Model, from: string, page: FormPage): string {
       return `<tr data-row="copy"><td>${when(model.clock, e.t)}</td><td>${esc(c.host)}</td><td>${esc(c.repository)}</td><td><code>${esc(c.snapshot.id)}</code></td><td>${esc(c.label)}</td><td class="num">${bytes(c.bytes)}<br><span class="muted">${c.files} ${t('archivos', 'files')}</span></td><td>${esc(c.verified.method)}${c.verified.scope ? ` (${esc(c.verified.scope)})` : ''}: ${c.verified.result === 'ok' ? state('passed') : state('failed')}${c.repair ? `<br>${t('reparación', 'repair')}` : ''}</td><td><code>${esc(c.verified.manifest.slice(0, 19))}…</code></td><td>${rc}</td><td>${recordLink(from, e.status)}</td></tr>`;
     })
     .join('\n');
-  return `<table class="log"><thead>${formHeadRow(10)}<tr>${th('Entregado', 'Delivered')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Instantánea', 'Snapshot')}${th('Etiqueta', 'Label')}${th('Tamaño', 'Size', 'num')}${th('Verificación', 'Verification')}${th('Manifiesto', 'Manifest')}${th('Recibido por CSC', 'Received by CSC')}${th('Registro', 'Record')}</tr></thead><tbody>${rows || `<tr><td colspan="10">${t('Sin entregas en este periodo.', 'No deliveries in this period.')}</td></tr>`}</tbody></table>`;
+  return `<table class="log"><thead>${formHeadRow(head, 10)}<tr>${th('Entregado', 'Delivered')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Instantánea', 'Snapshot')}${th('Etiqueta', 'Label')}${th('Tamaño', 'Size', 'num')}${th('Verificación', 'Verification')}${th('Manifiesto', 'Manifest')}${th('Recibido por CSC', 'Received by CSC')}${th('Registro', 'Record')}</tr></thead><tbody>${rows || `<tr><td colspan="10">${t('Sin entregas en este periodo.', 'No deliveries in this period.')}</td></tr>`}</tbody></table>`;
 }
 
-function csc03(model: Model, from: string, page: FormPage): string {
+function csc03(model: Model, from: string, page: FormPage, head: string): string {
   const rows = page.loans
     .map((e) => {
       const l = e.record;
       return `<tr data-row="loan"><td>${when(model.clock, e.t)}</td><td>${esc(l.host)}</td><td>${esc(l.repository)}</td><td><code>${esc(l.snapshot)}</code></td><td>${esc(l.from)}</td><td>${esc(l.label)}</td><td>${esc(l.reason)}</td><td>${requestCell(from, l.request)}</td><td>${TRIGGER(l.trigger, l.operator)}</td><td>${recordLink(from, e.status)}</td></tr>`;
     })
     .join('\n');
-  return `<table class="log"><thead>${formHeadRow(10)}<tr>${th('Fecha y hora', 'Date and time')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Instantánea', 'Snapshot')}${th('Prestada de', 'Borrowed from')}${th('Etiqueta', 'Label')}${th('Motivo', 'Reason')}${th('Solicitud', 'Request')}${th('Ejecución', 'Run')}${th('Registro', 'Record')}</tr></thead><tbody>${rows || `<tr><td colspan="10">${t('Sin préstamos en este periodo.', 'No loans in this period.')}</td></tr>`}</tbody></table>`;
+  return `<table class="log"><thead>${formHeadRow(head, 10)}<tr>${th('Fecha y hora', 'Date and time')}${th('Servidor', 'Server')}${th('Repositorio', 'Repository')}${th('Instantánea', 'Snapshot')}${th('Prestada de', 'Borrowed from')}${th('Etiqueta', 'Label')}${th('Motivo', 'Reason')}${th('Solicitud', 'Request')}${th('Ejecución', 'Run')}${th('Registro', 'Record')}</tr></thead><tbody>${rows || `<tr><td colspan="10">${t('Sin préstamos en este periodo.', 'No loans in this period.')}</td></tr>`}</tbody></table>`;
 }
+
+const FORM_BODIES: Record<string, typeof backupRows> = { 'dse-05': dse05, 'csc-01': csc01, 'csc-02': csc02, 'csc-03': csc03 };
 
 /** One page of one form. */
 export function formPage(model: Model, from: string, page: FormPage, pages: FormPage[]): string {
-  currentModel = model;
-  const name = periodName(page.period);
-  headBlock = formHead(model, page.form, t(name.es, name.en));
+  const head = formHead(model, page.form, periodText(page.period));
   const i = pages.indexOf(page);
   const prev = pages[i - 1];
   const next = pages[i + 1];
-  const pager = `<nav class="pager" aria-label="${esc(`${page.form.code}: periodos / periods`)}"><a href="${rel(from, 'forms.html')}">${t('Todos los formatos', 'All forms')}</a>${prev ? `<a href="${rel(from, formHref(page.form.slug, prev.period.key))}" rel="prev">← ${t(periodName(prev.period).es, periodName(prev.period).en)}</a>` : ''}${next ? `<a href="${rel(from, formHref(page.form.slug, next.period.key))}" rel="next">${t(periodName(next.period).es, periodName(next.period).en)} →</a>` : ''}</nav>`;
-  const body = page.form.slug === 'dse-05' ? dse05(model, from, page) : page.form.slug === 'csc-01' ? csc01(model, from, page) : page.form.slug === 'csc-02' ? csc02(model, from, page) : page.form.slug === 'csc-03' ? csc03(model, from, page) : backupRows(model, from, page);
-  return `<h1 class="noprint">${esc(page.form.code)} — ${t(name.es, name.en)}</h1>${pager}<div class="form-sheet" data-form="${esc(page.form.code)}" data-period="${esc(page.period.key)}">${body}</div>`;
+  const pager = `<nav class="pager" aria-label="${esc(`${page.form.code}: periodos / periods`)}"><a href="${rel(from, 'forms.html')}">${t('Todos los formatos', 'All forms')}</a>${prev ? `<a href="${rel(from, formHref(page.form.slug, prev.period.key))}" rel="prev">← ${periodText(prev.period)}</a>` : ''}${next ? `<a href="${rel(from, formHref(page.form.slug, next.period.key))}" rel="next">${periodText(next.period)} →</a>` : ''}</nav>`;
+  const body = (FORM_BODIES[page.form.slug] ?? backupRows)(model, from, page, head);
+  return `<h1 class="noprint">${esc(page.form.code)} — ${periodText(page.period)}</h1>${pager}<div class="form-sheet" data-form="${esc(page.form.code)}" data-period="${esc(page.period.key)}">${body}</div>`;
 }
 
 /** The list of forms and their pages. */
 export function formsIndex(model: Model, from: string, forms: Map<string, FormPage[]>): string {
-  currentModel = model;
   return `<h1>${t('Formatos', 'Forms')}</h1><p>${t('Los formatos de la tabla 6.0 de PRO 7.5 DSE 02, llenados con los registros. Cada página es un periodo y se imprime como el formato en papel (carta o A4).', 'The forms of table 6.0 of PRO 7.5 DSE 02, filled from the records. Each page is one period and prints like the paper form (Letter or A4).')}</p>
 ${FORMS.map((form) => {
   const pages = [...(forms.get(form.slug) ?? [])].reverse();
   const links = pages
     .map((p) => {
-      const n = p.backups.length + p.requests.length + p.restores.length + p.failures.length + p.copies.length + p.loans.length;
       const gaps = p.gaps.length;
-      return `<li><a href="${rel(from, formHref(form.slug, p.period.key))}">${t(periodName(p.period).es, periodName(p.period).en)}</a> <span class="muted">(${n} ${t('renglones', 'rows')}${gaps ? `; <span class="bad">${gaps} ${t('huecos', 'gaps')}</span>` : ''})</span></li>`;
+      return `<li><a href="${rel(from, formHref(form.slug, p.period.key))}">${periodText(p.period)}</a> <span class="muted">(${rowCount(p)} ${t('renglones', 'rows')}${gaps ? `; <span class="bad">${gaps} ${t('huecos', 'gaps')}</span>` : ''})</span></li>`;
     })
     .join('');
   return `<section id="${form.slug}"><h2>${esc(form.code)}: ${t(model.procedure?.forms.find((f) => f.code === form.code)?.title ?? form.es, form.en)}</h2><ul>${links || `<li>${t('Sin periodos.', 'No periods.')}</li>`}</ul></section>`;
@@ -267,16 +267,15 @@ ${FORMS.map((form) => {
 
 /** Retention: each form's window, the periods it holds, its holes; each repository's snapshots and their expiry. */
 export function retention(model: Model, from: string, forms: Map<string, FormPage[]>): string {
-  currentModel = model;
-  const today = model.clock.day(model.now);
   const sections = FORMS.map((form) => {
     const w = formWindow(model, form);
     const pages = (forms.get(form.slug) ?? []).filter((p) => p.period.last >= w.first && p.period.first <= w.last);
     const all = periodsBetween(form.period, w.first, w.last);
-    const held = pages.filter((p) => p.backups.length + p.requests.length + p.restores.length + p.failures.length + p.copies.length + p.loans.length > 0);
-    const gaps = form.kinds.length ? model.repos.filter((r) => form.kinds.includes(r.kind)).flatMap((r) => gapsOf(r, model.clock, w.first, model.now)) : [];
+    const held = pages.filter((p) => rowCount(p) > 0);
+    // The holes are the form's own (formPages found them in this window).
+    const gaps = pages.flatMap((p) => p.gaps);
     const gapRows = gaps
-      .map((g) => `<tr data-row="gap" class="gap"><td>${esc(g.repo.host)}</td><td><a href="${rel(from, repoHref(g.repo.host, g.repo.name))}">${esc(g.repo.name)}</a></td><td><a href="${rel(from, formHref(form.slug, g.period.key))}">${t(periodName(g.period).es, periodName(g.period).en)}</a></td><td>${g.days.length ? g.days.map(esc).join(', ') : t('todo el periodo', 'the whole period')}</td></tr>`)
+      .map((g) => `<tr data-row="gap" class="gap"><td>${esc(g.repo.host)}</td><td><a href="${rel(from, repoHref(g.repo.host, g.repo.name))}">${esc(g.repo.name)}</a></td><td><a href="${rel(from, formHref(form.slug, g.period.key))}">${periodText(g.period)}</a></td><td>${g.days.length ? g.days.map(esc).join(', ') : t('todo el periodo', 'the whole period')}</td></tr>`)
       .join('\n');
     return `<section id="${form.slug}" data-form="${esc(form.code)}"><h2>${esc(form.code)}</h2>
 <p>${t(`Se conserva ${w.months === 12 ? '1 año' : `${w.months} meses`}: del ${w.first} al ${w.last}.`, `Kept ${w.months === 12 ? '1 year' : `${w.months} months`}: from ${w.first} to ${w.last}.`)} ${t(`Periodos en la ventana: ${all.length}; con registros: ${held.length}.`, `Periods in the window: ${all.length}; with entries: ${held.length}.`)}</p>
@@ -288,7 +287,7 @@ ${form.kinds.length ? (gaps.length ? `<table><caption>${t('Huecos: periodos sin 
       const kept = keptSnapshots(repo);
       if (kept.length === 0) return '';
       const exp = repo.retention ? expiries(kept, repo.retention, repo.plan, model.clock.timeZone, model.now) : undefined;
-      const rules = repo.retention ? esc(Object.entries(repo.retention).map(([k, v]) => `${k}: ${v}`).join(', ')) : t('sin reglas: se conserva todo', 'no rules: everything is kept');
+      const rules = repo.retention ? esc(describeRules(repo.retention)) : t('sin reglas: se conserva todo', 'no rules: everything is kept');
       return `<tr><td>${esc(repo.host)}</td><td><a href="${rel(from, repoHref(repo.host, repo.name))}">${esc(repo.name)}</a></td><td>${rules}</td><td>${kept.length}</td><td>${kept
         .slice(-8)
         .map((id) => `<code>${esc(id)}</code> → ${exp ? (exp.get(id) ? esc(model.clock.day(exp.get(id)!)) : t('más de un año', 'over a year')) : '—'}`)
@@ -311,7 +310,6 @@ function keptSnapshots(repo: RepoView): string[] {
 
 /** PRO 7.5 DSE 02 as data, and who changed the trust policy. */
 export function procedurePage(model: Model): string {
-  currentModel = model;
   const p = model.procedure;
   const changes = model.trust?.policy.changes ?? [];
   const history = model.trust?.git
@@ -331,22 +329,22 @@ ${history}`;
 }
 
 /** A year of days as squares: green with a backup, red with a failure. */
-let calendarDays: { now: Date; days: Day[] } | undefined;
 function calendar(model: Model, backups: number[], failures: number[]): string {
-  const today = model.clock.day(model.now);
-  const start = periodOf('week', addDays(today, -364)).first;
-  if (calendarDays?.now !== model.now) {
-    const days: Day[] = [];
-    for (let d = start; d <= today; d = addDays(d, 1)) days.push(d);
-    calendarDays = { now: model.now, days };
-  }
-  const b = new Map<Day, number>();
-  const f = new Map<Day, number>();
-  for (const x of backups) b.set(model.clock.day(x), (b.get(model.clock.day(x)) ?? 0) + 1);
-  for (const x of failures) f.set(model.clock.day(x), (f.get(model.clock.day(x)) ?? 0) + 1);
+  const start = model.yearDays[0]!;
+  const today = model.yearDays.at(-1)!;
+  const countBy = (times: number[]) => {
+    const n = new Map<Day, number>();
+    for (const x of times) {
+      const day = model.clock.day(x);
+      n.set(day, (n.get(day) ?? 0) + 1);
+    }
+    return n;
+  };
+  const b = countBy(backups);
+  const f = countBy(failures);
   let cells = '';
   let days = 0;
-  for (const d of calendarDays.days) {
+  for (const d of model.yearDays) {
     const nb = b.get(d) ?? 0;
     const nf = f.get(d) ?? 0;
     days += nb > 0 ? 1 : 0;
@@ -383,7 +381,7 @@ function sizeChart(model: Model, repo: RepoView): string {
 <polyline points="${line}" fill="none" stroke="#0550ae" stroke-width="1.5"/>${dots}</svg>`;
 }
 
-function eventRows(model: Model, from: string, entries: Entry[], describe: (e: Entry) => string): string {
+function eventRows<T extends AnyRecord['type']>(model: Model, from: string, entries: Entry<T>[], describe: (e: Entry<T>) => string): string {
   return entries
     .slice()
     .reverse()
@@ -395,14 +393,13 @@ function eventRows(model: Model, from: string, entries: Entry[], describe: (e: E
 const SHOWN = 60;
 const more = (n: number) => (n > SHOWN ? `<p class="muted">${t(`Se muestran los ${SHOWN} más recientes de ${n}; todos están en los formatos y en las páginas de registros.`, `The newest ${SHOWN} of ${n} are shown; all are on the forms and the record pages.`)}</p>` : '');
 
-function eventTable(model: Model, from: string, title: [string, string], entries: Entry[], describe: (e: Entry) => string): string {
+function eventTable<T extends AnyRecord['type']>(model: Model, from: string, title: [string, string], entries: Entry<T>[], describe: (e: Entry<T>) => string): string {
   return `<h2>${t(...title)} <span class="muted">(${entries.length})</span></h2>${entries.length ? `<table><thead><tr>${th('Fecha', 'Date')}${th('Detalle', 'Detail')}${th('Registro', 'Record')}</tr></thead><tbody>${eventRows(model, from, entries.slice(-SHOWN), describe)}</tbody></table>${more(entries.length)}` : `<p>${t('Ninguno.', 'None.')}</p>`}`;
 }
 
 export function hostPage(model: Model, from: string, host: HostView): string {
-  currentModel = model;
   const report = host.report;
-  const blocks = Math.ceil((report.records.at(-1)?.seq ?? 0) / RECORDS_PER_PAGE);
+  const blocks = blockCount(report.records);
   const repos = host.repos
     .map((r) => `<tr data-state="${r.state}"><td><a href="${rel(from, repoHref(r.host, r.name))}">${esc(r.name)}</a></td><td>${kindText(r.kind)}</td><td>${state(r.state)}</td><td>${r.lastGood ? when(model.clock, r.lastGood.t) : '—'}</td><td>${r.backups.length}</td><td>${r.failures.length}</td><td>${requestCell(from, r.request?.id ?? 'unrequested')}</td></tr>`)
     .join('\n');
@@ -418,7 +415,6 @@ ${eventTable(model, from, ['Otros registros del servidor', 'Other records of the
 }
 
 export function repoPage(model: Model, from: string, repo: RepoView): string {
-  currentModel = model;
   const backupRowsHtml = repo.backups
     .slice(-SHOWN)
     .reverse()
@@ -431,17 +427,17 @@ export function repoPage(model: Model, from: string, repo: RepoView): string {
     .join('\n');
   const q = repo.request?.request;
   return `<h1>${esc(repo.host)} / ${esc(repo.name)}</h1>
-<dl class="fields"><dt>${t('Estado', 'State')}</dt><dd>${state(repo.state)}</dd><dt>${t('Tipo', 'Kind')}</dt><dd>${kindText(repo.kind)} — ${esc(formOfKind(repo.kind).code)}</dd><dt>${t('Calendario', 'Schedule')}</dt><dd>${scheduleText(repo.plan.describe)}${repo.nextDue ? `; ${t('siguiente', 'next')} ${when(model.clock, repo.nextDue)}` : ''}</dd><dt>${t('Solicitud', 'Request')}</dt><dd>${repo.request ? `<a href="${rel(from, requestHref(repo.request.id))}">${esc(repo.request.id)}</a> (${esc(q?.requester.name ?? '')})` : `<strong>${t('SIN SOLICITUD', 'UNREQUESTED')}</strong>`}</dd><dt>${t('Último respaldo bueno', 'Last good backup')}</dt><dd>${repo.lastGood ? `${when(model.clock, repo.lastGood.t)} (${recordLink(from, repo.lastGood.status)})` : '—'}</dd><dt>${t('Segunda copia', 'Second copy')}</dt><dd>${copyCell(from, repo)}</dd></dl>
+<dl class="fields"><dt>${t('Estado', 'State')}</dt><dd>${state(repo.state)}</dd><dt>${t('Tipo', 'Kind')}</dt><dd>${kindText(repo.kind)} — ${esc(formOfKind(repo.kind).code)}</dd><dt>${t('Calendario', 'Schedule')}</dt><dd>${scheduleText(repo.plan.describe)}${repo.nextDue ? `; ${t('siguiente', 'next')} ${when(model.clock, repo.nextDue)}` : ''}</dd><dt>${t('Solicitud', 'Request')}</dt><dd>${repo.request ? `<a href="${rel(from, requestHref(repo.request.id))}">${esc(repo.request.id)}</a> (${esc(q?.requester.name ?? '')})` : `<strong>${t('SIN SOLICITUD', 'UNREQUESTED')}</strong>`}</dd><dt>${t('Último respaldo bueno', 'Last good backup')}</dt><dd>${repo.lastGood ? `${when(model.clock, repo.lastGood.t)} (${recordLink(from, repo.lastGood.status)})` : '—'}</dd><dt>${t('Segunda copia', 'Second copy')}</dt><dd>${copyCell(model, from, repo)}</dd></dl>
 <h2>${t('Calendario de respaldos', 'Backup calendar')}</h2>${calendar(model, repo.backups.filter((b) => b.status.genuine).map((b) => b.t), repo.failures.map((f) => f.t))}
 <h2>${t('Tamaño de las instantáneas (4.2.1)', 'Snapshot size (4.2.1)')}</h2>${sizeChart(model, repo)}
 <h2>${t('Respaldos', 'Backups')} <span class="muted">(${repo.backups.length})</span></h2>
 <table><thead><tr>${th('Fecha', 'Date')}${th('Instantánea', 'Snapshot')}${th('Tamaño', 'Size', 'num')}${th('Diferencia', 'Difference', 'num')}${th('Verificación', 'Verification')}${th('Copia CSC', 'CSC copy')}${th('Acuse', 'Receipt')}${th('Ejecución', 'Run')}${th('Registro', 'Record')}</tr></thead><tbody>${backupRowsHtml || `<tr><td colspan="9">${t('Nunca respaldado.', 'Never backed up.')}</td></tr>`}</tbody></table>${more(repo.backups.length)}
-${eventTable(model, from, ['Verificaciones', 'Verifications'], repo.verifies, (e) => { const v = (e as Entry<'verify'>).record; return `${esc(v.reason)}, ${esc(v.target)}: ${v.snapshots.length} ${t('instantáneas', 'snapshots')}, ${esc(v.read.data)}; ${v.snapshots.some((s) => s.result === 'failed') ? state('failed') : state('passed')}`; })}
-${eventTable(model, from, ['Copias a CSC', 'Copies to CSC'], repo.copies, (e) => { const c = (e as Entry<'copy'>).record; return `${esc(c.label)}: ${c.verified.result === 'ok' ? state('passed') : state('failed')}${c.repair ? ` ${t('reparación', 'repair')}` : ''}`; })}
-${eventTable(model, from, ['Recuperaciones', 'Restores'], repo.restores, (e) => { const r = (e as Entry<'restore'>).record; return `${esc(r.reason)} → <code>${esc(r.destination)}</code>: ${r.result === 'ok' ? state('passed') : state('failed')}`; })}
-${eventTable(model, from, ['Fallas', 'Failures'], repo.failures, (e) => `${esc((e as Entry<'failure'>).record.stage)}: ${esc((e as Entry<'failure'>).record.cause)}`)}
-${eventTable(model, from, ['Depuraciones', 'Prunes'], repo.prunes, (e) => { const p = (e as Entry<'prune'>).record; return `${esc(p.target)}: ${p.deleted.length} ${t('borradas', 'deleted')}, ${p.kept.length} ${t('conservadas', 'kept')}${p.held ? ` — ${esc(p.held)}` : ''}`; })}
-${eventTable(model, from, ['Préstamos de media (CSC 03)', 'Media loans (CSC 03)'], repo.loans, (e) => esc((e as Entry<'media-loan'>).record.reason))}`;
+${eventTable(model, from, ['Verificaciones', 'Verifications'], repo.verifies, (e) => { const v = e.record; return `${esc(v.reason)}, ${esc(v.target)}: ${v.snapshots.length} ${t('instantáneas', 'snapshots')}, ${esc(v.read.data)}; ${v.snapshots.some((s) => s.result === 'failed') ? state('failed') : state('passed')}`; })}
+${eventTable(model, from, ['Copias a CSC', 'Copies to CSC'], repo.copies, (e) => { const c = e.record; return `${esc(c.label)}: ${c.verified.result === 'ok' ? state('passed') : state('failed')}${c.repair ? ` ${t('reparación', 'repair')}` : ''}`; })}
+${eventTable(model, from, ['Recuperaciones', 'Restores'], repo.restores, (e) => { const r = e.record; return `${esc(r.reason)} → <code>${esc(r.destination)}</code>: ${r.result === 'ok' ? state('passed') : state('failed')}`; })}
+${eventTable(model, from, ['Fallas', 'Failures'], repo.failures, (e) => `${esc(e.record.stage)}: ${esc(e.record.cause)}`)}
+${eventTable(model, from, ['Depuraciones', 'Prunes'], repo.prunes, (e) => { const p = e.record; return `${esc(p.target)}: ${p.deleted.length} ${t('borradas', 'deleted')}, ${p.kept.length} ${t('conservadas', 'kept')}${p.held ? ` — ${esc(p.held)}` : ''}`; })}
+${eventTable(model, from, ['Préstamos de media (CSC 03)', 'Media loans (CSC 03)'], repo.loans, (e) => esc(e.record.reason))}`;
 }
 
 /** Every field of a record as `path: value` lines. */
@@ -456,19 +452,18 @@ function fields(value: unknown, prefix = '', out: [string, string][] = []): [str
 
 /** One host's records, 200 to a page: every field, the raw YAML, signature and chain, and how to check it by hand. */
 export function recordsPage(model: Model, from: string, host: HostView, block: number): string {
-  currentModel = model;
   const records = host.report.records;
   const lo = (block - 1) * RECORDS_PER_PAGE + 1;
   const hi = block * RECORDS_PER_PAGE;
-  const list = records.filter((r) => r.seq >= lo && r.seq <= hi);
-  const blocks = Math.ceil((records.at(-1)?.seq ?? 0) / RECORDS_PER_PAGE);
+  const blocks = blockCount(records);
   const pager = `<nav class="pager" aria-label="${esc(`${host.host}: páginas de registros / record pages`)}">${block > 1 ? `<a href="${block - 1}.html" rel="prev">← n.º ${lo - RECORDS_PER_PAGE}–${lo - 1}</a>` : ''}<a href="${rel(from, hostHref(host.host))}">${t('Servidor', 'Host')} ${esc(host.host)}</a>${block < blocks ? `<a href="${block + 1}.html" rel="next">n.º ${hi + 1}–${hi + RECORDS_PER_PAGE} →</a>` : ''}</nav>`;
-  const idx = new Map(records.map((r, i) => [r, i]));
-  const articles = list.map((s) => record(model, from, s, records[idx.get(s)! - 1], records[idx.get(s)! + 1], host.report.problems)).join('\n');
+  // The chain is in seq order: the page's records are one run of it, each between its neighbours.
+  let articles = '';
+  for (let i = records.findIndex((r) => r.seq >= lo); i >= 0 && i < records.length && records[i]!.seq <= hi; i++) articles += `${record(model, records[i]!, records[i - 1], records[i + 1], host.report.problems)}\n`;
   return `<h1>${t('Registros de', 'Records of')} ${esc(host.host)}: n.º ${lo}–${Math.min(hi, records.at(-1)?.seq ?? hi)}</h1>${pager}${articles}${pager}`;
 }
 
-function record(model: Model, from: string, s: RecordStatus, prev: RecordStatus | undefined, next: RecordStatus | undefined, hostProblems: Problem[]): string {
+function record(model: Model, s: RecordStatus, prev: RecordStatus | undefined, next: RecordStatus | undefined, hostProblems: Problem[]): string {
   const host = s.path.split('/')[1]!;
   const errors = s.problems.filter((p) => p.severity === 'error');
   const link = (x: RecordStatus | undefined, label: string) => (x ? `<a href="${recordBlock(x.seq) === recordBlock(s.seq) ? '' : `${recordBlock(x.seq)}.html`}#${recordAnchor(x)}" rel="${label}">n.º ${x.seq} (${esc(x.type)})</a>` : '—');
@@ -494,7 +489,6 @@ ${errors.length ? `<ul class="bad">${errors.map((p) => `<li>${esc(p.code)}: ${es
 }
 
 export function requestsPage(model: Model, from: string): string {
-  currentModel = model;
   if (!model.trust) return `<h1>${t('Solicitudes', 'Requests')}</h1><p class="bad">${t('El sitio se construyó sin la historia de git: las solicitudes y aprobaciones no se pueden comprobar (use respaldo site build).', 'The site was built without the git history: requests and approvals cannot be checked (use respaldo site build).')}</p>`;
   const rows = model.requests
     .map((r) => {
@@ -509,7 +503,6 @@ export function requestsPage(model: Model, from: string): string {
 }
 
 export function integrityPage(model: Model, from: string): string {
-  currentModel = model;
   const f = model.folder;
   const hostsBroken = model.hosts.filter((h) => h.chain === 'broken').length;
   const approvals = model.trust?.approvals ?? [];
